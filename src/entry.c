@@ -1,0 +1,182 @@
+/* entry: the metadata codec shared by both stores, and the freshness rule. */
+#include "entry.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define MS_MAX ((int64_t)1 << 52) /* far beyond any real time; keeps sums from overflowing */
+
+/* The field names, in the order they are written. Short, because Redis
+ * stores one copy per entry; readable, because operators use HGETALL. */
+static const char *const field_names[ENTRY_NFIELDS] = {
+	"v", "st", "ct", "ttl", "sw", "se", "dt", "olen", "elen", "host",
+};
+
+int parse_decimal(const char *p, size_t len, int64_t max, int64_t *out)
+{
+	int64_t v = 0;
+
+	if (len == 0 || len > 19)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		int d = p[i] - '0';
+		if (v > (max - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+void entry_meta_encode(const struct entry_meta *m, struct entry_field f[ENTRY_NFIELDS])
+{
+	for (int i = 0; i < ENTRY_NFIELDS; i++)
+		f[i].name = field_names[i];
+	snprintf(f[0].value, sizeof(f[0].value), "%d", ENTRY_VERSION);
+	snprintf(f[1].value, sizeof(f[1].value), "%d", m->status);
+	snprintf(f[2].value, sizeof(f[2].value), "%lld", (long long)m->created_ms);
+	snprintf(f[3].value, sizeof(f[3].value), "%lld", (long long)m->ttl_ms);
+	snprintf(f[4].value, sizeof(f[4].value), "%lld", (long long)m->stale_ms);
+	snprintf(f[5].value, sizeof(f[5].value), "%lld", (long long)m->sie_ms);
+	snprintf(f[6].value, sizeof(f[6].value), "%lld", (long long)m->compute_ms);
+	snprintf(f[7].value, sizeof(f[7].value), "%llu", (unsigned long long)m->out_len);
+	snprintf(f[8].value, sizeof(f[8].value), "%llu", (unsigned long long)m->err_len);
+	snprintf(f[9].value, sizeof(f[9].value), "%s", m->host);
+}
+
+static int find_field(const char *name, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* decode the named numeric field into *out, which must lie in [0, max] */
+static int decode_number(const char *name, int64_t max, int64_t *out, const char *const *names,
+			 const char *const *values, const size_t *lens, size_t n)
+{
+	int i = find_field(name, names, n);
+
+	if (i < 0) {
+		err_set("entry has no field %s", name);
+		return -1;
+	}
+	if (parse_decimal(values[i], lens[i], max, out) < 0) {
+		err_set("entry field %s is not a number in range", name);
+		return -1;
+	}
+	return 0;
+}
+
+int entry_meta_decode(struct entry_meta *m, const char *const *names, const char *const *values,
+		      const size_t *lens, size_t n)
+{
+	int64_t version, status, olen, elen;
+
+	memset(m, 0, sizeof(*m));
+	if (decode_number("v", 1000000, &version, names, values, lens, n) < 0)
+		return -1;
+	if (version != ENTRY_VERSION) {
+		err_set("entry has format version %lld, this build reads %d", (long long)version,
+			ENTRY_VERSION);
+		return -1;
+	}
+	if (decode_number("st", 255, &status, names, values, lens, n) < 0 ||
+	    decode_number("ct", MS_MAX, &m->created_ms, names, values, lens, n) < 0 ||
+	    decode_number("ttl", MS_MAX, &m->ttl_ms, names, values, lens, n) < 0 ||
+	    decode_number("sw", MS_MAX, &m->stale_ms, names, values, lens, n) < 0 ||
+	    decode_number("se", MS_MAX, &m->sie_ms, names, values, lens, n) < 0 ||
+	    decode_number("dt", MS_MAX, &m->compute_ms, names, values, lens, n) < 0 ||
+	    decode_number("olen", INT64_MAX, &olen, names, values, lens, n) < 0 ||
+	    decode_number("elen", INT64_MAX, &elen, names, values, lens, n) < 0)
+		return -1;
+	m->status = (int)status;
+	m->out_len = (uint64_t)olen;
+	m->err_len = (uint64_t)elen;
+	int h = find_field("host", names, n);
+	if (h >= 0) {
+		size_t hl = lens[h] < ENTRY_HOST_MAX - 1 ? lens[h] : ENTRY_HOST_MAX - 1;
+		memcpy(m->host, values[h], hl);
+		m->host[hl] = '\0';
+	}
+	return 0;
+}
+
+enum freshness entry_freshness(const struct entry_meta *m, int64_t now_ms)
+{
+	int64_t age = now_ms - m->created_ms;
+
+	if (age < m->ttl_ms)
+		return ENTRY_FRESH;
+	if (age < m->ttl_ms + m->stale_ms)
+		return ENTRY_STALE;
+	if (age < m->ttl_ms + m->stale_ms + m->sie_ms)
+		return ENTRY_STALE_IF_ERROR;
+	return ENTRY_EXPIRED;
+}
+
+void entry_header_write(struct buf *b, const struct entry_meta *m)
+{
+	struct entry_field f[ENTRY_NFIELDS];
+
+	entry_meta_encode(m, f);
+	buf_append(b, "cachefence-entry\n", 17);
+	for (int i = 0; i < ENTRY_NFIELDS; i++) {
+		/* a newline in the host name would end the header early */
+		for (char *c = f[i].value; *c; c++)
+			if (*c == '\n' || *c == '=')
+				*c = '_';
+		buf_appendf(b, "%s=%s\n", f[i].name, f[i].value);
+	}
+	buf_append(b, "\n", 1);
+}
+
+int entry_header_parse(const char *p, size_t len, struct entry_meta *m, size_t *hdr_len)
+{
+	static const char magic[] = "cachefence-entry\n";
+	const char *names[ENTRY_NFIELDS * 2], *values[ENTRY_NFIELDS * 2];
+	size_t lens[ENTRY_NFIELDS * 2], n = 0, pos = sizeof(magic) - 1;
+	/* names are compared with strcmp, so they are copied out NUL-terminated */
+	char name_store[ENTRY_NFIELDS * 2][16];
+
+	if (len < pos || memcmp(p, magic, pos) != 0) {
+		err_set("entry file does not start with the cachefence header");
+		return -1;
+	}
+	for (;;) {
+		const char *nl = memchr(p + pos, '\n', len - pos);
+		if (!nl) {
+			err_set("entry header is truncated");
+			return -1;
+		}
+		size_t line_len = nl - (p + pos);
+		if (line_len == 0) {
+			pos++;
+			break;
+		}
+		const char *eq = memchr(p + pos, '=', line_len);
+		if (!eq || n == ENTRY_NFIELDS * 2) {
+			err_set("entry header has a malformed line");
+			return -1;
+		}
+		size_t nl_len = eq - (p + pos);
+		if (nl_len >= sizeof(name_store[0])) {
+			err_set("entry header has a malformed line");
+			return -1;
+		}
+		memcpy(name_store[n], p + pos, nl_len);
+		name_store[n][nl_len] = '\0';
+		names[n] = name_store[n];
+		values[n] = eq + 1;
+		lens[n] = nl - (eq + 1);
+		n++;
+		pos += line_len + 1;
+	}
+	if (entry_meta_decode(m, names, values, lens, n) < 0)
+		return -1;
+	*hdr_len = pos;
+	return 0;
+}

@@ -1,0 +1,66 @@
+/* entry: what a stored result is, apart from its bytes, and its codec. An
+ * entry's metadata travels as named text fields: the Redis store keeps them
+ * as fields of a hash (readable with HGETALL), the local store as header lines
+ * of a file. Decoding is strict: anything that does not decode is a miss. */
+#ifndef CACHEFENCE_ENTRY_H
+#define CACHEFENCE_ENTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* bumped whenever the meaning of a field changes; other versions are misses */
+#define ENTRY_VERSION 1
+#define ENTRY_HOST_MAX 256
+/* the number of named fields entry_meta_encode() produces */
+#define ENTRY_NFIELDS 10
+
+struct entry_meta {
+	int status;         /* COMMAND's exit status, 0..255 */
+	int64_t created_ms; /* store clock (Redis server time), ms since the epoch */
+	int64_t ttl_ms;     /* fresh for this long after created_ms */
+	int64_t stale_ms;   /* then servable while one process refreshes */
+	int64_t sie_ms;     /* then servable if the refresh fails (stale-if-error) */
+	int64_t compute_ms; /* how long COMMAND took: XFetch's delta */
+	uint64_t out_len;   /* bytes of stored stdout */
+	uint64_t err_len;   /* bytes of stored stderr */
+	char host[ENTRY_HOST_MAX];
+};
+
+/* one field as text: name and NUL-terminated value */
+struct entry_field {
+	const char *name;
+	char value[ENTRY_HOST_MAX];
+};
+
+enum freshness {
+	ENTRY_FRESH,         /* within its TTL */
+	ENTRY_STALE,         /* past the TTL, inside the stale window */
+	ENTRY_STALE_IF_ERROR, /* past both, inside the stale-if-error window */
+	ENTRY_EXPIRED,       /* past every window: a miss */
+};
+
+/* fill fields[] with the metadata as text, in a fixed order, the format
+ * version first */
+void entry_meta_encode(const struct entry_meta *m, struct entry_field fields[ENTRY_NFIELDS]);
+
+/* decode metadata from n name/value pairs (values need not be NUL-terminated;
+ * unknown names are ignored); 0, or -1 with err_set() when a field is missing,
+ * malformed, out of range, or of another format version */
+int entry_meta_decode(struct entry_meta *m, const char *const *names, const char *const *values,
+		      const size_t *value_lens, size_t n);
+
+/* judge an entry at time now_ms on the same clock as created_ms */
+enum freshness entry_freshness(const struct entry_meta *m, int64_t now_ms);
+
+/* append the local store's file header ("name=value" lines, then an empty line) */
+void entry_header_write(struct buf *b, const struct entry_meta *m);
+/* parse a file header from the first len bytes of p; on success 0 and *hdr_len is
+ * the offset of the stored bytes; -1 with err_set() if it does not decode */
+int entry_header_parse(const char *p, size_t len, struct entry_meta *m, size_t *hdr_len);
+
+/* parse a decimal in [0, max] with nothing else around it; 0 or -1 */
+int parse_decimal(const char *p, size_t len, int64_t max, int64_t *out);
+
+#endif

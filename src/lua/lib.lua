@@ -1,0 +1,46 @@
+-- Prelude of every cachefence script (embed.py prepends it).
+-- Times come from the server's clock, never a client's, so hosts with skewed
+-- clocks agree on freshness. Redis 6.2 needs effects replication for writes
+-- after TIME; newer servers always do it and keep the call as a no-op.
+if redis.replicate_commands then redis.replicate_commands() end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The metadata fields of an entry, in the order entry.c decodes them.
+local META = {'v', 'st', 'ct', 'ttl', 'sw', 'se', 'dt', 'olen', 'elen', 'host'}
+local FORMAT_VERSION = '1'
+
+-- Read an entry hash. Returns meta (values in META order), out, err, or nil
+-- when the key is absent, not a hash, of another format version, or does not
+-- decode: every such entry is a miss, never an error.
+local function read_entry(key)
+  if redis.call('TYPE', key).ok ~= 'hash' then return nil end
+  local m = redis.call('HMGET', key, unpack(META))
+  if m[1] ~= FORMAT_VERSION then return nil end
+  for i = 2, 9 do
+    if type(m[i]) ~= 'string' or not string.match(m[i], '^%d+$') then return nil end
+  end
+  if m[10] == false then m[10] = '' end
+  local body = redis.call('HMGET', key, 'out', 'err')
+  local out, err = body[1] or '', body[2] or ''
+  if type(out) ~= 'string' or #out ~= tonumber(m[8]) then return nil end
+  if type(err) ~= 'string' or #err ~= tonumber(m[9]) then return nil end
+  return m, out, err
+end
+
+-- Age of an entry on the server clock; a created-at in the future (a
+-- failover to a server whose clock is behind) counts as brand new.
+local function entry_age(m, now)
+  local age = now - tonumber(m[3])
+  if age < 0 then age = 0 end
+  return age
+end
+
+-- The lock's value starts with the holder's 32-digit token; compare-and-set
+-- operations match on it.
+local function lock_is(lock_value, token)
+  return lock_value and string.sub(lock_value, 1, 32) == token
+end

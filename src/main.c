@@ -1,0 +1,51 @@
+/* cachefence: run a command once for everyone who asks at the same time,
+ * and cache its standard output. main() reads like the table of contents:
+ * parse, dispatch, flush. */
+#include <stdio.h>
+
+#include <config.h>
+
+#include "options.h"
+#include "run.h"
+#include "subcmd.h"
+#include "util.h"
+
+static int dispatch(const struct options *o)
+{
+	switch (o->cmd) {
+	case CMD_HELP:
+		options_usage();
+		return 0;
+	case CMD_VERSION:
+		printf("cachefence %s\n", CACHEFENCE_VERSION);
+		return 0;
+	case CMD_RUN:
+		return run_command(o);
+	case CMD_GET:
+		return subcmd_get(o);
+	case CMD_INVALIDATE:
+		return subcmd_invalidate(o);
+	}
+	return 125;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+
+	options_init(&o);
+	if (options_parse(&o, argc, argv) < 0) {
+		log_error("%s", err_msg());
+		options_free(&o);
+		return 125;
+	}
+	log_init(o.verbose, o.quiet);
+	int status = dispatch(&o);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		log_error("cannot write to standard output");
+		if (status == 0)
+			status = 125;
+	}
+	options_free(&o);
+	return status;
+}

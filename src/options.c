@@ -1,0 +1,370 @@
+/* options: getopt_long with a '+' optstring, so parsing stops at COMMAND; the
+ * first non-option word may name a subcommand, else it starts COMMAND. */
+#include "options.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "key.h"
+#include "util.h"
+
+#define DEFAULT_URL "redis://127.0.0.1:6379"
+#define NS_MAX 128
+
+enum {
+	OPT_REDIS_TIMEOUT = 256,
+	OPT_LOCK_LEASE,
+	OPT_CACHE_FAILURES,
+	OPT_FAIL_CLOSED,
+	OPT_FRESH,
+};
+
+/* which options a subcommand takes, beyond the global ones */
+enum opt_group { GROUP_GLOBAL = 1, GROUP_RUN = 2, GROUP_GET = 4 };
+
+struct opt_def {
+	struct option lo;
+	int group;
+};
+
+static const struct opt_def opt_defs[] = {
+	{{"url", required_argument, NULL, 'u'}, GROUP_GLOBAL},
+	{{"namespace", required_argument, NULL, 'n'}, GROUP_GLOBAL},
+	{{"redis-timeout", required_argument, NULL, OPT_REDIS_TIMEOUT}, GROUP_GLOBAL},
+	{{"verbose", no_argument, NULL, 'v'}, GROUP_GLOBAL},
+	{{"quiet", no_argument, NULL, 'q'}, GROUP_GLOBAL},
+	{{"help", no_argument, NULL, 'h'}, GROUP_GLOBAL},
+	{{"version", no_argument, NULL, 'V'}, GROUP_GLOBAL},
+	{{"key", required_argument, NULL, 'k'}, GROUP_RUN},
+	{{"ttl", required_argument, NULL, 't'}, GROUP_RUN},
+	{{"lock-lease", required_argument, NULL, OPT_LOCK_LEASE}, GROUP_RUN},
+	{{"wait", required_argument, NULL, 'w'}, GROUP_RUN},
+	{{"cache-failures", no_argument, NULL, OPT_CACHE_FAILURES}, GROUP_RUN},
+	{{"fail-closed", no_argument, NULL, OPT_FAIL_CLOSED}, GROUP_RUN},
+	{{"fresh", no_argument, NULL, OPT_FRESH}, GROUP_GET},
+};
+#define NDEFS (sizeof(opt_defs) / sizeof(opt_defs[0]))
+
+static const struct {
+	const char *name;
+	enum subcommand cmd;
+	int groups;
+} subcommands[] = {
+	{"run", CMD_RUN, GROUP_GLOBAL | GROUP_RUN},
+	{"get", CMD_GET, GROUP_GLOBAL | GROUP_GET},
+	{"invalidate", CMD_INVALIDATE, GROUP_GLOBAL},
+};
+
+void options_init(struct options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->cmd = CMD_RUN;
+	o->ns = "cachefence";
+	o->redis_timeout_ms = 1000;
+	o->lease_ms = 10000;
+	o->ttl_ms = -1;
+}
+
+void options_free(struct options *o)
+{
+	url_free(&o->url);
+}
+
+void options_usage(void)
+{
+	fputs("usage: cachefence [GLOBAL] [run] [RUN OPTIONS] [--] COMMAND [ARG]...\n"
+	      "       cachefence [GLOBAL] get [--fresh] KEY\n"
+	      "       cachefence [GLOBAL] invalidate KEY...\n"
+	      "       cachefence --help | --version\n"
+	      "\n"
+	      "Runs COMMAND once for everyone who asks at the same time and caches its\n"
+	      "standard output under a key with a time to live.\n"
+	      "\n"
+	      "global options:\n"
+	      "  -u, --url URL           redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or\n"
+	      "                          unix:///PATH[?db=N] (env CACHEFENCE_URL, REDIS_URL)\n"
+	      "  -n, --namespace NS      prefix of every key (env CACHEFENCE_NAMESPACE;\n"
+	      "                          default cachefence)\n"
+	      "      --redis-timeout DUR connect and per-command timeout (default 1s)\n"
+	      "  -v, --verbose           one line per decision on stderr\n"
+	      "  -q, --quiet             no warnings\n"
+	      "  -h, --help              this help\n"
+	      "  -V, --version           print the version\n"
+	      "\n"
+	      "run options:\n"
+	      "  -k, --key KEY           cache key (default: a hash of COMMAND's argv)\n"
+	      "  -t, --ttl DUR           how long a result is fresh (required)\n"
+	      "      --lock-lease DUR    lease of the single-flight lock (default 10s)\n"
+	      "  -w, --wait DUR          longest wait for another run's result, then\n"
+	      "                          exit 124 (default: no limit)\n"
+	      "      --cache-failures    also store results with a non-zero status\n"
+	      "      --fail-closed       exit 125 instead of running uncached when the\n"
+	      "                          store is unreachable\n"
+	      "\n"
+	      "get options:\n"
+	      "      --fresh             only a fresh entry counts\n"
+	      "\n"
+	      "DUR is a number with an optional unit: ms, s (default), m, h, d.\n"
+	      "Exit status: COMMAND's; 124 wait expired; 125 cachefence failed;\n"
+	      "126 COMMAND not executable; 127 COMMAND not found.\n"
+	      "See cachefence(1).\n",
+	      stdout);
+}
+
+/* prefix the recorded error with the option it came from */
+static int option_error(const char *opt)
+{
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", err_msg());
+	err_set("%s: %s", opt, why);
+	return -1;
+}
+
+static int set_duration(const char *opt, const char *arg, int64_t *ms)
+{
+	return parse_duration(arg, ms) < 0 ? option_error(opt) : 0;
+}
+
+/* build the getopt tables for the given option groups */
+static void build_table(int groups, struct option *table, char *shortopts)
+{
+	size_t n = 0, s = 0;
+
+	shortopts[s++] = '+';
+	shortopts[s++] = ':';
+	for (size_t i = 0; i < NDEFS; i++) {
+		if (!(opt_defs[i].group & groups))
+			continue;
+		table[n++] = opt_defs[i].lo;
+		int c = opt_defs[i].lo.val;
+		if (c < 256) {
+			shortopts[s++] = (char)c;
+			if (opt_defs[i].lo.has_arg == required_argument)
+				shortopts[s++] = ':';
+		}
+	}
+	memset(&table[n], 0, sizeof(table[n]));
+	shortopts[s] = '\0';
+}
+
+/* name an option for a message: the long name, or -c */
+static const char *option_name(int c, char *tmp, size_t tmplen)
+{
+	for (size_t i = 0; i < NDEFS; i++) {
+		if (opt_defs[i].lo.val == c) {
+			snprintf(tmp, tmplen, "--%s", opt_defs[i].lo.name);
+			return tmp;
+		}
+	}
+	snprintf(tmp, tmplen, "-%c", c);
+	return tmp;
+}
+
+static int apply_option(struct options *o, int c, const char *arg, const char **url)
+{
+	switch (c) {
+	case 'u':
+		*url = arg;
+		return 0;
+	case 'n':
+		o->ns = arg;
+		return 0;
+	case OPT_REDIS_TIMEOUT:
+		return set_duration("--redis-timeout", arg, &o->redis_timeout_ms);
+	case 'v':
+		o->verbose = true;
+		return 0;
+	case 'q':
+		o->quiet = true;
+		return 0;
+	case 'h':
+		o->cmd = CMD_HELP;
+		return 0;
+	case 'V':
+		o->cmd = CMD_VERSION;
+		return 0;
+	case 'k':
+		o->key = arg;
+		return 0;
+	case 't':
+		return set_duration("--ttl", arg, &o->ttl_ms);
+	case OPT_LOCK_LEASE:
+		return set_duration("--lock-lease", arg, &o->lease_ms);
+	case 'w':
+		return set_duration("--wait", arg, &o->wait_ms);
+	case OPT_CACHE_FAILURES:
+		o->cache_failures = true;
+		return 0;
+	case OPT_FAIL_CLOSED:
+		o->fail_closed = true;
+		return 0;
+	case OPT_FRESH:
+		o->fresh = true;
+		return 0;
+	}
+	err_set("internal error: unhandled option %d", c);
+	return -1;
+}
+
+static bool is_run_option(int c)
+{
+	for (size_t i = 0; i < NDEFS; i++)
+		if (opt_defs[i].lo.val == c)
+			return opt_defs[i].group == GROUP_RUN;
+	return false;
+}
+
+/* Parse options of the given groups from argv[0..argc) (argv[0] is the
+ * program or subcommand name). On return *next indexes the first operand,
+ * *saw_dashdash says whether "--" ended the options, and *saw_run whether a
+ * run option was given. */
+static int parse_group(struct options *o, int groups, int argc, char **argv, int *next,
+		       bool *saw_dashdash, bool *saw_run, const char **url)
+{
+	struct option table[NDEFS + 1];
+	char shortopts[2 * NDEFS + 3];
+	char tmp[64];
+	const char *last_arg = NULL;
+	int c;
+
+	build_table(groups, table, shortopts);
+	optind = 0; /* glibc: start over, also for a second pass */
+	opterr = 0;
+	*saw_dashdash = false;
+	while ((c = getopt_long(argc, argv, shortopts, table, NULL)) != -1) {
+		if (c == '?') {
+			if (optopt)
+				err_set("unknown option -%c (see cachefence --help)", optopt);
+			else
+				err_set("unknown option %s (see cachefence --help)", argv[optind - 1]);
+			return -1;
+		}
+		if (c == ':') {
+			err_set("%s needs a value (see cachefence --help)",
+				optopt ? option_name(optopt, tmp, sizeof(tmp)) : argv[optind - 1]);
+			return -1;
+		}
+		if (is_run_option(c))
+			*saw_run = true;
+		if (apply_option(o, c, optarg, url) < 0)
+			return -1;
+		last_arg = optarg;
+	}
+	/* getopt skips a "--" that ends the options; it is the word before the
+	 * first operand unless that word was an option's value */
+	if (optind > 1 && strcmp(argv[optind - 1], "--") == 0 &&
+	    last_arg != argv[optind - 1])
+		*saw_dashdash = true;
+	*next = optind;
+	return 0;
+}
+
+static int validate_namespace(const char *ns)
+{
+	size_t len = strlen(ns);
+
+	if (len == 0 || len > NS_MAX || strpbrk(ns, "{}*?[]\\ \t\n")) {
+		err_set("--namespace: \"%s\" is not a namespace (use up to %d letters, digits, "
+			"'-', '_', '.' or ':')", ns, NS_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+/* the store URL: -u, else CACHEFENCE_URL, else REDIS_URL, else the default */
+static int resolve_url(struct options *o, const char *flag)
+{
+	const char *src = "--url", *url = flag;
+
+	if (!url && (url = getenv("CACHEFENCE_URL")) && *url)
+		src = "CACHEFENCE_URL";
+	else if (!flag && (url = getenv("REDIS_URL")) && *url)
+		src = "REDIS_URL";
+	else if (!flag)
+		url = DEFAULT_URL;
+	if (url_parse(url, &o->url) < 0)
+		return option_error(src);
+	return 0;
+}
+
+static int validate_run(struct options *o)
+{
+	if (!o->command || !o->command[0]) {
+		err_set("no COMMAND given (usage: cachefence -t 5m -- COMMAND [ARG]...)");
+		return -1;
+	}
+	if (o->ttl_ms < 0) {
+		err_set("--ttl is required (for example: cachefence -t 5m -- %s)", o->command[0]);
+		return -1;
+	}
+	if (o->ttl_ms == 0) {
+		err_set("--ttl: 0 would never be fresh (give at least 1ms, for example 30s)");
+		return -1;
+	}
+	if (o->lease_ms < 100) {
+		err_set("--lock-lease: must be at least 100ms (it is renewed every lease/3)");
+		return -1;
+	}
+	if (o->key && key_validate(o->key, strlen(o->key)) < 0)
+		return option_error("--key");
+	return 0;
+}
+
+static int validate_common(struct options *o, const char *url)
+{
+	if (o->redis_timeout_ms <= 0) {
+		err_set("--redis-timeout: must be more than 0 (for example 500ms)");
+		return -1;
+	}
+	if (validate_namespace(o->ns) < 0)
+		return -1;
+	return resolve_url(o, url);
+}
+
+int options_parse(struct options *o, int argc, char **argv)
+{
+	const char *url = NULL;
+	bool dashdash = false, saw_run = false;
+	int next;
+
+	const char *env_ns = getenv("CACHEFENCE_NAMESPACE");
+	if (env_ns && *env_ns)
+		o->ns = env_ns;
+	if (parse_group(o, GROUP_GLOBAL | GROUP_RUN, argc, argv, &next, &dashdash, &saw_run,
+			&url) < 0)
+		return -1;
+	if (o->cmd == CMD_HELP || o->cmd == CMD_VERSION)
+		return 0;
+
+	/* a subcommand name counts only as the first word, before any "--" or
+	 * run option: `cachefence -t 1m ping` runs the command ping */
+	int groups = GROUP_GLOBAL | GROUP_RUN;
+	if (next < argc && !dashdash && !saw_run) {
+		for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
+			if (strcmp(argv[next], subcommands[i].name) != 0)
+				continue;
+			o->cmd = subcommands[i].cmd;
+			groups = subcommands[i].groups;
+			int sub_next;
+			if (parse_group(o, groups, argc - next, argv + next, &sub_next, &dashdash,
+					&saw_run, &url) < 0)
+				return -1;
+			next += sub_next;
+			break;
+		}
+	}
+	if (o->cmd == CMD_HELP || o->cmd == CMD_VERSION)
+		return 0;
+	if (validate_common(o, url) < 0)
+		return -1;
+	o->args = argv + next;
+	o->nargs = argc - next;
+	if (o->cmd == CMD_RUN) {
+		o->command = argv + next;
+		return validate_run(o);
+	}
+	return 0;
+}

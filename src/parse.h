@@ -1,0 +1,42 @@
+/* parse: the value grammars of the command line: durations, sizes and store
+ * URLs. Pure functions with no I/O, so they are unit-tested and fuzzed alone. */
+#ifndef CACHEFENCE_PARSE_H
+#define CACHEFENCE_PARSE_H
+
+#include <stdint.h>
+
+/* parse "250ms", "30", "5m", "1.5h", "2d" (no unit means seconds) into
+ * milliseconds; -1 with err_set() on anything else, negative values, or overflow */
+int parse_duration(const char *s, int64_t *ms);
+/* parse "512", "64k", "64M", "1G" (powers of 1024) into bytes; -1 with err_set() */
+int parse_size(const char *s, uint64_t *bytes);
+/* parse a decimal number >= 0 such as "1.0" or "0" (for --beta); -1 with err_set() */
+int parse_nonneg_double(const char *s, double *out);
+
+enum url_kind {
+	URL_REDIS_TCP,  /* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] */
+	URL_REDIS_UNIX, /* unix:///path/sock[?db=N] */
+	URL_REDIS_TLS,  /* rediss://..., accepted by the parser; refused without TLS */
+	URL_FILE,       /* file:///DIR, the local store */
+};
+
+/* a parsed store URL; every string is malloc'ed and owned by the struct */
+struct url {
+	enum url_kind kind;
+	char *host;     /* TCP: host name or address, without IPv6 brackets */
+	int port;       /* TCP: default 6379 */
+	char *path;     /* UNIX: socket path; FILE: directory */
+	char *user;     /* NULL when absent */
+	char *password; /* NULL when absent; percent-decoded */
+	int db;         /* default 0 */
+};
+
+/* parse a store URL into *u; -1 with err_set() saying what is wrong; on
+ * success the caller releases it with url_free() */
+int url_parse(const char *s, struct url *u);
+/* release the strings of a URL filled by url_parse(); accepts a zeroed struct */
+void url_free(struct url *u);
+/* a malloc'ed printable form of the URL with any password masked as "***" */
+char *url_display(const struct url *u);
+
+#endif

@@ -1,0 +1,116 @@
+/* store: what the decisions in run.c need from a cache backend, and nothing
+ * more. Redis (store_redis.c) and, later, a local directory implement it;
+ * nothing above this interface knows which one is in use or includes hiredis.
+ *
+ * Values flow as streams: a hit writes the stored bytes straight to the
+ * caller's file descriptors, and a result is stored from the file the leader
+ * spooled COMMAND's output into, so no layer needs to hold a value twice. */
+#ifndef CACHEFENCE_STORE_H
+#define CACHEFENCE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "entry.h"
+#include "parse.h"
+
+/* lock tokens are 128 random bits in hex */
+#define TOKEN_LEN 32
+
+/* where stored bytes are written on a hit; err_fd -1 drops stored stderr */
+struct sink {
+	int out_fd;
+	int err_fd;
+	bool write_failed; /* set when the caller's output went away (EPIPE) */
+};
+
+enum verdict {
+	VERDICT_HIT,  /* a fresh entry: its bytes went to the sink */
+	VERDICT_DONE, /* the awaited leader's round result (even a failure): bytes sent */
+	VERDICT_LEAD, /* no usable entry and the lock is ours: run COMMAND */
+	VERDICT_WAIT, /* no usable entry and another process holds the lock */
+};
+
+/* what one lookup asks for */
+struct lookup_req {
+	const char *key;     /* the user key */
+	size_t key_len;
+	const char *token;   /* ours, TOKEN_LEN hex digits: taken as the lock on a miss */
+	int64_t lease_ms;    /* lease of the lock if we take it */
+	const char *awaited; /* the leader token we waited on, or NULL */
+};
+
+/* what one lookup found */
+struct lookup {
+	enum verdict verdict;
+	struct entry_meta meta; /* HIT, DONE */
+	int64_t age_ms;         /* HIT: on the store's clock */
+	int64_t lease_left_ms;  /* WAIT: how long the holder's lease still runs */
+	char holder[TOKEN_LEN + 1]; /* WAIT: the holder's token */
+};
+
+/* a finished leader's result, to store under the lock */
+struct result {
+	struct entry_meta meta; /* status, windows, compute time, sizes, host */
+	bool cacheable;         /* false: hand it to this round's waiters only */
+	int64_t handoff_ms;     /* how long this round's waiters can still collect it */
+	int out_fd;             /* positioned at the start of meta.out_len bytes */
+	int err_fd;             /* -1, or positioned at meta.err_len bytes */
+};
+
+struct store;
+
+struct store_ops {
+	/* one round trip: a fresh entry is a HIT (bytes written to sink), the round
+	 * result of req->awaited is DONE, else the lock is taken (LEAD) or reported
+	 * (WAIT); -1 with err_set() when the store fails */
+	int (*lookup)(struct store *s, const struct lookup_req *req, struct lookup *res,
+		      struct sink *sink);
+	/* start listening for wake-ups on key, before the next lookup, so none is lost; 0 or -1 */
+	int (*watch)(struct store *s, const char *key, size_t key_len);
+	/* block until a wake-up on the watched key or timeout_ms; 1 woken, 0 timed out, -1 error */
+	int (*wait)(struct store *s, int64_t timeout_ms);
+	/* extend our lease; 1 still ours, 0 lost (expired, taken, invalidated), -1 error */
+	int (*renew)(struct store *s, const char *key, size_t key_len, const char *token,
+		     int64_t lease_ms);
+	/* if the lock is still ours: store (or hand to waiters) the result, release,
+	 * wake the waiters; 1 stored, 0 fenced out (lock lost), -1 error */
+	int (*finish)(struct store *s, const char *key, size_t key_len, const char *token,
+		      const struct result *r);
+	/* release our lock without a result and wake the waiters to take over; 0 or -1 */
+	int (*abandon)(struct store *s, const char *key, size_t key_len, const char *token);
+	/* write any stored entry (stale included unless fresh_only) to sink;
+	 * 1 found, 0 absent, -1 error */
+	int (*get)(struct store *s, const char *key, size_t key_len, bool fresh_only,
+		   struct entry_meta *meta, struct sink *sink);
+	/* delete the entry and its lock (fencing out a refresh in flight); 1 deleted, 0 absent, -1 */
+	int (*invalidate)(struct store *s, const char *key, size_t key_len);
+	/* release everything; accepts NULL */
+	void (*close)(struct store *s);
+};
+
+struct store {
+	const struct store_ops *ops;
+	char *desc; /* printable description for -v and ping, password masked */
+};
+
+struct store_config {
+	const struct url *url;
+	const char *ns;       /* namespace: prefix of every key */
+	int64_t timeout_ms;   /* connect and per-command timeout */
+};
+
+/* connect to the store the URL names; NULL with err_set() when it is
+ * unreachable or refuses us; the caller closes it with store_close() */
+struct store *store_open(const struct store_config *cfg);
+/* close a store from store_open(); accepts NULL */
+void store_close(struct store *s);
+
+/* write n stored bytes to fd unless an earlier write failed; a vanished
+ * reader (EPIPE) is recorded in the sink, not an error */
+void sink_write(struct sink *sink, int fd, const void *p, size_t n);
+
+/* the Redis implementation (store_redis.c) */
+struct store *store_redis_open(const struct store_config *cfg);
+
+#endif

@@ -1,0 +1,65 @@
+/* util: the small things every module needs: one error vocabulary, log lines,
+ * allocation that never returns NULL, growable byte buffers, and I/O that
+ * survives EINTR and short writes. */
+#ifndef CACHEFENCE_UTIL_H
+#define CACHEFENCE_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ATTR_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* record a one-line error message for the caller to report; modules return
+ * -1 (or NULL) after calling this, and only main.c decides to exit */
+void err_set(const char *fmt, ...) ATTR_PRINTF(1, 2);
+/* the message recorded by the last err_set() */
+const char *err_msg(void);
+
+/* choose which log lines print: verbose adds decision lines, quiet drops warnings */
+void log_init(int verbose, int quiet);
+/* print "cachefence: MSG" on stderr; errors always print */
+void log_error(const char *fmt, ...) ATTR_PRINTF(1, 2);
+/* print "cachefence: warning: MSG" on stderr unless quiet */
+void log_warn(const char *fmt, ...) ATTR_PRINTF(1, 2);
+/* print "cachefence: MSG" on stderr only with -v (one line per decision) */
+void log_verbose(const char *fmt, ...) ATTR_PRINTF(1, 2);
+/* whether -v is in force, to skip building expensive verbose lines */
+int log_is_verbose(void);
+
+/* allocation wrappers: they exit(125) with a message instead of returning NULL */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xmemdup(const void *p, size_t n);
+/* a malloc'ed string built like printf; the caller frees it */
+char *xasprintf(const char *fmt, ...) ATTR_PRINTF(1, 2);
+
+/* a growable byte buffer; data is NUL-terminated for convenience but may hold NULs */
+struct buf {
+	char *data;
+	size_t len, cap;
+};
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_appendf(struct buf *b, const char *fmt, ...) ATTR_PRINTF(2, 3);
+/* release the buffer's memory and reset it to empty */
+void buf_free(struct buf *b);
+
+/* write all n bytes, retrying on EINTR and short writes; 0 or -1 with errno */
+int write_all(int fd, const void *p, size_t n);
+/* read up to n bytes, retrying on EINTR and until EOF or n; bytes read or -1 */
+ssize_t read_full(int fd, void *p, size_t n);
+/* copy len bytes from in_fd at its current offset to out_fd; 0 or -1 with
+ * errno (a short input is EIO) */
+int copy_fd(int in_fd, int out_fd, uint64_t len);
+
+/* milliseconds on the monotonic clock, for intervals within this process */
+int64_t monotonic_ms(void);
+/* fill out with a random token of 2*nbytes hex digits plus NUL */
+int random_hex(char *out, size_t nbytes);
+/* lowercase hex of n bytes into out (2n+1 bytes) */
+void hex_encode(char *out, const unsigned char *p, size_t n);
+
+#endif

@@ -1,0 +1,106 @@
+/* Unit tests of the entry codec: encode/decode round trips, strict decoding,
+ * the freshness rule, and the local store's header form. */
+#include <string.h>
+
+#include "entry.h"
+#include "tap.h"
+
+static struct entry_meta sample(void)
+{
+	struct entry_meta m = {
+		.status = 7, .created_ms = 1700000000123, .ttl_ms = 60000, .stale_ms = 5000,
+		.sie_ms = 1000, .compute_ms = 42, .out_len = 1048576, .err_len = 3,
+	};
+	strcpy(m.host, "web-1.example");
+	return m;
+}
+
+/* decode fields[] with one value replaced (or the field dropped when value is NULL) */
+static int decode_with(const char *name, const char *value, struct entry_meta *out)
+{
+	struct entry_meta m = sample();
+	struct entry_field f[ENTRY_NFIELDS];
+	const char *names[ENTRY_NFIELDS], *values[ENTRY_NFIELDS];
+	size_t lens[ENTRY_NFIELDS], n = 0;
+
+	entry_meta_encode(&m, f);
+	for (int i = 0; i < ENTRY_NFIELDS; i++) {
+		const char *v = f[i].value;
+		if (name && strcmp(f[i].name, name) == 0) {
+			if (!value)
+				continue;
+			v = value;
+		}
+		names[n] = f[i].name;
+		values[n] = v;
+		lens[n] = strlen(v);
+		n++;
+	}
+	return entry_meta_decode(out, names, values, lens, n);
+}
+
+static void test_round_trip(void)
+{
+	struct entry_meta a = sample(), b;
+
+	ok(decode_with(NULL, NULL, &b) == 0, "an encoded entry decodes");
+	ok(memcmp(&a, &b, sizeof(a)) == 0, "every field survives the round trip");
+}
+
+static void test_strict_decoding(void)
+{
+	struct entry_meta m;
+
+	ok(decode_with("v", "2", &m) < 0, "an entry of another format version is rejected");
+	ok(decode_with("v", NULL, &m) < 0, "an entry without a version is rejected");
+	ok(decode_with("st", NULL, &m) < 0, "an entry without a status is rejected");
+	ok(decode_with("st", "256", &m) < 0, "a status above 255 is rejected");
+	ok(decode_with("st", "-1", &m) < 0, "a negative status is rejected");
+	ok(decode_with("st", "1x", &m) < 0, "a status with trailing junk is rejected");
+	ok(decode_with("st", "", &m) < 0, "an empty status is rejected");
+	ok(decode_with("ttl", "99999999999999999999999", &m) < 0, "an overflowing ttl is rejected");
+	ok(decode_with("olen", " 5", &m) < 0, "a size with a leading space is rejected");
+	ok(decode_with("host", NULL, &m) == 0 && m.host[0] == '\0', "a missing host is allowed and empty");
+	ok(decode_with("st", "0", &m) == 0 && m.status == 0, "status 0 decodes");
+}
+
+static void test_freshness(void)
+{
+	struct entry_meta m = sample(); /* ttl 60s, stale 5s, sie 1s */
+	int64_t c = m.created_ms;
+
+	ok(entry_freshness(&m, c) == ENTRY_FRESH, "an entry is fresh when just created");
+	ok(entry_freshness(&m, c + 59999) == ENTRY_FRESH, "an entry is fresh 1ms before its ttl");
+	ok(entry_freshness(&m, c + 60000) == ENTRY_STALE, "an entry is stale at its ttl");
+	ok(entry_freshness(&m, c + 65000) == ENTRY_STALE_IF_ERROR,
+	   "an entry past its stale window is stale-if-error");
+	ok(entry_freshness(&m, c + 66000) == ENTRY_EXPIRED, "an entry past every window is expired");
+}
+
+static void test_header(void)
+{
+	struct entry_meta a = sample(), b;
+	struct buf h = {0};
+	size_t hdr_len = 0;
+
+	strcpy(a.host, "evil\nhost=x");
+	entry_header_write(&h, &a);
+	buf_append(&h, "payload", 7);
+	ok(entry_header_parse(h.data, h.len, &b, &hdr_len) == 0, "a written header parses back");
+	ok(hdr_len == h.len - 7 && memcmp(h.data + hdr_len, "payload", 7) == 0,
+	   "the header length points at the stored bytes");
+	ok(b.status == a.status && b.out_len == a.out_len, "header fields survive the round trip");
+	ok(strchr(b.host, '\n') == NULL, "a newline in the host name cannot end the header early");
+	ok(entry_header_parse(h.data, hdr_len - 1, &b, &hdr_len) < 0, "a truncated header is rejected");
+	ok(entry_header_parse("garbage\n\n", 9, &b, &hdr_len) < 0, "a file without the magic line is rejected");
+	buf_free(&h);
+}
+
+int main(void)
+{
+	test_round_trip();
+	test_strict_decoding();
+	test_freshness();
+	test_header();
+	return done_testing();
+}
