@@ -139,17 +139,12 @@ char *xmemdup(const void *p, size_t n)
 char *xasprintf(const char *fmt, ...)
 {
 	va_list ap;
+	struct buf b = {0};
 
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	buf_vappendf(&b, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		out_of_memory();
-	char *s = xmalloc(n + 1);
-	va_start(ap, fmt);
-	vsnprintf(s, n + 1, fmt, ap);
-	va_end(ap);
-	return s;
+	return b.data;
 }
 
 void buf_append(struct buf *b, const void *p, size_t n)
@@ -167,26 +162,33 @@ void buf_append(struct buf *b, const void *p, size_t n)
 	b->data[b->len] = '\0';
 }
 
+void buf_vappendf(struct buf *b, const char *fmt, va_list ap)
+{
+	va_list again;
+	char tmp[512];
+
+	va_copy(again, ap);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	if (n >= 0 && (size_t)n < sizeof(tmp)) {
+		buf_append(b, tmp, n);
+	} else if (n >= 0) {
+		char *big = xmalloc(n + 1);
+		vsnprintf(big, n + 1, fmt, again);
+		buf_append(b, big, n);
+		free(big);
+	}
+	va_end(again);
+	if (!b->data)
+		buf_append(b, "", 0);
+}
+
 void buf_appendf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
-	char tmp[512];
 
 	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	buf_vappendf(b, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n < sizeof(tmp)) {
-		buf_append(b, tmp, n);
-		return;
-	}
-	char *big = xmalloc(n + 1);
-	va_start(ap, fmt);
-	vsnprintf(big, n + 1, fmt, ap);
-	va_end(ap);
-	buf_append(b, big, n);
-	free(big);
 }
 
 void buf_free(struct buf *b)

@@ -44,6 +44,7 @@ struct buf {
 };
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_appendf(struct buf *b, const char *fmt, ...) ATTR_PRINTF(2, 3);
+void buf_vappendf(struct buf *b, const char *fmt, va_list ap) ATTR_PRINTF(2, 0);
 /* release the buffer's memory and reset it to empty */
 void buf_free(struct buf *b);
 

@@ -1,0 +1,702 @@
+/* parse: durations, sizes, plain numbers and store URLs, read by hand.
+ * strtod() and friends accept signs, hex, exponents, "inf" and "nan" and follow
+ * the locale; none of that belongs on a cachefence command line. Error lines
+ * quote the user's value with control bytes escaped and any password hidden. */
+#include "parse.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "util.h"
+
+/* 100 years of 365.25 days: longer than any cache should live, and far
+ * from the edge of int64 milliseconds */
+#define DURATION_MAX_MS ((uint64_t)36525 * 86400000)
+/* how much of a value an error line quotes before cutting it with "..." */
+#define QUOTE_MAX 80
+#define REDIS_PORT 6379
+
+static const char duration_hint[] = "try 30s, 5m, 1h";
+static const char size_hint[] = "try 512k, 64M, 1G";
+static const char number_hint[] = "try 0, 0.5 or 1.0";
+static const char url_hint[] =
+	"use redis://HOST[:PORT][/DB], unix:///PATH or file:///DIR";
+
+struct unit {
+	const char *name;
+	uint64_t scale;
+};
+
+static const struct unit duration_units[] = {
+	{"ms", 1},
+	{"s", 1000},
+	{"m", 60 * 1000},
+	{"h", 60 * 60 * 1000},
+	{"d", 24 * 60 * 60 * 1000},
+};
+
+static const struct unit size_units[] = {
+	{"", 1},
+	{"B", 1},
+	{"k", 1 << 10},
+	{"K", 1 << 10},
+	{"m", 1 << 20},
+	{"M", 1 << 20},
+	{"g", 1 << 30},
+	{"G", 1 << 30},
+};
+
+/* a decimal number as written: DIGITS[.DIGITS] */
+struct decimal {
+	uint64_t ip;      /* the integer part; meaningless when too_big */
+	int too_big;      /* the integer part does not fit in 64 bits */
+	const char *frac; /* the digits after the point, not NUL-terminated */
+	size_t nfrac;
+};
+
+static int is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int is_alpha(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int to_lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+static int hex_value(int c)
+{
+	if (is_digit(c))
+		return c - '0';
+	c = to_lower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* s past an ASCII case-insensitive prefix, or NULL if s does not start with it */
+static const char *skip_prefix(const char *s, const char *prefix)
+{
+	for (; *prefix; s++, prefix++) {
+		if (to_lower((unsigned char)*s) != *prefix)
+			return NULL;
+	}
+	return s;
+}
+
+/* where the password of a URL-like string starts and ends, so error lines
+ * can hide it; both NULL when there is none (unix: and file: have none, and
+ * an '@' in their paths is not a separator) */
+static void find_password(const char *s, const char **start, const char **end)
+{
+	const char *p = strstr(s, "://"), *at, *colon;
+
+	*start = *end = NULL;
+	if (skip_prefix(s, "unix:") || skip_prefix(s, "file:"))
+		return;
+	p = p ? p + 3 : s;
+	at = strrchr(p, '@');
+	if (!at)
+		return;
+	colon = memchr(p, ':', at - p);
+	if (!colon || colon + 1 == at)
+		return;
+	*start = colon + 1;
+	*end = at;
+}
+
+/* a printable copy of a user's value for an error line: control bytes
+ * escaped, long values cut, and with mask a URL's password shown as "***" */
+static char *quote(const char *s, int mask)
+{
+	struct buf b = {0};
+	const char *pw = NULL, *pw_end = NULL;
+	size_t shown = 0;
+
+	if (mask)
+		find_password(s, &pw, &pw_end);
+	buf_append(&b, "", 0);
+	for (const char *p = s; *p; p++) {
+		unsigned char c = *p;
+
+		if (p == pw) {
+			buf_append(&b, "***", 3);
+			p = pw_end - 1;
+			continue;
+		}
+		if (shown++ == QUOTE_MAX) {
+			buf_append(&b, "...", 3);
+			break;
+		}
+		if (c < 0x20 || c == 0x7f)
+			buf_appendf(&b, "\\x%02x", c);
+		else
+			buf_append(&b, p, 1);
+	}
+	return b.data;
+}
+
+/* err_set() a line that quotes the value s and then says what is wrong */
+static void bad_value(const char *s, int mask, const char *fmt, ...)
+	ATTR_PRINTF(3, 4);
+static void bad_value(const char *s, int mask, const char *fmt, ...)
+{
+	char msg[512];
+	char *q = quote(s, mask);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	err_set("\"%s\" %s", q, msg);
+	free(q);
+}
+
+/* read DIGITS[.DIGITS] at *p and move *p past it; -1 if there is no such
+ * number there ("", "-1", ".5", "5." and "x" have none) */
+static int scan_decimal(const char **p, struct decimal *d)
+{
+	const char *s = *p;
+
+	memset(d, 0, sizeof(*d));
+	if (!is_digit(*s))
+		return -1;
+	for (; is_digit(*s); s++) {
+		unsigned v = *s - '0';
+
+		if (d->ip > (UINT64_MAX - v) / 10)
+			d->too_big = 1;
+		else
+			d->ip = d->ip * 10 + v;
+	}
+	if (*s == '.') {
+		s++;
+		if (!is_digit(*s))
+			return -1;
+		d->frac = s;
+		while (is_digit(*s))
+			s++;
+		d->nfrac = s - d->frac;
+	}
+	*p = s;
+	return 0;
+}
+
+/* d times scale (at most 2^30), rounded to the nearest integer with halves
+ * up, into *out; -1 if that exceeds max. The fraction is multiplied digit by
+ * digit from the right, so the rounding is exact however many digits it has. */
+static int scale_decimal(const struct decimal *d, uint64_t scale, uint64_t max,
+			 uint64_t *out)
+{
+	uint64_t carry = 0, first = 0, whole, add;
+
+	if (d->too_big || d->ip > max / scale)
+		return -1;
+	for (size_t i = d->nfrac; i-- > 0;) {
+		uint64_t t = (uint64_t)(d->frac[i] - '0') * scale + carry;
+
+		first = t % 10;
+		carry = t / 10;
+	}
+	/* carry is now the integer part of fraction * scale and first the
+	 * digit after its point */
+	whole = d->ip * scale;
+	add = carry + (first >= 5);
+	if (add > max - whole)
+		return -1;
+	*out = whole + add;
+	return 0;
+}
+
+/* the unit named exactly s in the table, or NULL */
+static const struct unit *find_unit(const struct unit *units, size_t n,
+				    const char *s)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(units[i].name, s) == 0)
+			return &units[i];
+	}
+	return NULL;
+}
+
+static int all_alpha(const char *s)
+{
+	for (; *s; s++) {
+		if (!is_alpha((unsigned char)*s))
+			return 0;
+	}
+	return 1;
+}
+
+int parse_duration(const char *s, int64_t *ms)
+{
+	const char *p = s;
+	const struct unit *unit = &duration_units[1]; /* seconds by default */
+	struct decimal d;
+	uint64_t v;
+
+	if (*s == '-') {
+		bad_value(s, 0, "is not a duration: it cannot be negative (%s)",
+			  duration_hint);
+		return -1;
+	}
+	if (scan_decimal(&p, &d) < 0) {
+		bad_value(s, 0, "is not a duration (%s)", duration_hint);
+		return -1;
+	}
+	if (*p) {
+		unit = find_unit(duration_units,
+				 sizeof(duration_units) / sizeof(*duration_units), p);
+		if (!unit && all_alpha(p)) {
+			bad_value(s, 0, "has an unknown unit \"%s\" (use ms, s, m, h or d)",
+				  p);
+			return -1;
+		}
+		if (!unit) {
+			bad_value(s, 0, "is not a duration (%s)", duration_hint);
+			return -1;
+		}
+	}
+	if (scale_decimal(&d, unit->scale, DURATION_MAX_MS, &v) < 0) {
+		bad_value(s, 0, "is too long a duration (at most 36525d, about 100 years)");
+		return -1;
+	}
+	*ms = (int64_t)v;
+	return 0;
+}
+
+int parse_size(const char *s, uint64_t *bytes)
+{
+	const char *p = s;
+	const struct unit *unit = NULL;
+	struct decimal d;
+	char suffix[3] = "";
+
+	if (*s == '-') {
+		bad_value(s, 0, "is not a size: it cannot be negative (%s)", size_hint);
+		return -1;
+	}
+	/* the unit is one of the table's names with an optional 'B' after it */
+	if (scan_decimal(&p, &d) == 0 && strlen(p) <= 2) {
+		memcpy(suffix, p, strlen(p) + 1);
+		if (suffix[0] != 'B' && suffix[1] == 'B')
+			suffix[1] = '\0';
+		unit = find_unit(size_units, sizeof(size_units) / sizeof(*size_units),
+				 suffix);
+	}
+	if (!unit) {
+		bad_value(s, 0, "is not a size (%s)", size_hint);
+		return -1;
+	}
+	if (scale_decimal(&d, unit->scale, UINT64_MAX, bytes) < 0) {
+		bad_value(s, 0, "is too large a size (the limit is 16 EiB)");
+		return -1;
+	}
+	return 0;
+}
+
+/* d as a double: exact up to 2^53 and 22 decimals, where one division of
+ * two exact doubles rounds correctly; later digits are below that precision */
+static double decimal_value(const struct decimal *d)
+{
+	uint64_t m = d->ip;
+	double p10 = 1.0;
+
+	for (size_t i = 0; i < d->nfrac && i < 22; i++) {
+		if (m > (((uint64_t)1 << 53) - 9) / 10)
+			break;
+		m = m * 10 + (d->frac[i] - '0');
+		p10 *= 10.0;
+	}
+	return (double)m / p10;
+}
+
+int parse_nonneg_double(const char *s, double *out)
+{
+	const char *p = s;
+	struct decimal d;
+
+	if (*s == '-') {
+		bad_value(s, 0, "is negative (use a number of 0 or more: %s)",
+			  number_hint);
+		return -1;
+	}
+	if (scan_decimal(&p, &d) < 0 || *p) {
+		bad_value(s, 0, "is not a number (%s)", number_hint);
+		return -1;
+	}
+	if (d.too_big) {
+		bad_value(s, 0, "is too large a number (%s)", number_hint);
+		return -1;
+	}
+	*out = decimal_value(&d);
+	return 0;
+}
+
+/* percent-decode the n bytes at p (part `what` of url) into a new string in
+ * *out; -1 on a bad escape or %00, which no C string can carry */
+static int pct_decode(const char *url, const char *p, size_t n,
+		      const char *what, char **out)
+{
+	char *d = xmalloc(n + 1), *o = d;
+
+	for (size_t i = 0; i < n; i++) {
+		int hi, lo;
+
+		if (p[i] != '%') {
+			*o++ = p[i];
+			continue;
+		}
+		hi = i + 2 < n ? hex_value((unsigned char)p[i + 1]) : -1;
+		lo = i + 2 < n ? hex_value((unsigned char)p[i + 2]) : -1;
+		if (hi < 0 || lo < 0) {
+			bad_value(url, 1,
+				  "has a bad percent escape in the %s (write a literal %% as %%25)",
+				  what);
+			free(d);
+			return -1;
+		}
+		if (hi == 0 && lo == 0) {
+			bad_value(url, 1, "has %%00 in the %s (a NUL byte is not allowed)",
+				  what);
+			free(d);
+			return -1;
+		}
+		*o++ = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	*o = '\0';
+	*out = d;
+	return 0;
+}
+
+/* percent-decode user or password; an empty one is absent (NULL) */
+static int decode_credential(const char *url, const char *p, size_t n,
+			     const char *what, char **out)
+{
+	if (n == 0)
+		return 0;
+	return pct_decode(url, p, n, what, out);
+}
+
+/* [USER][:PASSWORD] from the n bytes at p; a user without ':' has no password */
+static int parse_userinfo(const char *url, const char *p, size_t n,
+			  struct url *u)
+{
+	const char *colon = memchr(p, ':', n);
+	size_t user_len = colon ? (size_t)(colon - p) : n;
+
+	if (decode_credential(url, p, user_len, "user name", &u->user) < 0)
+		return -1;
+	if (!colon)
+		return 0;
+	return decode_credential(url, colon + 1, n - user_len - 1, "password",
+				 &u->password);
+}
+
+static int is_host_char(int c)
+{
+	return is_digit(c) || is_alpha(c) || c == '-' || c == '.' || c == '_';
+}
+
+/* whether the n bytes at p look like an IPv6 address; the resolver has the
+ * last word, this only keeps junk out of error-free parses */
+static int looks_ipv6(const char *p, size_t n)
+{
+	int colons = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == ':')
+			colons++;
+		else if (p[i] != '.' && hex_value((unsigned char)p[i]) < 0)
+			return 0;
+	}
+	return colons >= 2;
+}
+
+/* HOST or [IPV6] at p into u->host; the end of it, or NULL */
+static const char *parse_host(const char *url, const char *p, struct url *u)
+{
+	const char *e;
+
+	if (*p == '[') {
+		e = strchr(p, ']');
+		if (!e || !looks_ipv6(p + 1, e - p - 1)) {
+			bad_value(url, 1, "has a bad IPv6 address (write it in brackets: [::1])");
+			return NULL;
+		}
+		u->host = xmemdup(p + 1, e - p - 1);
+		return e + 1;
+	}
+	for (e = p; is_host_char((unsigned char)*e); e++)
+		;
+	if (*e == ':' && memchr(e + 1, ':', strcspn(e + 1, "/?"))) {
+		bad_value(url, 1, "has an IPv6 address without brackets (write it as [::1])");
+		return NULL;
+	}
+	if (e == p && (*e == '\0' || *e == ':' || *e == '/' || *e == '?')) {
+		bad_value(url, 1, "has no host (%s)", url_hint);
+		return NULL;
+	}
+	if (*e != '\0' && *e != ':' && *e != '/' && *e != '?') {
+		bad_value(url, 1, "has a bad character in the host (%s)", url_hint);
+		return NULL;
+	}
+	u->host = xmemdup(p, e - p);
+	return e;
+}
+
+/* DIGITS at p as a number up to max into *v; the end of the digits, or NULL
+ * when there are none or they exceed max */
+static const char *scan_uint(const char *p, uint64_t max, uint64_t *v)
+{
+	const char *q = p;
+	uint64_t n = 0;
+
+	for (; is_digit(*q); q++) {
+		unsigned digit = *q - '0';
+
+		if (n > (max - digit) / 10)
+			return NULL;
+		n = n * 10 + digit;
+	}
+	if (q == p)
+		return NULL;
+	*v = n;
+	return q;
+}
+
+/* [:PORT][/[DB]] at p, the rest of a redis:// URL after its host */
+static int parse_port_db(const char *url, const char *p, struct url *u)
+{
+	uint64_t v;
+
+	u->port = REDIS_PORT;
+	if (*p == ':') {
+		p = scan_uint(p + 1, 65535, &v);
+		if (!p || v == 0 || (*p && *p != '/' && *p != '?')) {
+			bad_value(url, 1, "has a bad port (use a number from 1 to 65535)");
+			return -1;
+		}
+		u->port = (int)v;
+	}
+	if (*p == '/' && p[1] != '\0' && p[1] != '?') {
+		p = scan_uint(p + 1, INT_MAX, &v);
+		if (!p || (*p && *p != '?')) {
+			bad_value(url, 1,
+				  "has a bad database (use a number of 0 or more, such as /0 or /2)");
+			return -1;
+		}
+		u->db = (int)v;
+	} else if (*p == '/') {
+		p++;
+	}
+	if (*p == '?') {
+		bad_value(url, 1,
+			  "has a query, which redis:// URLs do not take (give the database as /DB)");
+		return -1;
+	}
+	if (*p) {
+		bad_value(url, 1, "has unexpected text after the host (%s)", url_hint);
+		return -1;
+	}
+	return 0;
+}
+
+/* the part of redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] after the scheme.
+ * The last '@' ends the user info: no host or path holds one, so passwords
+ * may carry '@', '/' or '?' without escapes. */
+static int parse_tcp(const char *url, const char *rest, struct url *u)
+{
+	const char *at = strrchr(rest, '@'), *p = rest;
+
+	if (at) {
+		if (parse_userinfo(url, rest, at - rest, u) < 0)
+			return -1;
+		p = at + 1;
+	}
+	p = parse_host(url, p, u);
+	if (!p)
+		return -1;
+	return parse_port_db(url, p, u);
+}
+
+/* the query of a unix: URL: only db=N is known */
+static int parse_unix_query(const char *url, const char *q, struct url *u)
+{
+	int seen = 0;
+
+	while (*q) {
+		size_t n = strcspn(q, "&");
+		uint64_t v;
+		const char *e;
+
+		if (n < 3 || strncmp(q, "db=", 3) != 0) {
+			bad_value(url, 0, "has an unknown parameter (only ?db=N is known)");
+			return -1;
+		}
+		e = scan_uint(q + 3, INT_MAX, &v);
+		if (!e || e != q + n || seen) {
+			bad_value(url, 0, "has a bad db parameter (use one ?db=N with N 0 or more)");
+			return -1;
+		}
+		u->db = (int)v;
+		seen = 1;
+		q += n;
+		if (*q == '&')
+			q++;
+	}
+	return 0;
+}
+
+/* the part of unix:///PATH[?db=N] after "unix://" */
+static int parse_unix(const char *url, const char *rest, struct url *u)
+{
+	size_t n = strcspn(rest, "?");
+
+	if (rest[0] != '/') {
+		bad_value(url, 0, "does not name an absolute socket path "
+			  "(use unix:///PATH, with three slashes)");
+		return -1;
+	}
+	if (memchr(rest, '#', n)) {
+		bad_value(url, 0, "has a '#' in the path (write it as %%23)");
+		return -1;
+	}
+	if (pct_decode(url, rest, n, "path", &u->path) < 0)
+		return -1;
+	if (strcmp(u->path, "/") == 0) {
+		bad_value(url, 0, "has no socket path (use unix:///PATH)");
+		return -1;
+	}
+	if (strlen(u->path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		bad_value(url, 0, "has a socket path too long for the system (at most %zu bytes)",
+			  sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		return -1;
+	}
+	if (rest[n] == '?')
+		return parse_unix_query(url, rest + n + 1, u);
+	return 0;
+}
+
+/* the part of file:///DIR or file://localhost/DIR after "file://" */
+static int parse_file(const char *url, const char *rest, struct url *u)
+{
+	const char *p = rest, *local = skip_prefix(rest, "localhost");
+	size_t n;
+
+	if (local && *local == '/')
+		p = local;
+	if (*p != '/') {
+		bad_value(url, 0, "does not name a directory on this host "
+			  "(use file:///DIR, with three slashes)");
+		return -1;
+	}
+	if (strpbrk(p, "?#")) {
+		bad_value(url, 0, "has a '?' or '#' in the path (write them as %%3F and %%23)");
+		return -1;
+	}
+	if (pct_decode(url, p, strlen(p), "path", &u->path) < 0)
+		return -1;
+	/* "/a/b/" and "/a/b" are one directory; keep one spelling */
+	n = strlen(u->path);
+	while (n > 1 && u->path[n - 1] == '/')
+		u->path[--n] = '\0';
+	return 0;
+}
+
+int url_parse(const char *s, struct url *u)
+{
+	const char *rest;
+	int rc;
+
+	memset(u, 0, sizeof(*u));
+	if ((rest = skip_prefix(s, "redis://"))) {
+		u->kind = URL_REDIS_TCP;
+		rc = parse_tcp(s, rest, u);
+	} else if ((rest = skip_prefix(s, "rediss://"))) {
+		u->kind = URL_REDIS_TLS;
+		rc = parse_tcp(s, rest, u);
+	} else if ((rest = skip_prefix(s, "unix://"))) {
+		u->kind = URL_REDIS_UNIX;
+		rc = parse_unix(s, rest, u);
+	} else if ((rest = skip_prefix(s, "file://"))) {
+		u->kind = URL_FILE;
+		rc = parse_file(s, rest, u);
+	} else {
+		bad_value(s, 1, "is not a store URL (%s)", url_hint);
+		rc = -1;
+	}
+	if (rc < 0)
+		url_free(u);
+	return rc;
+}
+
+void url_free(struct url *u)
+{
+	if (!u)
+		return;
+	free(u->host);
+	free(u->path);
+	free(u->user);
+	free(u->password);
+	memset(u, 0, sizeof(*u));
+}
+
+/* append s, percent-encoding what would break the line or the URL: control
+ * bytes, space, '%' and the bytes in special */
+static void append_escaped(struct buf *b, const char *s, const char *special)
+{
+	for (; *s; s++) {
+		unsigned char c = *s;
+
+		if (c <= 0x20 || c == 0x7f || c == '%' || strchr(special, c))
+			buf_appendf(b, "%%%02X", c);
+		else
+			buf_append(b, s, 1);
+	}
+}
+
+char *url_display(const struct url *u)
+{
+	struct buf b = {0};
+
+	buf_append(&b, "", 0);
+	switch (u->kind) {
+	case URL_REDIS_TCP:
+	case URL_REDIS_TLS:
+		buf_appendf(&b, "%s://", u->kind == URL_REDIS_TLS ? "rediss" : "redis");
+		if (u->user)
+			append_escaped(&b, u->user, ":@/?#");
+		if (u->password)
+			buf_append(&b, ":***", 4);
+		if (u->user || u->password)
+			buf_append(&b, "@", 1);
+		if (u->host && strchr(u->host, ':'))
+			buf_appendf(&b, "[%s]", u->host);
+		else
+			buf_appendf(&b, "%s", u->host ? u->host : "");
+		buf_appendf(&b, ":%d/%d", u->port, u->db);
+		break;
+	case URL_REDIS_UNIX:
+		buf_appendf(&b, "unix://");
+		append_escaped(&b, u->path ? u->path : "", "?#");
+		if (u->db)
+			buf_appendf(&b, "?db=%d", u->db);
+		break;
+	case URL_FILE:
+		buf_appendf(&b, "file://");
+		append_escaped(&b, u->path ? u->path : "", "?#");
+		break;
+	}
+	return b.data;
+}
