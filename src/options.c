@@ -10,7 +10,6 @@
 #include "key.h"
 #include "util.h"
 
-#define DEFAULT_URL "redis://127.0.0.1:6379"
 #define NS_MAX 128
 
 enum {
@@ -266,7 +265,9 @@ static int validate_namespace(const char *ns)
 {
 	size_t len = strlen(ns);
 
-	if (len == 0 || len > NS_MAX || strpbrk(ns, "{}*?[]\\ \t\n")) {
+	/* the namespace names a Redis key prefix and a directory of the local
+	 * store, so it may hold neither glob nor hash-tag characters nor a path */
+	if (len == 0 || len > NS_MAX || ns[0] == '.' || strpbrk(ns, "{}*?[]\\/ \t\n")) {
 		err_set("--namespace: \"%s\" is not a namespace (use up to %d letters, digits, "
 			"'-', '_', '.' or ':')", ns, NS_MAX);
 		return -1;
@@ -274,7 +275,28 @@ static int validate_namespace(const char *ns)
 	return 0;
 }
 
-/* the store URL: -u, else CACHEFENCE_URL, else REDIS_URL, else the default */
+/* the local store's default directory: $XDG_CACHE_HOME/cachefence, else
+ * ~/.cache/cachefence; -1 with err_set() when neither can be found */
+static int default_store(struct url *u)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+
+	memset(u, 0, sizeof(*u));
+	u->kind = URL_FILE;
+	/* the XDG spec says a relative path is invalid and is ignored */
+	if (xdg && xdg[0] == '/')
+		u->path = xasprintf("%s/cachefence", xdg);
+	else if (home && home[0] == '/')
+		u->path = xasprintf("%s/.cache/cachefence", home);
+	else {
+		err_set("no store given and no HOME to put the local store in "
+			"(give -u file:///DIR or -u redis://HOST)");
+		return -1;
+	}
+	return 0;
+}
+
+/* the store URL: -u, else CACHEFENCE_URL, else REDIS_URL, else the local store */
 static int resolve_url(struct options *o, const char *flag)
 {
 	const char *src = "--url", *url = flag;
@@ -284,7 +306,7 @@ static int resolve_url(struct options *o, const char *flag)
 	else if (!flag && (url = getenv("REDIS_URL")) && *url)
 		src = "REDIS_URL";
 	else if (!flag)
-		url = DEFAULT_URL;
+		return default_store(&o->url);
 	if (url_parse(url, &o->url) < 0)
 		return option_error(src);
 	return 0;

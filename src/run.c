@@ -178,7 +178,9 @@ static int lead(struct run_ctx *ctx)
 /* how long to sleep before the next lookup while another process leads */
 static int64_t wait_interval(const struct lookup *l, int64_t deadline)
 {
-	int64_t t = l->lease_left_ms > 0 ? l->lease_left_ms + 20 : 20;
+	/* a lease about to run out is worth a look right after; a store
+	 * without leases (a kernel lock) wakes us itself */
+	int64_t t = l->lease_left_ms >= 0 ? l->lease_left_ms + 20 : WAIT_POLL_MAX_MS;
 
 	if (t > WAIT_POLL_MAX_MS)
 		t = WAIT_POLL_MAX_MS;
@@ -194,7 +196,7 @@ static int store_failed(struct run_ctx *ctx)
 {
 	char why[1024];
 
-	snprintf(why, sizeof(why), "store unreachable: %s", err_msg());
+	snprintf(why, sizeof(why), "store unavailable: %s", err_msg());
 	return fail_open(ctx, why);
 }
 
@@ -235,8 +237,13 @@ static int decide(struct run_ctx *ctx)
 		if (!watching) {
 			/* listen first, then look again: a wake-up between our lookup
 			 * and the subscription would otherwise be lost */
-			log_verbose("wait key=%s: another process is running COMMAND (lease %lldms left)",
-				    key_for_log(ctx), (long long)l.lease_left_ms);
+			if (l.lease_left_ms >= 0)
+				log_verbose("wait key=%s: another process is running COMMAND "
+					    "(lease %lldms left)", key_for_log(ctx),
+					    (long long)l.lease_left_ms);
+			else
+				log_verbose("wait key=%s: another process is running COMMAND",
+					    key_for_log(ctx));
 			if (ctx->store->ops->watch(ctx->store, ctx->key.data, ctx->key.len) < 0)
 				return store_failed(ctx);
 			watching = true;
@@ -267,9 +274,15 @@ int run_command(const struct options *o)
 		status = 125;
 		goto out;
 	}
-	ctx.store = store_open(&cfg);
+	bool refused;
+	ctx.store = store_open(&cfg, &refused);
 	if (!ctx.store) {
-		status = store_failed(&ctx);
+		if (refused) {
+			log_error("%s", err_msg());
+			status = 125;
+		} else {
+			status = store_failed(&ctx);
+		}
 		goto out;
 	}
 	status = decide(&ctx);

@@ -2,22 +2,23 @@
 #include "store.h"
 
 #include <errno.h>
-#include <config.h>
+#include <unistd.h>
 
 #include "util.h"
 
-struct store *store_open(const struct store_config *cfg)
+struct store *store_open(const struct store_config *cfg, bool *refused)
 {
+	*refused = false;
 	switch (cfg->url->kind) {
 	case URL_REDIS_TCP:
 	case URL_REDIS_UNIX:
 		return store_redis_open(cfg);
 	case URL_REDIS_TLS:
+		*refused = true;
 		err_set("rediss:// needs TLS, and this build of cachefence has none (use redis:// or a TLS tunnel)");
 		return NULL;
 	case URL_FILE:
-		err_set("file:// stores are not available yet (use redis://HOST)");
-		return NULL;
+		return store_file_open(cfg, refused);
 	}
 	err_set("unknown store kind");
 	return NULL;
@@ -35,4 +36,23 @@ void sink_write(struct sink *sink, int fd, const void *p, size_t n)
 		return;
 	if (write_all(fd, p, n) < 0)
 		sink->write_failed = true;
+}
+
+int sink_copy(struct sink *sink, int fd, int in_fd, uint64_t len)
+{
+	char chunk[65536];
+
+	while (len > 0) {
+		size_t want = len < sizeof(chunk) ? len : sizeof(chunk);
+		ssize_t r = read_full(in_fd, chunk, want);
+		if (r < 0)
+			return -1;
+		if ((size_t)r < want) {
+			errno = EIO;
+			return -1;
+		}
+		sink_write(sink, fd, chunk, r);
+		len -= r;
+	}
+	return 0;
 }

@@ -101,8 +101,10 @@ struct store_config {
 };
 
 /* connect to the store the URL names; NULL with err_set() when it is
- * unreachable or refuses us; the caller closes it with store_close() */
-struct store *store_open(const struct store_config *cfg);
+ * unreachable, and *refused set when retrying cannot help (an unsafe
+ * directory, no TLS in this build): a usage error, not a fail-open case.
+ * The caller closes the store with store_close(). */
+struct store *store_open(const struct store_config *cfg, bool *refused);
 /* close a store from store_open(); accepts NULL */
 void store_close(struct store *s);
 
@@ -110,7 +112,13 @@ void store_close(struct store *s);
  * reader (EPIPE) is recorded in the sink, not an error */
 void sink_write(struct sink *sink, int fd, const void *p, size_t n);
 
+/* copy len bytes from in_fd to fd through the sink (see sink_write); 0, or
+ * -1 with errno when in_fd cannot be read or ends early */
+int sink_copy(struct sink *sink, int fd, int in_fd, uint64_t len);
+
 /* the Redis implementation (store_redis.c) */
 struct store *store_redis_open(const struct store_config *cfg);
+/* the local directory implementation (store_file.c) */
+struct store *store_file_open(const struct store_config *cfg, bool *refused);
 
 #endif

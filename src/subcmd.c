@@ -13,7 +13,8 @@
 static struct store *open_for(const struct options *o)
 {
 	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms};
-	struct store *s = store_open(&cfg);
+	bool refused;
+	struct store *s = store_open(&cfg, &refused);
 
 	if (!s)
 		log_error("%s", err_msg());

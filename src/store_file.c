@@ -1,0 +1,623 @@
+/* store_file: the store interface on a local directory, with no server. The
+ * kernel does the locking: the leader holds an exclusive flock(2) on the
+ * key's lock file while COMMAND runs; waiters block on a shared flock of the
+ * same file, so they all wake the instant it is released, and a leader that
+ * dies releases it by dying.
+ *
+ * Files, per namespace directory DIR/NS, for the key whose SHA-256 is H:
+ *   H.entry        header (entry.c) + stdout + stderr + the user key
+ *   H.lock         flock target; holds "TOKEN host=.. pid=.." of the leader
+ *   H.done         a failed round's result for its waiters, trailer = TOKEN
+ *   H.TOKEN.tmp    a result being written, renamed into place when complete
+ *   commit.lock    serialises the final check-and-rename against invalidate
+ *
+ * Entries appear by rename(2), so a reader sees the old entry or the new one,
+ * never a torn one. Invalidate unlinks the lock file: a leader that finds
+ * its lock file replaced has been fenced out and stores nothing. */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "key.h"
+#include "util.h"
+
+/* the header is a few hundred bytes; more than this does not decode */
+#define HEADER_MAX 4096
+
+struct file_store {
+	struct store base;
+	int dirfd;                  /* the namespace directory */
+	char *dir;                  /* its path, for messages */
+	int lock_fd;                /* the lock we lead under, or -1 */
+	int wait_fd;                /* the lock file a waiter blocks on, or -1 */
+	char lock_value_suffix[300]; /* " host=H pid=P" after the token */
+};
+
+static struct file_store *to_file(struct store *s)
+{
+	return (struct file_store *)s;
+}
+
+static int64_t realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* the file name of one of key's parts: H + suffix */
+static void file_name(char *out, size_t outlen, const char *key, size_t len, const char *suffix)
+{
+	char h[KEY_HASH_HEX];
+
+	key_hash_hex(h, key, len);
+	snprintf(out, outlen, "%s%s", h, suffix);
+}
+
+/* --- opening the directory safely ------------------------------------------ */
+
+/* refuse a directory that someone else could write into or swap */
+static int check_private(int fd, const char *path)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		err_set("cannot stat the store directory %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		err_set("the store directory %s belongs to uid %ld, not to you (uid %ld): refusing it "
+			"(use a directory of your own with -u file:///DIR)",
+			path, (long)st.st_uid, (long)geteuid());
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		err_set("the store directory %s is writable by group or others: refusing it "
+			"(chmod 700 %s)", path, path);
+		return -1;
+	}
+	return 0;
+}
+
+/* mkdir -p with mode 0700 for what is missing */
+static int make_dirs(const char *path)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			err_set("cannot create the store directory %s: %s", p, strerror(errno));
+			rc = -1;
+			break;
+		}
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+/* open DIR (created if missing) and its namespace subdirectory, both private */
+static int open_store_dir(const char *path, const char *ns, char **ns_path, bool *refused)
+{
+	if (make_dirs(path) < 0)
+		return -1;
+	int top = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (top < 0) {
+		int e = errno;
+		err_set("cannot open the store directory %s: %s%s", path, strerror(e),
+			e == ELOOP ? " (it is a symbolic link: name the real directory)" : "");
+		*refused = e == ELOOP || e == ENOTDIR;
+		return -1;
+	}
+	if (check_private(top, path) < 0) {
+		*refused = true;
+		close(top);
+		return -1;
+	}
+	*ns_path = xasprintf("%s/%s", path, ns);
+	if (mkdirat(top, ns, 0700) < 0 && errno != EEXIST) {
+		err_set("cannot create the store directory %s: %s", *ns_path, strerror(errno));
+		close(top);
+		return -1;
+	}
+	int fd = openat(top, ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	close(top);
+	if (fd < 0) {
+		err_set("cannot open the store directory %s: %s", *ns_path, strerror(errno));
+		return -1;
+	}
+	if (check_private(fd, *ns_path) < 0) {
+		*refused = true;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* --- reading entries ---------------------------------------------------------- */
+
+/* an entry (or round result) file opened and checked */
+struct stored {
+	int fd;              /* positioned at the stored stdout */
+	struct entry_meta meta;
+	char *trailer;       /* the user key (entries) or token (round results); malloc'ed */
+	size_t trailer_len;
+};
+
+static void stored_close(struct stored *st)
+{
+	if (st->fd >= 0)
+		close(st->fd);
+	free(st->trailer);
+	st->fd = -1;
+	st->trailer = NULL;
+}
+
+/* Open and decode a stored file. 1 found and sound, 0 absent or not
+ * decodable (a miss: a corrupt, truncated or foreign file is never an
+ * error), -1 on a real I/O failure. */
+static int stored_open(struct file_store *fs, const char *name, struct stored *st)
+{
+	char head[HEADER_MAX];
+	struct stat sb;
+	size_t hdr_len;
+
+	st->fd = -1;
+	st->trailer = NULL;
+	int fd = openat(fs->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		err_set("cannot open %s/%s: %s", fs->dir, name, strerror(errno));
+		return -1;
+	}
+	ssize_t n = read_full(fd, head, sizeof(head));
+	if (n < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
+	    entry_header_parse(head, n, &st->meta, &hdr_len) < 0)
+		goto miss;
+	uint64_t body = st->meta.out_len + st->meta.err_len;
+	if (body < st->meta.out_len || (uint64_t)sb.st_size < hdr_len + body)
+		goto miss;
+	st->trailer_len = sb.st_size - hdr_len - body;
+	if (st->trailer_len > KEY_MAX)
+		goto miss;
+	st->trailer = xmalloc(st->trailer_len + 1);
+	if (pread(fd, st->trailer, st->trailer_len, hdr_len + body) != (ssize_t)st->trailer_len ||
+	    lseek(fd, hdr_len, SEEK_SET) < 0)
+		goto miss;
+	st->fd = fd;
+	return 1;
+miss:
+	log_verbose("ignoring %s/%s: it does not decode (%s)", fs->dir, name, err_msg());
+	free(st->trailer);
+	st->trailer = NULL;
+	close(fd);
+	return 0;
+}
+
+/* open the key's entry if it is sound and really holds this key */
+static int entry_open(struct file_store *fs, const char *key, size_t len, struct stored *st)
+{
+	char name[KEY_HASH_HEX + 16];
+
+	file_name(name, sizeof(name), key, len, ".entry");
+	int rc = stored_open(fs, name, st);
+	if (rc == 1 && (st->trailer_len != len || memcmp(st->trailer, key, len) != 0)) {
+		stored_close(st);
+		return 0;
+	}
+	return rc;
+}
+
+/* stream the stored stdout and stderr to the sink */
+static int stored_deliver(struct stored *st, struct sink *sink)
+{
+	if (sink_copy(sink, sink->out_fd, st->fd, st->meta.out_len) < 0 ||
+	    sink_copy(sink, sink->err_fd, st->fd, st->meta.err_len) < 0) {
+		err_set("cannot read the stored entry: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* --- the lock ------------------------------------------------------------------ */
+
+/* read the lock file's holder token into holder (TOKEN_LEN+1); "" if none */
+static void read_holder(int fd, char *holder)
+{
+	ssize_t n = pread(fd, holder, TOKEN_LEN, 0);
+
+	holder[n == TOKEN_LEN ? TOKEN_LEN : 0] = '\0';
+}
+
+/* is the lock file at name still the inode we hold? (invalidate unlinks it) */
+static int lock_still_ours(struct file_store *fs, const char *name)
+{
+	struct stat a, b;
+
+	if (fs->lock_fd < 0 || fstat(fs->lock_fd, &a) < 0)
+		return 0;
+	if (fstatat(fs->dirfd, name, &b, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static void release_lock(struct file_store *fs)
+{
+	if (fs->lock_fd >= 0) {
+		flock(fs->lock_fd, LOCK_UN);
+		close(fs->lock_fd);
+		fs->lock_fd = -1;
+	}
+}
+
+/* We have just taken the lock: remove what a crashed predecessor left
+ * half-written, then write our own token for waiters and inspect. */
+static int claim_lock(struct file_store *fs, int fd, const char *key, size_t len,
+		      const char *token)
+{
+	char prev[TOKEN_LEN + 1], tmp[KEY_HASH_HEX + TOKEN_LEN + 8];
+	char value[TOKEN_LEN + sizeof(fs->lock_value_suffix)];
+
+	read_holder(fd, prev);
+	if (prev[0]) {
+		char suffix[TOKEN_LEN + 8];
+		snprintf(suffix, sizeof(suffix), ".%s.tmp", prev);
+		file_name(tmp, sizeof(tmp), key, len, suffix);
+		unlinkat(fs->dirfd, tmp, 0);
+	}
+	int n = snprintf(value, sizeof(value), "%s%s\n", token, fs->lock_value_suffix);
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, value, n, 0) != n) {
+		err_set("cannot write the lock file in %s: %s", fs->dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int file_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
+		       struct sink *sink)
+{
+	struct file_store *fs = to_file(s);
+	struct stored st;
+	char name[KEY_HASH_HEX + 16];
+	int64_t now = realtime_ms();
+
+	memset(res, 0, sizeof(*res));
+	int rc = entry_open(fs, req->key, req->key_len, &st);
+	if (rc < 0)
+		return -1;
+	if (rc == 1 && entry_freshness(&st.meta, now) == ENTRY_FRESH)
+		goto deliver_hit;
+	stored_close(&st);
+
+	if (req->awaited) {
+		file_name(name, sizeof(name), req->key, req->key_len, ".done");
+		rc = stored_open(fs, name, &st);
+		if (rc < 0)
+			return -1;
+		if (rc == 1 && st.trailer_len == TOKEN_LEN &&
+		    memcmp(st.trailer, req->awaited, TOKEN_LEN) == 0) {
+			res->verdict = VERDICT_DONE;
+			res->meta = st.meta;
+			goto deliver;
+		}
+		stored_close(&st);
+	}
+
+	file_name(name, sizeof(name), req->key, req->key_len, ".lock");
+	int fd = openat(fs->dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err_set("cannot open the lock file in %s: %s", fs->dir, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK) {
+			err_set("cannot lock %s/%s: %s", fs->dir, name, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		res->verdict = VERDICT_WAIT;
+		res->lease_left_ms = -1; /* a kernel lock has no lease */
+		read_holder(fd, res->holder);
+		if (fs->wait_fd >= 0)
+			close(fs->wait_fd);
+		fs->wait_fd = fd;
+		return 0;
+	}
+	/* ours: look again, for a result stored since our first look */
+	rc = entry_open(fs, req->key, req->key_len, &st);
+	if (rc == 1 && entry_freshness(&st.meta, realtime_ms()) == ENTRY_FRESH) {
+		flock(fd, LOCK_UN);
+		close(fd);
+		goto deliver_hit;
+	}
+	if (rc == 1)
+		stored_close(&st);
+	if (rc < 0 || claim_lock(fs, fd, req->key, req->key_len, req->token) < 0) {
+		flock(fd, LOCK_UN);
+		close(fd);
+		return -1;
+	}
+	release_lock(fs);
+	fs->lock_fd = fd;
+	res->verdict = VERDICT_LEAD;
+	return 0;
+
+deliver_hit:
+	res->verdict = VERDICT_HIT;
+	res->meta = st.meta;
+	res->age_ms = now > st.meta.created_ms ? now - st.meta.created_ms : 0;
+deliver:
+	rc = stored_deliver(&st, sink);
+	stored_close(&st);
+	return rc;
+}
+
+static int file_watch(struct store *s, const char *key, size_t key_len)
+{
+	(void)s;
+	(void)key;
+	(void)key_len;
+	return 0; /* the lock file itself is the wake-up: see file_wait */
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/* Block on a shared lock of the file the leader holds exclusively: it is
+ * granted the instant the leader releases or dies. A timer interrupts the
+ * wait, since flock(2) has no timeout of its own. */
+static int file_wait(struct store *s, int64_t timeout_ms)
+{
+	struct file_store *fs = to_file(s);
+	struct sigaction sa = {0}, old;
+	struct itimerval tv = {0}, off = {0};
+
+	if (fs->wait_fd < 0)
+		return 1;
+	if (timeout_ms <= 0)
+		return 0;
+	sa.sa_handler = on_alarm; /* no SA_RESTART: flock returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, &old);
+	tv.it_value.tv_sec = timeout_ms / 1000;
+	tv.it_value.tv_usec = (timeout_ms % 1000) * 1000;
+	setitimer(ITIMER_REAL, &tv, NULL);
+	int rc = flock(fs->wait_fd, LOCK_SH);
+	int e = errno;
+	setitimer(ITIMER_REAL, &off, NULL);
+	sigaction(SIGALRM, &old, NULL);
+	if (rc == 0) {
+		flock(fs->wait_fd, LOCK_UN);
+		return 1;
+	}
+	if (e == EINTR)
+		return 0;
+	err_set("cannot wait on the lock in %s: %s", fs->dir, strerror(e));
+	return -1;
+}
+
+static int file_renew(struct store *s, const char *key, size_t key_len, const char *token,
+		      int64_t lease_ms)
+{
+	char name[KEY_HASH_HEX + 16];
+
+	(void)token;
+	(void)lease_ms;
+	file_name(name, sizeof(name), key, key_len, ".lock");
+	return lock_still_ours(to_file(s), name);
+}
+
+/* write header, stdout, stderr and trailer to a new temporary file; its
+ * name goes to tmp; 0 or -1 with err_set() (and nothing left behind) */
+static int write_temp(struct file_store *fs, char *tmp, const struct result *r,
+		      const struct entry_meta *meta, const void *trailer, size_t trailer_len)
+{
+	struct buf hdr = {0};
+	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		err_set("cannot create a file in %s: %s", fs->dir, strerror(errno));
+		return -1;
+	}
+	entry_header_write(&hdr, meta);
+	int rc = write_all(fd, hdr.data, hdr.len);
+	if (rc == 0)
+		rc = copy_fd(r->out_fd, fd, meta->out_len);
+	if (rc == 0 && r->err_fd >= 0)
+		rc = copy_fd(r->err_fd, fd, meta->err_len);
+	if (rc == 0)
+		rc = write_all(fd, trailer, trailer_len);
+	if (close(fd) < 0)
+		rc = -1;
+	buf_free(&hdr);
+	if (rc < 0) {
+		err_set("cannot write to %s: %s", fs->dir, strerror(errno));
+		unlinkat(fs->dirfd, tmp, 0);
+	}
+	return rc;
+}
+
+/* take the store-wide commit lock, held only across check-and-rename */
+static int commit_lock(struct file_store *fs)
+{
+	int fd = openat(fs->dirfd, "commit.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+		err_set("cannot take the commit lock in %s: %s", fs->dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void commit_unlock(int fd)
+{
+	flock(fd, LOCK_UN);
+	close(fd);
+}
+
+static int file_finish(struct store *s, const char *key, size_t key_len, const char *token,
+		       const struct result *r)
+{
+	struct file_store *fs = to_file(s);
+	char tmp[KEY_HASH_HEX + TOKEN_LEN + 8], suffix[TOKEN_LEN + 8];
+	char lock[KEY_HASH_HEX + 16], target[KEY_HASH_HEX + 16];
+	struct entry_meta meta = r->meta;
+	int rc = -1;
+
+	meta.created_ms = realtime_ms();
+	snprintf(suffix, sizeof(suffix), ".%s.tmp", token);
+	file_name(tmp, sizeof(tmp), key, key_len, suffix);
+	file_name(lock, sizeof(lock), key, key_len, ".lock");
+	file_name(target, sizeof(target), key, key_len, r->cacheable ? ".entry" : ".done");
+	if (r->cacheable)
+		rc = write_temp(fs, tmp, r, &meta, key, key_len);
+	else
+		rc = write_temp(fs, tmp, r, &meta, token, TOKEN_LEN);
+	if (rc < 0)
+		goto out;
+	int cfd = commit_lock(fs);
+	if (cfd < 0) {
+		unlinkat(fs->dirfd, tmp, 0);
+		goto out;
+	}
+	if (!lock_still_ours(fs, lock)) {
+		unlinkat(fs->dirfd, tmp, 0);
+		rc = 0;
+	} else if (renameat(fs->dirfd, tmp, fs->dirfd, target) < 0) {
+		err_set("cannot rename into %s: %s", fs->dir, strerror(errno));
+		unlinkat(fs->dirfd, tmp, 0);
+		rc = -1;
+	} else {
+		rc = 1;
+		if (r->cacheable) {
+			file_name(target, sizeof(target), key, key_len, ".done");
+			unlinkat(fs->dirfd, target, 0);
+		}
+	}
+	commit_unlock(cfd);
+out:
+	release_lock(fs);
+	return rc;
+}
+
+static int file_abandon(struct store *s, const char *key, size_t key_len, const char *token)
+{
+	(void)key;
+	(void)key_len;
+	(void)token;
+	release_lock(to_file(s));
+	return 0;
+}
+
+static int file_get(struct store *s, const char *key, size_t key_len, bool fresh_only,
+		    struct entry_meta *meta, struct sink *sink)
+{
+	struct stored st;
+	int rc = entry_open(to_file(s), key, key_len, &st);
+
+	if (rc <= 0)
+		return rc;
+	enum freshness f = entry_freshness(&st.meta, realtime_ms());
+	if (f == ENTRY_EXPIRED || (fresh_only && f != ENTRY_FRESH)) {
+		stored_close(&st);
+		return 0;
+	}
+	*meta = st.meta;
+	rc = stored_deliver(&st, sink) < 0 ? -1 : 1;
+	stored_close(&st);
+	return rc;
+}
+
+static int file_invalidate(struct store *s, const char *key, size_t key_len)
+{
+	struct file_store *fs = to_file(s);
+	char entry[KEY_HASH_HEX + 16], lock[KEY_HASH_HEX + 16];
+	struct stored st;
+
+	/* only this key's entry counts: a hash collision must not delete another */
+	int found = entry_open(fs, key, key_len, &st);
+	if (found < 0)
+		return -1;
+	if (found)
+		stored_close(&st);
+	file_name(entry, sizeof(entry), key, key_len, ".entry");
+	file_name(lock, sizeof(lock), key, key_len, ".lock");
+	int cfd = commit_lock(fs);
+	if (cfd < 0)
+		return -1;
+	int deleted = found && unlinkat(fs->dirfd, entry, 0) == 0;
+	unlinkat(fs->dirfd, lock, 0);
+	commit_unlock(cfd);
+	return deleted;
+}
+
+static void file_close(struct store *s)
+{
+	struct file_store *fs = to_file(s);
+
+	if (!fs)
+		return;
+	release_lock(fs);
+	if (fs->wait_fd >= 0)
+		close(fs->wait_fd);
+	if (fs->dirfd >= 0)
+		close(fs->dirfd);
+	free(fs->dir);
+	free(fs->base.desc);
+	free(fs);
+}
+
+static const struct store_ops file_ops = {
+	.lookup = file_lookup,
+	.watch = file_watch,
+	.wait = file_wait,
+	.renew = file_renew,
+	.finish = file_finish,
+	.abandon = file_abandon,
+	.get = file_get,
+	.invalidate = file_invalidate,
+	.close = file_close,
+};
+
+struct store *store_file_open(const struct store_config *cfg, bool *refused)
+{
+	struct file_store *fs = xcalloc(1, sizeof(*fs));
+	char host[256] = "unknown";
+
+	fs->base.ops = &file_ops;
+	fs->lock_fd = fs->wait_fd = -1;
+	fs->base.desc = url_display(cfg->url);
+	fs->dirfd = open_store_dir(cfg->url->path, cfg->ns, &fs->dir, refused);
+	if (fs->dirfd < 0) {
+		file_close(&fs->base);
+		return NULL;
+	}
+	gethostname(host, sizeof(host) - 1);
+	snprintf(fs->lock_value_suffix, sizeof(fs->lock_value_suffix), " host=%s pid=%ld", host,
+		 (long)getpid());
+	return &fs->base;
+}
