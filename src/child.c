@@ -1,5 +1,6 @@
-/* child: fork/exec, the tee, and signal passing. Signals arrive through a
- * self-pipe so the main loop sees them between reads, never inside one. */
+/* child: fork/exec, the tee, time limits and signal passing. Signals arrive
+ * through a self-pipe so the main loop sees them between reads, never inside
+ * one. */
 #include "child.h"
 
 #include <errno.h>
@@ -12,6 +13,9 @@
 #include <unistd.h>
 
 #include "util.h"
+
+/* after --timeout's SIGTERM, how long COMMAND has before SIGKILL */
+#define KILL_GRACE_MS 2000
 
 static int signal_pipe[2] = {-1, -1};
 
@@ -32,6 +36,11 @@ struct saved_signals {
 	struct sigaction old_pipe;
 };
 
+static void set_cloexec(int fd)
+{
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
 static int install_handlers(struct saved_signals *saved)
 {
 	struct sigaction sa = {0};
@@ -42,7 +51,7 @@ static int install_handlers(struct saved_signals *saved)
 	}
 	for (int i = 0; i < 2; i++) {
 		fcntl(signal_pipe[i], F_SETFL, O_NONBLOCK);
-		fcntl(signal_pipe[i], F_SETFD, FD_CLOEXEC);
+		set_cloexec(signal_pipe[i]);
 	}
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
@@ -66,9 +75,18 @@ static void restore_handlers(const struct saved_signals *saved)
 	signal_pipe[0] = signal_pipe[1] = -1;
 }
 
+/* what the child needs between fork and exec */
+struct exec_plan {
+	char *const *argv;
+	int in_fd, out_fd, err_fd; /* -1: keep ours */
+	bool own_group;            /* its own process group, so --timeout reaches grandchildren */
+	int err_pipe;              /* close-on-exec: carries errno if exec fails */
+	const sigset_t *mask;
+};
+
 /* In the child, between fork and exec: async-signal-safe calls only. On
  * failure the errno goes up the close-on-exec pipe for the parent to report. */
-static void exec_child(char *const *argv, int out_fd, int err_pipe, const sigset_t *mask)
+static void exec_child(const struct exec_plan *p)
 {
 	struct sigaction dfl = {0};
 	int e;
@@ -78,14 +96,17 @@ static void exec_child(char *const *argv, int out_fd, int err_pipe, const sigset
 	for (size_t i = 0; i < NPASSED; i++)
 		sigaction(passed_signals[i], &dfl, NULL);
 	sigaction(SIGPIPE, &dfl, NULL);
-	sigprocmask(SIG_SETMASK, mask, NULL);
-	if (dup2(out_fd, STDOUT_FILENO) < 0)
+	sigprocmask(SIG_SETMASK, p->mask, NULL);
+	if (p->own_group && setpgid(0, 0) < 0)
 		goto fail;
-	close(out_fd);
-	execvp(argv[0], argv);
+	if ((p->in_fd >= 0 && dup2(p->in_fd, STDIN_FILENO) < 0) ||
+	    (p->out_fd >= 0 && dup2(p->out_fd, STDOUT_FILENO) < 0) ||
+	    (p->err_fd >= 0 && dup2(p->err_fd, STDERR_FILENO) < 0))
+		goto fail;
+	execvp(p->argv[0], p->argv);
 fail:
 	e = errno;
-	(void)!write(err_pipe, &e, sizeof(e));
+	(void)!write(p->err_pipe, &e, sizeof(e));
 	_exit(e == ENOENT ? 127 : 126);
 }
 
@@ -114,15 +135,38 @@ static int status_of(int wstatus)
 	return 125;
 }
 
+/* one of COMMAND's output streams: read from a pipe, teed to the caller and
+ * to a spool */
+struct stream {
+	int pipe_fd;   /* read end; -1 at EOF */
+	int live_fd;   /* the caller's fd, -1 for none */
+	int spool_fd;  /* -1 for none */
+	uint64_t *len; /* the byte count in the result */
+	bool *live_failed;
+};
+
 /* the state of the tee loop */
 struct tee {
 	const struct child_spec *spec;
 	struct child_result *res;
 	pid_t pid;
-	int out_pipe;      /* read end of COMMAND's stdout; -1 at EOF */
+	struct stream streams[2];
+	int nstreams;
 	bool reaped;
 	int wstatus;
+	int64_t term_at, kill_at; /* --timeout deadlines; 0: none */
 };
+
+/* send sig to COMMAND, and to its process group when it has one */
+static void signal_child(struct tee *t, int sig)
+{
+	if (t->reaped)
+		return;
+	if (t->spec->timeout_ms > 0)
+		kill(-t->pid, sig);
+	else
+		kill(t->pid, sig);
+}
 
 static void handle_signals(struct tee *t)
 {
@@ -135,32 +179,81 @@ static void handle_signals(struct tee *t)
 				continue;
 			if (!t->res->signal_received)
 				t->res->signal_received = sigs[i];
-			if (!t->reaped)
-				kill(t->pid, sigs[i]);
+			signal_child(t, sigs[i]);
 		}
 	}
 	if (!t->reaped && waitpid(t->pid, &t->wstatus, WNOHANG) == t->pid)
 		t->reaped = true;
 }
 
-static void handle_output(struct tee *t)
+static void spool_chunk(struct tee *t, struct stream *s, const char *chunk, size_t n)
+{
+	struct child_result *res = t->res;
+
+	if (s->spool_fd < 0 || res->spool_failed || res->too_large)
+		return;
+	if (t->spec->max_spool && res->out_len + res->err_len > t->spec->max_spool) {
+		res->too_large = true;
+		return;
+	}
+	if (write_all(s->spool_fd, chunk, n) < 0)
+		res->spool_failed = true;
+}
+
+static void handle_output(struct tee *t, struct stream *s)
 {
 	char chunk[65536];
-	ssize_t n = read(t->out_pipe, chunk, sizeof(chunk));
+	ssize_t n = read(s->pipe_fd, chunk, sizeof(chunk));
 
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n <= 0) {
-		close(t->out_pipe);
-		t->out_pipe = -1;
+		close(s->pipe_fd);
+		s->pipe_fd = -1;
 		return;
 	}
-	t->res->out_len += n;
-	if (!t->res->out_failed && write_all(t->spec->out_fd, chunk, n) < 0)
-		t->res->out_failed = true;
-	if (t->spec->spool_fd >= 0 && !t->res->spool_failed &&
-	    write_all(t->spec->spool_fd, chunk, n) < 0)
-		t->res->spool_failed = true;
+	*s->len += n;
+	if (s->live_fd >= 0 && !*s->live_failed && write_all(s->live_fd, chunk, n) < 0)
+		*s->live_failed = true;
+	spool_chunk(t, s, chunk, n);
+}
+
+static bool streams_open(const struct tee *t)
+{
+	for (int i = 0; i < t->nstreams; i++)
+		if (t->streams[i].pipe_fd >= 0)
+			return true;
+	return false;
+}
+
+/* the poll timeout until the next tick or deadline; -1 for none */
+static int next_timeout(const struct tee *t, int64_t next_tick)
+{
+	int64_t now = monotonic_ms(), soonest = -1;
+	int64_t candidates[3] = {t->spec->tick_ms > 0 ? next_tick : 0, t->term_at, t->kill_at};
+
+	for (int i = 0; i < 3; i++)
+		if (candidates[i] && (soonest < 0 || candidates[i] < soonest))
+			soonest = candidates[i];
+	if (soonest < 0)
+		return -1;
+	return soonest <= now ? 0 : (int)(soonest - now);
+}
+
+static void check_deadlines(struct tee *t)
+{
+	int64_t now = monotonic_ms();
+
+	if (t->term_at && now >= t->term_at) {
+		t->res->timed_out = true;
+		signal_child(t, SIGTERM);
+		t->term_at = 0;
+		t->kill_at = now + KILL_GRACE_MS;
+	}
+	if (t->kill_at && now >= t->kill_at) {
+		signal_child(t, SIGKILL);
+		t->kill_at = 0;
+	}
 }
 
 static void tee_loop(struct tee *t)
@@ -168,29 +261,28 @@ static void tee_loop(struct tee *t)
 	const struct child_spec *spec = t->spec;
 	int64_t next_tick = monotonic_ms() + spec->tick_ms;
 
-	while (t->out_pipe >= 0 || !t->reaped) {
-		struct pollfd pfd[2] = {
-			{.fd = signal_pipe[0], .events = POLLIN},
-			{.fd = t->out_pipe, .events = POLLIN},
-		};
-		int timeout = -1;
-		if (spec->tick_ms > 0) {
-			int64_t left = next_tick - monotonic_ms();
-			timeout = left < 0 ? 0 : (int)left;
-		}
-		int n = poll(pfd, t->out_pipe >= 0 ? 2 : 1, timeout);
+	if (spec->timeout_ms > 0)
+		t->term_at = monotonic_ms() + spec->timeout_ms;
+	while (streams_open(t) || !t->reaped) {
+		struct pollfd pfd[3] = {{.fd = signal_pipe[0], .events = POLLIN}};
+		for (int i = 0; i < t->nstreams; i++)
+			pfd[i + 1] = (struct pollfd){.fd = t->streams[i].pipe_fd, .events = POLLIN};
+		int n = poll(pfd, t->nstreams + 1, next_timeout(t, next_tick));
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n > 0 && pfd[0].revents)
 			handle_signals(t);
-		if (n > 0 && t->out_pipe >= 0 && pfd[1].revents)
-			handle_output(t);
+		for (int i = 0; n > 0 && i < t->nstreams; i++)
+			if (t->streams[i].pipe_fd >= 0 && pfd[i + 1].revents)
+				handle_output(t, &t->streams[i]);
 		if (spec->tick_ms > 0 && monotonic_ms() >= next_tick) {
 			spec->tick(spec->tick_ctx);
 			next_tick = monotonic_ms() + spec->tick_ms;
 		}
+		check_deadlines(t);
 		/* SIGCHLD may have come before the handler saw the pid: look anyway */
-		if (!t->reaped && t->out_pipe < 0 && waitpid(t->pid, &t->wstatus, WNOHANG) == t->pid)
+		if (!t->reaped && !streams_open(t) &&
+		    waitpid(t->pid, &t->wstatus, WNOHANG) == t->pid)
 			t->reaped = true;
 	}
 	if (!t->reaped && waitpid(t->pid, &t->wstatus, 0) == t->pid)
@@ -206,46 +298,81 @@ static int exec_errno(int err_pipe)
 	return n == (ssize_t)sizeof(e) ? e : 0;
 }
 
+static void close_pair(int p[2])
+{
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+}
+
+/* make the pipes: COMMAND's stdout, stderr (when captured), exec errors */
+static int make_pipes(const struct child_spec *spec, int out[2], int err[2], int exe[2])
+{
+	out[0] = out[1] = err[0] = err[1] = exe[0] = exe[1] = -1;
+	if (pipe(out) < 0 || (spec->capture_err && pipe(err) < 0) || pipe(exe) < 0) {
+		err_set("pipe: %s", strerror(errno));
+		close_pair(out);
+		close_pair(err);
+		close_pair(exe);
+		return -1;
+	}
+	set_cloexec(out[0]);
+	if (err[0] >= 0)
+		set_cloexec(err[0]);
+	set_cloexec(exe[0]);
+	set_cloexec(exe[1]);
+	return 0;
+}
+
 int child_run(const struct child_spec *spec, struct child_result *res)
 {
 	struct saved_signals saved;
 	sigset_t all, old_mask;
-	int out[2], errp[2];
+	int out[2], err[2], exe[2];
 	struct tee t = {.spec = spec, .res = res};
 
 	memset(res, 0, sizeof(*res));
-	if (pipe(out) < 0 || pipe(errp) < 0) {
-		err_set("pipe: %s", strerror(errno));
+	if (make_pipes(spec, out, err, exe) < 0)
+		return -1;
+	if (install_handlers(&saved) < 0) {
+		close_pair(out);
+		close_pair(err);
+		close_pair(exe);
 		return -1;
 	}
-	fcntl(out[0], F_SETFD, FD_CLOEXEC);
-	fcntl(errp[0], F_SETFD, FD_CLOEXEC);
-	fcntl(errp[1], F_SETFD, FD_CLOEXEC);
-	if (install_handlers(&saved) < 0)
-		return -1;
+	struct exec_plan plan = {
+		.argv = spec->argv, .in_fd = spec->in_fd, .out_fd = out[1], .err_fd = err[1],
+		.own_group = spec->timeout_ms > 0, .err_pipe = exe[1], .mask = &old_mask,
+	};
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old_mask);
 	int64_t start = monotonic_ms();
 	t.pid = fork();
-	if (t.pid == 0) {
-		close(out[0]);
-		close(errp[0]);
-		exec_child(spec->argv, out[1], errp[1], &old_mask);
-	}
+	if (t.pid == 0)
+		exec_child(&plan);
 	int fork_errno = errno;
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	close(out[1]);
-	close(errp[1]);
+	if (err[1] >= 0)
+		close(err[1]);
+	close(exe[1]);
 	if (t.pid < 0) {
 		close(out[0]);
-		close(errp[0]);
+		if (err[0] >= 0)
+			close(err[0]);
+		close(exe[0]);
 		restore_handlers(&saved);
 		err_set("fork: %s", strerror(fork_errno));
 		return -1;
 	}
-	int e = exec_errno(errp[0]);
-	close(errp[0]);
-	t.out_pipe = out[0];
+	int e = exec_errno(exe[0]);
+	close(exe[0]);
+	t.streams[t.nstreams++] = (struct stream){out[0], spec->out_fd, spec->spool_fd,
+						  &res->out_len, &res->out_failed};
+	if (err[0] >= 0)
+		t.streams[t.nstreams++] = (struct stream){err[0], spec->err_fd, spec->err_spool_fd,
+							  &res->err_len, &res->out_failed};
 	tee_loop(&t);
 	res->compute_ms = monotonic_ms() - start;
 	restore_handlers(&saved);
@@ -254,6 +381,6 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 		res->status = exec_failure_status(spec->argv[0], e);
 		return 0;
 	}
-	res->status = status_of(t.wstatus);
+	res->status = res->timed_out ? 124 : status_of(t.wstatus);
 	return 0;
 }

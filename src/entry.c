@@ -1,6 +1,7 @@
 /* entry: the metadata codec shared by both stores, and the freshness rule. */
 #include "entry.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -116,6 +117,13 @@ enum freshness entry_freshness(const struct entry_meta *m, int64_t now_ms)
 	if (age < m->ttl_ms + m->stale_ms + m->sie_ms)
 		return ENTRY_STALE_IF_ERROR;
 	return ENTRY_EXPIRED;
+}
+
+bool entry_xfetch_fires(const struct entry_meta *m, int64_t age_ms, double beta, double rand)
+{
+	if (beta <= 0 || m->compute_ms <= 0 || rand <= 0 || rand > 1)
+		return false;
+	return (double)age_ms + (double)m->compute_ms * beta * -log(rand) >= (double)m->ttl_ms;
 }
 
 void entry_header_write(struct buf *b, const struct entry_meta *m)

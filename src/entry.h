@@ -5,6 +5,7 @@
 #ifndef CACHEFENCE_ENTRY_H
 #define CACHEFENCE_ENTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,12 @@ int entry_meta_decode(struct entry_meta *m, const char *const *names, const char
 
 /* judge an entry at time now_ms on the same clock as created_ms */
 enum freshness entry_freshness(const struct entry_meta *m, int64_t now_ms);
+
+/* XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): refresh a fresh
+ * entry early when age + compute * beta * -ln(rand) reaches its TTL; rand is
+ * uniform in (0, 1], beta 0 turns it off. The Redis store runs the same rule
+ * in its lookup script. */
+bool entry_xfetch_fires(const struct entry_meta *m, int64_t age_ms, double beta, double rand);
 
 /* append the local store's file header ("name=value" lines, then an empty line) */
 void entry_header_write(struct buf *b, const struct entry_meta *m);

@@ -3,6 +3,7 @@
 #ifndef CACHEFENCE_KEY_H
 #define CACHEFENCE_KEY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "util.h"
@@ -15,10 +16,25 @@
 /* check a user key given on the command line; 0, or -1 with err_set() */
 int key_validate(const char *key, size_t len);
 
+/* what else goes into a derived key besides COMMAND's argv */
+struct key_scope {
+	bool cwd;                  /* the working directory */
+	const char *const *env;    /* variable names: their values (or their absence) */
+	int nenv;
+	const char *const *files;  /* paths: their size and mtime (or their absence) */
+	int nfiles;
+	const unsigned char *stdin_digest; /* SHA-256 of standard input, or NULL */
+};
+
 /* derive the user key for COMMAND's argv: "cmd:" and the SHA-256 of every
- * argument followed by a NUL byte, so ("a b") and ("a", "b") differ; the
- * result replaces out's contents */
-void key_derive(struct buf *out, char *const *argv);
+ * argument followed by a NUL byte, so ("a b") and ("a", "b") differ. With a
+ * scope, the digest also covers it. The result replaces out's contents;
+ * -1 with err_set() when the working directory cannot be read. */
+int key_derive(struct buf *out, char *const *argv, const struct key_scope *scope);
+
+/* copy all of in_fd to out_fd, computing its SHA-256 into digest (32
+ * bytes); 0, or -1 with err_set() */
+int key_digest_copy(int in_fd, int out_fd, unsigned char digest[32]);
 
 /* lowercase hex SHA-256 of len bytes at p */
 void key_hash_hex(char out[KEY_HASH_HEX], const void *p, size_t len);

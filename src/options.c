@@ -18,6 +18,17 @@ enum {
 	OPT_CACHE_FAILURES,
 	OPT_FAIL_CLOSED,
 	OPT_FRESH,
+	OPT_FAILURE_TTL,
+	OPT_STALE_IF_ERROR,
+	OPT_BETA,
+	OPT_REFRESH,
+	OPT_TIMEOUT,
+	OPT_CACHE_STDERR,
+	OPT_MAX_SIZE,
+	OPT_SCOPE_CWD,
+	OPT_SCOPE_ENV,
+	OPT_SCOPE_FILE,
+	OPT_STDIN,
 };
 
 /* which options a subcommand takes, beyond the global ones */
@@ -42,6 +53,18 @@ static const struct opt_def opt_defs[] = {
 	{{"wait", required_argument, NULL, 'w'}, GROUP_RUN},
 	{{"cache-failures", no_argument, NULL, OPT_CACHE_FAILURES}, GROUP_RUN},
 	{{"fail-closed", no_argument, NULL, OPT_FAIL_CLOSED}, GROUP_RUN},
+	{{"failure-ttl", required_argument, NULL, OPT_FAILURE_TTL}, GROUP_RUN},
+	{{"stale", required_argument, NULL, 's'}, GROUP_RUN},
+	{{"stale-if-error", required_argument, NULL, OPT_STALE_IF_ERROR}, GROUP_RUN},
+	{{"beta", required_argument, NULL, OPT_BETA}, GROUP_RUN},
+	{{"refresh", no_argument, NULL, OPT_REFRESH}, GROUP_RUN},
+	{{"timeout", required_argument, NULL, OPT_TIMEOUT}, GROUP_RUN},
+	{{"cache-stderr", no_argument, NULL, OPT_CACHE_STDERR}, GROUP_RUN},
+	{{"max-size", required_argument, NULL, OPT_MAX_SIZE}, GROUP_RUN},
+	{{"scope-cwd", no_argument, NULL, OPT_SCOPE_CWD}, GROUP_RUN},
+	{{"scope-env", required_argument, NULL, OPT_SCOPE_ENV}, GROUP_RUN},
+	{{"scope-file", required_argument, NULL, OPT_SCOPE_FILE}, GROUP_RUN},
+	{{"stdin", no_argument, NULL, OPT_STDIN}, GROUP_RUN},
 	{{"fresh", no_argument, NULL, OPT_FRESH}, GROUP_GET},
 };
 #define NDEFS (sizeof(opt_defs) / sizeof(opt_defs[0]))
@@ -64,11 +87,23 @@ void options_init(struct options *o)
 	o->redis_timeout_ms = 1000;
 	o->lease_ms = 10000;
 	o->ttl_ms = -1;
+	o->failure_ttl_ms = -1;
+	o->beta = 1.0;
+	o->max_size = 64ull << 20;
 }
 
 void options_free(struct options *o)
 {
 	url_free(&o->url);
+	free(o->scope_env);
+	free(o->scope_file);
+}
+
+/* append one value of a repeatable option */
+static void push_value(const char ***list, int *n, const char *v)
+{
+	*list = xrealloc(*list, (*n + 1) * sizeof(**list));
+	(*list)[(*n)++] = v;
 }
 
 void options_usage(void)
@@ -82,8 +117,10 @@ void options_usage(void)
 	      "standard output under a key with a time to live.\n"
 	      "\n"
 	      "global options:\n"
-	      "  -u, --url URL           redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or\n"
-	      "                          unix:///PATH[?db=N] (env CACHEFENCE_URL, REDIS_URL)\n"
+	      "  -u, --url URL           redis://[[USER]:PASSWORD@]HOST[:PORT][/DB],\n"
+	      "                          unix:///PATH[?db=N] or file:///DIR (env\n"
+	      "                          CACHEFENCE_URL, REDIS_URL; default: the local\n"
+	      "                          store in $XDG_CACHE_HOME/cachefence)\n"
 	      "  -n, --namespace NS      prefix of every key (env CACHEFENCE_NAMESPACE;\n"
 	      "                          default cachefence)\n"
 	      "      --redis-timeout DUR connect and per-command timeout (default 1s)\n"
@@ -98,7 +135,24 @@ void options_usage(void)
 	      "      --lock-lease DUR    lease of the single-flight lock (default 10s)\n"
 	      "  -w, --wait DUR          longest wait for another run's result, then\n"
 	      "                          exit 124 (default: no limit)\n"
+	      "  -s, --stale DUR         after the TTL, serve the old result for DUR while\n"
+	      "                          one process refreshes it in the background\n"
+	      "      --stale-if-error DUR  when a refresh fails, serve the old result for\n"
+	      "                          up to DUR past its TTL\n"
+	      "      --beta X            XFetch early refresh factor (default 1.0; 0: off)\n"
+	      "      --refresh           run COMMAND now, under the lock, and replace the entry\n"
+	      "      --timeout DUR       kill COMMAND after DUR (SIGTERM, SIGKILL 2s later);\n"
+	      "                          exit 124, nothing stored\n"
 	      "      --cache-failures    also store results with a non-zero status\n"
+	      "      --failure-ttl DUR   TTL of a stored failure (default: the TTL)\n"
+	      "      --cache-stderr      also store stderr and replay it on a hit\n"
+	      "      --max-size SIZE     do not store outputs larger than SIZE (default 64M)\n"
+	      "      --scope-cwd         put the working directory into the derived key\n"
+	      "      --scope-env NAME    put variable NAME into the derived key (repeatable)\n"
+	      "      --scope-file PATH   put PATH's size and mtime into the derived key\n"
+	      "                          (repeatable)\n"
+	      "      --stdin             hash standard input into the key and feed it to\n"
+	      "                          COMMAND\n"
 	      "      --fail-closed       exit 125 instead of running uncached when the\n"
 	      "                          store is unreachable\n"
 	      "\n"
@@ -106,6 +160,7 @@ void options_usage(void)
 	      "      --fresh             only a fresh entry counts\n"
 	      "\n"
 	      "DUR is a number with an optional unit: ms, s (default), m, h, d.\n"
+	      "SIZE is a number with an optional k, M or G (powers of 1024).\n"
 	      "Exit status: COMMAND's; 124 wait expired; 125 cachefence failed;\n"
 	      "126 COMMAND not executable; 127 COMMAND not found.\n"
 	      "See cachefence(1).\n",
@@ -202,6 +257,45 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		return 0;
 	case OPT_FRESH:
 		o->fresh = true;
+		return 0;
+	case OPT_FAILURE_TTL:
+		return set_duration("--failure-ttl", arg, &o->failure_ttl_ms);
+	case 's':
+		return set_duration("--stale", arg, &o->stale_ms);
+	case OPT_STALE_IF_ERROR:
+		return set_duration("--stale-if-error", arg, &o->sie_ms);
+	case OPT_BETA:
+		return parse_nonneg_double(arg, &o->beta) < 0 ? option_error("--beta") : 0;
+	case OPT_REFRESH:
+		o->refresh = true;
+		return 0;
+	case OPT_TIMEOUT:
+		o->timeout_set = true;
+		return set_duration("--timeout", arg, &o->timeout_ms);
+	case OPT_CACHE_STDERR:
+		o->cache_stderr = true;
+		return 0;
+	case OPT_MAX_SIZE:
+		return parse_size(arg, &o->max_size) < 0 ? option_error("--max-size") : 0;
+	case OPT_SCOPE_CWD:
+		o->scope_cwd = true;
+		return 0;
+	case OPT_SCOPE_ENV:
+		if (!*arg || strchr(arg, '=')) {
+			err_set("--scope-env: \"%s\" is not a variable name (give NAME, without =)", arg);
+			return -1;
+		}
+		push_value(&o->scope_env, &o->nscope_env, arg);
+		return 0;
+	case OPT_SCOPE_FILE:
+		if (!*arg) {
+			err_set("--scope-file: the path is empty");
+			return -1;
+		}
+		push_value(&o->scope_file, &o->nscope_file, arg);
+		return 0;
+	case OPT_STDIN:
+		o->use_stdin = true;
 		return 0;
 	}
 	err_set("internal error: unhandled option %d", c);
@@ -332,6 +426,23 @@ static int validate_run(struct options *o)
 	}
 	if (o->key && key_validate(o->key, strlen(o->key)) < 0)
 		return option_error("--key");
+	if (o->key && (o->scope_cwd || o->nscope_env || o->nscope_file || o->use_stdin)) {
+		err_set("--key: the --scope-* options and --stdin shape the derived key, so they do "
+			"not go with --key (drop one or the other)");
+		return -1;
+	}
+	if (o->failure_ttl_ms == 0) {
+		err_set("--failure-ttl: 0 would never be fresh (give at least 1ms, for example 10s)");
+		return -1;
+	}
+	if (o->failure_ttl_ms > 0 && !o->cache_failures) {
+		err_set("--failure-ttl: only means something with --cache-failures (add it)");
+		return -1;
+	}
+	if (o->timeout_ms == 0 && o->timeout_set) {
+		err_set("--timeout: 0 would kill COMMAND at once (give a duration, for example 30s)");
+		return -1;
+	}
 	return 0;
 }
 

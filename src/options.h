@@ -31,7 +31,22 @@ struct options {
 	int64_t lease_ms;        /* --lock-lease */
 	int64_t wait_ms;         /* -w; 0: no limit */
 	bool cache_failures;
+	int64_t failure_ttl_ms;  /* --failure-ttl; -1: the TTL */
 	bool fail_closed;
+	int64_t stale_ms;        /* -s: serve stale while one process refreshes */
+	int64_t sie_ms;          /* --stale-if-error */
+	double beta;             /* XFetch; 0 turns early refresh off */
+	bool refresh;            /* run now under the lock and replace the entry */
+	int64_t timeout_ms;      /* --timeout; 0: none */
+	bool timeout_set;
+	bool cache_stderr;
+	uint64_t max_size;       /* outputs above this are not stored */
+	bool scope_cwd;
+	const char **scope_env;  /* --scope-env NAMEs (point into argv) */
+	int nscope_env;
+	const char **scope_file; /* --scope-file PATHs */
+	int nscope_file;
+	bool use_stdin;          /* --stdin: hash stdin into the key, feed it to COMMAND */
 	char **command;          /* COMMAND and its arguments, NULL-terminated (points into argv) */
 
 	/* get, invalidate */

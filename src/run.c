@@ -1,9 +1,12 @@
 /* run: the decision logic. It talks only to the store interface (store.h)
  * and to child.c, so every store gets the same decisions:
  *
- *   lookup ─ fresh entry ─────────────────────────→ replay it (hit)
- *          ─ no entry, lock free → take it ───────→ lead: run COMMAND, store, wake
- *          ─ no entry, lock held → watch, wait ───→ woken or poll: lookup again
+ *   lookup ─ fresh entry ──────────────────────→ replay it (hit); XFetch may
+ *          │                                     refresh early in the background
+ *          ─ stale entry (inside --stale) ─────→ replay it; the lock winner
+ *          │                                     refreshes in the background
+ *          ─ no usable entry, lock free ───────→ lead: run COMMAND, store, wake
+ *          ─ no usable entry, lock held ───────→ watch, wait, look again
  *
  * The store makes "check the entry, else take the lock" one atomic step, so
  * whoever wins the lock has already checked the entry. */
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -30,17 +34,36 @@
 struct run_ctx {
 	const struct options *o;
 	struct store *store;
-	struct buf key;     /* the user key */
+	struct buf key;       /* the user key */
 	struct buf printable; /* key for log lines */
 	char token[TOKEN_LEN + 1];
 	char awaited[TOKEN_LEN + 1];
-	bool lock_lost;     /* a renewal found the lock gone */
-	bool renew_failed;  /* a renewal could not reach the store */
+	int stdin_spool;      /* --stdin: standard input, kept for COMMAND; else -1 */
+	bool lock_lost;       /* a renewal found the lock gone */
+	bool renew_failed;    /* a renewal could not reach the store */
+};
+
+/* how a leader runs COMMAND */
+enum lead_mode {
+	LEAD_LIVE,       /* stream the output to the caller as it comes */
+	LEAD_FALLBACK,   /* hold it back: if COMMAND fails, serve the stale entry instead */
+	LEAD_BACKGROUND, /* a detached refresh: no caller */
 };
 
 static const char *key_for_log(struct run_ctx *ctx)
 {
 	return key_printable(&ctx->printable, ctx->key.data, ctx->key.len);
+}
+
+/* replace this process with COMMAND, uncached, with --stdin's bytes as its input */
+static int exec_uncached(struct run_ctx *ctx)
+{
+	if (ctx->stdin_spool >= 0 &&
+	    (lseek(ctx->stdin_spool, 0, SEEK_SET) < 0 || dup2(ctx->stdin_spool, STDIN_FILENO) < 0)) {
+		log_error("--stdin: cannot replay standard input: %s", strerror(errno));
+		return 125;
+	}
+	return child_exec(ctx->o->command);
 }
 
 /* The store is out of reach: run COMMAND uncached (fail-open), replacing
@@ -55,7 +78,15 @@ static int fail_open(struct run_ctx *ctx, const char *why)
 	log_warn("%s; running COMMAND uncached", why);
 	store_close(ctx->store);
 	ctx->store = NULL;
-	return child_exec(ctx->o->command);
+	return exec_uncached(ctx);
+}
+
+static int store_failed(struct run_ctx *ctx)
+{
+	char why[1024];
+
+	snprintf(why, sizeof(why), "store unavailable: %s", err_msg());
+	return fail_open(ctx, why);
 }
 
 static void renew_lease(void *arg)
@@ -74,7 +105,7 @@ static void renew_lease(void *arg)
 	}
 }
 
-/* an unlinked temporary file for COMMAND's output; -1 with err_set() */
+/* an unlinked temporary file; -1 with err_set() */
 static int open_spool(void)
 {
 	const char *dir = getenv("TMPDIR");
@@ -93,30 +124,69 @@ static int open_spool(void)
 	return fd;
 }
 
-static void fill_meta(struct entry_meta *m, const struct options *o, const struct child_result *cr)
+static void release(struct run_ctx *ctx)
 {
-	memset(m, 0, sizeof(*m));
-	m->status = cr->status;
-	m->ttl_ms = o->ttl_ms;
-	m->compute_ms = cr->compute_ms;
-	m->out_len = cr->out_len;
-	if (gethostname(m->host, sizeof(m->host) - 1) < 0)
-		strcpy(m->host, "unknown");
+	ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token);
+}
+
+/* the spools of one run: stdout, and stderr with --cache-stderr */
+struct spools {
+	int out, err;
+};
+
+static void spools_close(struct spools *sp)
+{
+	if (sp->out >= 0)
+		close(sp->out);
+	if (sp->err >= 0)
+		close(sp->err);
+}
+
+static int spools_open(struct spools *sp, bool with_err)
+{
+	sp->out = open_spool();
+	sp->err = -1;
+	if (sp->out < 0)
+		return -1;
+	if (with_err && (sp->err = open_spool()) < 0) {
+		spools_close(sp);
+		return -1;
+	}
+	return 0;
+}
+
+/* rewind both spools for reading; 0 or -1 with err_set() */
+static int spools_rewind(struct spools *sp)
+{
+	if (lseek(sp->out, 0, SEEK_SET) < 0 || (sp->err >= 0 && lseek(sp->err, 0, SEEK_SET) < 0)) {
+		err_set("cannot rewind the spool file: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* hand the finished run to the store: as the entry, or to this round's
  * waiters only when it is a failure that is not cached */
-static void store_result(struct run_ctx *ctx, const struct child_result *cr, int spool)
+static void store_result(struct run_ctx *ctx, const struct child_result *cr, struct spools *sp)
 {
 	const struct options *o = ctx->o;
-	struct result r = {.out_fd = spool, .err_fd = -1};
+	struct result r = {.out_fd = sp->out, .err_fd = sp->err};
+	struct entry_meta *m = &r.meta;
 
-	fill_meta(&r.meta, o, cr);
-	r.cacheable = cr->status == 0 || o->cache_failures;
+	m->status = cr->status;
+	m->ttl_ms = cr->status != 0 && o->failure_ttl_ms > 0 ? o->failure_ttl_ms : o->ttl_ms;
+	m->stale_ms = o->stale_ms;
+	m->sie_ms = o->sie_ms;
+	m->compute_ms = cr->compute_ms;
+	m->out_len = cr->out_len;
+	m->err_len = sp->err >= 0 ? cr->err_len : 0;
+	if (gethostname(m->host, sizeof(m->host) - 1) < 0)
+		strcpy(m->host, "unknown");
+	r.cacheable = cr->status == 0 || (o->cache_failures && !cr->timed_out);
 	r.handoff_ms = o->lease_ms > HANDOFF_MIN_MS ? o->lease_ms : HANDOFF_MIN_MS;
-	if (lseek(spool, 0, SEEK_SET) < 0) {
-		log_warn("cannot rewind the spool file: %s; result not stored", strerror(errno));
-		ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token);
+	if (spools_rewind(sp) < 0) {
+		log_warn("%s; result not stored", err_msg());
+		release(ctx);
 		return;
 	}
 	int rc = ctx->store->ops->finish(ctx->store, ctx->key.data, ctx->key.len, ctx->token, &r);
@@ -133,46 +203,136 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, int
 			    "--cache-failures); handed to waiters", key_for_log(ctx), cr->status);
 }
 
-/* We hold the lock: run COMMAND, tee its output, keep the lease, store. */
-static int lead(struct run_ctx *ctx)
+/* A refresh failed while a stale-if-error entry stands: serve that entry
+ * (bytes and status) instead. Returns its status, or -1 if it is gone. */
+static int serve_stale_entry(struct run_ctx *ctx, const struct child_result *cr)
+{
+	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
+	struct entry_meta meta;
+
+	if (ctx->store->ops->get(ctx->store, ctx->key.data, ctx->key.len, false, &meta, &sink) != 1)
+		return -1;
+	log_warn("refresh of key=%s failed (status %d), serving stale", key_for_log(ctx),
+		 cr->status);
+	return meta.status;
+}
+
+/* write what a held-back run produced to the caller */
+static void replay_spools(struct spools *sp, const struct child_result *cr)
+{
+	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
+
+	if (spools_rewind(sp) < 0)
+		return;
+	sink_copy(&sink, sink.out_fd, sp->out, cr->out_len);
+	if (sp->err >= 0)
+		sink_copy(&sink, sink.err_fd, sp->err, cr->err_len);
+}
+
+static void prepare_spec(struct run_ctx *ctx, struct child_spec *spec, const struct spools *sp,
+			 enum lead_mode mode)
 {
 	const struct options *o = ctx->o;
-	struct child_result cr;
+	bool live = mode == LEAD_LIVE;
 
-	log_verbose("miss key=%s: leading, running COMMAND", key_for_log(ctx));
-	int spool = open_spool();
-	if (spool < 0) {
-		log_warn("%s; running COMMAND uncached", err_msg());
-		ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token);
-		return child_exec(o->command);
-	}
-	struct child_spec spec = {
+	*spec = (struct child_spec){
 		.argv = o->command,
-		.out_fd = STDOUT_FILENO,
-		.spool_fd = spool,
+		.in_fd = -1,
+		.out_fd = live ? STDOUT_FILENO : -1,
+		.spool_fd = sp->out,
+		.capture_err = sp->err >= 0,
+		.err_fd = live ? STDERR_FILENO : -1,
+		.err_spool_fd = sp->err,
+		.max_spool = o->max_size,
+		.timeout_ms = o->timeout_ms,
 		.tick_ms = o->lease_ms / 3,
 		.tick = renew_lease,
 		.tick_ctx = ctx,
 	};
+	if (ctx->stdin_spool >= 0 && lseek(ctx->stdin_spool, 0, SEEK_SET) == 0)
+		spec->in_fd = ctx->stdin_spool;
+}
+
+/* We hold the lock: run COMMAND, tee its output, keep the lease, store. */
+static int lead(struct run_ctx *ctx, enum lead_mode mode)
+{
+	struct child_result cr;
+	struct child_spec spec;
+	struct spools sp;
+
+	log_verbose("%s key=%s: running COMMAND", mode == LEAD_BACKGROUND ? "refresh" : "lead",
+		    key_for_log(ctx));
+	if (spools_open(&sp, ctx->o->cache_stderr) < 0) {
+		log_warn("%s; running COMMAND uncached", err_msg());
+		release(ctx);
+		return mode == LEAD_BACKGROUND ? 0 : exec_uncached(ctx);
+	}
+	prepare_spec(ctx, &spec, &sp, mode);
 	if (child_run(&spec, &cr) < 0) {
 		log_error("%s", err_msg());
-		ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token);
-		close(spool);
+		release(ctx);
+		spools_close(&sp);
 		return 125;
 	}
-	if (cr.signal_received || cr.spool_failed) {
-		if (cr.spool_failed)
-			log_warn("cannot write the spool file; result not stored");
-		else
-			log_verbose("interrupted by signal %d: nothing stored, lock released",
-				    cr.signal_received);
-		ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token);
-		close(spool);
-		return cr.signal_received ? 128 + cr.signal_received : cr.status;
+	int status = cr.status;
+	if (cr.signal_received) {
+		log_verbose("interrupted by signal %d: nothing stored, lock released",
+			    cr.signal_received);
+		release(ctx);
+		status = 128 + cr.signal_received;
+	} else if (mode == LEAD_FALLBACK && cr.status != 0 && (status = serve_stale_entry(ctx, &cr)) >= 0) {
+		release(ctx); /* the old entry stays, for stale-if-error */
+	} else {
+		status = cr.status;
+		if (mode == LEAD_FALLBACK)
+			replay_spools(&sp, &cr);
+		if (cr.timed_out)
+			log_error("COMMAND timed out after --timeout %lldms; nothing stored",
+				  (long long)ctx->o->timeout_ms);
+		if (cr.too_large) {
+			log_warn("output of key=%s is larger than --max-size %llu bytes: not stored",
+				 key_for_log(ctx), (unsigned long long)ctx->o->max_size);
+			release(ctx);
+		} else if (cr.spool_failed) {
+			log_warn("cannot write the spool file: %s; result not stored", strerror(errno));
+			release(ctx);
+		} else {
+			store_result(ctx, &cr, &sp);
+		}
 	}
-	store_result(ctx, &cr, spool);
-	close(spool);
-	return cr.status;
+	spools_close(&sp);
+	return status;
+}
+
+/* Refresh in a detached process (own session, no stdin, the caller's
+ * stdout and stderr closed), so `x=$(cachefence ...)` returns at once. The
+ * lock, already ours, goes with it. */
+static void refresh_in_background(struct run_ctx *ctx)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		log_warn("cannot start a background refresh: %s", strerror(errno));
+		release(ctx);
+		return;
+	}
+	if (pid > 0) {
+		ctx->store->ops->after_fork(ctx->store, false);
+		return;
+	}
+	setsid();
+	int null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	if (ctx->store->ops->after_fork(ctx->store, true) == 0)
+		lead(ctx, LEAD_BACKGROUND);
+	store_close(ctx->store);
+	_exit(0);
 }
 
 /* how long to sleep before the next lookup while another process leads */
@@ -192,12 +352,29 @@ static int64_t wait_interval(const struct lookup *l, int64_t deadline)
 	return t;
 }
 
-static int store_failed(struct run_ctx *ctx)
+/* a uniform draw in (0, 1] for XFetch */
+static double xfetch_draw(void)
 {
-	char why[1024];
+	uint64_t r = 0;
 
-	snprintf(why, sizeof(why), "store unavailable: %s", err_msg());
-	return fail_open(ctx, why);
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		return 1.0; /* no early refresh this time */
+	return ((double)(r >> 11) + 1.0) / 9007199254740992.0; /* (0, 1] in 2^-53 steps */
+}
+
+/* a hit (fresh or stale) was served: log it, and start a refresh if ours */
+static int served(struct run_ctx *ctx, const struct lookup *l)
+{
+	const char *what = l->verdict == VERDICT_HIT ? "hit" : "stale";
+
+	log_verbose("%s key=%s age=%llds ttl=%llds%s", what, key_for_log(ctx),
+		    (long long)(l->age_ms / 1000), (long long)((l->meta.ttl_ms - l->age_ms) / 1000),
+		    !l->refresh			   ? ""
+		    : l->verdict == VERDICT_HIT ? ": xfetch early refresh in the background"
+						: ": refreshing in the background");
+	if (l->refresh)
+		refresh_in_background(ctx);
+	return l->meta.status;
 }
 
 static int decide(struct run_ctx *ctx)
@@ -208,6 +385,9 @@ static int decide(struct run_ctx *ctx)
 		.key_len = ctx->key.len,
 		.token = ctx->token,
 		.lease_ms = o->lease_ms,
+		.force = o->refresh,
+		.beta = o->beta,
+		.rand = xfetch_draw(),
 	};
 	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
 	struct lookup l;
@@ -219,16 +399,14 @@ static int decide(struct run_ctx *ctx)
 			return store_failed(ctx);
 		switch (l.verdict) {
 		case VERDICT_HIT:
-			log_verbose("hit key=%s age=%llds ttl=%llds", key_for_log(ctx),
-				    (long long)(l.age_ms / 1000),
-				    (long long)((l.meta.ttl_ms - l.age_ms) / 1000));
-			return l.meta.status;
+		case VERDICT_STALE:
+			return served(ctx, &l);
 		case VERDICT_DONE:
 			log_verbose("waited key=%s: the leader's result, status %d", key_for_log(ctx),
 				    l.meta.status);
 			return l.meta.status;
 		case VERDICT_LEAD:
-			return lead(ctx);
+			return lead(ctx, l.fallback ? LEAD_FALLBACK : LEAD_LIVE);
 		case VERDICT_WAIT:
 			break;
 		}
@@ -237,13 +415,7 @@ static int decide(struct run_ctx *ctx)
 		if (!watching) {
 			/* listen first, then look again: a wake-up between our lookup
 			 * and the subscription would otherwise be lost */
-			if (l.lease_left_ms >= 0)
-				log_verbose("wait key=%s: another process is running COMMAND "
-					    "(lease %lldms left)", key_for_log(ctx),
-					    (long long)l.lease_left_ms);
-			else
-				log_verbose("wait key=%s: another process is running COMMAND",
-					    key_for_log(ctx));
+			log_verbose("wait key=%s: another process is running COMMAND", key_for_log(ctx));
 			if (ctx->store->ops->watch(ctx->store, ctx->key.data, ctx->key.len) < 0)
 				return store_failed(ctx);
 			watching = true;
@@ -259,35 +431,62 @@ static int decide(struct run_ctx *ctx)
 	}
 }
 
+/* --stdin: keep standard input in a spool and put its digest in the key */
+static int read_stdin(struct run_ctx *ctx, unsigned char digest[32])
+{
+	ctx->stdin_spool = open_spool();
+	if (ctx->stdin_spool < 0)
+		return -1;
+	return key_digest_copy(STDIN_FILENO, ctx->stdin_spool, digest);
+}
+
+/* the user key: --key, or derived from COMMAND and the scopes; 0 or -1 */
+static int make_key(struct run_ctx *ctx)
+{
+	const struct options *o = ctx->o;
+	unsigned char digest[32];
+	struct key_scope scope = {
+		.cwd = o->scope_cwd,
+		.env = o->scope_env,
+		.nenv = o->nscope_env,
+		.files = o->scope_file,
+		.nfiles = o->nscope_file,
+	};
+
+	if (o->key) {
+		buf_append(&ctx->key, o->key, strlen(o->key));
+		return 0;
+	}
+	if (o->use_stdin) {
+		if (read_stdin(ctx, digest) < 0)
+			return -1;
+		scope.stdin_digest = digest;
+	}
+	return key_derive(&ctx->key, o->command, &scope);
+}
+
 int run_command(const struct options *o)
 {
-	struct run_ctx ctx = {.o = o};
+	struct run_ctx ctx = {.o = o, .stdin_spool = -1};
 	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms};
-	int status;
-
-	if (o->key)
-		buf_append(&ctx.key, o->key, strlen(o->key));
-	else
-		key_derive(&ctx.key, o->command);
-	if (random_hex(ctx.token, TOKEN_LEN / 2) < 0) {
-		log_error("%s", err_msg());
-		status = 125;
-		goto out;
-	}
 	bool refused;
-	ctx.store = store_open(&cfg, &refused);
-	if (!ctx.store) {
-		if (refused) {
-			log_error("%s", err_msg());
-			status = 125;
-		} else {
-			status = store_failed(&ctx);
-		}
+	int status = 125;
+
+	if (make_key(&ctx) < 0 || random_hex(ctx.token, TOKEN_LEN / 2) < 0) {
+		log_error("%s", err_msg());
 		goto out;
 	}
-	status = decide(&ctx);
+	ctx.store = store_open(&cfg, &refused);
+	if (!ctx.store && refused)
+		log_error("%s", err_msg());
+	else if (!ctx.store)
+		status = store_failed(&ctx);
+	else
+		status = decide(&ctx);
 out:
 	store_close(ctx.store);
+	if (ctx.stdin_spool >= 0)
+		close(ctx.stdin_spool);
 	buf_free(&ctx.key);
 	buf_free(&ctx.printable);
 	return status;

@@ -26,6 +26,7 @@ struct sink {
 
 enum verdict {
 	VERDICT_HIT,  /* a fresh entry: its bytes went to the sink */
+	VERDICT_STALE, /* a stale entry, servable: its bytes went to the sink */
 	VERDICT_DONE, /* the awaited leader's round result (even a failure): bytes sent */
 	VERDICT_LEAD, /* no usable entry and the lock is ours: run COMMAND */
 	VERDICT_WAIT, /* no usable entry and another process holds the lock */
@@ -38,6 +39,9 @@ struct lookup_req {
 	const char *token;   /* ours, TOKEN_LEN hex digits: taken as the lock on a miss */
 	int64_t lease_ms;    /* lease of the lock if we take it */
 	const char *awaited; /* the leader token we waited on, or NULL */
+	bool force;          /* --refresh: no entry counts; lead or wait */
+	double beta;         /* XFetch factor; 0: no early refresh */
+	double rand;         /* XFetch draw, uniform in (0, 1] */
 };
 
 /* what one lookup found */
@@ -45,7 +49,9 @@ struct lookup {
 	enum verdict verdict;
 	struct entry_meta meta; /* HIT, DONE */
 	int64_t age_ms;         /* HIT: on the store's clock */
-	int64_t lease_left_ms;  /* WAIT: how long the holder's lease still runs */
+	int64_t lease_left_ms;  /* WAIT: how long the holder's lease still runs; -1: no lease */
+	bool refresh;           /* HIT, STALE: the lock is ours, refresh in the background */
+	bool fallback;          /* LEAD: a stale-if-error entry exists to serve if COMMAND fails */
 	char holder[TOKEN_LEN + 1]; /* WAIT: the holder's token */
 };
 
@@ -85,6 +91,10 @@ struct store_ops {
 		   struct entry_meta *meta, struct sink *sink);
 	/* delete the entry and its lock (fencing out a refresh in flight); 1 deleted, 0 absent, -1 */
 	int (*invalidate)(struct store *s, const char *key, size_t key_len);
+	/* after fork(2), in the child (child true: reconnect, keep the lock) or
+	 * the parent (forget the lock without releasing it: the child holds
+	 * it now); 0 or -1 */
+	int (*after_fork)(struct store *s, bool child);
 	/* release everything; accepts NULL */
 	void (*close)(struct store *s);
 };

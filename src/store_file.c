@@ -293,36 +293,15 @@ static int claim_lock(struct file_store *fs, int fd, const char *key, size_t len
 	return 0;
 }
 
-static int file_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
-		       struct sink *sink)
+/* Try to take the key's lock without blocking: 1 taken (fs->lock_fd), 0 held
+ * by another process (its token in holder, the file kept open in fs->wait_fd
+ * to wait on), -1 with err_set(). */
+static int take_lock(struct file_store *fs, const struct lookup_req *req, char *holder)
 {
-	struct file_store *fs = to_file(s);
-	struct stored st;
 	char name[KEY_HASH_HEX + 16];
-	int64_t now = realtime_ms();
 
-	memset(res, 0, sizeof(*res));
-	int rc = entry_open(fs, req->key, req->key_len, &st);
-	if (rc < 0)
-		return -1;
-	if (rc == 1 && entry_freshness(&st.meta, now) == ENTRY_FRESH)
-		goto deliver_hit;
-	stored_close(&st);
-
-	if (req->awaited) {
-		file_name(name, sizeof(name), req->key, req->key_len, ".done");
-		rc = stored_open(fs, name, &st);
-		if (rc < 0)
-			return -1;
-		if (rc == 1 && st.trailer_len == TOKEN_LEN &&
-		    memcmp(st.trailer, req->awaited, TOKEN_LEN) == 0) {
-			res->verdict = VERDICT_DONE;
-			res->meta = st.meta;
-			goto deliver;
-		}
-		stored_close(&st);
-	}
-
+	if (fs->lock_fd >= 0)
+		return 1;
 	file_name(name, sizeof(name), req->key, req->key_len, ".lock");
 	int fd = openat(fs->dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
@@ -335,38 +314,129 @@ static int file_lookup(struct store *s, const struct lookup_req *req, struct loo
 			close(fd);
 			return -1;
 		}
-		res->verdict = VERDICT_WAIT;
-		res->lease_left_ms = -1; /* a kernel lock has no lease */
-		read_holder(fd, res->holder);
+		read_holder(fd, holder);
 		if (fs->wait_fd >= 0)
 			close(fs->wait_fd);
 		fs->wait_fd = fd;
 		return 0;
 	}
-	/* ours: look again, for a result stored since our first look */
-	rc = entry_open(fs, req->key, req->key_len, &st);
-	if (rc == 1 && entry_freshness(&st.meta, realtime_ms()) == ENTRY_FRESH) {
-		flock(fd, LOCK_UN);
-		close(fd);
-		goto deliver_hit;
-	}
-	if (rc == 1)
-		stored_close(&st);
-	if (rc < 0 || claim_lock(fs, fd, req->key, req->key_len, req->token) < 0) {
+	if (claim_lock(fs, fd, req->key, req->key_len, req->token) < 0) {
 		flock(fd, LOCK_UN);
 		close(fd);
 		return -1;
 	}
-	release_lock(fs);
 	fs->lock_fd = fd;
+	return 1;
+}
+
+/* Judge a sound entry as the Redis lookup script does. Returns 1 when the
+ * entry answers the call (HIT or STALE: deliver it), 0 when the caller must
+ * go on to the lock, -1 on error; res->fallback says a stale-if-error entry
+ * stands behind a LEAD. */
+static int judge_entry(struct file_store *fs, const struct lookup_req *req, struct stored *st,
+		       struct lookup *res)
+{
+	int64_t now = realtime_ms();
+	int64_t age = now > st->meta.created_ms ? now - st->meta.created_ms : 0;
+	char holder[TOKEN_LEN + 1];
+	int got;
+
+	res->meta = st->meta;
+	res->age_ms = age;
+	switch (entry_freshness(&st->meta, now)) {
+	case ENTRY_FRESH:
+		res->verdict = VERDICT_HIT;
+		if (entry_xfetch_fires(&st->meta, age, req->beta, req->rand)) {
+			if ((got = take_lock(fs, req, holder)) < 0)
+				return -1;
+			res->refresh = got;
+		}
+		return 1;
+	case ENTRY_STALE:
+		res->verdict = VERDICT_STALE;
+		if ((got = take_lock(fs, req, holder)) < 0)
+			return -1;
+		res->refresh = got;
+		return 1;
+	case ENTRY_STALE_IF_ERROR:
+		if ((got = take_lock(fs, req, holder)) < 0)
+			return -1;
+		if (!got) {
+			res->verdict = VERDICT_STALE;
+			return 1;
+		}
+		res->fallback = true;
+		return 0;
+	case ENTRY_EXPIRED:
+		break;
+	}
+	return 0;
+}
+
+/* look at the entry unless --refresh; 1 it answers the call (st open), 0 go
+ * on to the lock, -1 error */
+static int look_at_entry(struct file_store *fs, const struct lookup_req *req, struct stored *st,
+			 struct lookup *res)
+{
+	if (req->force)
+		return 0;
+	int rc = entry_open(fs, req->key, req->key_len, st);
+	if (rc <= 0)
+		return rc;
+	rc = judge_entry(fs, req, st, res);
+	if (rc != 1)
+		stored_close(st);
+	return rc;
+}
+
+static int file_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
+		       struct sink *sink)
+{
+	struct file_store *fs = to_file(s);
+	struct stored st;
+	char name[KEY_HASH_HEX + 16];
+
+	memset(res, 0, sizeof(*res));
+	int rc = look_at_entry(fs, req, &st, res);
+	if (rc != 0)
+		goto answer;
+	if (res->fallback) {
+		res->verdict = VERDICT_LEAD;
+		return 0;
+	}
+	if (req->awaited) {
+		file_name(name, sizeof(name), req->key, req->key_len, ".done");
+		rc = stored_open(fs, name, &st);
+		if (rc < 0)
+			return -1;
+		if (rc == 1 && st.trailer_len == TOKEN_LEN &&
+		    memcmp(st.trailer, req->awaited, TOKEN_LEN) == 0) {
+			res->verdict = VERDICT_DONE;
+			res->meta = st.meta;
+			goto answer;
+		}
+		if (rc == 1)
+			stored_close(&st);
+	}
+	rc = take_lock(fs, req, res->holder);
+	if (rc <= 0) {
+		res->verdict = VERDICT_WAIT;
+		res->lease_left_ms = -1; /* a kernel lock has no lease */
+		return rc;
+	}
+	/* the lock is ours: look again, for a result stored since the first look */
+	rc = look_at_entry(fs, req, &st, res);
+	if (rc != 0)
+		goto answer;
 	res->verdict = VERDICT_LEAD;
 	return 0;
 
-deliver_hit:
-	res->verdict = VERDICT_HIT;
-	res->meta = st.meta;
-	res->age_ms = now > st.meta.created_ms ? now - st.meta.created_ms : 0;
-deliver:
+answer:
+	if (rc < 0)
+		return -1;
+	/* an entry that answers the call: give back a lock we do not need */
+	if (!res->refresh)
+		release_lock(fs);
 	rc = stored_deliver(&st, sink);
 	stored_close(&st);
 	return rc;
@@ -575,6 +645,19 @@ static int file_invalidate(struct store *s, const char *key, size_t key_len)
 	return deleted;
 }
 
+static int file_after_fork(struct store *s, bool child)
+{
+	struct file_store *fs = to_file(s);
+
+	/* flock(2) locks belong to the open file, which parent and child now
+	 * share: the parent closes its descriptor without unlocking */
+	if (!child && fs->lock_fd >= 0) {
+		close(fs->lock_fd);
+		fs->lock_fd = -1;
+	}
+	return 0;
+}
+
 static void file_close(struct store *s)
 {
 	struct file_store *fs = to_file(s);
@@ -600,6 +683,7 @@ static const struct store_ops file_ops = {
 	.abandon = file_abandon,
 	.get = file_get,
 	.invalidate = file_invalidate,
+	.after_fork = file_after_fork,
 	.close = file_close,
 };
 

@@ -250,7 +250,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	struct redis_store *rs = to_redis(s);
 	struct buf entry = {0}, lock = {0}, done = {0}, lock_value = {0};
 	struct script_call sc = {.script = &lua_lookup, .nkeys = 3};
-	char lease[24];
+	char lease[24], beta[32], draw[32];
 	int rc = -1;
 
 	redis_name(&entry, rs->ns, req->key, req->key_len, "");
@@ -266,6 +266,11 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push_str(&sc, lease);
 	call_push(&sc, lock_value.data, lock_value.len);
 	call_push_str(&sc, req->awaited ? "1" : "0");
+	call_push_str(&sc, req->force ? "1" : "0");
+	snprintf(beta, sizeof(beta), "%.17g", req->beta);
+	snprintf(draw, sizeof(draw), "%.17g", req->rand);
+	call_push_str(&sc, beta);
+	call_push_str(&sc, draw);
 
 	redisReply *r = call_script(rs, &sc);
 	if (!r)
@@ -276,18 +281,23 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	}
 	redisReply **el = r->element;
 	memset(res, 0, sizeof(*res));
-	if (reply_is(el[0], "lead")) {
+	if (reply_is(el[0], "lead") && r->elements == 2 && el[1]->type == REDIS_REPLY_INTEGER) {
 		res->verdict = VERDICT_LEAD;
+		res->fallback = el[1]->integer == 1;
 	} else if (reply_is(el[0], "wait") && r->elements == 3 &&
 		   el[1]->type == REDIS_REPLY_INTEGER && is_string(el[2]) && el[2]->len >= TOKEN_LEN) {
 		res->verdict = VERDICT_WAIT;
 		res->lease_left_ms = el[1]->integer;
 		memcpy(res->holder, el[2]->str, TOKEN_LEN);
 		res->holder[TOKEN_LEN] = '\0';
-	} else if ((reply_is(el[0], "hit") || reply_is(el[0], "done")) && r->elements == 5 &&
-		   el[1]->type == REDIS_REPLY_INTEGER) {
-		res->verdict = reply_is(el[0], "hit") ? VERDICT_HIT : VERDICT_DONE;
+	} else if (r->elements == 6 && el[1]->type == REDIS_REPLY_INTEGER &&
+		   el[5]->type == REDIS_REPLY_INTEGER &&
+		   (reply_is(el[0], "hit") || reply_is(el[0], "stale") || reply_is(el[0], "done"))) {
+		res->verdict = reply_is(el[0], "hit")     ? VERDICT_HIT
+			       : reply_is(el[0], "stale") ? VERDICT_STALE
+							  : VERDICT_DONE;
 		res->age_ms = el[1]->integer;
+		res->refresh = el[5]->integer == 1;
 		if (deliver_entry(el + 2, &res->meta, sink) < 0)
 			goto out;
 	} else {
@@ -534,6 +544,21 @@ static int redis_invalidate(struct store *s, const char *key, size_t key_len)
 	return rc;
 }
 
+static int redis_after_fork(struct store *s, bool child)
+{
+	struct redis_store *rs = to_redis(s);
+
+	if (!child)
+		return 0;
+	/* the parent goes on using these sockets: drop our copies, open our own */
+	if (rs->sub)
+		redisFree(rs->sub);
+	rs->sub = NULL;
+	redisFree(rs->c);
+	rs->c = connect_one(rs);
+	return rs->c ? 0 : -1;
+}
+
 static void redis_close(struct store *s)
 {
 	struct redis_store *rs = to_redis(s);
@@ -560,6 +585,7 @@ static const struct store_ops redis_ops = {
 	.abandon = redis_abandon,
 	.get = redis_get,
 	.invalidate = redis_invalidate,
+	.after_fork = redis_after_fork,
 	.close = redis_close,
 };
 

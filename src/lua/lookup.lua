@@ -1,28 +1,58 @@
 -- lookup: the whole decision of one call, in one round trip.
 -- KEYS[1] entry, KEYS[2] lock, KEYS[3] round result of the awaited leader
 -- ARGV[1] our token, ARGV[2] lease ms, ARGV[3] lock value to set,
--- ARGV[4] "1" when we are waiting on a leader (KEYS[3] is meaningful)
--- Returns {'hit', age, meta, out, err} | {'done', 0, meta, out, err}
---       | {'lead'} | {'wait', pttl, holder}
+-- ARGV[4] "1" when we are waiting on a leader (KEYS[3] is meaningful),
+-- ARGV[5] "1" to ignore the entry (--refresh), ARGV[6] beta, ARGV[7] a
+-- uniform draw in (0, 1] (scripts get no usable randomness of their own)
+-- Returns {'hit', age, meta, out, err, refresh} | {'stale', age, meta, out, err, refresh}
+--       | {'done', 0, meta, out, err, 0} | {'lead', fallback} | {'wait', pttl, holder}
 local now = now_ms()
 
-local m, out, err = read_entry(KEYS[1])
-if m then
-  local age = entry_age(m, now)
-  if age < tonumber(m[4]) then
-    return {'hit', age, m, out, err}
+-- take the lock if it is free (or already ours); returns true, or false and the holder
+local function take_lock()
+  local holder = redis.call('GET', KEYS[2])
+  if not holder then
+    redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+    return true
+  end
+  if lock_is(holder, ARGV[1]) then return true end
+  return false, holder
+end
+
+local function flag(b) if b then return 1 end return 0 end
+
+if ARGV[5] ~= '1' then
+  local m, out, err = read_entry(KEYS[1])
+  if m then
+    local age = entry_age(m, now)
+    local ttl, sw, se, dt = tonumber(m[4]), tonumber(m[5]), tonumber(m[6]), tonumber(m[7])
+    if age < ttl then
+      local beta, draw = tonumber(ARGV[6]), tonumber(ARGV[7])
+      local early = false
+      -- XFetch: the same rule as entry_xfetch_fires() in entry.c
+      if beta > 0 and dt > 0 and draw > 0 and draw <= 1 and
+         age + dt * beta * -math.log(draw) >= ttl then
+        early = take_lock()
+      end
+      return {'hit', age, m, out, err, flag(early)}
+    end
+    if age < ttl + sw then
+      return {'stale', age, m, out, err, flag(take_lock())}
+    end
+    if age < ttl + sw + se then
+      -- stale-if-error: refresh now, and serve this entry if that fails;
+      -- while someone else refreshes, serve it at once
+      if take_lock() then return {'lead', 1} end
+      return {'stale', age, m, out, err, 0}
+    end
   end
 end
 
 if ARGV[4] == '1' then
   local dm, dout, derr = read_entry(KEYS[3])
-  if dm then return {'done', 0, dm, dout, derr} end
+  if dm then return {'done', 0, dm, dout, derr, 0} end
 end
 
-local holder = redis.call('GET', KEYS[2])
-if not holder then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-  return {'lead'}
-end
-if lock_is(holder, ARGV[1]) then return {'lead'} end
+local got, holder = take_lock()
+if got then return {'lead', 0} end
 return {'wait', redis.call('PTTL', KEYS[2]), holder}

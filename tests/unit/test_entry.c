@@ -77,6 +77,19 @@ static void test_freshness(void)
 	ok(entry_freshness(&m, c + 66000) == ENTRY_EXPIRED, "an entry past every window is expired");
 }
 
+static void test_xfetch(void)
+{
+	struct entry_meta m = sample(); /* ttl 60s, compute 42ms */
+
+	ok(!entry_xfetch_fires(&m, 1000, 0.0, 0.0001), "beta 0 never refreshes early");
+	ok(!entry_xfetch_fires(&m, 1000, 1.0, 1.0), "a draw of 1 never refreshes early");
+	ok(entry_xfetch_fires(&m, 1000, 1e9, 0.5), "a huge beta refreshes early on the first hit");
+	ok(!entry_xfetch_fires(&m, 1000, 1.0, 0.5), "a normal beta far from expiry does not");
+	ok(entry_xfetch_fires(&m, 59990, 1.0, 0.5), "a normal beta right before expiry does");
+	m.compute_ms = 0;
+	ok(!entry_xfetch_fires(&m, 59990, 1e9, 0.5), "an entry with no compute time never refreshes early");
+}
+
 static void test_header(void)
 {
 	struct entry_meta a = sample(), b;
@@ -101,6 +114,7 @@ int main(void)
 	test_round_trip();
 	test_strict_decoding();
 	test_freshness();
+	test_xfetch();
 	test_header();
 	return done_testing();
 }

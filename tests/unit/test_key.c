@@ -1,4 +1,5 @@
 /* Unit tests of key validation and derivation. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "key.h"
@@ -6,7 +7,7 @@
 
 static void derive(struct buf *b, char **argv)
 {
-	key_derive(b, argv);
+	key_derive(b, argv, NULL);
 }
 
 int main(void)
@@ -27,6 +28,27 @@ int main(void)
 	derive(&a, empty_arg);
 	derive(&b, no_arg);
 	ok(strcmp(a.data, b.data) != 0, "an empty argument is part of the key");
+
+	struct key_scope none = {0}, with_env = {0};
+	const char *names[] = {"CF_TEST_SCOPE"};
+	char *echo[] = {"echo", NULL};
+	struct buf c = {0};
+
+	derive(&a, echo);
+	key_derive(&b, echo, &none);
+	ok(strcmp(a.data, b.data) == 0, "an empty scope leaves the derived key as it is");
+	with_env.env = names;
+	with_env.nenv = 1;
+	unsetenv("CF_TEST_SCOPE");
+	key_derive(&b, echo, &with_env);
+	ok(strcmp(a.data, b.data) != 0, "a scoped variable changes the key even when unset");
+	setenv("CF_TEST_SCOPE", "", 1);
+	key_derive(&c, echo, &with_env);
+	ok(strcmp(b.data, c.data) != 0, "an empty variable and an unset one give different keys");
+	setenv("CF_TEST_SCOPE", "x", 1);
+	key_derive(&b, echo, &with_env);
+	ok(strcmp(b.data, c.data) != 0, "the variable's value is part of the key");
+	buf_free(&c);
 
 	char hex[KEY_HASH_HEX];
 	key_hash_hex(hex, "abc", 3);
