@@ -1,0 +1,375 @@
+#!/usr/bin/env bats
+# The run path through the real binary against a real store: hits and misses,
+# single flight under load, lease, fencing, streaming, exit statuses, fail-open.
+# Timing is only ever bounded generously: a slow machine must not fail a test.
+
+load lib/common
+
+setup_file() { store_start; }
+teardown_file() { store_stop; }
+setup() { common_setup; }
+teardown() { common_teardown; }
+
+# the store server's clock, in milliseconds
+server_ms() {
+	local t
+	mapfile -t t < <(rcli TIME)
+	echo $((t[0] * 1000 + t[1] / 1000))
+}
+
+# show how often each stderr line of FILES... occurred (for a failure report)
+stderr_digest() {
+	echo "stderr lines of the callers, by count:" >&2
+	cat "$@" | sort | uniq -c | sort -rn | head -20 >&2
+}
+
+# --- miss, hit, bytes ---------------------------------------------------------
+
+@test "a second call is a hit: COMMAND does not run again and the same bytes come back" {
+	cmd=$(counter_cmd hello 'printf "hello\n  world\n"')
+
+	cf_to first -t 1m -k greet -- "$cmd"
+	assert_status 0 first
+	assert_bytes first.out 'hello\n  world\n'
+	assert_empty first.err
+
+	cf_to second -t 1m -k greet -- "$cmd"
+	assert_status 0 second
+	assert_bytes second.out 'hello\n  world\n'
+	assert_empty second.err
+
+	assert_eq "$(runs hello)" 1 "runs of COMMAND"
+}
+
+@test "1 MiB of random bytes with a NUL, a 0xFF byte and no final newline round-trips byte for byte" {
+	head -c 1048576 /dev/urandom >data
+	printf 'tail\000middle\377' >>data
+	cmd=$(counter_cmd blob "cat '$SCRATCH/data'")
+
+	cf_to live -t 1m -k blob -- "$cmd"
+	assert_status 0 live
+	cmp live.out data
+
+	cf_to replay -t 1m -k blob -- "$cmd"
+	assert_status 0 replay
+	cmp replay.out data
+
+	cf_to stored get blob
+	assert_status 0 stored
+	cmp stored.out data
+
+	assert_eq "$(runs blob)" 1 "runs of COMMAND"
+}
+
+@test "the default key is derived from COMMAND's argv with the words kept apart" {
+	cmd=$(counter_cmd args 'printf "[%s]" "$@"; echo')
+
+	cf_to ab1 -t 1m -- "$cmd" a b
+	cf_to ab2 -t 1m -- "$cmd" a b
+	assert_bytes ab1.out '[a][b]\n'
+	assert_bytes ab2.out '[a][b]\n'
+	assert_eq "$(runs args)" 1 "runs after the same argv twice"
+
+	cf_to space -t 1m -- "$cmd" "a b"
+	assert_bytes space.out '[a b]\n'
+	cf_to joined -t 1m -- "$cmd" ab
+	assert_bytes joined.out '[ab]\n'
+	assert_eq "$(runs args)" 3 "runs after three different argvs"
+}
+
+@test "the entry is a Redis hash at NS:{KEY} with the documented fields and the lock is gone after the run" {
+	require_redis
+	cmd=$(counter_cmd layout 'printf "stored bytes"')
+
+	cf_to run -n myns -t 1m -k "my key" -- "$cmd"
+	assert_status 0 run
+
+	assert_eq "$(rcli TYPE 'myns:{my key}')" hash "type of the entry"
+	assert_eq "$(rcli HGET 'myns:{my key}' v)" 1 "field v"
+	assert_eq "$(rcli HGET 'myns:{my key}' out)" "stored bytes" "field out"
+	assert_eq "$(rcli HGET 'myns:{my key}' st)" 0 "field st"
+	assert_eq "$(rcli HGET 'myns:{my key}' ttl)" 60000 "field ttl"
+	[[ $(rcli HGET 'myns:{my key}' ct) =~ ^[0-9]+$ ]]
+	[[ $(rcli HGET 'myns:{my key}' dt) =~ ^[0-9]+$ ]]
+	pttl=$(rcli PTTL 'myns:{my key}')
+	((pttl > 0)) || { echo "entry has no expiry (PTTL $pttl)" >&2; false; }
+	assert_eq "$(rcli EXISTS 'myns:{my key}:lock')" 0 "lock keys left"
+	assert_eq "$(rcli --scan --pattern 'cachefence:*')" "" "keys outside the namespace"
+}
+
+# --- single flight ----------------------------------------------------------------
+
+@test "200 concurrent callers of a cold key run a 1 s COMMAND once and all print the same bytes and status" {
+	cmd=$(counter_cmd slow 'sleep 1; echo "computed by $$ at $(date +%s%N)"')
+
+	# 200 processes released at once can starve a connect on a small machine
+	# past the 1s default --redis-timeout; this test is about single flight.
+	gate_close
+	for i in $(seq 200); do
+		cf_bg "c$i" --redis-timeout 10s -t 1m -k cold -- "$cmd"
+	done
+	sleep 1
+	gate_open
+
+	for i in $(seq 200); do
+		assert_eq "$(bg_status "c$i" 120)" 0 "status of caller $i"
+	done
+	assert_eq "$(runs slow)" 1 "runs of COMMAND" || { stderr_digest c*.err; false; }
+	[[ -s c1.out ]]
+	for i in $(seq 200); do
+		cmp c1.out "c$i.out"
+		assert_empty "c$i.err"
+	done
+}
+
+@test "a failing COMMAND (exit 7) with 20 concurrent callers runs once and all 20 exit 7 with its output" {
+	cmd=$(counter_cmd fail 'sleep 1; echo "failed in $$"; exit 7')
+
+	gate_close
+	for i in $(seq 20); do
+		cf_bg "c$i" --redis-timeout 10s -t 1m -k failing -- "$cmd"
+	done
+	sleep 1
+	gate_open
+
+	for i in $(seq 20); do
+		assert_eq "$(bg_status "c$i" 60)" 7 "status of caller $i"
+	done
+	assert_eq "$(runs fail)" 1 "runs of COMMAND" || { stderr_digest c*.err; false; }
+	grep -q '^failed in ' c1.out
+	for i in $(seq 20); do
+		cmp c1.out "c$i.out"
+	done
+}
+
+@test "a failing result is not stored without --cache-failures" {
+	cmd=$(counter_cmd fail 'echo "attempt $n"; exit 7')
+
+	cf_to first -t 1m -k nocache -- "$cmd"
+	assert_status 7 first
+	assert_bytes first.out 'attempt 1\n'
+	cf_to second -t 1m -k nocache -- "$cmd"
+	assert_status 7 second
+	assert_bytes second.out 'attempt 2\n'
+	assert_eq "$(runs fail)" 2 "runs of COMMAND"
+
+	cf_to got get nocache
+	assert_status 1 got
+	assert_empty got.out
+}
+
+@test "--cache-failures stores a failing result and replays its output and exit status" {
+	cmd=$(counter_cmd fail 'echo "attempt $n"; exit 7')
+
+	cf_to first -t 1m -k cached --cache-failures -- "$cmd"
+	assert_status 7 first
+	cf_to second -t 1m -k cached --cache-failures -- "$cmd"
+	assert_status 7 second
+	assert_bytes second.out 'attempt 1\n'
+	assert_eq "$(runs fail)" 1 "runs of COMMAND"
+}
+
+# --- lease, takeover, fencing -------------------------------------------------------
+
+@test "when the leader is SIGKILLed mid-run one waiter takes over within a couple of leases and the rest get its result" {
+	cmd=$(counter_cmd job 'if [ $n -eq 1 ]; then touch started; exec sleep 60; fi; echo "result of run $n"')
+
+	cf_bg leader -t 1m -k job --lock-lease 2s -- "$cmd"
+	wait_for_file started 30
+	for i in 1 2 3; do
+		cf_bg "waiter$i" -t 1m -k job --lock-lease 2s -- "$cmd"
+	done
+	sleep 1
+	kill -KILL "$(bg_pid leader)"
+	SECONDS=0
+
+	for i in 1 2 3; do
+		assert_eq "$(bg_status "waiter$i" 60)" 0 "status of waiter $i"
+		assert_bytes "waiter$i.out" 'result of run 2\n'
+	done
+	((SECONDS < 20)) || { echo "takeover took ${SECONDS}s with a 2s lease" >&2; false; }
+	assert_eq "$(bg_status leader)" 137 "status of the killed leader"
+	assert_eq "$(runs job)" 2 "runs of COMMAND"
+}
+
+@test "a leader SIGSTOPped past its lease cannot overwrite the newer result when resumed (fencing)" {
+	cmd=$(counter_cmd job 'if [ $n -eq 1 ]; then touch started; sleep 3; echo "result of run 1"; touch run1.done; exit 0; fi; echo "result of run $n"')
+
+	cf_bg old -t 1m -k fenced --lock-lease 1s -- "$cmd"
+	wait_for_file started 30
+	kill -STOP "$(bg_pid old)"
+
+	cf_bg new -t 1m -k fenced --lock-lease 1s -- "$cmd"
+	assert_eq "$(bg_status new 60)" 0 "status of the new leader"
+	assert_bytes new.out 'result of run 2\n'
+
+	wait_for_file run1.done 30
+	kill -CONT "$(bg_pid old)"
+	assert_eq "$(bg_status old 60)" 0 "status of the resumed leader"
+	assert_bytes old.out 'result of run 1\n'
+
+	cf_to got get fenced
+	assert_status 0 got
+	assert_bytes got.out 'result of run 2\n'
+	assert_eq "$(runs job)" 2 "runs of COMMAND"
+}
+
+@test "a COMMAND that runs three times the lease keeps its lock and is not run twice (lease renewal)" {
+	cmd=$(counter_cmd long 'touch started; sleep 6; echo "long result"')
+
+	cf_bg leader -t 1m -k long --lock-lease 2s -- "$cmd"
+	wait_for_file started 30
+	for i in 1 2 3; do
+		cf_bg "waiter$i" -t 1m -k long --lock-lease 2s -- "$cmd"
+	done
+
+	for name in leader waiter1 waiter2 waiter3; do
+		assert_eq "$(bg_status "$name" 60)" 0 "status of $name"
+		assert_bytes "$name.out" 'long result\n'
+	done
+	assert_eq "$(runs long)" 1 "runs of COMMAND"
+}
+
+# --- streaming, invalidate ------------------------------------------------------------
+
+@test "the leader streams: the first line reaches the caller before COMMAND ends" {
+	cmd=$(counter_cmd stream "echo first; $(hold_until "$SCRATCH/release"); echo second")
+
+	cf_bg caller -t 1m -k stream -- "$cmd"
+	if ! wait_for_text caller.out first 30; then
+		touch release
+		echo "no output while COMMAND ran" >&2
+		false
+	fi
+	touch release
+
+	assert_eq "$(bg_status caller 60)" 0 "status of the caller"
+	assert_bytes caller.out 'first\nsecond\n'
+}
+
+@test "invalidate while the leader runs: its result is not stored but its caller still gets it" {
+	cmd=$(counter_cmd inv "touch started; $(hold_until "$SCRATCH/release"); echo 'leader result'")
+
+	cf_bg leader -t 1m -k inv -- "$cmd"
+	wait_for_file started 30
+	cf_to invalidated invalidate inv
+	touch release
+	assert_status 0 invalidated
+
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	assert_bytes leader.out 'leader result\n'
+	cf_to got get inv
+	assert_status 1 got
+	assert_empty got.out
+}
+
+# --- exit statuses -------------------------------------------------------------------
+
+@test "a COMMAND killed by signal 15 gives 128+15 and is not stored" {
+	cmd=$(counter_cmd sig 'echo before; kill -TERM $$')
+
+	cf_to killed -t 1m -k sig -- "$cmd"
+	assert_status 143 killed
+	assert_bytes killed.out 'before\n'
+
+	cf_to got get sig
+	assert_status 1 got
+}
+
+@test "SIGTERM to the leader reaches COMMAND, stores nothing and releases the lock" {
+	cmd=$(counter_cmd term 'echo partial; touch started; exec sleep 60')
+
+	cf_bg leader -t 1m -k term -- "$cmd"
+	wait_for_file started 30
+	kill -TERM "$(bg_pid leader)"
+
+	assert_eq "$(bg_status leader 30)" 143 "status of the leader"
+	assert_bytes leader.out 'partial\n'
+	! proc_alive "$(cat term.runs)" || { echo "COMMAND still runs" >&2; false; }
+	cf_to got get term
+	assert_status 1 got
+	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
+		assert_eq "$(rcli EXISTS 'cachefence:{term}:lock')" 0 "lock keys left"
+	fi
+}
+
+@test "a waiter whose --wait expires exits 124 without running COMMAND" {
+	cmd=$(counter_cmd held "touch started; $(hold_until "$SCRATCH/release"); echo done")
+
+	cf_bg leader -t 1m -k held -- "$cmd"
+	wait_for_file started 30
+	SECONDS=0
+	cf_to waiter -t 1m -k held -w 1s -- "$cmd"
+	elapsed=$SECONDS
+	touch release
+
+	assert_status 124 waiter
+	assert_empty waiter.out
+	((elapsed < 30)) || { echo "--wait 1s took ${elapsed}s" >&2; false; }
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	assert_eq "$(runs held)" 1 "runs of COMMAND"
+}
+
+# --- the store down, slow or holding junk ---------------------------------------------
+
+@test "with the store unreachable COMMAND runs uncached, with one warning and its own exit status" {
+	cmd=$(counter_cmd down 'echo uncached; exit 3')
+
+	cf_to first -u redis://127.0.0.1:1 -t 1m -k down -- "$cmd"
+	assert_status 3 first
+	assert_bytes first.out 'uncached\n'
+	assert_one_line first.err "cachefence: warning:"
+
+	cf_to second -u redis://127.0.0.1:1 -t 1m -k down -- "$cmd"
+	assert_status 3 second
+	assert_eq "$(runs down)" 2 "runs of COMMAND"
+}
+
+@test "with the store unreachable --fail-closed exits 125 without running COMMAND" {
+	cmd=$(counter_cmd down 'echo uncached')
+
+	cf_to closed -u redis://127.0.0.1:1 -t 1m -k down --fail-closed -- "$cmd"
+	assert_usage_error closed
+	assert_eq "$(runs down)" 0 "runs of COMMAND"
+}
+
+@test "a store slower than --redis-timeout fails open within a bounded time" {
+	require_redis
+	cmd=$(counter_cmd slowstore 'echo uncached')
+
+	kill -STOP "$REDIS_PID"
+	SECONDS=0
+	cf_to stalled --redis-timeout 500ms -t 1m -k stalled -- "$cmd"
+	elapsed=$SECONDS
+	kill -CONT "$REDIS_PID"
+
+	assert_status 0 stalled
+	assert_bytes stalled.out 'uncached\n'
+	assert_one_line stalled.err "cachefence: warning:"
+	((elapsed < 20)) || { echo "took ${elapsed}s with --redis-timeout 500ms" >&2; false; }
+}
+
+@test "corrupt or foreign entries written with redis-cli are misses: COMMAND runs and prints the right bytes" {
+	require_redis
+	cmd=$(counter_cmd real 'echo "real output"')
+	now=$(server_ms)
+	junk=(
+		"HSET cachefence:{k1} v 99 out bogus st 0 ct $now ttl 600000 dt 1"
+		"SET cachefence:{k2} junk"
+		"HSET cachefence:{k3} v 1 out bogus ct $now ttl 600000 dt 1"
+		"HSET cachefence:{k4} v 1 out bogus st banana ct $now ttl 600000 dt 1"
+		"HSET cachefence:{k5} v 1 out bogus st 0 ct yesterday ttl 600000 dt 1"
+		"HSET cachefence:{k6} v 1 st 0 ct $now ttl 600000 dt 1"
+		"RPUSH cachefence:{k7} bogus bogus"
+	)
+
+	for i in "${!junk[@]}"; do
+		k=k$((i + 1))
+		rcli ${junk[$i]} >/dev/null
+		cf_to "$k" -t 1m -k "$k" -- "$cmd"
+		assert_status 0 "$k" || { echo "after: ${junk[$i]}" >&2; false; }
+		assert_bytes "$k.out" 'real output\n'
+		assert_at_most_one_line "$k.err"
+	done
+	assert_eq "$(runs real)" "${#junk[@]}" "runs of COMMAND"
+}

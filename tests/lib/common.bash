@@ -1,0 +1,340 @@
+# tests/lib/common.bash: the harness every bats suite loads with `load lib/common`.
+#
+# A suite starts one private store for the whole file and gives each test an
+# empty store and a fresh scratch directory:
+#
+#   setup_file()    { store_start; }
+#   teardown_file() { store_stop; }
+#   setup()         { common_setup; }
+#   teardown()      { common_teardown; }
+#
+# CACHEFENCE_TEST_STORE picks the store: "redis" (the default) starts a
+# redis-server on a free loopback port, never 6379. A later "file" mode only
+# has to set CACHEFENCE_URL to a directory in store_start and empty it in
+# store_flush; tests that look inside Redis call require_redis first.
+#
+# Background jobs must not keep bats's fd 3 open, or bats waits for them:
+# everything started here with & closes it (3>&-).
+
+bats_require_minimum_version 1.5.0
+
+CACHEFENCE_BIN=${CACHEFENCE_BIN:-$BATS_TEST_DIRNAME/../build/cachefence}
+CACHEFENCE_TEST_STORE=${CACHEFENCE_TEST_STORE:-redis}
+# Upper bound in seconds on any one foreground cachefence call.
+CF_TIMEOUT=${CF_TIMEOUT:-60}
+
+# --- the store -------------------------------------------------------------
+
+# start the suite's store and point CACHEFENCE_URL at it (from setup_file)
+store_start() {
+	unset REDIS_URL CACHEFENCE_NAMESPACE CACHEFENCE_PASSWORD
+	case $CACHEFENCE_TEST_STORE in
+	redis) redis_start ;;
+	*) echo "unknown CACHEFENCE_TEST_STORE=$CACHEFENCE_TEST_STORE" >&2; return 1 ;;
+	esac
+}
+
+# stop what store_start started (from teardown_file)
+store_stop() {
+	case $CACHEFENCE_TEST_STORE in
+	redis) redis_stop ;;
+	esac
+}
+
+# empty the store (from common_setup)
+store_flush() {
+	case $CACHEFENCE_TEST_STORE in
+	redis) [[ $(rcli FLUSHALL) == OK ]] ;;
+	esac
+}
+
+# skip the current test unless the suite runs against Redis
+require_redis() {
+	[[ $CACHEFENCE_TEST_STORE == redis ]] || skip "needs the redis store"
+}
+
+# --- the private redis-server ----------------------------------------------
+
+# true if nothing accepts connections on 127.0.0.1:PORT
+port_is_free() {
+	! (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# start redis-server on a free loopback port; exports REDIS_PORT, REDIS_PID,
+# REDIS_SOCK (empty when the path would be too long) and CACHEFENCE_URL
+redis_start() {
+	command -v redis-server >/dev/null || { echo "redis-server not found" >&2; return 1; }
+	local dir=$BATS_FILE_TMPDIR port pid _ i sock=
+	(( ${#dir} < 90 )) && sock=$dir/redis.sock
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001)) # never 6379
+		port_is_free "$port" || continue
+		redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+			--dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+			${sock:+--unixsocket "$sock" --unixsocketperm 700} \
+			</dev/null >/dev/null 2>&1 3>&- &
+		pid=$!
+		# bounded wait (~5 s) for our server, not some other one, to answer
+		for i in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			if [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]]; then
+				export REDIS_PORT=$port REDIS_PID=$pid REDIS_SOCK=$sock
+				export CACHEFENCE_URL=redis://127.0.0.1:$port
+				redis_watchdog "$BASHPID" "$pid"
+				return 0
+			fi
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	echo "could not start redis-server; its log:" >&2
+	cat "$dir/redis.log" >&2 2>/dev/null
+	return 1
+}
+
+# kill redis-server PID if bats (OWNER) dies before teardown_file runs
+redis_watchdog() {
+	local owner=$1 pid=$2
+	(
+		while kill -0 "$owner" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do
+			sleep 1
+		done
+		kill -KILL "$pid" 2>/dev/null
+	) </dev/null >/dev/null 2>&1 3>&- &
+	export REDIS_WATCHDOG=$!
+}
+
+# true while process PID runs (a zombie does not count)
+proc_alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat:0:1} != Z ]]
+}
+
+# true while the suite's redis-server runs
+redis_alive() {
+	proc_alive "$REDIS_PID"
+}
+
+# stop the server: SHUTDOWN NOSAVE, then SIGTERM, then SIGKILL
+redis_stop() {
+	[[ -n ${REDIS_PID:-} ]] || return 0
+	kill -CONT "$REDIS_PID" 2>/dev/null
+	redis-cli -p "$REDIS_PORT" SHUTDOWN NOSAVE >/dev/null 2>&1
+	local sig i
+	for sig in TERM KILL; do
+		for i in $(seq 50); do
+			redis_alive || break 2
+			sleep 0.1
+		done
+		kill "-$sig" "$REDIS_PID" 2>/dev/null
+	done
+	wait "$REDIS_PID" 2>/dev/null
+	[[ -n ${REDIS_WATCHDOG:-} ]] && kill "$REDIS_WATCHDOG" 2>/dev/null
+	redis_alive && { echo "redis-server $REDIS_PID would not stop" >&2; return 1; }
+	unset REDIS_PID
+	return 0
+}
+
+# redis-cli against the suite's server
+rcli() {
+	redis-cli -p "$REDIS_PORT" "$@"
+}
+
+# --- per test ----------------------------------------------------------------
+
+# empty the store, cd into a fresh scratch directory ($SCRATCH)
+common_setup() {
+	[[ -x $CACHEFENCE_BIN ]] || { echo "no binary at $CACHEFENCE_BIN" >&2; return 1; }
+	store_flush
+	SCRATCH=$BATS_TEST_TMPDIR/scratch
+	mkdir -p "$SCRATCH"
+	cd "$SCRATCH" || return
+}
+
+# kill what the test started in the background and may have left running:
+# the pids in *.pid and *.runs, if they still run in the scratch directory
+common_teardown() {
+	[[ -n ${REDIS_PID:-} ]] && kill -CONT "$REDIS_PID" 2>/dev/null
+	local f pid
+	for f in "$SCRATCH"/*.pid "$SCRATCH"/*.runs; do
+		[[ -f $f ]] || continue
+		while read -r pid; do
+			[[ $pid =~ ^[0-9]+$ && $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$SCRATCH" ]] &&
+				kill -KILL "$pid" 2>/dev/null
+		done <"$f"
+	done
+	return 0
+}
+
+# --- running cachefence --------------------------------------------------------
+
+# cachefence ARGS..., killed (status 137) if it runs longer than CF_TIMEOUT
+cf() {
+	timeout -s KILL "$CF_TIMEOUT" "$CACHEFENCE_BIN" "$@"
+}
+
+# cf ARGS... with stdout in NAME.out, stderr in NAME.err; sets $status
+cf_to() {
+	local name=$1
+	shift
+	status=0
+	cf "$@" >"$name.out" 2>"$name.err" || status=$?
+}
+
+# start cachefence ARGS... in the background: its pid goes to NAME.pid,
+# stdout to NAME.out, stderr to NAME.err and, when it ends, its status to
+# NAME.status (read it with bg_status NAME). Like every asynchronous command
+# of a non-interactive shell, it starts with SIGINT and SIGQUIT ignored.
+cf_bg() {
+	local name=$1
+	shift
+	(
+		[[ -e $SCRATCH/gate ]] && flock -s -w 60 "$SCRATCH/gate" true
+		"$CACHEFENCE_BIN" "$@" >"$name.out" 2>"$name.err" &
+		echo $! >"$name.pid"
+		st=0
+		wait $! || st=$? # bats runs tests under set -e
+		echo $st >"$name.status.tmp"
+		mv "$name.status.tmp" "$name.status"
+	) </dev/null 3>&- 8>&- &
+}
+
+# pid of background job NAME (waits up to 10 s for it to start)
+bg_pid() {
+	wait_for_file "$1.pid" 10 && cat "$1.pid"
+}
+
+# hold the cf_bg jobs started from now on at a gate, so they start together
+gate_close() {
+	exec 8>"$SCRATCH/gate"
+	flock -x 8
+}
+
+# let the jobs held at the gate go
+gate_open() {
+	flock -u 8
+	exec 8>&-
+}
+
+# wait up to SECONDS (default 60) for background job NAME to end; print its status
+bg_status() {
+	wait_for_file "$1.status" "${2:-60}" || { echo "$1 still running" >&2; return 1; }
+	cat "$1.status"
+}
+
+# --- commands for cachefence to run -------------------------------------------------
+
+# counter_cmd NAME [BODY]: write an executable sh script ./NAME that appends
+# its pid to NAME.runs each time it runs, sets $n to its run number (1, 2,
+# ...; meaningful for runs that do not overlap), then runs BODY (default:
+# print "NAME ran"). Prints the script's path.
+counter_cmd() {
+	local name=$1 body=${2:-"echo \"$1 ran\""}
+	cat >"$SCRATCH/$name" <<-EOF
+		#!/bin/sh
+		echo \$\$ >>"$SCRATCH/$name.runs"
+		n=\$(wc -l <"$SCRATCH/$name.runs")
+		n=\$((n))
+		$body
+	EOF
+	chmod +x "$SCRATCH/$name"
+	echo "$SCRATCH/$name"
+}
+
+# how many times the counter_cmd NAME ran
+runs() {
+	local n=0
+	[[ -f $SCRATCH/$1.runs ]] && n=$(wc -l <"$SCRATCH/$1.runs")
+	echo $((n))
+}
+
+# sh code that waits (at most 60 s) until file FILE exists: lets a test hold
+# COMMAND mid-run and then release it with `touch FILE`
+hold_until() {
+	echo "i=0; while [ ! -e '$1' ] && [ \$i -lt 600 ]; do sleep 0.1; i=\$((i+1)); done"
+}
+
+# --- waiting and asserting -------------------------------------------------------------
+
+# wait up to SECONDS (default 30) until FILE exists; 1 on timeout
+wait_for_file() {
+	local i
+	for ((i = 0; i < ${2:-30} * 10; i++)); do
+		[[ -e $1 ]] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# wait up to SECONDS (default 30) until FILE contains the fixed string TEXT
+wait_for_text() {
+	local i
+	for ((i = 0; i < ${3:-30} * 10; i++)); do
+		grep -qF -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# fail unless the integer ACTUAL equals EXPECTED, saying WHAT was counted
+assert_eq() {
+	[[ $1 == "$2" ]] && return 0
+	echo "${3:-value}: expected '$2', got '$1'" >&2
+	return 1
+}
+
+# fail unless the last cf_to/run status is EXPECTED; shows NAME.err if given
+assert_status() {
+	[[ $status == "$1" ]] && return 0
+	echo "exit status: expected $1, got $status" >&2
+	[[ -n ${2:-} && -f $2.err ]] && { echo "stderr was:" >&2; cat "$2.err" >&2; }
+	return 1
+}
+
+# fail unless FILE holds exactly the bytes printf '%b' TEXT gives
+assert_bytes() {
+	local file=$1
+	printf '%b' "$2" >"$file.expected"
+	cmp -s "$file" "$file.expected" && return 0
+	echo "$file: expected bytes:" >&2
+	od -c "$file.expected" | head -20 >&2
+	echo "got:" >&2
+	od -c "$file" | head -20 >&2
+	return 1
+}
+
+# fail unless the last cf_to status is 125, stdout is empty and stderr (NAME.err)
+# is one line starting "cachefence: "
+assert_usage_error() {
+	assert_status 125 "$1"
+	assert_empty "$1.out"
+	assert_one_line "$1.err"
+}
+
+# fail unless FILE is empty or one line starting "cachefence: "
+assert_at_most_one_line() {
+	[[ ! -s $1 ]] || assert_one_line "$1"
+}
+
+# fail unless FILE is empty
+assert_empty() {
+	[[ ! -s $1 ]] && return 0
+	echo "$1: expected empty, got:" >&2
+	head -c 2000 "$1" >&2
+	return 1
+}
+
+# fail unless FILE is exactly one line starting with PREFIX (default "cachefence: ")
+assert_one_line() {
+	local file=$1 prefix=${2:-"cachefence: "} lines
+	lines=$(awk 'END { print NR }' "$file")
+	if [[ $lines == 1 && $(head -c "${#prefix}" "$file") == "$prefix" ]]; then
+		return 0
+	fi
+	echo "$file: expected one line starting '$prefix', got $lines line(s):" >&2
+	head -c 2000 "$file" >&2
+	return 1
+}
