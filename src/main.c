@@ -25,6 +25,14 @@ static int dispatch(const struct options *o)
 		return subcmd_get(o);
 	case CMD_INVALIDATE:
 		return subcmd_invalidate(o);
+	case CMD_INSPECT:
+		return subcmd_inspect(o);
+	case CMD_LIST:
+		return subcmd_list(o);
+	case CMD_STATS:
+		return subcmd_stats(o);
+	case CMD_PING:
+		return subcmd_ping(o);
 	}
 	return 125;
 }

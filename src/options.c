@@ -29,10 +29,23 @@ enum {
 	OPT_SCOPE_ENV,
 	OPT_SCOPE_FILE,
 	OPT_STDIN,
+	OPT_TAG,
+	OPT_JSON,
+	OPT_PROMETHEUS,
+	OPT_RESET,
+	OPT_MATCH,
+	OPT_INV_TAG,
 };
 
 /* which options a subcommand takes, beyond the global ones */
-enum opt_group { GROUP_GLOBAL = 1, GROUP_RUN = 2, GROUP_GET = 4 };
+enum opt_group {
+	GROUP_GLOBAL = 1,
+	GROUP_RUN = 2,
+	GROUP_GET = 4,
+	GROUP_JSON = 8,       /* inspect, list, stats */
+	GROUP_STATS = 16,
+	GROUP_INVALIDATE = 32,
+};
 
 struct opt_def {
 	struct option lo;
@@ -65,7 +78,14 @@ static const struct opt_def opt_defs[] = {
 	{{"scope-env", required_argument, NULL, OPT_SCOPE_ENV}, GROUP_RUN},
 	{{"scope-file", required_argument, NULL, OPT_SCOPE_FILE}, GROUP_RUN},
 	{{"stdin", no_argument, NULL, OPT_STDIN}, GROUP_RUN},
+	{{"tag", required_argument, NULL, OPT_TAG}, GROUP_RUN},
 	{{"fresh", no_argument, NULL, OPT_FRESH}, GROUP_GET},
+	{{"json", no_argument, NULL, OPT_JSON}, GROUP_JSON},
+	{{"prometheus", no_argument, NULL, OPT_PROMETHEUS}, GROUP_STATS},
+	{{"reset", no_argument, NULL, OPT_RESET}, GROUP_STATS},
+	{{"match", required_argument, NULL, OPT_MATCH}, GROUP_INVALIDATE},
+	/* invalidate's --tag shares run's name; a group never holds both */
+	{{"tag", required_argument, NULL, OPT_INV_TAG}, GROUP_INVALIDATE},
 };
 #define NDEFS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 
@@ -76,7 +96,11 @@ static const struct {
 } subcommands[] = {
 	{"run", CMD_RUN, GROUP_GLOBAL | GROUP_RUN},
 	{"get", CMD_GET, GROUP_GLOBAL | GROUP_GET},
-	{"invalidate", CMD_INVALIDATE, GROUP_GLOBAL},
+	{"invalidate", CMD_INVALIDATE, GROUP_GLOBAL | GROUP_INVALIDATE},
+	{"inspect", CMD_INSPECT, GROUP_GLOBAL | GROUP_JSON},
+	{"list", CMD_LIST, GROUP_GLOBAL | GROUP_JSON},
+	{"stats", CMD_STATS, GROUP_GLOBAL | GROUP_JSON | GROUP_STATS},
+	{"ping", CMD_PING, GROUP_GLOBAL},
 };
 
 void options_init(struct options *o)
@@ -97,6 +121,7 @@ void options_free(struct options *o)
 	url_free(&o->url);
 	free(o->scope_env);
 	free(o->scope_file);
+	free(o->tags);
 }
 
 /* append one value of a repeatable option */
@@ -110,7 +135,11 @@ void options_usage(void)
 {
 	fputs("usage: cachefence [GLOBAL] [run] [RUN OPTIONS] [--] COMMAND [ARG]...\n"
 	      "       cachefence [GLOBAL] get [--fresh] KEY\n"
-	      "       cachefence [GLOBAL] invalidate KEY...\n"
+	      "       cachefence [GLOBAL] inspect [--json] KEY\n"
+	      "       cachefence [GLOBAL] list [--json] [GLOB]\n"
+	      "       cachefence [GLOBAL] invalidate KEY... | --match GLOB | --tag NAME\n"
+	      "       cachefence [GLOBAL] stats [--json | --prometheus] [--reset]\n"
+	      "       cachefence [GLOBAL] ping\n"
 	      "       cachefence --help | --version\n"
 	      "\n"
 	      "Runs COMMAND once for everyone who asks at the same time and caches its\n"
@@ -153,11 +182,17 @@ void options_usage(void)
 	      "                          (repeatable)\n"
 	      "      --stdin             hash standard input into the key and feed it to\n"
 	      "                          COMMAND\n"
+	      "      --tag NAME          file the entry under a tag (repeatable)\n"
 	      "      --fail-closed       exit 125 instead of running uncached when the\n"
 	      "                          store is unreachable\n"
 	      "\n"
-	      "get options:\n"
-	      "      --fresh             only a fresh entry counts\n"
+	      "subcommand options:\n"
+	      "      --fresh             get: only a fresh entry counts\n"
+	      "      --json              inspect, list, stats: JSON output\n"
+	      "      --match GLOB        invalidate: every entry whose key matches GLOB\n"
+	      "      --tag NAME          invalidate: every entry filed under NAME\n"
+	      "      --prometheus        stats: Prometheus text exposition format\n"
+	      "      --reset             stats: zero the counters after printing them\n"
 	      "\n"
 	      "DUR is a number with an optional unit: ms, s (default), m, h, d.\n"
 	      "SIZE is a number with an optional k, M or G (powers of 1024).\n"
@@ -215,6 +250,25 @@ static const char *option_name(int c, char *tmp, size_t tmplen)
 	}
 	snprintf(tmp, tmplen, "-%c", c);
 	return tmp;
+}
+
+/* a tag names a Redis key and a file, so it is a short printable word */
+static int validate_tag(const char *opt, const char *tag)
+{
+	size_t len = strlen(tag);
+
+	if (len == 0 || len > 200) {
+		err_set("%s: a tag is 1 to 200 bytes", opt);
+		return -1;
+	}
+	for (const char *c = tag; *c; c++) {
+		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+			err_set("%s: \"%s\" holds a space or control character (tags are words)", opt,
+				tag);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int apply_option(struct options *o, int c, const char *arg, const char **url)
@@ -296,6 +350,32 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		return 0;
 	case OPT_STDIN:
 		o->use_stdin = true;
+		return 0;
+	case OPT_TAG:
+		if (validate_tag("--tag", arg) < 0)
+			return -1;
+		push_value(&o->tags, &o->ntags, arg);
+		return 0;
+	case OPT_JSON:
+		o->json = true;
+		return 0;
+	case OPT_PROMETHEUS:
+		o->prometheus = true;
+		return 0;
+	case OPT_RESET:
+		o->reset = true;
+		return 0;
+	case OPT_MATCH:
+		if (!*arg) {
+			err_set("--match: the pattern is empty (use * for every entry)");
+			return -1;
+		}
+		o->match = arg;
+		return 0;
+	case OPT_INV_TAG:
+		if (validate_tag("--tag", arg) < 0)
+			return -1;
+		o->tag = arg;
 		return 0;
 	}
 	err_set("internal error: unhandled option %d", c);
@@ -431,6 +511,10 @@ static int validate_run(struct options *o)
 			"not go with --key (drop one or the other)");
 		return -1;
 	}
+	if (o->ntags > 32) {
+		err_set("--tag: at most 32 tags per entry");
+		return -1;
+	}
 	if (o->failure_ttl_ms == 0) {
 		err_set("--failure-ttl: 0 would never be fresh (give at least 1ms, for example 10s)");
 		return -1;
@@ -442,6 +526,49 @@ static int validate_run(struct options *o)
 	if (o->timeout_ms == 0 && o->timeout_set) {
 		err_set("--timeout: 0 would kill COMMAND at once (give a duration, for example 30s)");
 		return -1;
+	}
+	return 0;
+}
+
+/* operands and flag combinations of the operator subcommands */
+static int validate_subcommand(const struct options *o)
+{
+	switch (o->cmd) {
+	case CMD_GET:
+	case CMD_INSPECT:
+		if (o->nargs != 1) {
+			err_set("%s: give exactly one KEY (see cachefence --help)",
+				o->cmd == CMD_GET ? "get" : "inspect");
+			return -1;
+		}
+		break;
+	case CMD_LIST:
+		if (o->nargs > 1) {
+			err_set("list: give at most one GLOB (quote it: cachefence list 'user:*')");
+			return -1;
+		}
+		break;
+	case CMD_INVALIDATE:
+		if ((o->match != NULL) + (o->tag != NULL) + (o->nargs > 0) != 1) {
+			err_set("invalidate: give KEY..., or --match GLOB, or --tag NAME (one of them)");
+			return -1;
+		}
+		break;
+	case CMD_STATS:
+		if (o->json && o->prometheus) {
+			err_set("stats: --json and --prometheus are two formats: pick one");
+			return -1;
+		}
+		/* fall through */
+	case CMD_PING:
+		if (o->nargs > 0) {
+			err_set("%s: takes no operands (got \"%s\")", o->cmd == CMD_PING ? "ping" : "stats",
+				o->args[0]);
+			return -1;
+		}
+		break;
+	default:
+		break;
 	}
 	return 0;
 }
@@ -499,5 +626,5 @@ int options_parse(struct options *o, int argc, char **argv)
 		o->command = argv + next;
 		return validate_run(o);
 	}
-	return 0;
+	return validate_subcommand(o);
 }

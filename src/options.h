@@ -12,6 +12,10 @@ enum subcommand {
 	CMD_RUN,
 	CMD_GET,
 	CMD_INVALIDATE,
+	CMD_INSPECT,
+	CMD_LIST,
+	CMD_STATS,
+	CMD_PING,
 	CMD_HELP,    /* --help: usage on stdout, exit 0 */
 	CMD_VERSION, /* --version */
 };
@@ -47,10 +51,17 @@ struct options {
 	const char **scope_file; /* --scope-file PATHs */
 	int nscope_file;
 	bool use_stdin;          /* --stdin: hash stdin into the key, feed it to COMMAND */
+	const char **tags;       /* --tag NAMEs */
+	int ntags;
 	char **command;          /* COMMAND and its arguments, NULL-terminated (points into argv) */
 
-	/* get, invalidate */
+	/* operator subcommands */
 	bool fresh;              /* get --fresh */
+	bool json;               /* inspect, list, stats --json */
+	bool prometheus;         /* stats --prometheus */
+	bool reset;              /* stats --reset */
+	const char *match;       /* invalidate --match GLOB */
+	const char *tag;         /* invalidate --tag NAME */
 	char **args;             /* the operands after the subcommand, NULL-terminated */
 	int nargs;
 };

@@ -76,6 +76,8 @@ static int fail_open(struct run_ctx *ctx, const char *why)
 		return 125;
 	}
 	log_warn("%s; running COMMAND uncached", why);
+	if (ctx->store)
+		ctx->store->ops->count(ctx->store, STAT_FAIL_OPEN);
 	store_close(ctx->store);
 	ctx->store = NULL;
 	return exec_uncached(ctx);
@@ -124,9 +126,10 @@ static int open_spool(void)
 	return fd;
 }
 
-static void release(struct run_ctx *ctx)
+/* give the lock back without a result, so a waiter takes over at once */
+static void release(struct run_ctx *ctx, enum abandon_reason why)
 {
-	ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token);
+	ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token, why);
 }
 
 /* the spools of one run: stdout, and stderr with --cache-stderr */
@@ -184,9 +187,11 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 		strcpy(m->host, "unknown");
 	r.cacheable = cr->status == 0 || (o->cache_failures && !cr->timed_out);
 	r.handoff_ms = o->lease_ms > HANDOFF_MIN_MS ? o->lease_ms : HANDOFF_MIN_MS;
+	r.tags = o->tags;
+	r.ntags = o->ntags;
 	if (spools_rewind(sp) < 0) {
 		log_warn("%s; result not stored", err_msg());
-		release(ctx);
+		release(ctx, ABANDON_INTERRUPTED);
 		return;
 	}
 	int rc = ctx->store->ops->finish(ctx->store, ctx->key.data, ctx->key.len, ctx->token, &r);
@@ -264,13 +269,13 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 		    key_for_log(ctx));
 	if (spools_open(&sp, ctx->o->cache_stderr) < 0) {
 		log_warn("%s; running COMMAND uncached", err_msg());
-		release(ctx);
+		release(ctx, ABANDON_INTERRUPTED);
 		return mode == LEAD_BACKGROUND ? 0 : exec_uncached(ctx);
 	}
 	prepare_spec(ctx, &spec, &sp, mode);
 	if (child_run(&spec, &cr) < 0) {
 		log_error("%s", err_msg());
-		release(ctx);
+		release(ctx, ABANDON_INTERRUPTED);
 		spools_close(&sp);
 		return 125;
 	}
@@ -278,10 +283,10 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 	if (cr.signal_received) {
 		log_verbose("interrupted by signal %d: nothing stored, lock released",
 			    cr.signal_received);
-		release(ctx);
+		release(ctx, ABANDON_INTERRUPTED);
 		status = 128 + cr.signal_received;
 	} else if (mode == LEAD_FALLBACK && cr.status != 0 && (status = serve_stale_entry(ctx, &cr)) >= 0) {
-		release(ctx); /* the old entry stays, for stale-if-error */
+		release(ctx, ABANDON_INTERRUPTED); /* the old entry stays, for stale-if-error */
 	} else {
 		status = cr.status;
 		if (mode == LEAD_FALLBACK)
@@ -292,10 +297,10 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 		if (cr.too_large) {
 			log_warn("output of key=%s is larger than --max-size %llu bytes: not stored",
 				 key_for_log(ctx), (unsigned long long)ctx->o->max_size);
-			release(ctx);
+			release(ctx, ABANDON_TOO_LARGE);
 		} else if (cr.spool_failed) {
 			log_warn("cannot write the spool file: %s; result not stored", strerror(errno));
-			release(ctx);
+			release(ctx, ABANDON_INTERRUPTED);
 		} else {
 			store_result(ctx, &cr, &sp);
 		}
@@ -313,7 +318,7 @@ static void refresh_in_background(struct run_ctx *ctx)
 
 	if (pid < 0) {
 		log_warn("cannot start a background refresh: %s", strerror(errno));
-		release(ctx);
+		release(ctx, ABANDON_INTERRUPTED);
 		return;
 	}
 	if (pid > 0) {

@@ -6,6 +6,19 @@
 
 #include "util.h"
 
+const char *const stat_names[STAT_COUNT] = {
+	[STAT_HITS] = "hits",
+	[STAT_MISSES] = "misses",
+	[STAT_STALE] = "stale_served",
+	[STAT_EARLY] = "early_refreshes",
+	[STAT_BACKGROUND] = "background_refreshes",
+	[STAT_WAITS] = "waits",
+	[STAT_TAKEOVERS] = "lock_takeovers",
+	[STAT_FAIL_OPEN] = "fail_open_runs",
+	[STAT_TOO_LARGE] = "stores_skipped_too_large",
+	[STAT_LOST_LOCK] = "stores_skipped_lost_lock",
+};
+
 struct store *store_open(const struct store_config *cfg, bool *refused)
 {
 	*refused = false;

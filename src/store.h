@@ -55,11 +55,52 @@ struct lookup {
 	char holder[TOKEN_LEN + 1]; /* WAIT: the holder's token */
 };
 
+/* the counters `stats` reports, kept in the store so that every host and
+ * process adds to the same numbers */
+enum counter {
+	STAT_HITS,
+	STAT_MISSES,
+	STAT_STALE,        /* stale entries served */
+	STAT_EARLY,        /* XFetch early refreshes started */
+	STAT_BACKGROUND,   /* background refreshes of stale entries started */
+	STAT_WAITS,        /* callers that waited for another's result */
+	STAT_TAKEOVERS,    /* waiters that took over from a leader that went away */
+	STAT_FAIL_OPEN,    /* runs without the store after it failed mid-run */
+	STAT_TOO_LARGE,    /* stores skipped: output above --max-size */
+	STAT_LOST_LOCK,    /* stores skipped: the lock was lost (fencing) */
+	STAT_COUNT,
+};
+
+/* the counters' names, as stats prints them (store.c) */
+extern const char *const stat_names[STAT_COUNT];
+
+/* why a leader gives up its lock without a result */
+enum abandon_reason {
+	ABANDON_INTERRUPTED, /* a signal, or a local failure */
+	ABANDON_TOO_LARGE,   /* the output was above --max-size */
+};
+
+/* what inspect and list report of one key */
+struct entry_info {
+	bool present;            /* an entry exists, in any window */
+	struct entry_meta meta;
+	int64_t age_ms;
+	enum freshness freshness;
+	bool locked;             /* a leader holds the key's lock */
+	char holder[320];        /* the lock's value: token, host, pid */
+	int64_t lease_left_ms;   /* -1: no lease (a kernel lock) */
+};
+
+/* called by list for every entry; a non-zero return stops the walk */
+typedef int (*list_fn)(void *ctx, const char *key, size_t key_len, const struct entry_info *info);
+
 /* a finished leader's result, to store under the lock */
 struct result {
 	struct entry_meta meta; /* status, windows, compute time, sizes, host */
 	bool cacheable;         /* false: hand it to this round's waiters only */
 	int64_t handoff_ms;     /* how long this round's waiters can still collect it */
+	const char *const *tags; /* file the entry under these tags */
+	int ntags;
 	int out_fd;             /* positioned at the start of meta.out_len bytes */
 	int err_fd;             /* -1, or positioned at meta.err_len bytes */
 };
@@ -84,13 +125,27 @@ struct store_ops {
 	int (*finish)(struct store *s, const char *key, size_t key_len, const char *token,
 		      const struct result *r);
 	/* release our lock without a result and wake the waiters to take over; 0 or -1 */
-	int (*abandon)(struct store *s, const char *key, size_t key_len, const char *token);
+	int (*abandon)(struct store *s, const char *key, size_t key_len, const char *token,
+		       enum abandon_reason why);
 	/* write any stored entry (stale included unless fresh_only) to sink;
 	 * 1 found, 0 absent, -1 error */
 	int (*get)(struct store *s, const char *key, size_t key_len, bool fresh_only,
 		   struct entry_meta *meta, struct sink *sink);
 	/* delete the entry and its lock (fencing out a refresh in flight); 1 deleted, 0 absent, -1 */
 	int (*invalidate)(struct store *s, const char *key, size_t key_len);
+	/* describe one key: its entry and its lock; 0 or -1 */
+	int (*inspect)(struct store *s, const char *key, size_t key_len, struct entry_info *info);
+	/* call fn for every entry of the namespace whose key matches glob (NULL:
+	 * all), walking without blocking the store; 0 or -1 */
+	int (*list)(struct store *s, const char *glob, list_fn fn, void *ctx);
+	/* delete every entry filed under tag, and the tag; the count deleted, or -1 */
+	long (*invalidate_tag)(struct store *s, const char *tag);
+	/* read the counters into c, zeroing them after when reset; 0 or -1 */
+	int (*stats)(struct store *s, uint64_t c[STAT_COUNT], bool reset);
+	/* add one to a counter, best effort (a run must not fail over stats) */
+	void (*count)(struct store *s, enum counter which);
+	/* check the store end to end and describe it into out; 0 or -1 */
+	int (*ping)(struct store *s, struct buf *out);
 	/* after fork(2), in the child (child true: reconnect, keep the lock) or
 	 * the parent (forget the lock without releasing it: the child holds
 	 * it now); 0 or -1 */

@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fnmatch.h>
+#include <stdatomic.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -35,8 +38,20 @@
 /* the header is a few hundred bytes; more than this does not decode */
 #define HEADER_MAX 4096
 
+/* the counters file: a magic word and the counters, updated with atomic
+ * adds on a shared mapping, so a hit costs no lock and no write(2) */
+#define STATS_FILE "stats"
+#define STATS_MAGIC 0x3173746174736663ull /* "cfstats1", little-endian */
+#define STATS_SLOTS 64 /* room for counters added later */
+struct stats_page {
+	uint64_t magic;
+	_Atomic uint64_t counters[STATS_SLOTS];
+};
+
 struct file_store {
 	struct store base;
+	struct stats_page *stats;   /* mapped on first use; NULL before or when it failed */
+	bool stats_failed;
 	int dirfd;                  /* the namespace directory */
 	char *dir;                  /* its path, for messages */
 	int lock_fd;                /* the lock we lead under, or -1 */
@@ -153,6 +168,63 @@ static int open_store_dir(const char *path, const char *ns, char **ns_path, bool
 	return fd;
 }
 
+/* --- counters ------------------------------------------------------------------ */
+
+/* map the counters file, creating it on first use; NULL with err_set() */
+static struct stats_page *stats_page(struct file_store *fs)
+{
+	if (fs->stats || fs->stats_failed)
+		return fs->stats;
+	fs->stats_failed = true;
+	int fd = openat(fs->dirfd, STATS_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err_set("cannot open the counters in %s: %s", fs->dir, strerror(errno));
+		return NULL;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 ||
+	    (st.st_size < (off_t)sizeof(struct stats_page) &&
+	     ftruncate(fd, sizeof(struct stats_page)) < 0)) {
+		err_set("cannot size the counters in %s: %s", fs->dir, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	void *p = mmap(NULL, sizeof(struct stats_page), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		err_set("cannot map the counters in %s: %s", fs->dir, strerror(errno));
+		return NULL;
+	}
+	fs->stats = p;
+	/* a new file is all zeroes already; one of another layout starts over */
+	if (fs->stats->magic != STATS_MAGIC && fs->stats->magic != 0) {
+		for (int i = 0; i < STATS_SLOTS; i++)
+			atomic_store(&fs->stats->counters[i], 0);
+	}
+	fs->stats->magic = STATS_MAGIC;
+	fs->stats_failed = false;
+	return fs->stats;
+}
+
+static void file_count(struct store *s, enum counter which)
+{
+	struct stats_page *p = stats_page(to_file(s));
+
+	if (p)
+		atomic_fetch_add(&p->counters[which], 1);
+}
+
+static int file_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)
+{
+	struct stats_page *p = stats_page(to_file(s));
+
+	if (!p)
+		return -1;
+	for (int i = 0; i < STAT_COUNT; i++)
+		c[i] = reset ? atomic_exchange(&p->counters[i], 0) : atomic_load(&p->counters[i]);
+	return 0;
+}
+
 /* --- reading entries ---------------------------------------------------------- */
 
 /* an entry (or round result) file opened and checked */
@@ -201,6 +273,7 @@ static int stored_open(struct file_store *fs, const char *name, struct stored *s
 	if (st->trailer_len > KEY_MAX)
 		goto miss;
 	st->trailer = xmalloc(st->trailer_len + 1);
+	st->trailer[st->trailer_len] = '\0';
 	if (pread(fd, st->trailer, st->trailer_len, hdr_len + body) != (ssize_t)st->trailer_len ||
 	    lseek(fd, hdr_len, SEEK_SET) < 0)
 		goto miss;
@@ -351,18 +424,25 @@ static int judge_entry(struct file_store *fs, const struct lookup_req *req, stru
 				return -1;
 			res->refresh = got;
 		}
+		file_count(&fs->base, STAT_HITS);
+		if (res->refresh)
+			file_count(&fs->base, STAT_EARLY);
 		return 1;
 	case ENTRY_STALE:
 		res->verdict = VERDICT_STALE;
 		if ((got = take_lock(fs, req, holder)) < 0)
 			return -1;
 		res->refresh = got;
+		file_count(&fs->base, STAT_STALE);
+		if (res->refresh)
+			file_count(&fs->base, STAT_BACKGROUND);
 		return 1;
 	case ENTRY_STALE_IF_ERROR:
 		if ((got = take_lock(fs, req, holder)) < 0)
 			return -1;
 		if (!got) {
 			res->verdict = VERDICT_STALE;
+			file_count(&fs->base, STAT_STALE);
 			return 1;
 		}
 		res->fallback = true;
@@ -400,10 +480,8 @@ static int file_lookup(struct store *s, const struct lookup_req *req, struct loo
 	int rc = look_at_entry(fs, req, &st, res);
 	if (rc != 0)
 		goto answer;
-	if (res->fallback) {
-		res->verdict = VERDICT_LEAD;
-		return 0;
-	}
+	if (res->fallback)
+		goto lead;
 	if (req->awaited) {
 		file_name(name, sizeof(name), req->key, req->key_len, ".done");
 		rc = stored_open(fs, name, &st);
@@ -422,13 +500,19 @@ static int file_lookup(struct store *s, const struct lookup_req *req, struct loo
 	if (rc <= 0) {
 		res->verdict = VERDICT_WAIT;
 		res->lease_left_ms = -1; /* a kernel lock has no lease */
+		if (rc == 0 && !req->awaited)
+			file_count(s, STAT_WAITS);
 		return rc;
 	}
 	/* the lock is ours: look again, for a result stored since the first look */
 	rc = look_at_entry(fs, req, &st, res);
 	if (rc != 0)
 		goto answer;
+lead:
 	res->verdict = VERDICT_LEAD;
+	file_count(s, STAT_MISSES);
+	if (req->awaited)
+		file_count(s, STAT_TAKEOVERS);
 	return 0;
 
 answer:
@@ -497,6 +581,205 @@ static int file_renew(struct store *s, const char *key, size_t key_len, const ch
 	(void)lease_ms;
 	file_name(name, sizeof(name), key, key_len, ".lock");
 	return lock_still_ours(to_file(s), name);
+}
+
+/* --- tags ----------------------------------------------------------------------- */
+
+/* the file listing a tag's keys: tag-SHA256(tag) */
+static void tag_file(char *out, size_t outlen, const char *tag)
+{
+	char h[KEY_HASH_HEX];
+
+	key_hash_hex(h, tag, strlen(tag));
+	snprintf(out, outlen, "tag-%s", h);
+}
+
+/* file key under tag: one "LEN:KEY\n" record appended in one write(2), so
+ * records from concurrent leaders never interleave */
+static void tag_add(struct file_store *fs, const char *tag, const char *key, size_t len)
+{
+	char name[KEY_HASH_HEX + 8];
+	struct buf rec = {0};
+
+	tag_file(name, sizeof(name), tag);
+	int fd = openat(fs->dirfd, name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_warn("cannot file key under tag %s in %s: %s", tag, fs->dir, strerror(errno));
+		return;
+	}
+	buf_appendf(&rec, "%zu:", len);
+	buf_append(&rec, key, len);
+	buf_append(&rec, "\n", 1);
+	if (write_all(fd, rec.data, rec.len) < 0)
+		log_warn("cannot file key under tag %s in %s: %s", tag, fs->dir, strerror(errno));
+	close(fd);
+	buf_free(&rec);
+}
+
+/* read a whole small file into b; 0, 1 when absent, -1 with err_set() */
+static int read_small_file(struct file_store *fs, const char *name, struct buf *b)
+{
+	char chunk[65536];
+	ssize_t n;
+	int fd = openat(fs->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 1;
+		err_set("cannot open %s/%s: %s", fs->dir, name, strerror(errno));
+		return -1;
+	}
+	while ((n = read_full(fd, chunk, sizeof(chunk))) > 0)
+		buf_append(b, chunk, n);
+	close(fd);
+	if (n < 0) {
+		err_set("cannot read %s/%s: %s", fs->dir, name, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int file_invalidate(struct store *s, const char *key, size_t key_len);
+
+static long file_invalidate_tag(struct store *s, const char *tag)
+{
+	struct file_store *fs = to_file(s);
+	char name[KEY_HASH_HEX + 8];
+	struct buf b = {0};
+	long deleted = 0;
+
+	tag_file(name, sizeof(name), tag);
+	int rc = read_small_file(fs, name, &b);
+	if (rc != 0) {
+		buf_free(&b);
+		return rc < 0 ? -1 : 0;
+	}
+	/* a record cut short (a full disk) ends the walk: the rest is unreadable */
+	for (size_t pos = 0; pos < b.len;) {
+		char *colon = memchr(b.data + pos, ':', b.len - pos);
+		int64_t len;
+		if (!colon || parse_decimal(b.data + pos, colon - (b.data + pos), KEY_MAX, &len) < 0 ||
+		    (size_t)(colon + 1 - b.data) + len + 1 > b.len)
+			break;
+		int one = file_invalidate(s, colon + 1, len);
+		if (one < 0) {
+			deleted = -1;
+			break;
+		}
+		deleted += one;
+		pos = colon + 1 - b.data + len + 1;
+	}
+	if (deleted >= 0)
+		unlinkat(fs->dirfd, name, 0);
+	buf_free(&b);
+	return deleted;
+}
+
+/* --- inspect, list, ping ----------------------------------------------------------- */
+
+static void info_from(struct entry_info *info, const struct stored *st)
+{
+	int64_t now = realtime_ms();
+
+	info->present = true;
+	info->meta = st->meta;
+	info->age_ms = now > st->meta.created_ms ? now - st->meta.created_ms : 0;
+	info->freshness = entry_freshness(&st->meta, now);
+}
+
+static int file_inspect(struct store *s, const char *key, size_t key_len, struct entry_info *info)
+{
+	struct file_store *fs = to_file(s);
+	struct stored st;
+	char name[KEY_HASH_HEX + 16];
+
+	memset(info, 0, sizeof(*info));
+	int rc = entry_open(fs, key, key_len, &st);
+	if (rc < 0)
+		return -1;
+	if (rc == 1) {
+		info_from(info, &st);
+		stored_close(&st);
+		if (info->freshness == ENTRY_EXPIRED)
+			info->present = false;
+	}
+	file_name(name, sizeof(name), key, key_len, ".lock");
+	int fd = openat(fs->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	/* a shared lock is refused while a leader holds the exclusive one */
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+		info->locked = true;
+		ssize_t n = pread(fd, info->holder, sizeof(info->holder) - 1, 0);
+		info->holder[n > 0 ? n : 0] = '\0';
+		info->holder[strcspn(info->holder, "\n")] = '\0';
+		info->lease_left_ms = -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static int file_list(struct store *s, const char *glob, list_fn fn, void *ctx)
+{
+	struct file_store *fs = to_file(s);
+	int dfd = dup(fs->dirfd);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d) {
+		err_set("cannot read the store directory %s: %s", fs->dir, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
+	rewinddir(d);
+	while (rc == 0 && (de = readdir(d))) {
+		struct stored st;
+		struct entry_info info = {0};
+		if (!ends_with(de->d_name, ".entry") || stored_open(fs, de->d_name, &st) != 1)
+			continue;
+		info_from(&info, &st);
+		/* keys hold no NUL, so the trailer reads as a C string for fnmatch */
+		if (info.freshness != ENTRY_EXPIRED && (!glob || fnmatch(glob, st.trailer, 0) == 0))
+			rc = fn(ctx, st.trailer, st.trailer_len, &info);
+		stored_close(&st);
+	}
+	closedir(d);
+	return 0;
+}
+
+static int file_ping(struct store *s, struct buf *out)
+{
+	struct file_store *fs = to_file(s);
+	char probe[64];
+	struct timespec a, b;
+
+	snprintf(probe, sizeof(probe), ".ping.%ld", (long)getpid());
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	int fd = openat(fs->dirfd, probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || write_all(fd, "ping\n", 5) < 0) {
+		err_set("the store directory %s is not writable: %s", fs->dir, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+			unlinkat(fs->dirfd, probe, 0);
+		}
+		return -1;
+	}
+	close(fd);
+	unlinkat(fs->dirfd, probe, 0);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	double rtt = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+	buf_appendf(out, "%s: local store in %s, writable, round trip %.3f ms", s->desc, fs->dir,
+		    rtt);
+	return 0;
 }
 
 /* write header, stdout, stderr and trailer to a new temporary file; its
@@ -576,6 +859,7 @@ static int file_finish(struct store *s, const char *key, size_t key_len, const c
 	}
 	if (!lock_still_ours(fs, lock)) {
 		unlinkat(fs->dirfd, tmp, 0);
+		file_count(s, STAT_LOST_LOCK);
 		rc = 0;
 	} else if (renameat(fs->dirfd, tmp, fs->dirfd, target) < 0) {
 		err_set("cannot rename into %s: %s", fs->dir, strerror(errno));
@@ -589,16 +873,22 @@ static int file_finish(struct store *s, const char *key, size_t key_len, const c
 		}
 	}
 	commit_unlock(cfd);
+	if (rc == 1 && r->cacheable)
+		for (int i = 0; i < r->ntags; i++)
+			tag_add(fs, r->tags[i], key, key_len);
 out:
 	release_lock(fs);
 	return rc;
 }
 
-static int file_abandon(struct store *s, const char *key, size_t key_len, const char *token)
+static int file_abandon(struct store *s, const char *key, size_t key_len, const char *token,
+			enum abandon_reason why)
 {
 	(void)key;
 	(void)key_len;
 	(void)token;
+	if (why == ABANDON_TOO_LARGE)
+		file_count(s, STAT_TOO_LARGE);
 	release_lock(to_file(s));
 	return 0;
 }
@@ -665,6 +955,8 @@ static void file_close(struct store *s)
 	if (!fs)
 		return;
 	release_lock(fs);
+	if (fs->stats)
+		munmap(fs->stats, sizeof(*fs->stats));
 	if (fs->wait_fd >= 0)
 		close(fs->wait_fd);
 	if (fs->dirfd >= 0)
@@ -683,6 +975,12 @@ static const struct store_ops file_ops = {
 	.abandon = file_abandon,
 	.get = file_get,
 	.invalidate = file_invalidate,
+	.inspect = file_inspect,
+	.list = file_list,
+	.invalidate_tag = file_invalidate_tag,
+	.stats = file_stats,
+	.count = file_count,
+	.ping = file_ping,
 	.after_fork = file_after_fork,
 	.close = file_close,
 };

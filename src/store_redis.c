@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lua_scripts.h"
@@ -30,11 +31,22 @@ struct redis_store {
 	char *ns;
 	int64_t timeout_ms;
 	char *lock_value_suffix; /* " host=H pid=P", after the token */
+	char *stats_key;         /* NS:stats */
 };
 
 static struct redis_store *to_redis(struct store *s)
 {
 	return (struct redis_store *)s;
+}
+
+/* tags one entry may carry: each is a key of the finish script */
+#define MAX_TAGS 32
+
+/* the Redis name of a tag's set: NS:tag:NAME, into out */
+static void tag_name(struct buf *out, const char *ns, const char *tag)
+{
+	out->len = 0;
+	buf_appendf(out, "%s:tag:%s", ns, tag);
 }
 
 /* the Redis name of one of key's parts: NS:{escaped key}suffix, into out */
@@ -148,12 +160,14 @@ struct script_call {
 	const struct lua_script *script;
 	int nkeys;
 	int argc; /* keys and args together, after the numkeys word */
-	const char *argv[24];
-	size_t lens[24];
+	const char *argv[64];
+	size_t lens[64];
 };
 
 static void call_push(struct script_call *sc, const void *p, size_t len)
 {
+	if (sc->argc == (int)(sizeof(sc->argv) / sizeof(sc->argv[0])))
+		abort(); /* a programming error: callers bound what they push */
 	sc->argv[sc->argc] = p;
 	sc->lens[sc->argc] = len;
 	sc->argc++;
@@ -166,8 +180,8 @@ static void call_push_str(struct script_call *sc, const char *s)
 
 static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 {
-	const char *argv[27];
-	size_t lens[27];
+	const char *argv[67];
+	size_t lens[67];
 	char nkeys[8];
 
 	snprintf(nkeys, sizeof(nkeys), "%d", sc->nkeys);
@@ -213,28 +227,35 @@ static int reply_is(const redisReply *r, const char *word)
 	return is_string(r) && r->len == strlen(word) && memcmp(r->str, word, r->len) == 0;
 }
 
-/* Decode {meta, out, err} at elements[i..i+2] of a script reply and write the
- * bytes to sink; 0, or -1 with err_set() if the reply does not hold an entry. */
-static int deliver_entry(redisReply **el, struct entry_meta *meta, struct sink *sink)
+/* decode the META values of an HMGET or script reply; 0, or -1 if they do
+ * not make an entry */
+static int decode_meta(const redisReply *m, struct entry_meta *meta)
 {
 	static const char *const names[ENTRY_NFIELDS] = {
 		"v", "st", "ct", "ttl", "sw", "se", "dt", "olen", "elen", "host",
 	};
 	const char *values[ENTRY_NFIELDS];
 	size_t lens[ENTRY_NFIELDS];
-	redisReply *m = el[0], *out = el[1], *err = el[2];
 
-	if (m->type != REDIS_REPLY_ARRAY || m->elements != ENTRY_NFIELDS || !is_string(out) ||
-	    !is_string(err)) {
-		err_set("the store's reply does not hold an entry");
+	if (m->type != REDIS_REPLY_ARRAY || m->elements != ENTRY_NFIELDS)
 		return -1;
-	}
 	for (size_t i = 0; i < ENTRY_NFIELDS; i++) {
 		values[i] = is_string(m->element[i]) ? m->element[i]->str : "";
 		lens[i] = is_string(m->element[i]) ? m->element[i]->len : 0;
 	}
-	if (entry_meta_decode(meta, names, values, lens, ENTRY_NFIELDS) < 0)
+	return entry_meta_decode(meta, names, values, lens, ENTRY_NFIELDS);
+}
+
+/* Decode {meta, out, err} at el[0..2] of a script reply and write the bytes
+ * to sink; 0, or -1 with err_set() if the reply does not hold an entry. */
+static int deliver_entry(redisReply **el, struct entry_meta *meta, struct sink *sink)
+{
+	redisReply *out = el[1], *err = el[2];
+
+	if (!is_string(out) || !is_string(err) || decode_meta(el[0], meta) < 0) {
+		err_set("the store's reply does not hold an entry");
 		return -1;
+	}
 	if (meta->out_len != out->len || meta->err_len != err->len) {
 		err_set("the stored entry's sizes do not match its bytes");
 		return -1;
@@ -249,7 +270,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 {
 	struct redis_store *rs = to_redis(s);
 	struct buf entry = {0}, lock = {0}, done = {0}, lock_value = {0};
-	struct script_call sc = {.script = &lua_lookup, .nkeys = 3};
+	struct script_call sc = {.script = &lua_lookup, .nkeys = 4};
 	char lease[24], beta[32], draw[32];
 	int rc = -1;
 
@@ -262,6 +283,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push(&sc, entry.data, entry.len);
 	call_push(&sc, lock.data, lock.len);
 	call_push(&sc, done.data, done.len);
+	call_push_str(&sc, rs->stats_key);
 	call_push_str(&sc, req->token);
 	call_push_str(&sc, lease);
 	call_push(&sc, lock_value.data, lock_value.len);
@@ -411,13 +433,22 @@ static int redis_renew(struct store *s, const char *key, size_t key_len, const c
 	return integer_reply(call_on_lock(to_redis(s), &lua_renew, key, key_len, token, lease));
 }
 
-static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token)
+static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
+			 enum abandon_reason why)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf channel = {0};
+	struct buf lock = {0}, channel = {0};
+	struct script_call sc = {.script = &lua_abandon, .nkeys = 2};
 
+	redis_name(&lock, rs->ns, key, key_len, ":lock");
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
-	int rc = integer_reply(call_on_lock(rs, &lua_abandon, key, key_len, token, channel.data));
+	call_push(&sc, lock.data, lock.len);
+	call_push_str(&sc, rs->stats_key);
+	call_push_str(&sc, token);
+	call_push(&sc, channel.data, channel.len);
+	call_push_str(&sc, why == ABANDON_TOO_LARGE ? stat_names[STAT_TOO_LARGE] : "");
+	int rc = integer_reply(call_script(rs, &sc));
+	buf_free(&lock);
 	buf_free(&channel);
 	return rc < 0 ? -1 : 0;
 }
@@ -447,8 +478,10 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 {
 	struct redis_store *rs = to_redis(s);
 	struct buf entry = {0}, lock = {0}, done = {0}, channel = {0};
-	struct script_call sc = {.script = &lua_finish, .nkeys = 3};
+	struct script_call sc = {.script = &lua_finish, .nkeys = 4};
 	struct entry_field fields[ENTRY_NFIELDS];
+	struct buf tags[MAX_TAGS] = {{0}};
+	int ntags = res->ntags < MAX_TAGS ? res->ntags : MAX_TAGS;
 	char expiry[24], handoff[24];
 	int rc = -1;
 	void *out = map_spool(res->out_fd, res->meta.out_len);
@@ -467,6 +500,12 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	call_push(&sc, entry.data, entry.len);
 	call_push(&sc, lock.data, lock.len);
 	call_push(&sc, done.data, done.len);
+	call_push_str(&sc, rs->stats_key);
+	for (int i = 0; i < ntags; i++) {
+		tag_name(&tags[i], rs->ns, res->tags[i]);
+		call_push(&sc, tags[i].data, tags[i].len);
+		sc.nkeys++;
+	}
 	call_push_str(&sc, token);
 	call_push_str(&sc, res->cacheable ? "1" : "0");
 	call_push_str(&sc, expiry);
@@ -477,6 +516,7 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 		call_push_str(&sc, fields[i].value);
 	call_push(&sc, out, res->meta.out_len);
 	call_push(&sc, err, res->err_fd < 0 ? 0 : res->meta.err_len);
+	call_push(&sc, key, key_len);
 	rc = integer_reply(call_script(rs, &sc));
 out:
 	if (out)
@@ -487,6 +527,8 @@ out:
 	buf_free(&lock);
 	buf_free(&done);
 	buf_free(&channel);
+	for (int i = 0; i < ntags; i++)
+		buf_free(&tags[i]);
 	return rc;
 }
 
@@ -544,6 +586,283 @@ static int redis_invalidate(struct store *s, const char *key, size_t key_len)
 	return rc;
 }
 
+static void fill_info(struct entry_info *info, const struct entry_meta *meta, int64_t age)
+{
+	info->present = true;
+	info->meta = *meta;
+	info->age_ms = age;
+	info->freshness = entry_freshness(meta, meta->created_ms + age);
+}
+
+static int redis_inspect(struct store *s, const char *key, size_t key_len, struct entry_info *info)
+{
+	struct redis_store *rs = to_redis(s);
+	struct buf entry = {0}, lock = {0};
+	struct script_call sc = {.script = &lua_inspect, .nkeys = 2};
+	struct entry_meta meta;
+	int rc = -1;
+
+	memset(info, 0, sizeof(*info));
+	redis_name(&entry, rs->ns, key, key_len, "");
+	redis_name(&lock, rs->ns, key, key_len, ":lock");
+	call_push(&sc, entry.data, entry.len);
+	call_push(&sc, lock.data, lock.len);
+	redisReply *r = call_script(rs, &sc);
+	buf_free(&entry);
+	buf_free(&lock);
+	if (!r)
+		return -1;
+	redisReply **el = r->element;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || el[0]->type != REDIS_REPLY_INTEGER ||
+	    !is_string(el[2]) || el[3]->type != REDIS_REPLY_INTEGER) {
+		err_set("the store's inspect reply is malformed");
+		goto out;
+	}
+	if (el[0]->integer >= 0 && decode_meta(el[1], &meta) == 0)
+		fill_info(info, &meta, el[0]->integer);
+	if (el[2]->len > 0) {
+		info->locked = true;
+		snprintf(info->holder, sizeof(info->holder), "%.*s", (int)el[2]->len, el[2]->str);
+		info->lease_left_ms = el[3]->integer;
+	}
+	rc = 0;
+out:
+	freeReplyObject(r);
+	return rc;
+}
+
+/* MATCH pattern for user keys matching glob (NULL: all): the user glob
+ * escaped as keys are, inside the namespace's hash tag */
+static void scan_pattern(struct buf *out, const char *ns, const char *glob)
+{
+	redis_name(out, ns, glob ? glob : "*", glob ? strlen(glob) : 1, "");
+}
+
+/* the user key inside an entry's Redis name NS:{...}; 0, or -1 when the
+ * name is not an entry's (a lock, a tag set, stats) */
+static int user_key_of(struct buf *out, const char *ns, const char *name, size_t len)
+{
+	size_t pre = strlen(ns) + 2;
+
+	out->len = 0;
+	if (len < pre + 1 || name[len - 1] != '}' || memcmp(name + pre - 2, ":{", 2) != 0)
+		return -1;
+	for (size_t i = pre; i < len - 1; i++) {
+		if (name[i] == '}')
+			return -1;
+		if (name[i] == '%' && i + 2 < len - 1 && memcmp(name + i, "%25", 3) == 0) {
+			buf_append(out, "%", 1);
+			i += 2;
+		} else if (name[i] == '%' && i + 2 < len - 1 && memcmp(name + i, "%7D", 3) == 0) {
+			buf_append(out, "}", 1);
+			i += 2;
+		} else {
+			buf_append(out, name + i, 1);
+		}
+	}
+	if (!out->data)
+		buf_append(out, "", 0);
+	return 0;
+}
+
+/* server time in ms from a TIME reply; -1 if malformed */
+static int64_t time_reply_ms(const redisReply *t)
+{
+	if (!t || t->type != REDIS_REPLY_ARRAY || t->elements != 2 || !is_string(t->element[0]) ||
+	    !is_string(t->element[1]))
+		return -1;
+	return strtoll(t->element[0]->str, NULL, 10) * 1000 + strtoll(t->element[1]->str, NULL, 10) / 1000;
+}
+
+/* One SCAN batch: pipeline TIME and an HMGET of every name, then report
+ * each one that holds an entry; 0, 1 when fn asked to stop, or -1. */
+static int list_batch(struct redis_store *rs, redisReply *names, list_fn fn, void *ctx)
+{
+	static const char *const hmget[] = {"HMGET", NULL, "v", "st", "ct", "ttl", "sw", "se",
+					    "dt", "olen", "elen", "host"};
+	const size_t nargs = sizeof(hmget) / sizeof(hmget[0]);
+	struct buf user = {0};
+	int rc = 0;
+
+	redisAppendCommand(rs->c, "TIME");
+	for (size_t i = 0; i < names->elements; i++) {
+		const char *argv[sizeof(hmget) / sizeof(hmget[0])];
+		size_t lens[sizeof(hmget) / sizeof(hmget[0])];
+		for (size_t j = 0; j < nargs; j++) {
+			argv[j] = j == 1 ? names->element[i]->str : hmget[j];
+			lens[j] = j == 1 ? names->element[i]->len : strlen(hmget[j]);
+		}
+		redisAppendCommandArgv(rs->c, nargs, argv, lens);
+	}
+	redisReply *t = NULL;
+	if (redisGetReply(rs->c, (void **)&t) != REDIS_OK) {
+		context_error(rs, rs->c, "redis");
+		return -1;
+	}
+	int64_t now = time_reply_ms(t);
+	freeReplyObject(t);
+	for (size_t i = 0; i < names->elements; i++) {
+		redisReply *m = NULL;
+		struct entry_meta meta;
+		struct entry_info info = {0};
+		if (redisGetReply(rs->c, (void **)&m) != REDIS_OK) {
+			context_error(rs, rs->c, "redis");
+			rc = -1;
+			break;
+		}
+		redisReply *n = names->element[i];
+		if (rc == 0 && now >= 0 && decode_meta(m, &meta) == 0 &&
+		    user_key_of(&user, rs->ns, n->str, n->len) == 0) {
+			int64_t age = now > meta.created_ms ? now - meta.created_ms : 0;
+			fill_info(&info, &meta, age);
+			if (info.freshness != ENTRY_EXPIRED && fn(ctx, user.data, user.len, &info))
+				rc = 1; /* keep reading the pipelined replies, report no more */
+		}
+		freeReplyObject(m);
+	}
+	buf_free(&user);
+	return rc;
+}
+
+static int redis_list(struct store *s, const char *glob, list_fn fn, void *ctx)
+{
+	struct redis_store *rs = to_redis(s);
+	struct buf pattern = {0};
+	char cursor[32] = "0";
+	int rc = 0;
+
+	scan_pattern(&pattern, rs->ns, glob);
+	do {
+		const char *argv[6] = {"SCAN", cursor, "MATCH", pattern.data, "COUNT", "1000"};
+		size_t lens[6] = {4, strlen(cursor), 5, pattern.len, 5, 4};
+		redisReply *r = command(rs, rs->c, 6, argv, lens);
+		if (!r) {
+			rc = -1;
+			break;
+		}
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !is_string(r->element[0]) ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			err_set("the store's SCAN reply is malformed");
+			freeReplyObject(r);
+			rc = -1;
+			break;
+		}
+		snprintf(cursor, sizeof(cursor), "%.*s", (int)r->element[0]->len, r->element[0]->str);
+		rc = list_batch(rs, r->element[1], fn, ctx);
+		freeReplyObject(r);
+	} while (rc == 0 && strcmp(cursor, "0") != 0);
+	buf_free(&pattern);
+	return rc < 0 ? -1 : 0;
+}
+
+static long redis_invalidate_tag(struct store *s, const char *tag)
+{
+	struct redis_store *rs = to_redis(s);
+	struct buf set = {0};
+	char cursor[32] = "0";
+	long deleted = 0;
+
+	tag_name(&set, rs->ns, tag);
+	do {
+		const char *argv[5] = {"SSCAN", set.data, cursor, "COUNT", "1000"};
+		size_t lens[5] = {5, set.len, strlen(cursor), 5, 4};
+		redisReply *r = command(rs, rs->c, 5, argv, lens);
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			if (r)
+				err_set("the store's SSCAN reply is malformed");
+			freeReplyObject(r);
+			deleted = -1;
+			break;
+		}
+		snprintf(cursor, sizeof(cursor), "%.*s", (int)r->element[0]->len, r->element[0]->str);
+		redisReply *members = r->element[1];
+		for (size_t i = 0; i < members->elements && deleted >= 0; i++) {
+			int one = s->ops->invalidate(s, members->element[i]->str, members->element[i]->len);
+			deleted = one < 0 ? -1 : deleted + one;
+		}
+		freeReplyObject(r);
+	} while (deleted >= 0 && strcmp(cursor, "0") != 0);
+	if (deleted >= 0) {
+		const char *argv[2] = {"DEL", set.data};
+		size_t lens[2] = {3, set.len};
+		redisReply *r = command(rs, rs->c, 2, argv, lens);
+		if (!r)
+			deleted = -1;
+		freeReplyObject(r);
+	}
+	buf_free(&set);
+	return deleted;
+}
+
+static int redis_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)
+{
+	struct redis_store *rs = to_redis(s);
+	struct script_call sc = {.script = &lua_stats, .nkeys = 1};
+
+	memset(c, 0, STAT_COUNT * sizeof(*c));
+	call_push_str(&sc, rs->stats_key);
+	call_push_str(&sc, reset ? "1" : "0");
+	redisReply *r = call_script(rs, &sc);
+	if (!r)
+		return -1;
+	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+		for (int k = 0; k < STAT_COUNT; k++) {
+			if (is_string(r->element[i]) && strcmp(r->element[i]->str, stat_names[k]) == 0 &&
+			    is_string(r->element[i + 1]))
+				c[k] = strtoull(r->element[i + 1]->str, NULL, 10);
+		}
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
+static void redis_count(struct store *s, enum counter which)
+{
+	struct redis_store *rs = to_redis(s);
+
+	if (!rs->c || rs->c->err)
+		return;
+	const char *argv[4] = {"HINCRBY", rs->stats_key, stat_names[which], "1"};
+	size_t lens[4] = {7, strlen(rs->stats_key), strlen(stat_names[which]), 1};
+	freeReplyObject(redisCommandArgv(rs->c, 4, argv, lens));
+}
+
+static int redis_ping(struct store *s, struct buf *out)
+{
+	struct redis_store *rs = to_redis(s);
+	char version[64] = "unknown";
+
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	redisReply *r = redisCommand(rs->c, "PING");
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (!r) {
+		context_error(rs, rs->c, "redis");
+		return -1;
+	}
+	freeReplyObject(r);
+	double rtt = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+	r = redisCommand(rs->c, "INFO server");
+	if (r && r->type == REDIS_REPLY_STRING) {
+		const char *v = strstr(r->str, "redis_version:");
+		if (v)
+			sscanf(v + 14, "%63[^\r\n]", version);
+	}
+	freeReplyObject(r);
+	for (const struct lua_script *const *sp = lua_all; *sp; sp++) {
+		const char *argv[3] = {"SCRIPT", "LOAD", (*sp)->src};
+		size_t lens[3] = {6, 4, (*sp)->len};
+		r = command(rs, rs->c, 3, argv, lens);
+		if (!r)
+			return -1;
+		freeReplyObject(r);
+	}
+	buf_appendf(out, "%s: Redis %s, scripts loaded, round trip %.3f ms", rs->base.desc, version,
+		    rtt);
+	return 0;
+}
+
 static int redis_after_fork(struct store *s, bool child)
 {
 	struct redis_store *rs = to_redis(s);
@@ -572,6 +891,7 @@ static void redis_close(struct store *s)
 	url_free(&rs->url);
 	free(rs->ns);
 	free(rs->lock_value_suffix);
+	free(rs->stats_key);
 	free(rs->base.desc);
 	free(rs);
 }
@@ -585,6 +905,12 @@ static const struct store_ops redis_ops = {
 	.abandon = redis_abandon,
 	.get = redis_get,
 	.invalidate = redis_invalidate,
+	.inspect = redis_inspect,
+	.list = redis_list,
+	.invalidate_tag = redis_invalidate_tag,
+	.stats = redis_stats,
+	.count = redis_count,
+	.ping = redis_ping,
 	.after_fork = redis_after_fork,
 	.close = redis_close,
 };
@@ -608,6 +934,7 @@ struct store *store_redis_open(const struct store_config *cfg)
 	url_copy(&rs->url, cfg->url);
 	rs->base.desc = url_display(&rs->url);
 	rs->ns = xstrdup(cfg->ns);
+	rs->stats_key = xasprintf("%s:stats", cfg->ns);
 	rs->timeout_ms = cfg->timeout_ms;
 	gethostname(host, sizeof(host) - 1);
 	rs->lock_value_suffix = xasprintf(" host=%s pid=%ld", host, (long)getpid());

@@ -2,9 +2,12 @@
 #include "subcmd.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "key.h"
 #include "store.h"
 #include "util.h"
@@ -18,17 +21,14 @@ static struct store *open_for(const struct options *o)
 
 	if (!s)
 		log_error("%s", err_msg());
+	else
+		log_verbose("store %s", s->desc);
 	return s;
 }
 
 /* check every operand is a key; 0, or -1 after printing why */
-static int check_keys(const struct options *o, const char *cmd, int min, int max)
+static int check_keys(const struct options *o, const char *cmd)
 {
-	if (o->nargs < min || (max && o->nargs > max)) {
-		log_error("%s: give %s (see cachefence --help)", cmd,
-			  max == 1 ? "exactly one KEY" : "at least one KEY");
-		return -1;
-	}
 	for (int i = 0; i < o->nargs; i++) {
 		if (key_validate(o->args[i], strlen(o->args[i])) < 0) {
 			log_error("%s: %s", cmd, err_msg());
@@ -38,9 +38,19 @@ static int check_keys(const struct options *o, const char *cmd, int min, int max
 	return 0;
 }
 
+/* write b to stdout; 0, or 125 after printing why */
+static int put(const struct buf *b)
+{
+	if (b->len && write_all(STDOUT_FILENO, b->data, b->len) < 0) {
+		log_error("cannot write to standard output");
+		return 125;
+	}
+	return 0;
+}
+
 int subcmd_get(const struct options *o)
 {
-	if (check_keys(o, "get", 1, 1) < 0)
+	if (check_keys(o, "get") < 0)
 		return 125;
 	struct store *s = open_for(o);
 	if (!s)
@@ -55,25 +65,357 @@ int subcmd_get(const struct options *o)
 	return rc < 0 ? 125 : rc == 1 ? 0 : 1;
 }
 
-int subcmd_invalidate(const struct options *o)
-{
-	long deleted = 0;
+/* --- how entries read ------------------------------------------------------- */
 
-	if (check_keys(o, "invalidate", 1, 0) < 0)
+static const char *state_of(const struct entry_info *info)
+{
+	if (!info->present)
+		return info->locked ? "locked" : "absent";
+	return info->freshness == ENTRY_FRESH ? "fresh" : "stale";
+}
+
+static int64_t ttl_left(const struct entry_info *i)
+{
+	int64_t left = i->meta.ttl_ms - i->age_ms;
+	return left > 0 ? left : 0;
+}
+
+/* how much longer the entry may be served stale (stale and stale-if-error
+ * windows), counted from its expiry or from now if that has passed */
+static int64_t stale_left(const struct entry_info *i)
+{
+	const struct entry_meta *m = &i->meta;
+	int64_t from = i->age_ms > m->ttl_ms ? i->age_ms : m->ttl_ms;
+	int64_t left = m->ttl_ms + m->stale_ms + m->sie_ms - from;
+	return left > 0 ? left : 0;
+}
+
+/* a duration for people: 850ms, 12.3s, 4m05s, 2h10m, 3d04h */
+static const char *human(char *out, size_t len, int64_t ms)
+{
+	int64_t s = ms / 1000;
+
+	if (ms < 1000)
+		snprintf(out, len, "%lldms", (long long)ms);
+	else if (s < 60)
+		snprintf(out, len, "%lld.%llds", (long long)s, (long long)(ms % 1000 / 100));
+	else if (s < 3600)
+		snprintf(out, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+	else if (s < 86400)
+		snprintf(out, len, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+	else
+		snprintf(out, len, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+	return out;
+}
+
+/* ISO 8601 UTC with milliseconds */
+static const char *iso_time(char *out, size_t len, int64_t ms)
+{
+	time_t t = ms / 1000;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, len - n, ".%03lldZ", (long long)(ms % 1000));
+	return out;
+}
+
+static uint64_t size_of(const struct entry_info *i)
+{
+	return i->meta.out_len + i->meta.err_len;
+}
+
+/* --- inspect -------------------------------------------------------------------- */
+
+static void inspect_json(struct buf *b, const char *key, const struct entry_info *i)
+{
+	char when[64];
+
+	buf_append(b, "{\"key\":", 7);
+	json_string(b, key, strlen(key));
+	buf_appendf(b, ",\"state\":\"%s\"", state_of(i));
+	if (i->present) {
+		buf_appendf(b, ",\"age_ms\":%lld,\"ttl_ms\":%lld,\"stale_ms\":%lld,\"size\":%llu,"
+			       "\"exit_status\":%d,\"compute_ms\":%lld,\"created_at\":\"%s\",\"host\":",
+			    (long long)i->age_ms, (long long)ttl_left(i), (long long)stale_left(i),
+			    (unsigned long long)size_of(i), i->meta.status, (long long)i->meta.compute_ms,
+			    iso_time(when, sizeof(when), i->meta.created_ms));
+		json_string(b, i->meta.host, strlen(i->meta.host));
+	} else {
+		buf_appendf(b, ",\"age_ms\":null,\"ttl_ms\":null,\"stale_ms\":null,\"size\":null,"
+			       "\"exit_status\":null,\"compute_ms\":null,\"created_at\":null,"
+			       "\"host\":null");
+	}
+	buf_append(b, ",\"lock\":", 8);
+	if (i->locked) {
+		buf_append(b, "{\"holder\":", 10);
+		json_string(b, i->holder, strlen(i->holder));
+		if (i->lease_left_ms >= 0)
+			buf_appendf(b, ",\"lease_ms\":%lld}", (long long)i->lease_left_ms);
+		else
+			buf_append(b, ",\"lease_ms\":null}", 16);
+	} else {
+		buf_append(b, "null", 4);
+	}
+	buf_append(b, "}\n", 2);
+}
+
+static void inspect_text(struct buf *b, const char *key, const struct entry_info *i)
+{
+	char t[64];
+	struct buf p = {0};
+
+	buf_appendf(b, "key:         %s\n", key_printable(&p, key, strlen(key)));
+	buf_appendf(b, "state:       %s\n", state_of(i));
+	if (i->present) {
+		buf_appendf(b, "age:         %s\n", human(t, sizeof(t), i->age_ms));
+		buf_appendf(b, "ttl left:    %s\n", human(t, sizeof(t), ttl_left(i)));
+		buf_appendf(b, "stale left:  %s\n", human(t, sizeof(t), stale_left(i)));
+		buf_appendf(b, "size:        %llu bytes\n", (unsigned long long)size_of(i));
+		buf_appendf(b, "exit status: %d\n", i->meta.status);
+		buf_appendf(b, "compute:     %s\n", human(t, sizeof(t), i->meta.compute_ms));
+		buf_appendf(b, "created at:  %s\n", iso_time(t, sizeof(t), i->meta.created_ms));
+		buf_appendf(b, "host:        %s\n", i->meta.host);
+	}
+	if (i->locked && i->lease_left_ms >= 0)
+		buf_appendf(b, "lock:        %s (lease %s left)\n", i->holder,
+			    human(t, sizeof(t), i->lease_left_ms));
+	else if (i->locked)
+		buf_appendf(b, "lock:        %s\n", i->holder);
+	else
+		buf_appendf(b, "lock:        none\n");
+	buf_free(&p);
+}
+
+int subcmd_inspect(const struct options *o)
+{
+	struct entry_info info;
+	struct buf b = {0};
+
+	if (check_keys(o, "inspect") < 0)
 		return 125;
 	struct store *s = open_for(o);
 	if (!s)
 		return 125;
-	for (int i = 0; i < o->nargs; i++) {
-		int rc = s->ops->invalidate(s, o->args[i], strlen(o->args[i]));
-		if (rc < 0) {
-			log_error("invalidate: %s", err_msg());
-			store_close(s);
-			return 125;
-		}
-		deleted += rc;
-	}
+	const char *key = o->args[0];
+	int rc = s->ops->inspect(s, key, strlen(key), &info);
 	store_close(s);
+	if (rc < 0) {
+		log_error("inspect: %s", err_msg());
+		return 125;
+	}
+	if (o->json)
+		inspect_json(&b, key, &info);
+	else
+		inspect_text(&b, key, &info);
+	rc = put(&b);
+	buf_free(&b);
+	return rc ? rc : info.present || info.locked ? 0 : 1;
+}
+
+/* --- list ------------------------------------------------------------------------ */
+
+struct list_ctx {
+	const struct options *o;
+	struct buf out;
+	struct buf printable;
+	long count;
+	bool failed;
+};
+
+/* write out what has piled up, so 10,000 entries need no 10,000-line buffer */
+static int flush_list(struct list_ctx *c)
+{
+	if (put(&c->out) != 0) {
+		c->failed = true;
+		return 1;
+	}
+	c->out.len = 0;
+	return 0;
+}
+
+static int list_one(void *arg, const char *key, size_t len, const struct entry_info *i)
+{
+	struct list_ctx *c = arg;
+	char a[32], t[32];
+
+	c->count++;
+	if (c->o->json) {
+		buf_append(&c->out, "{\"key\":", 7);
+		json_string(&c->out, key, len);
+		buf_appendf(&c->out, ",\"state\":\"%s\",\"age_ms\":%lld,\"ttl_ms\":%lld,\"size\":%llu}\n",
+			    state_of(i), (long long)i->age_ms, (long long)ttl_left(i),
+			    (unsigned long long)size_of(i));
+	} else {
+		buf_appendf(&c->out, "%s\t%s\t%s\t%s\t%llu\n", key_printable(&c->printable, key, len),
+			    state_of(i), human(a, sizeof(a), i->age_ms), human(t, sizeof(t), ttl_left(i)),
+			    (unsigned long long)size_of(i));
+	}
+	return c->out.len > 65536 ? flush_list(c) : 0;
+}
+
+int subcmd_list(const struct options *o)
+{
+	struct list_ctx c = {.o = o};
+
+	struct store *s = open_for(o);
+	if (!s)
+		return 125;
+	int rc = s->ops->list(s, o->nargs ? o->args[0] : NULL, list_one, &c);
+	store_close(s);
+	if (rc < 0)
+		log_error("list: %s", err_msg());
+	if (rc == 0 && !c.failed)
+		flush_list(&c);
+	buf_free(&c.out);
+	buf_free(&c.printable);
+	return rc < 0 || c.failed ? 125 : 0;
+}
+
+/* --- invalidate -------------------------------------------------------------------- */
+
+struct key_list {
+	struct buf *keys;
+	size_t n;
+};
+
+static int collect_key(void *arg, const char *key, size_t len, const struct entry_info *info)
+{
+	struct key_list *l = arg;
+
+	(void)info;
+	l->keys = xrealloc(l->keys, (l->n + 1) * sizeof(*l->keys));
+	memset(&l->keys[l->n], 0, sizeof(l->keys[l->n]));
+	buf_append(&l->keys[l->n++], key, len);
+	return 0;
+}
+
+/* invalidate every entry whose key matches glob: walk first, then delete,
+ * so the walk does not see its own deletions */
+static long invalidate_matching(struct store *s, const char *glob)
+{
+	struct key_list l = {0};
+	long deleted = 0;
+
+	if (s->ops->list(s, glob, collect_key, &l) < 0)
+		deleted = -1;
+	for (size_t i = 0; i < l.n; i++) {
+		int one = deleted < 0 ? 0 : s->ops->invalidate(s, l.keys[i].data, l.keys[i].len);
+		deleted = one < 0 ? -1 : deleted + one;
+		buf_free(&l.keys[i]);
+	}
+	free(l.keys);
+	return deleted;
+}
+
+int subcmd_invalidate(const struct options *o)
+{
+	long deleted = 0;
+
+	if (check_keys(o, "invalidate") < 0)
+		return 125;
+	struct store *s = open_for(o);
+	if (!s)
+		return 125;
+	if (o->match)
+		deleted = invalidate_matching(s, o->match);
+	else if (o->tag)
+		deleted = s->ops->invalidate_tag(s, o->tag);
+	for (int i = 0; i < o->nargs && deleted >= 0; i++) {
+		int rc = s->ops->invalidate(s, o->args[i], strlen(o->args[i]));
+		deleted = rc < 0 ? -1 : deleted + rc;
+	}
+	if (deleted < 0)
+		log_error("invalidate: %s", err_msg());
+	store_close(s);
+	if (deleted < 0)
+		return 125;
 	printf("%ld\n", deleted);
 	return 0;
+}
+
+/* --- stats ------------------------------------------------------------------------ */
+
+static const char *const stat_help[STAT_COUNT] = {
+	[STAT_HITS] = "Fresh entries served.",
+	[STAT_MISSES] = "Lookups that found no usable entry and ran COMMAND.",
+	[STAT_STALE] = "Stale entries served (stale-while-revalidate, stale-if-error).",
+	[STAT_EARLY] = "XFetch early refreshes started.",
+	[STAT_BACKGROUND] = "Background refreshes of stale entries started.",
+	[STAT_WAITS] = "Callers that waited for another process's result.",
+	[STAT_TAKEOVERS] = "Waiters that took over from a leader that went away.",
+	[STAT_FAIL_OPEN] = "Runs without the store after it failed mid-run.",
+	[STAT_TOO_LARGE] = "Results not stored: larger than --max-size.",
+	[STAT_LOST_LOCK] = "Results not stored: the lock was lost (fencing).",
+};
+
+static void stats_prometheus(struct buf *b, const char *ns, const uint64_t c[STAT_COUNT])
+{
+	struct buf label = {0};
+
+	/* label values escape backslash, quote and newline */
+	for (const char *p = ns; *p; p++) {
+		if (*p == '\\' || *p == '"')
+			buf_append(&label, "\\", 1);
+		buf_append(&label, p, 1);
+	}
+	for (int i = 0; i < STAT_COUNT; i++) {
+		buf_appendf(b, "# HELP cachefence_%s_total %s\n", stat_names[i], stat_help[i]);
+		buf_appendf(b, "# TYPE cachefence_%s_total counter\n", stat_names[i]);
+		buf_appendf(b, "cachefence_%s_total{namespace=\"%s\"} %llu\n", stat_names[i],
+			    label.data ? label.data : "", (unsigned long long)c[i]);
+	}
+	buf_free(&label);
+}
+
+int subcmd_stats(const struct options *o)
+{
+	uint64_t c[STAT_COUNT];
+	struct buf b = {0};
+
+	struct store *s = open_for(o);
+	if (!s)
+		return 125;
+	int rc = s->ops->stats(s, c, o->reset);
+	store_close(s);
+	if (rc < 0) {
+		log_error("stats: %s", err_msg());
+		return 125;
+	}
+	if (o->prometheus) {
+		stats_prometheus(&b, o->ns, c);
+	} else if (o->json) {
+		for (int i = 0; i < STAT_COUNT; i++)
+			buf_appendf(&b, "%s\"%s\":%llu", i ? "," : "{", stat_names[i],
+				    (unsigned long long)c[i]);
+		buf_append(&b, "}\n", 2);
+	} else {
+		for (int i = 0; i < STAT_COUNT; i++)
+			buf_appendf(&b, "%-26s %llu\n", stat_names[i], (unsigned long long)c[i]);
+	}
+	rc = put(&b);
+	buf_free(&b);
+	return rc;
+}
+
+/* --- ping ------------------------------------------------------------------------- */
+
+int subcmd_ping(const struct options *o)
+{
+	struct buf b = {0};
+
+	struct store *s = open_for(o);
+	if (!s)
+		return 125;
+	int rc = s->ops->ping(s, &b);
+	store_close(s);
+	if (rc < 0) {
+		log_error("ping: %s", err_msg());
+		buf_free(&b);
+		return 125;
+	}
+	buf_append(&b, "\n", 1);
+	rc = put(&b);
+	buf_free(&b);
+	return rc;
 }

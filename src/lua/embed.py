@@ -45,6 +45,11 @@ def main():
         header.append('extern const struct lua_script lua_%s;' % name)
         body.append('const struct lua_script lua_%s = {\n\t"%s",\n%s,\n\t%d,\n\t"%s",\n};'
                     % (name, name, c_string(src), len(src), sha))
+    names = [os.path.splitext(os.path.basename(p))[0] for p in scripts]
+    header.append('/* every script, for loading them all at once (ping) */')
+    header.append('extern const struct lua_script *const lua_all[%d];' % (len(names) + 1))
+    body.append('const struct lua_script *const lua_all[%d] = {%s, NULL};'
+                % (len(names) + 1, ', '.join('&lua_' + n for n in names)))
     header.append('#endif')
     with open(out_h, 'w') as f:
         f.write('\n'.join(header) + '\n')

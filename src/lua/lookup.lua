@@ -1,5 +1,6 @@
 -- lookup: the whole decision of one call, in one round trip.
--- KEYS[1] entry, KEYS[2] lock, KEYS[3] round result of the awaited leader
+-- KEYS[1] entry, KEYS[2] lock, KEYS[3] round result of the awaited leader,
+-- KEYS[4] the namespace's stats hash (counted here: no extra round trip)
 -- ARGV[1] our token, ARGV[2] lease ms, ARGV[3] lock value to set,
 -- ARGV[4] "1" when we are waiting on a leader (KEYS[3] is meaningful),
 -- ARGV[5] "1" to ignore the entry (--refresh), ARGV[6] beta, ARGV[7] a
@@ -20,6 +21,16 @@ local function take_lock()
 end
 
 local function flag(b) if b then return 1 end return 0 end
+local function count(name) redis.call('HINCRBY', KEYS[4], name, 1) end
+local first_look = ARGV[4] ~= '1'
+
+-- a lock we take as a miss: a waiter that takes it took over from a leader
+-- that went away
+local function lead(fallback)
+  count('misses')
+  if not first_look then count('lock_takeovers') end
+  return {'lead', fallback}
+end
 
 if ARGV[5] ~= '1' then
   local m, out, err = read_entry(KEYS[1])
@@ -34,15 +45,21 @@ if ARGV[5] ~= '1' then
          age + dt * beta * -math.log(draw) >= ttl then
         early = take_lock()
       end
+      count('hits')
+      if early then count('early_refreshes') end
       return {'hit', age, m, out, err, flag(early)}
     end
     if age < ttl + sw then
-      return {'stale', age, m, out, err, flag(take_lock())}
+      local refresh = take_lock()
+      count('stale_served')
+      if refresh then count('background_refreshes') end
+      return {'stale', age, m, out, err, flag(refresh)}
     end
     if age < ttl + sw + se then
       -- stale-if-error: refresh now, and serve this entry if that fails;
       -- while someone else refreshes, serve it at once
-      if take_lock() then return {'lead', 1} end
+      if take_lock() then return lead(1) end
+      count('stale_served')
       return {'stale', age, m, out, err, 0}
     end
   end
@@ -54,5 +71,6 @@ if ARGV[4] == '1' then
 end
 
 local got, holder = take_lock()
-if got then return {'lead', 0} end
+if got then return lead(0) end
+if first_look then count('waits') end
 return {'wait', redis.call('PTTL', KEYS[2]), holder}
