@@ -91,6 +91,15 @@ static int store_failed(struct run_ctx *ctx)
 	return fail_open(ctx, why);
 }
 
+/* A stored value broke off mid-stream: what reached stdout cannot be taken
+ * back, so running COMMAND now would only append to it. */
+static int output_cut(struct run_ctx *ctx)
+{
+	log_error("the stored output of key=%s was cut off: %s; run again", key_for_log(ctx),
+		  err_msg());
+	return 125;
+}
+
 static void renew_lease(void *arg)
 {
 	struct run_ctx *ctx = arg;
@@ -215,7 +224,10 @@ static int serve_stale_entry(struct run_ctx *ctx, const struct child_result *cr)
 	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
 	struct entry_meta meta;
 
-	if (ctx->store->ops->get(ctx->store, ctx->key.data, ctx->key.len, false, &meta, &sink) != 1)
+	int rc = ctx->store->ops->get(ctx->store, ctx->key.data, ctx->key.len, false, &meta, &sink);
+	if (rc < 0 && sink.partial)
+		return output_cut(ctx);
+	if (rc != 1)
 		return -1;
 	log_warn("refresh of key=%s failed (status %d), serving stale", key_for_log(ctx),
 		 cr->status);
@@ -401,7 +413,7 @@ static int decide(struct run_ctx *ctx)
 
 	for (;;) {
 		if (ctx->store->ops->lookup(ctx->store, &req, &l, &sink) < 0)
-			return store_failed(ctx);
+			return sink.partial ? output_cut(ctx) : store_failed(ctx);
 		switch (l.verdict) {
 		case VERDICT_HIT:
 		case VERDICT_STALE:

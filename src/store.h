@@ -22,6 +22,7 @@ struct sink {
 	int out_fd;
 	int err_fd;
 	bool write_failed; /* set when the caller's output went away (EPIPE) */
+	bool partial;      /* some bytes went out, then the store failed: they cannot be taken back */
 };
 
 enum verdict {

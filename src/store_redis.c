@@ -16,11 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "lua_scripts.h"
+#include "resp.h"
 #include "util.h"
 
 struct redis_store {
@@ -32,6 +32,8 @@ struct redis_store {
 	int64_t timeout_ms;
 	char *lock_value_suffix; /* " host=H pid=P", after the token */
 	char *stats_key;         /* NS:stats */
+	struct resp_reader *rd;  /* for streamed replies; malloc'ed on first use */
+	bool broken;             /* a streamed reply was cut: the connection is unusable */
 };
 
 static struct redis_store *to_redis(struct store *s)
@@ -160,17 +162,14 @@ struct script_call {
 	const struct lua_script *script;
 	int nkeys;
 	int argc; /* keys and args together, after the numkeys word */
-	const char *argv[64];
-	size_t lens[64];
+	struct resp_arg args[64];
 };
 
 static void call_push(struct script_call *sc, const void *p, size_t len)
 {
-	if (sc->argc == (int)(sizeof(sc->argv) / sizeof(sc->argv[0])))
+	if (sc->argc == (int)(sizeof(sc->args) / sizeof(sc->args[0])))
 		abort(); /* a programming error: callers bound what they push */
-	sc->argv[sc->argc] = p;
-	sc->lens[sc->argc] = len;
-	sc->argc++;
+	sc->args[sc->argc++] = (struct resp_arg){.p = p, .len = len, .fd = -1};
 }
 
 static void call_push_str(struct script_call *sc, const char *s)
@@ -178,6 +177,18 @@ static void call_push_str(struct script_call *sc, const char *s)
 	call_push(sc, s, strlen(s));
 }
 
+/* the script's error, named, with the server's text */
+static void script_error(struct redis_store *rs, const struct script_call *sc, const char *text)
+{
+	char why[512];
+	char *where = url_display(&rs->url);
+
+	snprintf(why, sizeof(why), "%s", text);
+	err_set("redis %s: script %s: %s", where, sc->script->name, why);
+	free(where);
+}
+
+/* a small-argument script call through hiredis; the reply, or NULL with err_set() */
 static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 {
 	const char *argv[67];
@@ -191,9 +202,10 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 	lens[1] = 40;
 	argv[2] = nkeys;
 	lens[2] = strlen(nkeys);
-	memcpy(argv + 3, sc->argv, sc->argc * sizeof(*argv));
-	memcpy(lens + 3, sc->lens, sc->argc * sizeof(*lens));
-
+	for (int i = 0; i < sc->argc; i++) {
+		argv[3 + i] = sc->args[i].p;
+		lens[3 + i] = sc->args[i].len;
+	}
 	redisReply *r = redisCommandArgv(rs->c, sc->argc + 3, argv, lens);
 	if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
 		freeReplyObject(r);
@@ -208,13 +220,64 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 		return NULL;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
-		char *where = url_display(&rs->url);
-		err_set("redis %s: script %s: %.*s", where, sc->script->name, (int)r->len, r->str);
-		free(where);
+		script_error(rs, sc, r->str);
 		freeReplyObject(r);
 		return NULL;
 	}
 	return r;
+}
+
+/* reads one reply of a streamed call; 0, -1 failed, -2 an error reply */
+typedef int (*reply_fn)(struct resp_reader *rd, void *ctx);
+
+/* A script call whose reply streams: read by read_reply straight from the
+ * socket, so a large value is never whole in memory. 0, or -1 with
+ * err_set(); a connection left mid-reply is marked broken. */
+static int stream_script(struct redis_store *rs, struct script_call *sc, reply_fn read_reply,
+			 void *ctx)
+{
+	struct resp_arg all[67];
+	char nkeys[8];
+
+	if (rs->broken) {
+		err_set("the connection to redis broke earlier in this run");
+		return -1;
+	}
+	snprintf(nkeys, sizeof(nkeys), "%d", sc->nkeys);
+	all[0] = (struct resp_arg){.p = "EVALSHA", .len = 7, .fd = -1};
+	all[1] = (struct resp_arg){.p = sc->script->sha, .len = 40, .fd = -1};
+	all[2] = (struct resp_arg){.p = nkeys, .len = strlen(nkeys), .fd = -1};
+	memcpy(all + 3, sc->args, sc->argc * sizeof(*all));
+	for (int attempt = 0;; attempt++) {
+		if (!rs->rd)
+			rs->rd = xmalloc(sizeof(*rs->rd));
+		resp_reader_init(rs->rd, rs->c->fd, NULL, 0);
+		int rc = resp_send(rs->c->fd, all, sc->argc + 3);
+		if (rc == 0)
+			rc = read_reply(rs->rd, ctx);
+		if (rc == 0 && rs->rd->pos != rs->rd->len) {
+			err_set("the reply to script %s has bytes after its end", sc->script->name);
+			rc = -1;
+		}
+		if (rc == -2 && attempt == 0 && strncmp(err_msg(), "NOSCRIPT", 8) == 0) {
+			all[0] = (struct resp_arg){.p = "EVAL", .len = 4, .fd = -1};
+			all[1] = (struct resp_arg){.p = sc->script->src, .len = sc->script->len, .fd = -1};
+			continue;
+		}
+		if (rc == -2) {
+			script_error(rs, sc, err_msg());
+			return -1;
+		}
+		if (rc < 0) {
+			char why[512];
+			char *where = url_display(&rs->url);
+			snprintf(why, sizeof(why), "%s", err_msg());
+			err_set("redis %s: %s", where, why);
+			free(where);
+			rs->broken = true;
+		}
+		return rc;
+	}
 }
 
 static int is_string(const redisReply *r)
@@ -222,18 +285,20 @@ static int is_string(const redisReply *r)
 	return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
 }
 
-static int reply_is(const redisReply *r, const char *word)
+/* decode META values (names in META order); 0, or -1 if they do not make an entry */
+static int decode_values(const char *const *values, const size_t *lens, struct entry_meta *meta)
 {
-	return is_string(r) && r->len == strlen(word) && memcmp(r->str, word, r->len) == 0;
+	static const char *const names[ENTRY_NFIELDS] = {
+		"v", "st", "ct", "ttl", "sw", "se", "dt", "olen", "elen", "host",
+	};
+
+	return entry_meta_decode(meta, names, values, lens, ENTRY_NFIELDS);
 }
 
 /* decode the META values of an HMGET or script reply; 0, or -1 if they do
  * not make an entry */
 static int decode_meta(const redisReply *m, struct entry_meta *meta)
 {
-	static const char *const names[ENTRY_NFIELDS] = {
-		"v", "st", "ct", "ttl", "sw", "se", "dt", "olen", "elen", "host",
-	};
 	const char *values[ENTRY_NFIELDS];
 	size_t lens[ENTRY_NFIELDS];
 
@@ -243,26 +308,240 @@ static int decode_meta(const redisReply *m, struct entry_meta *meta)
 		values[i] = is_string(m->element[i]) ? m->element[i]->str : "";
 		lens[i] = is_string(m->element[i]) ? m->element[i]->len : 0;
 	}
-	return entry_meta_decode(meta, names, values, lens, ENTRY_NFIELDS);
+	return decode_values(values, lens, meta);
 }
 
-/* Decode {meta, out, err} at el[0..2] of a script reply and write the bytes
- * to sink; 0, or -1 with err_set() if the reply does not hold an entry. */
-static int deliver_entry(redisReply **el, struct entry_meta *meta, struct sink *sink)
-{
-	redisReply *out = el[1], *err = el[2];
+/* --- the streamed reply of lookup and get ------------------------------------------ */
 
-	if (!is_string(out) || !is_string(err) || decode_meta(el[0], meta) < 0) {
-		err_set("the store's reply does not hold an entry");
+/* Stored values up to this size (INLINE_MAX in lib.lua) come inside the
+ * script's reply and are read whole before any byte is written, so a
+ * connection that breaks mid-value leaves nothing partial behind. Larger ones
+ * come as nil there and are streamed with HGET after; a break mid-value is
+ * then reported as a cut output. */
+#define BUFFER_LIMIT (1024 * 1024)
+
+struct entry_reply {
+	struct lookup *res;
+	struct sink *sink;
+	char verdict[16];
+	bool big; /* the bytes were not inlined: fetch them with HGET */
+};
+
+/* a bulk string of at most max bytes into out (NUL-terminated); its length,
+ * -1 for a nil, or -2 on failure */
+static int64_t small_bulk(struct resp_reader *rd, char *out, size_t max)
+{
+	int64_t len;
+	int rc = resp_number(rd, '$', &len);
+
+	if (rc < 0)
+		return -2;
+	if (len < 0) {
+		out[0] = '\0';
 		return -1;
 	}
-	if (meta->out_len != out->len || meta->err_len != err->len) {
+	if ((uint64_t)len >= max) {
+		err_set("a reply field is longer than expected");
+		return -2;
+	}
+	if (resp_read(rd, out, len) < 0 || resp_crlf(rd) < 0)
+		return -2;
+	out[len] = '\0';
+	return len;
+}
+
+static int read_meta(struct resp_reader *rd, struct entry_meta *meta)
+{
+	char values[ENTRY_NFIELDS][ENTRY_HOST_MAX];
+	const char *vp[ENTRY_NFIELDS];
+	size_t lens[ENTRY_NFIELDS];
+	int64_t n;
+
+	if (resp_number(rd, '*', &n) < 0 || n != ENTRY_NFIELDS) {
+		err_set("the entry's metadata is malformed");
+		return -1;
+	}
+	for (int i = 0; i < ENTRY_NFIELDS; i++) {
+		int64_t len = small_bulk(rd, values[i], sizeof(values[i]));
+		if (len == -2)
+			return -1;
+		vp[i] = values[i];
+		lens[i] = len < 0 ? 0 : len;
+	}
+	return decode_values(vp, lens, meta);
+}
+
+static void piece_to_sink(void *ctx, const char *p, size_t n)
+{
+	struct sink *sink = ctx;
+
+	sink_write(sink, sink->out_fd, p, n);
+	sink->partial = true;
+}
+
+static void piece_to_sink_err(void *ctx, const char *p, size_t n)
+{
+	struct sink *sink = ctx;
+
+	sink_write(sink, sink->err_fd, p, n);
+	sink->partial = true;
+}
+
+/* read a bulk string of exactly want bytes into *held (malloc'ed); or, for
+ * a value too large to inline, the nil that stands for it */
+static int read_value(struct resp_reader *rd, uint64_t want, bool small, char **held)
+{
+	int64_t len;
+
+	if (resp_number(rd, '$', &len) < 0)
+		return -1;
+	if (!small && len == -1)
+		return 0;
+	if (!small || len < 0 || (uint64_t)len != want) {
 		err_set("the stored entry's sizes do not match its bytes");
 		return -1;
 	}
-	sink_write(sink, sink->out_fd, out->str, out->len);
-	sink_write(sink, sink->err_fd, err->str, err->len);
+	*held = xmalloc(want + 1);
+	if (resp_read(rd, *held, want) < 0)
+		return -1;
+	return resp_crlf(rd);
+}
+
+/* the entry part of a hit: age, meta, stdout, stderr, refresh flag */
+static int read_entry_body(struct resp_reader *rd, struct entry_reply *er)
+{
+	struct lookup *res = er->res;
+	char *out = NULL, *err = NULL;
+	int64_t age, refresh;
+	int rc = -1;
+
+	if (resp_number(rd, ':', &age) < 0 || read_meta(rd, &res->meta) < 0)
+		return -1;
+	res->age_ms = age;
+	uint64_t total = res->meta.out_len + res->meta.err_len;
+	bool small = total <= BUFFER_LIMIT;
+	if (read_value(rd, res->meta.out_len, small, &out) < 0 ||
+	    read_value(rd, res->meta.err_len, small, &err) < 0 || resp_number(rd, ':', &refresh) < 0)
+		goto out;
+	er->big = !small;
+	res->refresh = refresh == 1;
+	if (small) {
+		sink_write(er->sink, er->sink->out_fd, out, res->meta.out_len);
+		sink_write(er->sink, er->sink->err_fd, err, res->meta.err_len);
+	}
+	rc = 0;
+out:
+	free(out);
+	free(err);
+	return rc;
+}
+
+static int read_entry_reply(struct resp_reader *rd, void *ctx)
+{
+	struct entry_reply *er = ctx;
+	struct lookup *res = er->res;
+	int64_t n, v;
+	char holder[512];
+
+	int rc = resp_number(rd, '*', &n);
+	if (rc < 0)
+		return rc;
+	if (n < 1 || small_bulk(rd, er->verdict, sizeof(er->verdict)) < 0)
+		goto malformed;
+	const char *w = er->verdict;
+	if (strcmp(w, "none") == 0 && n == 1)
+		return 0;
+	if (strcmp(w, "lead") == 0 && n == 2) {
+		if (resp_number(rd, ':', &v) < 0)
+			return -1;
+		res->verdict = VERDICT_LEAD;
+		res->fallback = v == 1;
+		return 0;
+	}
+	if (strcmp(w, "wait") == 0 && n == 3) {
+		if (resp_number(rd, ':', &v) < 0 || small_bulk(rd, holder, sizeof(holder)) < TOKEN_LEN)
+			goto malformed;
+		res->verdict = VERDICT_WAIT;
+		res->lease_left_ms = v;
+		memcpy(res->holder, holder, TOKEN_LEN);
+		res->holder[TOKEN_LEN] = '\0';
+		return 0;
+	}
+	if (n == 6 && (!strcmp(w, "hit") || !strcmp(w, "stale") || !strcmp(w, "done"))) {
+		res->verdict = !strcmp(w, "hit") ? VERDICT_HIT : !strcmp(w, "stale") ? VERDICT_STALE
+										      : VERDICT_DONE;
+		return read_entry_body(rd, er);
+	}
+malformed:
+	err_set("the store's reply is malformed");
+	return -1;
+}
+
+/* the reply to HGET of a large value: streamed to the sink as it comes */
+struct fetch {
+	uint64_t want;
+	resp_piece_fn piece;
+	struct sink *sink;
+};
+
+static int read_fetch_reply(struct resp_reader *rd, void *ctx)
+{
+	struct fetch *f = ctx;
+	int64_t len;
+
+	int rc = resp_number(rd, '$', &len);
+	if (rc < 0)
+		return rc;
+	if (len < 0 || (uint64_t)len != f->want) {
+		err_set("the entry changed while it was being read");
+		return -1;
+	}
+	if (resp_stream(rd, f->want, f->piece, f->sink) < 0)
+		return -1;
+	return resp_crlf(rd);
+}
+
+/* send one plain command and read its reply with read_reply; 0 or -1 */
+static int plain_command(struct redis_store *rs, const struct resp_arg *args, int n,
+			 reply_fn read_reply, void *ctx)
+{
+	if (rs->broken) {
+		err_set("the connection to redis broke earlier in this run");
+		return -1;
+	}
+	if (!rs->rd)
+		rs->rd = xmalloc(sizeof(*rs->rd));
+	resp_reader_init(rs->rd, rs->c->fd, NULL, 0);
+	int rc = resp_send(rs->c->fd, args, n);
+	if (rc == 0)
+		rc = read_reply(rs->rd, ctx);
+	if (rc < 0) {
+		char why[512];
+		char *where = url_display(&rs->url);
+		snprintf(why, sizeof(why), "%s", err_msg());
+		err_set("redis %s: %s", where, why);
+		free(where);
+		rs->broken = rc == -1;
+		return -1;
+	}
 	return 0;
+}
+
+/* stream the stdout and stderr of a large entry (or round result) at name */
+static int fetch_big(struct redis_store *rs, const struct buf *name, const struct entry_meta *m,
+		     struct sink *sink)
+{
+	struct fetch out = {m->out_len, piece_to_sink, sink}, err = {m->err_len, piece_to_sink_err, sink};
+	struct resp_arg args[3] = {
+		{.p = "HGET", .len = 4, .fd = -1},
+		{.p = name->data, .len = name->len, .fd = -1},
+		{.p = "out", .len = 3, .fd = -1},
+	};
+
+	if (plain_command(rs, args, 3, read_fetch_reply, &out) < 0)
+		return -1;
+	args[2] = (struct resp_arg){.p = "err", .len = 3, .fd = -1};
+	return plain_command(rs, args, 3, read_fetch_reply, &err);
 }
 
 static int redis_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
@@ -271,15 +550,18 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	struct redis_store *rs = to_redis(s);
 	struct buf entry = {0}, lock = {0}, done = {0}, lock_value = {0};
 	struct script_call sc = {.script = &lua_lookup, .nkeys = 4};
+	struct entry_reply er = {.res = res, .sink = sink};
 	char lease[24], beta[32], draw[32];
-	int rc = -1;
 
+	memset(res, 0, sizeof(*res));
 	redis_name(&entry, rs->ns, req->key, req->key_len, "");
 	redis_name(&lock, rs->ns, req->key, req->key_len, ":lock");
 	redis_name(&done, rs->ns, req->key, req->key_len, ":done:");
 	buf_append(&done, req->awaited ? req->awaited : "-", req->awaited ? TOKEN_LEN : 1);
 	buf_appendf(&lock_value, "%s%s", req->token, rs->lock_value_suffix);
 	snprintf(lease, sizeof(lease), "%lld", (long long)req->lease_ms);
+	snprintf(beta, sizeof(beta), "%.17g", req->beta);
+	snprintf(draw, sizeof(draw), "%.17g", req->rand);
 	call_push(&sc, entry.data, entry.len);
 	call_push(&sc, lock.data, lock.len);
 	call_push(&sc, done.data, done.len);
@@ -289,46 +571,15 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push(&sc, lock_value.data, lock_value.len);
 	call_push_str(&sc, req->awaited ? "1" : "0");
 	call_push_str(&sc, req->force ? "1" : "0");
-	snprintf(beta, sizeof(beta), "%.17g", req->beta);
-	snprintf(draw, sizeof(draw), "%.17g", req->rand);
 	call_push_str(&sc, beta);
 	call_push_str(&sc, draw);
-
-	redisReply *r = call_script(rs, &sc);
-	if (!r)
-		goto out;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+	int rc = stream_script(rs, &sc, read_entry_reply, &er);
+	if (rc == 0 && strcmp(er.verdict, "none") == 0) {
 		err_set("the store's lookup reply is malformed");
-		goto out;
+		rc = -1;
 	}
-	redisReply **el = r->element;
-	memset(res, 0, sizeof(*res));
-	if (reply_is(el[0], "lead") && r->elements == 2 && el[1]->type == REDIS_REPLY_INTEGER) {
-		res->verdict = VERDICT_LEAD;
-		res->fallback = el[1]->integer == 1;
-	} else if (reply_is(el[0], "wait") && r->elements == 3 &&
-		   el[1]->type == REDIS_REPLY_INTEGER && is_string(el[2]) && el[2]->len >= TOKEN_LEN) {
-		res->verdict = VERDICT_WAIT;
-		res->lease_left_ms = el[1]->integer;
-		memcpy(res->holder, el[2]->str, TOKEN_LEN);
-		res->holder[TOKEN_LEN] = '\0';
-	} else if (r->elements == 6 && el[1]->type == REDIS_REPLY_INTEGER &&
-		   el[5]->type == REDIS_REPLY_INTEGER &&
-		   (reply_is(el[0], "hit") || reply_is(el[0], "stale") || reply_is(el[0], "done"))) {
-		res->verdict = reply_is(el[0], "hit")     ? VERDICT_HIT
-			       : reply_is(el[0], "stale") ? VERDICT_STALE
-							  : VERDICT_DONE;
-		res->age_ms = el[1]->integer;
-		res->refresh = el[5]->integer == 1;
-		if (deliver_entry(el + 2, &res->meta, sink) < 0)
-			goto out;
-	} else {
-		err_set("the store's lookup reply is malformed");
-		goto out;
-	}
-	rc = 0;
-out:
-	freeReplyObject(r);
+	if (rc == 0 && er.big)
+		rc = fetch_big(rs, res->verdict == VERDICT_DONE ? &done : &entry, &res->meta, sink);
 	buf_free(&entry);
 	buf_free(&lock);
 	buf_free(&done);
@@ -453,42 +704,57 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 	return rc < 0 ? -1 : 0;
 }
 
-/* Map len bytes of a spool file read-only; the page cache holds them, so
- * the value is not copied into this process's heap. NULL with err_set(). */
-static void *map_spool(int fd, uint64_t len)
+static int read_integer_reply(struct resp_reader *rd, void *ctx)
 {
-	if (len == 0)
-		return (void *)"";
-	void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (p == MAP_FAILED) {
-		err_set("cannot map the spooled output: %s", strerror(errno));
-		return NULL;
-	}
-	return p;
+	return resp_number(rd, ':', ctx);
 }
 
-static void unmap_spool(void *p, uint64_t len)
+/* how long a staged result may wait for its finish script */
+#define STAGE_TTL_MS "60000"
+
+/* Write the whole result, bytes included, to the stage key with one HSET,
+ * the values streamed from the spool files, then give the stage a TTL so a
+ * leader that dies here leaves nothing behind for long. */
+static int write_stage(struct redis_store *rs, const struct buf *stage, const struct result *res)
 {
-	if (len)
-		munmap(p, len);
+	struct entry_field f[ENTRY_NFIELDS];
+	struct resp_arg args[2 + 2 * ENTRY_NFIELDS + 4];
+	int n = 0;
+	int64_t reply;
+
+	entry_meta_encode(&res->meta, f);
+	args[n++] = (struct resp_arg){.p = "HSET", .len = 4, .fd = -1};
+	args[n++] = (struct resp_arg){.p = stage->data, .len = stage->len, .fd = -1};
+	for (int i = 0; i < ENTRY_NFIELDS; i++) {
+		args[n++] = (struct resp_arg){.p = f[i].name, .len = strlen(f[i].name), .fd = -1};
+		args[n++] = (struct resp_arg){.p = f[i].value, .len = strlen(f[i].value), .fd = -1};
+	}
+	args[n++] = (struct resp_arg){.p = "out", .len = 3, .fd = -1};
+	args[n++] = (struct resp_arg){.len = res->meta.out_len, .fd = res->out_fd};
+	args[n++] = (struct resp_arg){.p = "err", .len = 3, .fd = -1};
+	args[n++] = res->err_fd >= 0 ? (struct resp_arg){.len = res->meta.err_len, .fd = res->err_fd}
+				     : (struct resp_arg){.p = "", .len = 0, .fd = -1};
+	if (plain_command(rs, args, n, read_integer_reply, &reply) < 0)
+		return -1;
+	struct resp_arg expire[3] = {
+		{.p = "PEXPIRE", .len = 7, .fd = -1},
+		{.p = stage->data, .len = stage->len, .fd = -1},
+		{.p = STAGE_TTL_MS, .len = strlen(STAGE_TTL_MS), .fd = -1},
+	};
+	return plain_command(rs, expire, 3, read_integer_reply, &reply);
 }
 
 static int redis_finish(struct store *s, const char *key, size_t key_len, const char *token,
 			const struct result *res)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf entry = {0}, lock = {0}, done = {0}, channel = {0};
-	struct script_call sc = {.script = &lua_finish, .nkeys = 4};
-	struct entry_field fields[ENTRY_NFIELDS];
+	struct buf entry = {0}, lock = {0}, done = {0}, channel = {0}, stage = {0};
+	struct script_call sc = {.script = &lua_finish, .nkeys = 5};
 	struct buf tags[MAX_TAGS] = {{0}};
 	int ntags = res->ntags < MAX_TAGS ? res->ntags : MAX_TAGS;
 	char expiry[24], handoff[24];
-	int rc = -1;
-	void *out = map_spool(res->out_fd, res->meta.out_len);
-	void *err = res->err_fd < 0 ? (void *)"" : map_spool(res->err_fd, res->meta.err_len);
+	int64_t stored = -1;
 
-	if (!out || !err)
-		goto out;
 	int64_t expiry_ms = res->meta.ttl_ms + res->meta.stale_ms + res->meta.sie_ms;
 	snprintf(expiry, sizeof(expiry), "%lld", (long long)(expiry_ms > 0 ? expiry_ms : 1));
 	snprintf(handoff, sizeof(handoff), "%lld", (long long)res->handoff_ms);
@@ -496,11 +762,17 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	redis_name(&lock, rs->ns, key, key_len, ":lock");
 	redis_name(&done, rs->ns, key, key_len, ":done:");
 	buf_append(&done, token, TOKEN_LEN);
+	redis_name(&stage, rs->ns, key, key_len, ":stage:");
+	buf_append(&stage, token, TOKEN_LEN);
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
+	int rc = write_stage(rs, &stage, res);
+	if (rc < 0)
+		goto out;
 	call_push(&sc, entry.data, entry.len);
 	call_push(&sc, lock.data, lock.len);
 	call_push(&sc, done.data, done.len);
 	call_push_str(&sc, rs->stats_key);
+	call_push(&sc, stage.data, stage.len);
 	for (int i = 0; i < ntags; i++) {
 		tag_name(&tags[i], rs->ns, res->tags[i]);
 		call_push(&sc, tags[i].data, tags[i].len);
@@ -511,25 +783,17 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	call_push_str(&sc, expiry);
 	call_push_str(&sc, handoff);
 	call_push(&sc, channel.data, channel.len);
-	entry_meta_encode(&res->meta, fields);
-	for (int i = 0; i < ENTRY_NFIELDS; i++)
-		call_push_str(&sc, fields[i].value);
-	call_push(&sc, out, res->meta.out_len);
-	call_push(&sc, err, res->err_fd < 0 ? 0 : res->meta.err_len);
 	call_push(&sc, key, key_len);
-	rc = integer_reply(call_script(rs, &sc));
+	rc = stream_script(rs, &sc, read_integer_reply, &stored);
 out:
-	if (out)
-		unmap_spool(out, res->meta.out_len);
-	if (err && res->err_fd >= 0)
-		unmap_spool(err, res->meta.err_len);
 	buf_free(&entry);
 	buf_free(&lock);
 	buf_free(&done);
+	buf_free(&stage);
 	buf_free(&channel);
 	for (int i = 0; i < ntags; i++)
 		buf_free(&tags[i]);
-	return rc;
+	return rc < 0 ? -1 : stored == 1;
 }
 
 static int redis_get(struct store *s, const char *key, size_t key_len, bool fresh_only,
@@ -538,33 +802,26 @@ static int redis_get(struct store *s, const char *key, size_t key_len, bool fres
 	struct redis_store *rs = to_redis(s);
 	struct buf entry = {0};
 	struct script_call sc = {.script = &lua_get, .nkeys = 1};
-	int rc = -1;
+	struct lookup res = {0};
+	struct entry_reply er = {.res = &res, .sink = sink};
 
 	redis_name(&entry, rs->ns, key, key_len, "");
 	call_push(&sc, entry.data, entry.len);
-	redisReply *r = call_script(rs, &sc);
+	call_push_str(&sc, fresh_only ? "1" : "0");
+	int rc = stream_script(rs, &sc, read_entry_reply, &er);
+	if (rc == 0 && er.big && strcmp(er.verdict, "none") != 0)
+		rc = fetch_big(rs, &entry, &res.meta, sink);
 	buf_free(&entry);
-	if (!r)
+	if (rc < 0)
 		return -1;
-	if (r->type != REDIS_REPLY_ARRAY || (r->elements != 0 && r->elements != 4)) {
+	if (strcmp(er.verdict, "none") == 0)
+		return 0;
+	if (res.verdict != VERDICT_HIT && res.verdict != VERDICT_STALE) {
 		err_set("the store's get reply is malformed");
-		goto out;
+		return -1;
 	}
-	rc = 0;
-	if (r->elements == 0)
-		goto out;
-	/* judge freshness before writing anything: decode into a throwaway sink */
-	struct sink none = {.out_fd = -1, .err_fd = -1};
-	if (deliver_entry(r->element + 1, meta, &none) < 0) {
-		rc = -1;
-		goto out;
-	}
-	if (fresh_only && r->element[0]->integer >= meta->ttl_ms)
-		goto out;
-	rc = deliver_entry(r->element + 1, meta, sink) < 0 ? -1 : 1;
-out:
-	freeReplyObject(r);
-	return rc;
+	*meta = res.meta;
+	return 1;
 }
 
 static int redis_invalidate(struct store *s, const char *key, size_t key_len)
@@ -874,6 +1131,7 @@ static int redis_after_fork(struct store *s, bool child)
 		redisFree(rs->sub);
 	rs->sub = NULL;
 	redisFree(rs->c);
+	rs->broken = false;
 	rs->c = connect_one(rs);
 	return rs->c ? 0 : -1;
 }
@@ -892,6 +1150,7 @@ static void redis_close(struct store *s)
 	free(rs->ns);
 	free(rs->lock_value_suffix);
 	free(rs->stats_key);
+	free(rs->rd);
 	free(rs->base.desc);
 	free(rs);
 }

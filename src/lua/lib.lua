@@ -13,9 +13,15 @@ end
 local META = {'v', 'st', 'ct', 'ttl', 'sw', 'se', 'dt', 'olen', 'elen', 'host'}
 local FORMAT_VERSION = '1'
 
--- Read an entry hash. Returns meta (values in META order), out, err, or nil
--- when the key is absent, not a hash, of another format version, or does not
--- decode: every such entry is a miss, never an error.
+-- Values up to this size travel inside a script's reply; larger ones cost
+-- seconds to pass through Lua, so the script returns false for them and the
+-- client streams them with a plain HGET.
+local INLINE_MAX = 1048576
+
+-- Read an entry hash. Returns meta (values in META order), out, err (both
+-- false when too large to inline), or nil when the key is absent, not a hash,
+-- of another format version, or does not decode: every such entry is a
+-- miss, never an error. HSTRLEN checks the sizes without copying the bytes.
 local function read_entry(key)
   if redis.call('TYPE', key).ok ~= 'hash' then return nil end
   local m = redis.call('HMGET', key, unpack(META))
@@ -24,11 +30,11 @@ local function read_entry(key)
     if type(m[i]) ~= 'string' or not string.match(m[i], '^%d+$') then return nil end
   end
   if m[10] == false then m[10] = '' end
+  local olen, elen = redis.call('HSTRLEN', key, 'out'), redis.call('HSTRLEN', key, 'err')
+  if olen ~= tonumber(m[8]) or elen ~= tonumber(m[9]) then return nil end
+  if olen + elen > INLINE_MAX then return m, false, false end
   local body = redis.call('HMGET', key, 'out', 'err')
-  local out, err = body[1] or '', body[2] or ''
-  if type(out) ~= 'string' or #out ~= tonumber(m[8]) then return nil end
-  if type(err) ~= 'string' or #err ~= tonumber(m[9]) then return nil end
-  return m, out, err
+  return m, body[1] or '', body[2] or ''
 end
 
 -- Age of an entry on the server clock; a created-at in the future (a

@@ -1,0 +1,230 @@
+/* resp: RESP2 reading and writing on a file descriptor, in bounded memory. */
+#include "resp.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+void resp_reader_init(struct resp_reader *r, int fd, const char *seed, size_t seed_len)
+{
+	r->fd = fd;
+	r->pos = 0;
+	r->len = seed_len < sizeof(r->buf) ? seed_len : sizeof(r->buf);
+	if (r->len)
+		memcpy(r->buf, seed, r->len);
+}
+
+/* read more bytes into the buffer, after moving what is left to its start */
+static int fill(struct resp_reader *r)
+{
+	if (r->pos > 0) {
+		memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+		r->len -= r->pos;
+		r->pos = 0;
+	}
+	for (;;) {
+		ssize_t n = read(r->fd, r->buf + r->len, sizeof(r->buf) - r->len);
+		if (n > 0) {
+			r->len += n;
+			return 0;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			err_set("the connection closed in the middle of a reply");
+		else if (errno == EAGAIN || errno == EWOULDBLOCK)
+			err_set("timed out in the middle of a reply (see --redis-timeout)");
+		else
+			err_set("cannot read a reply: %s", strerror(errno));
+		return -1;
+	}
+}
+
+int resp_header(struct resp_reader *r, char *type, char *line, size_t max)
+{
+	for (;;) {
+		char *cr = memchr(r->buf + r->pos, '\r', r->len - r->pos);
+		if (cr && cr + 1 < r->buf + r->len) {
+			if (cr[1] != '\n') {
+				err_set("a reply line is not ended by CRLF");
+				return -1;
+			}
+			size_t n = cr - (r->buf + r->pos);
+			if (n == 0 || n - 1 >= max) {
+				err_set("a reply line is empty or too long");
+				return -1;
+			}
+			*type = r->buf[r->pos];
+			memcpy(line, r->buf + r->pos + 1, n - 1);
+			line[n - 1] = '\0';
+			r->pos += n + 2;
+			return 0;
+		}
+		if (r->len - r->pos >= max + 3) {
+			err_set("a reply line is too long");
+			return -1;
+		}
+		if (fill(r) < 0)
+			return -1;
+	}
+}
+
+/* a signed decimal with nothing else around it */
+static int parse_signed(const char *s, int64_t *out)
+{
+	int neg = *s == '-';
+	int64_t v = 0;
+
+	if (neg)
+		s++;
+	if (!*s)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > (INT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	*out = neg ? -v : v;
+	return 0;
+}
+
+int resp_number(struct resp_reader *r, char want, int64_t *n)
+{
+	char type, line[512];
+
+	if (resp_header(r, &type, line, sizeof(line)) < 0)
+		return -1;
+	if (type == '-') {
+		err_set("%s", line);
+		return -2;
+	}
+	if (type != want || parse_signed(line, n) < 0) {
+		err_set("unexpected reply: %c%.40s", type, line);
+		return -1;
+	}
+	return 0;
+}
+
+int resp_read(struct resp_reader *r, void *p, size_t n)
+{
+	char *out = p;
+
+	while (n > 0) {
+		if (r->pos == r->len && fill(r) < 0)
+			return -1;
+		size_t take = r->len - r->pos < n ? r->len - r->pos : n;
+		memcpy(out, r->buf + r->pos, take);
+		r->pos += take;
+		out += take;
+		n -= take;
+	}
+	return 0;
+}
+
+int resp_crlf(struct resp_reader *r)
+{
+	char crlf[2];
+
+	if (resp_read(r, crlf, 2) < 0)
+		return -1;
+	if (crlf[0] != '\r' || crlf[1] != '\n') {
+		err_set("a bulk string is not ended by CRLF");
+		return -1;
+	}
+	return 0;
+}
+
+int resp_stream(struct resp_reader *r, uint64_t n, resp_piece_fn fn, void *ctx)
+{
+	while (n > 0) {
+		if (r->pos == r->len) {
+			r->pos = r->len = 0;
+			if (fill(r) < 0)
+				return -1;
+		}
+		size_t take = r->len - r->pos < n ? r->len - r->pos : (size_t)n;
+		fn(ctx, r->buf + r->pos, take);
+		r->pos += take;
+		n -= take;
+	}
+	return 0;
+}
+
+/* the writer: one buffer, flushed when full and at the end */
+struct writer {
+	int fd;
+	size_t len;
+	char buf[65536];
+};
+
+static int flush(struct writer *w)
+{
+	if (w->len && write_all(w->fd, w->buf, w->len) < 0) {
+		err_set("cannot send a command: %s",
+			errno == EAGAIN ? "timed out (see --redis-timeout)" : strerror(errno));
+		return -1;
+	}
+	w->len = 0;
+	return 0;
+}
+
+static int put(struct writer *w, const void *p, size_t n)
+{
+	if (w->len + n > sizeof(w->buf) && flush(w) < 0)
+		return -1;
+	if (n > sizeof(w->buf)) {
+		if (write_all(w->fd, p, n) < 0) {
+			err_set("cannot send a command: %s", strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	memcpy(w->buf + w->len, p, n);
+	w->len += n;
+	return 0;
+}
+
+/* copy len bytes of a file argument into the command, a piece at a time */
+static int put_file(struct writer *w, int fd, uint64_t len)
+{
+	while (len > 0) {
+		if (w->len == sizeof(w->buf) && flush(w) < 0)
+			return -1;
+		size_t room = sizeof(w->buf) - w->len;
+		size_t want = len < room ? (size_t)len : room;
+		ssize_t n = read_full(fd, w->buf + w->len, want);
+		if (n < 0 || (size_t)n < want) {
+			err_set("cannot read a value to send: %s", n < 0 ? strerror(errno) : "it is shorter than said");
+			return -1;
+		}
+		w->len += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int resp_send(int fd, const struct resp_arg *args, int n)
+{
+	static struct writer w; /* 64 KiB: kept off the stack */
+	char head[32];
+
+	w.fd = fd;
+	w.len = 0;
+	snprintf(head, sizeof(head), "*%d\r\n", n);
+	if (put(&w, head, strlen(head)) < 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		snprintf(head, sizeof(head), "$%llu\r\n", (unsigned long long)args[i].len);
+		if (put(&w, head, strlen(head)) < 0)
+			return -1;
+		if (args[i].fd >= 0 ? put_file(&w, args[i].fd, args[i].len) < 0
+				    : put(&w, args[i].p, args[i].len) < 0)
+			return -1;
+		if (put(&w, "\r\n", 2) < 0)
+			return -1;
+	}
+	return flush(&w);
+}
