@@ -106,6 +106,11 @@ int entry_meta_decode(struct entry_meta *m, const char *const *names, const char
 	return 0;
 }
 
+int64_t entry_lifetime(const struct entry_meta *m)
+{
+	return m->ttl_ms + (m->stale_ms > m->sie_ms ? m->stale_ms : m->sie_ms);
+}
+
 enum freshness entry_freshness(const struct entry_meta *m, int64_t now_ms)
 {
 	int64_t age = now_ms - m->created_ms;
@@ -114,7 +119,7 @@ enum freshness entry_freshness(const struct entry_meta *m, int64_t now_ms)
 		return ENTRY_FRESH;
 	if (age < m->ttl_ms + m->stale_ms)
 		return ENTRY_STALE;
-	if (age < m->ttl_ms + m->stale_ms + m->sie_ms)
+	if (age < m->ttl_ms + m->sie_ms)
 		return ENTRY_STALE_IF_ERROR;
 	return ENTRY_EXPIRED;
 }

@@ -22,7 +22,7 @@ struct entry_meta {
 	int64_t created_ms; /* store clock (Redis server time), ms since the epoch */
 	int64_t ttl_ms;     /* fresh for this long after created_ms */
 	int64_t stale_ms;   /* then servable while one process refreshes */
-	int64_t sie_ms;     /* then servable if the refresh fails (stale-if-error) */
+	int64_t sie_ms;     /* servable if a refresh fails, up to this long past the TTL */
 	int64_t compute_ms; /* how long COMMAND took: XFetch's delta */
 	uint64_t out_len;   /* bytes of stored stdout */
 	uint64_t err_len;   /* bytes of stored stderr */
@@ -38,7 +38,7 @@ struct entry_field {
 enum freshness {
 	ENTRY_FRESH,         /* within its TTL */
 	ENTRY_STALE,         /* past the TTL, inside the stale window */
-	ENTRY_STALE_IF_ERROR, /* past both, inside the stale-if-error window */
+	ENTRY_STALE_IF_ERROR, /* past both, less than sie_ms past the TTL */
 	ENTRY_EXPIRED,       /* past every window: a miss */
 };
 
@@ -52,7 +52,12 @@ void entry_meta_encode(const struct entry_meta *m, struct entry_field fields[ENT
 int entry_meta_decode(struct entry_meta *m, const char *const *names, const char *const *values,
 		      const size_t *value_lens, size_t n);
 
-/* judge an entry at time now_ms on the same clock as created_ms */
+/* how long past its creation an entry can still be served at all */
+int64_t entry_lifetime(const struct entry_meta *m);
+
+/* judge an entry at time now_ms on the same clock as created_ms: fresh for
+ * the TTL, then stale for stale_ms, and servable on a failed refresh until
+ * sie_ms past the TTL (the two windows overlap; the longer one ends it) */
 enum freshness entry_freshness(const struct entry_meta *m, int64_t now_ms);
 
 /* XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): refresh a fresh

@@ -12,6 +12,7 @@
  * whoever wins the lock has already checked the entry. */
 #include "run.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -87,6 +88,10 @@ static int store_failed(struct run_ctx *ctx)
 {
 	char why[1024];
 
+	if (ctx->store && ctx->store->refused) {
+		log_error("%s", err_msg());
+		return 125;
+	}
 	snprintf(why, sizeof(why), "store unavailable: %s", err_msg());
 	return fail_open(ctx, why);
 }
@@ -194,7 +199,8 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 	m->err_len = sp->err >= 0 ? cr->err_len : 0;
 	if (gethostname(m->host, sizeof(m->host) - 1) < 0)
 		strcpy(m->host, "unknown");
-	r.cacheable = cr->status == 0 || (o->cache_failures && !cr->timed_out);
+	/* a COMMAND that could not start, or was cut off, is no result to keep */
+	r.cacheable = cr->status == 0 || (o->cache_failures && !cr->timed_out && !cr->exec_failed);
 	r.handoff_ms = o->lease_ms > HANDOFF_MIN_MS ? o->lease_ms : HANDOFF_MIN_MS;
 	r.tags = o->tags;
 	r.ntags = o->ntags;
@@ -321,6 +327,27 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 	return status;
 }
 
+/* Close what the caller handed us beyond stdin, stdout and stderr (a `5>file`,
+ * a test harness's pipe): a detached refresh must not keep them open for
+ * whoever waits on them. Every descriptor of our own is close-on-exec, which
+ * is how they are told apart. */
+static void close_inherited_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+
+	if (!d)
+		return;
+	int self = dirfd(d);
+	while ((de = readdir(d))) {
+		int fd = atoi(de->d_name);
+		int flags = fcntl(fd, F_GETFD);
+		if (fd > STDERR_FILENO && fd != self && flags >= 0 && !(flags & FD_CLOEXEC))
+			close(fd);
+	}
+	closedir(d);
+}
+
 /* Refresh in a detached process (own session, no stdin, the caller's
  * stdout and stderr closed), so `x=$(cachefence ...)` returns at once. The
  * lock, already ours, goes with it. */
@@ -338,6 +365,7 @@ static void refresh_in_background(struct run_ctx *ctx)
 		return;
 	}
 	setsid();
+	close_inherited_fds();
 	int null = open("/dev/null", O_RDWR);
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
@@ -498,8 +526,10 @@ int run_command(const struct options *o)
 		log_error("%s", err_msg());
 	else if (!ctx.store)
 		status = store_failed(&ctx);
-	else
+	else {
+		log_verbose("store %s", ctx.store->desc);
 		status = decide(&ctx);
+	}
 out:
 	store_close(ctx.store);
 	if (ctx.stdin_spool >= 0)

@@ -157,7 +157,8 @@ struct store_ops {
 
 struct store {
 	const struct store_ops *ops;
-	char *desc; /* printable description for -v and ping, password masked */
+	char *desc;   /* printable description for -v and ping, password masked */
+	bool refused; /* the last failure was a refusal (credentials), not an outage */
 };
 
 struct store_config {
@@ -183,7 +184,7 @@ void sink_write(struct sink *sink, int fd, const void *p, size_t n);
 int sink_copy(struct sink *sink, int fd, int in_fd, uint64_t len);
 
 /* the Redis implementation (store_redis.c) */
-struct store *store_redis_open(const struct store_config *cfg);
+struct store *store_redis_open(const struct store_config *cfg, bool *refused);
 /* the local directory implementation (store_file.c) */
 struct store *store_file_open(const struct store_config *cfg, bool *refused);
 

@@ -130,6 +130,27 @@ static int make_dirs(const char *path)
 	return rc;
 }
 
+/* Explain why a store directory would not open. A symbolic link or a file
+ * in its place is refused (retrying cannot help, and following a link is how
+ * a shared /tmp is turned against its users); anything else is a failure to
+ * run uncached past. */
+static void refuse_or_fail(const char *path, bool *refused)
+{
+	int e = errno;
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		err_set("the store directory %s is a symbolic link: refusing it (name the real "
+			"directory)", path);
+		*refused = true;
+	} else if (e == ENOTDIR || e == ELOOP) {
+		err_set("the store directory %s is not a directory: refusing it", path);
+		*refused = true;
+	} else {
+		err_set("cannot open the store directory %s: %s", path, strerror(e));
+	}
+}
+
 /* open DIR (created if missing) and its namespace subdirectory, both private */
 static int open_store_dir(const char *path, const char *ns, char **ns_path, bool *refused)
 {
@@ -137,10 +158,7 @@ static int open_store_dir(const char *path, const char *ns, char **ns_path, bool
 		return -1;
 	int top = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (top < 0) {
-		int e = errno;
-		err_set("cannot open the store directory %s: %s%s", path, strerror(e),
-			e == ELOOP ? " (it is a symbolic link: name the real directory)" : "");
-		*refused = e == ELOOP || e == ENOTDIR;
+		refuse_or_fail(path, refused);
 		return -1;
 	}
 	if (check_private(top, path) < 0) {
@@ -157,7 +175,7 @@ static int open_store_dir(const char *path, const char *ns, char **ns_path, bool
 	int fd = openat(top, ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	close(top);
 	if (fd < 0) {
-		err_set("cannot open the store directory %s: %s", *ns_path, strerror(errno));
+		refuse_or_fail(*ns_path, refused);
 		return -1;
 	}
 	if (check_private(fd, *ns_path) < 0) {

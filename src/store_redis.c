@@ -11,6 +11,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ struct redis_store {
 	char *stats_key;         /* NS:stats */
 	struct resp_reader *rd;  /* for streamed replies; malloc'ed on first use */
 	bool broken;             /* a streamed reply was cut: the connection is unusable */
+	bool refused;            /* the server refused our credentials */
 };
 
 static struct redis_store *to_redis(struct store *s)
@@ -122,6 +124,8 @@ static redisContext *connect_one(struct redis_store *rs)
 		redisFree(c);
 		return NULL;
 	}
+	/* COMMAND, which we fork, must not inherit our connection */
+	fcntl(c->fd, F_SETFD, FD_CLOEXEC);
 	if (redisSetTimeout(c, tv) != REDIS_OK) {
 		context_error(rs, c, "cannot set timeouts on");
 		redisFree(c);
@@ -135,7 +139,13 @@ static redisContext *connect_one(struct redis_store *rs)
 		size_t lens[3] = {4, strlen(argv[1]), strlen(password)};
 		redisReply *r = command(rs, c, rs->url.user ? 3 : 2, argv, lens);
 		if (!r) {
-			err_set("%s (check the password in the URL or CACHEFENCE_PASSWORD)", err_msg());
+			char why[512];
+			snprintf(why, sizeof(why), "%s", err_msg());
+			err_set("%s (check the password in the URL or CACHEFENCE_PASSWORD)", why);
+			/* a server that answers but refuses us will not change its
+			 * mind: a usage error, not a reason to run uncached */
+			if (c->err == 0)
+				rs->refused = true;
 			redisFree(c);
 			return NULL;
 		}
@@ -265,7 +275,16 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 			continue;
 		}
 		if (rc == -2) {
+			/* a server that wants a password we did not give */
+			if (strstr(err_msg(), "NOAUTH") || strstr(err_msg(), "unauthenticated"))
+				rs->base.refused = true;
 			script_error(rs, sc, err_msg());
+			if (rs->base.refused) {
+				char why[512];
+				snprintf(why, sizeof(why), "%s", err_msg());
+				err_set("%s (the server wants a password: put it in the URL or "
+					"CACHEFENCE_PASSWORD)", why);
+			}
 			return -1;
 		}
 		if (rc < 0) {
@@ -755,7 +774,7 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	char expiry[24], handoff[24];
 	int64_t stored = -1;
 
-	int64_t expiry_ms = res->meta.ttl_ms + res->meta.stale_ms + res->meta.sie_ms;
+	int64_t expiry_ms = entry_lifetime(&res->meta);
 	snprintf(expiry, sizeof(expiry), "%lld", (long long)(expiry_ms > 0 ? expiry_ms : 1));
 	snprintf(handoff, sizeof(handoff), "%lld", (long long)res->handoff_ms);
 	redis_name(&entry, rs->ns, key, key_len, "");
@@ -1184,7 +1203,7 @@ static void url_copy(struct url *dst, const struct url *src)
 	dst->password = src->password ? xstrdup(src->password) : NULL;
 }
 
-struct store *store_redis_open(const struct store_config *cfg)
+struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 {
 	struct redis_store *rs = xcalloc(1, sizeof(*rs));
 	char host[256] = "unknown";
@@ -1199,6 +1218,7 @@ struct store *store_redis_open(const struct store_config *cfg)
 	rs->lock_value_suffix = xasprintf(" host=%s pid=%ld", host, (long)getpid());
 	rs->c = connect_one(rs);
 	if (!rs->c) {
+		*refused = rs->refused;
 		redis_close(&rs->base);
 		return NULL;
 	}

@@ -86,7 +86,7 @@ static int64_t stale_left(const struct entry_info *i)
 {
 	const struct entry_meta *m = &i->meta;
 	int64_t from = i->age_ms > m->ttl_ms ? i->age_ms : m->ttl_ms;
-	int64_t left = m->ttl_ms + m->stale_ms + m->sie_ms - from;
+	int64_t left = entry_lifetime(m) - from;
 	return left > 0 ? left : 0;
 }
 

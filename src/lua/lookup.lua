@@ -55,7 +55,7 @@ if ARGV[5] ~= '1' then
       if refresh then count('background_refreshes') end
       return {'stale', age, m, out, err, flag(refresh)}
     end
-    if age < ttl + sw + se then
+    if age < ttl + se then
       -- stale-if-error: refresh now, and serve this entry if that fails;
       -- while someone else refreshes, serve it at once
       if take_lock() then return lead(1) end

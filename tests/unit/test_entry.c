@@ -9,7 +9,7 @@ static struct entry_meta sample(void)
 {
 	struct entry_meta m = {
 		.status = 7, .created_ms = 1700000000123, .ttl_ms = 60000, .stale_ms = 5000,
-		.sie_ms = 1000, .compute_ms = 42, .out_len = 1048576, .err_len = 3,
+		.sie_ms = 10000, .compute_ms = 42, .out_len = 1048576, .err_len = 3,
 	};
 	strcpy(m.host, "web-1.example");
 	return m;
@@ -66,7 +66,7 @@ static void test_strict_decoding(void)
 
 static void test_freshness(void)
 {
-	struct entry_meta m = sample(); /* ttl 60s, stale 5s, sie 1s */
+	struct entry_meta m = sample(); /* ttl 60s, stale 5s, sie 10s */
 	int64_t c = m.created_ms;
 
 	ok(entry_freshness(&m, c) == ENTRY_FRESH, "an entry is fresh when just created");
@@ -74,7 +74,13 @@ static void test_freshness(void)
 	ok(entry_freshness(&m, c + 60000) == ENTRY_STALE, "an entry is stale at its ttl");
 	ok(entry_freshness(&m, c + 65000) == ENTRY_STALE_IF_ERROR,
 	   "an entry past its stale window is stale-if-error");
-	ok(entry_freshness(&m, c + 66000) == ENTRY_EXPIRED, "an entry past every window is expired");
+	ok(entry_freshness(&m, c + 69999) == ENTRY_STALE_IF_ERROR,
+	   "stale-if-error lasts until sie past the TTL");
+	ok(entry_freshness(&m, c + 70000) == ENTRY_EXPIRED, "an entry past every window is expired");
+	ok(entry_lifetime(&m) == 70000, "the lifetime is the TTL plus the longer window");
+	m.sie_ms = 1000;
+	ok(entry_freshness(&m, c + 65000) == ENTRY_EXPIRED,
+	   "a stale-if-error window shorter than the stale window adds nothing");
 }
 
 static void test_xfetch(void)

@@ -1,0 +1,201 @@
+# bash completion for cachefence(1)
+#
+# Completes the subcommand as the first word, the options of the global
+# group plus those of the subcommand in use (run's when there is none), value
+# hints for options that take one, and COMMAND with its own completion after
+# "--" or after the first word that is not an option.
+#
+# Install as /usr/share/bash-completion/completions/cachefence, or source it.
+# It needs nothing from the bash-completion package, but uses its
+# _command_offset for COMMAND's arguments when that is loaded.
+
+_cachefence_subcommands='run get inspect list invalidate stats ping'
+
+_cachefence_global_opts='--url --namespace --redis-timeout --verbose --quiet --help --version'
+_cachefence_run_opts='--key --ttl --stale --stale-if-error --beta --lock-lease --wait
+	--timeout --refresh --cache-failures --failure-ttl --cache-stderr --max-size
+	--scope-cwd --scope-env --scope-file --stdin --tag --fail-closed'
+
+# the long options of one subcommand, beyond the global ones
+_cachefence_sub_opts() {
+	case $1 in
+	run) echo "$_cachefence_run_opts" ;;
+	get) echo --fresh ;;
+	inspect | list) echo --json ;;
+	invalidate) echo --match --tag ;;
+	stats) echo --json --prometheus --reset ;;
+	esac
+}
+
+# does option $1 (long, or one short letter as -X) take a value?
+_cachefence_takes_value() {
+	case $1 in
+	-u | --url | -n | --namespace | --redis-timeout | -k | --key | -t | --ttl | -s | --stale | \
+		--stale-if-error | --beta | --lock-lease | -w | --wait | --timeout | --failure-ttl | \
+		--max-size | --scope-env | --scope-file | --tag | --match)
+		return 0
+		;;
+	esac
+	return 1
+}
+
+# is word $1 (a long option, or a bundle of short ones) one of run's, so a
+# later word is COMMAND, never a subcommand?
+_cachefence_is_run_opt() {
+	local w=$1 j
+	if [[ $w == --* ]]; then
+		[[ " ${_cachefence_run_opts//[$'\n\t']/ } " == *" ${w%%=*} "* ]]
+		return
+	fi
+	for ((j = 1; j < ${#w}; j++)); do
+		case ${w:j:1} in
+		k | t | s | w) return 0 ;;
+		u | n) return 1 ;; # the rest of the word is a value
+		esac
+	done
+	return 1
+}
+
+# value hints for option $1, completing the word $2
+_cachefence_values() {
+	local opt=$1 cur=$2
+	case $opt in
+	-u | --url)
+		COMPREPLY=($(compgen -W 'redis:// rediss:// unix:/// file:///' -- "$cur"))
+		compopt -o nospace 2>/dev/null
+		;;
+	--scope-file)
+		compopt -o filenames 2>/dev/null
+		COMPREPLY=($(compgen -f -- "$cur"))
+		;;
+	--scope-env)
+		COMPREPLY=($(compgen -e -- "$cur"))
+		;;
+	-t | --ttl | -s | --stale | --stale-if-error | -w | --wait | --timeout | --failure-ttl | \
+		--lock-lease | --redis-timeout)
+		COMPREPLY=($(compgen -W '250ms 10s 30s 1m 5m 15m 1h 1d' -- "$cur"))
+		;;
+	--max-size)
+		COMPREPLY=($(compgen -W '512k 1M 16M 64M 1G' -- "$cur"))
+		;;
+	--beta)
+		COMPREPLY=($(compgen -W '0 0.5 1.0 2.0' -- "$cur"))
+		;;
+	*)
+		COMPREPLY=() # a key, namespace, tag or glob: free text
+		;;
+	esac
+}
+
+_cachefence() {
+	local cur=${COMP_WORDS[COMP_CWORD]} last=$COMP_CWORD
+	local sub= command_at=0 saw_run=0 dashdash=0 operands=0 value_for= i j w c
+	COMPREPLY=()
+
+	# bash splits "--opt=value" at '=' (COMP_WORDBREAKS): right after the
+	# '=' the current word is "=" itself
+	if [[ $cur == = ]] && ((COMP_CWORD >= 2)) &&
+		_cachefence_takes_value "${COMP_WORDS[COMP_CWORD - 1]}"; then
+		value_for=${COMP_WORDS[COMP_CWORD - 1]}
+		cur=
+		last=$((COMP_CWORD - 1))
+	fi
+
+	# Walk the words before the cursor the way cachefence parses them:
+	# options, then a subcommand or COMMAND; options of a subcommand end at
+	# its first operand.
+	for ((i = 1; i < last && !value_for; i++)); do
+		w=${COMP_WORDS[i]}
+		if ((dashdash || operands)) || [[ $w != -* || $w == - ]]; then
+			if [[ -z $sub ]] && ((!dashdash && !saw_run)) &&
+				[[ " $_cachefence_subcommands " == *" $w "* ]]; then
+				sub=$w
+				continue
+			fi
+			if [[ -z $sub || $sub == run ]]; then
+				command_at=$i
+				break
+			fi
+			operands=1 # a key or a glob: what follows is no option
+			continue
+		fi
+		if [[ $w == -- ]]; then
+			dashdash=1
+			[[ -n $sub && $sub != run ]] && operands=1
+			continue
+		fi
+		if [[ -z $sub || $sub == run ]] && _cachefence_is_run_opt "$w"; then
+			saw_run=1
+		fi
+		if [[ $w == --* ]]; then
+			_cachefence_takes_value "$w" || continue
+			[[ ${COMP_WORDS[i + 1]} == = ]] && ((i++))
+			if ((i + 1 == last)); then
+				value_for=$w
+			else
+				((i++))
+			fi
+			continue
+		fi
+		# a bundle of short options: the first that takes a value takes the
+		# rest of the word, or else the next word
+		for ((j = 1; j < ${#w}; j++)); do
+			c=${w:j:1}
+			_cachefence_takes_value "-$c" || continue
+			if ((j == ${#w} - 1)); then
+				if ((i + 1 == last)); then
+					value_for=-$c
+				else
+					((i++))
+				fi
+			fi
+			break
+		done
+	done
+
+	if [[ -n $value_for ]]; then
+		_cachefence_values "$value_for" "$cur"
+		return 0
+	fi
+
+	# COMMAND and its arguments: complete them as a command line of their own
+	if ((command_at)); then
+		if declare -F _command_offset >/dev/null; then
+			_command_offset "$command_at"
+		elif ((command_at == COMP_CWORD)); then
+			COMPREPLY=($(compgen -c -- "$cur"))
+		else
+			compopt -o filenames 2>/dev/null
+			COMPREPLY=($(compgen -f -- "$cur"))
+		fi
+		return 0
+	fi
+	if ((dashdash)) && [[ -z $sub || $sub == run ]]; then
+		COMPREPLY=($(compgen -c -- "$cur"))
+		return 0
+	fi
+	((operands)) && return 0
+
+	if [[ $cur == --*=* ]]; then
+		_cachefence_values "${cur%%=*}" "${cur#*=}"
+		return 0
+	fi
+	if [[ $cur == -* ]]; then
+		local opts="$_cachefence_global_opts $(_cachefence_sub_opts "${sub:-run}")"
+		[[ -z $sub || $sub == run ]] && opts+=" --"
+		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+		return 0
+	fi
+
+	# the first word: a subcommand (COMMAND goes after options or "--")
+	if [[ -z $sub ]] && ((!saw_run)); then
+		COMPREPLY=($(compgen -W "$_cachefence_subcommands" -- "$cur"))
+		return 0
+	fi
+	if [[ -z $sub || $sub == run ]]; then
+		COMPREPLY=($(compgen -c -- "$cur"))
+	fi
+	return 0
+}
+
+complete -F _cachefence cachefence

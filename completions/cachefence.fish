@@ -1,0 +1,162 @@
+# fish completion for cachefence(1)
+#
+# Completes the subcommand as the first word, the options of the global
+# group plus those of the subcommand in use (run's when there is none), value
+# hints for options that take one, and COMMAND with its own completion after
+# "--" or after the first word that is not an option.
+#
+# Install as cachefence.fish in a directory of $fish_complete_path (for
+# example /usr/share/fish/vendor_completions.d).
+
+# Where the cursor is, found by walking the words before it the way
+# cachefence parses them. Prints one word:
+#   first        no operand yet, no run option: a subcommand may come
+#   run          run's options (after a run option, "run" or "--")
+#   command N    COMMAND starts at word N (1-based, cachefence is word 1)
+#   SUBCOMMAND   get, inspect, list, invalidate, stats or ping
+function __cachefence_where
+    set -l words (commandline -opc)
+    set -l subcommands run get inspect list invalidate stats ping
+    set -l sub
+    set -l saw_run 0
+    set -l dashdash 0
+    set -l skip 0
+    for i in (seq 2 (count $words))
+        set -l w $words[$i]
+        if test $skip -eq 1
+            set skip 0
+            continue
+        end
+        if test $dashdash -eq 1; or not string match -qr -- '^-.' $w
+            if test -z "$sub" -a $dashdash -eq 0 -a $saw_run -eq 0; and contains -- $w $subcommands
+                set sub $w
+                if test $sub != run
+                    echo $sub
+                    return
+                end
+                continue
+            end
+            printf "%s\n" command $i
+            return
+        end
+        switch $w
+            case --
+                set dashdash 1
+            case --key --ttl --stale --stale-if-error --beta --lock-lease --wait --timeout \
+                --failure-ttl --max-size --scope-env --scope-file --tag
+                set saw_run 1
+                set skip 1
+            case --url --namespace --redis-timeout
+                set skip 1
+            case '--key=*' '--ttl=*' '--stale=*' '--stale-if-error=*' '--beta=*' '--lock-lease=*' \
+                '--wait=*' '--timeout=*' '--failure-ttl=*' '--max-size=*' '--scope-env=*' \
+                '--scope-file=*' '--tag=*' --refresh --cache-failures --cache-stderr --scope-cwd \
+                --stdin --fail-closed
+                set saw_run 1
+            case '--*'
+            case '*'
+                # a bundle of short options: the first that takes a value
+                # takes the rest of the word, or else the next word
+                for c in (string split '' -- (string sub -s 2 -- $w))
+                    if contains -- $c k t s w
+                        set saw_run 1
+                    end
+                    if contains -- $c k t s w u n
+                        if test (string sub -s -1 -- $w) = $c
+                            set skip 1
+                        end
+                        break
+                    end
+                end
+        end
+    end
+    if test -n "$sub" -o $saw_run -eq 1 -o $dashdash -eq 1
+        echo run
+    else
+        echo first
+    end
+end
+
+# true when the cursor is in one of the given places ("first", "run", a
+# subcommand); "options" means first or run
+function __cachefence_in
+    set -l where (__cachefence_where)
+    for place in $argv
+        if test "$place" = options
+            contains -- $where[1] first run; and return 0
+        else if test "$place" = $where[1]
+            return 0
+        end
+    end
+    return 1
+end
+
+# complete COMMAND and its arguments as a command line of their own
+function __cachefence_complete_command
+    set -l where (__cachefence_where)
+    set -l words (commandline -opc)
+    set -l cur (commandline -ct)
+    if test "$where[1]" = command
+        set words $words[$where[2]..-1]
+    else if string match -q -- '-*' $cur
+        return # an option of run, not COMMAND
+    else
+        set words
+    end
+    complete -C"$(string join ' ' -- (string escape -- $words) $cur)"
+end
+
+complete -c cachefence -f
+
+# the first word: a subcommand
+complete -c cachefence -n '__cachefence_in first' -a run -d 'run COMMAND through the cache (the default)'
+complete -c cachefence -n '__cachefence_in first' -a get -d 'print the stored output of a key'
+complete -c cachefence -n '__cachefence_in first' -a inspect -d 'describe a key: state, age, TTL, lock'
+complete -c cachefence -n '__cachefence_in first' -a list -d 'list the entries of the namespace'
+complete -c cachefence -n '__cachefence_in first' -a invalidate -d 'delete entries by key, glob or tag'
+complete -c cachefence -n '__cachefence_in first' -a stats -d 'print the counters'
+complete -c cachefence -n '__cachefence_in first' -a ping -d 'check the store end to end'
+
+# COMMAND, after a run option, "run" or "--"
+complete -c cachefence -n '__cachefence_in run command' -a '(__cachefence_complete_command)'
+
+# global options, everywhere before COMMAND
+set -l g 'not __cachefence_in command'
+set -l durations '250ms 10s 30s 1m 5m 15m 1h 1d'
+complete -c cachefence -n $g -s u -l url -x -a 'redis:// rediss:// unix:/// file:///' -d 'store URL'
+complete -c cachefence -n $g -s n -l namespace -x -d 'prefix of every key'
+complete -c cachefence -n $g -l redis-timeout -x -a $durations -d 'connect and per-command timeout'
+complete -c cachefence -n $g -s v -l verbose -d 'one line per decision on stderr'
+complete -c cachefence -n $g -s q -l quiet -d 'no warnings'
+complete -c cachefence -n $g -s h -l help -d 'print the usage summary'
+complete -c cachefence -n $g -s V -l version -d 'print the version'
+
+# run options
+set -l r '__cachefence_in options'
+complete -c cachefence -n $r -s k -l key -x -d 'cache key (default: derived from COMMAND)'
+complete -c cachefence -n $r -s t -l ttl -x -a $durations -d 'how long a result is fresh (required)'
+complete -c cachefence -n $r -s s -l stale -x -a $durations -d 'serve the old result while one process refreshes'
+complete -c cachefence -n $r -l stale-if-error -x -a $durations -d 'serve the old result when a refresh fails'
+complete -c cachefence -n $r -l beta -x -a '0 0.5 1.0 2.0' -d 'XFetch early refresh factor (0: off)'
+complete -c cachefence -n $r -l lock-lease -x -a $durations -d 'lease of the single-flight lock'
+complete -c cachefence -n $r -s w -l wait -x -a $durations -d "longest wait for another run's result"
+complete -c cachefence -n $r -l timeout -x -a $durations -d 'kill COMMAND after this long'
+complete -c cachefence -n $r -l refresh -d 'run COMMAND now under the lock and replace the entry'
+complete -c cachefence -n $r -l cache-failures -d 'also store results with a non-zero status'
+complete -c cachefence -n $r -l failure-ttl -x -a $durations -d 'TTL of a stored failure'
+complete -c cachefence -n $r -l cache-stderr -d 'also store stderr and replay it on a hit'
+complete -c cachefence -n $r -l max-size -x -a '512k 1M 16M 64M 1G' -d 'do not store outputs larger than this'
+complete -c cachefence -n $r -l scope-cwd -d 'put the working directory into the derived key'
+complete -c cachefence -n $r -l scope-env -x -a '(set -xn)' -d 'put a variable into the derived key'
+complete -c cachefence -n $r -l scope-file -r -F -d "put a file's size and mtime into the derived key"
+complete -c cachefence -n $r -l stdin -d 'hash standard input into the key and feed it to COMMAND'
+complete -c cachefence -n $r -l tag -x -d 'file the entry under a tag'
+complete -c cachefence -n $r -l fail-closed -d 'exit 125 instead of running uncached when the store is unreachable'
+
+# subcommand options
+complete -c cachefence -n '__cachefence_in get' -l fresh -d 'only a fresh entry counts'
+complete -c cachefence -n '__cachefence_in inspect list stats' -l json -d 'JSON output'
+complete -c cachefence -n '__cachefence_in invalidate' -l match -x -d 'every entry whose key matches a glob'
+complete -c cachefence -n '__cachefence_in invalidate' -l tag -x -d 'every entry filed under a tag'
+complete -c cachefence -n '__cachefence_in stats' -l prometheus -d 'Prometheus text exposition format'
+complete -c cachefence -n '__cachefence_in stats' -l reset -d 'zero the counters after printing them'
