@@ -13,7 +13,8 @@ ensure_deps() {
 	local missing=() pair cmd pkg
 	for pair in meson:meson ninja:ninja-build pkg-config:pkg-config gcc:gcc \
 		redis-server:redis-server redis-cli:redis-tools bats:bats jq:jq \
-		python3:python3 flock:util-linux timeout:coreutils; do
+		python3:python3 flock:util-linux timeout:coreutils faketime:faketime \
+		mandoc:mandoc zsh:zsh fish:fish; do
 		cmd=${pair%%:*} pkg=${pair#*:}
 		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 	done

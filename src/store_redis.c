@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <stdio.h>
@@ -907,11 +908,16 @@ out:
 	return rc;
 }
 
-/* MATCH pattern for user keys matching glob (NULL: all): the user glob
- * escaped as keys are, inside the namespace's hash tag */
+/* MATCH pattern that narrows the walk to the glob's literal start: the
+ * glob itself applies to user keys, and one escaped byte ("%7D") is three
+ * bytes of the Redis name, so the exact match is fnmatch(3) on the user key */
 static void scan_pattern(struct buf *out, const char *ns, const char *glob)
 {
-	redis_name(out, ns, glob ? glob : "*", glob ? strlen(glob) : 1, "");
+	size_t literal = glob ? strcspn(glob, "*?[\\") : 0;
+
+	redis_name(out, ns, glob ? glob : "", literal, "");
+	out->len--; /* drop the closing brace: the rest of the key is open */
+	buf_append(out, "*}", 2);
 }
 
 /* the user key inside an entry's Redis name NS:{...}; 0, or -1 when the
@@ -952,7 +958,8 @@ static int64_t time_reply_ms(const redisReply *t)
 
 /* One SCAN batch: pipeline TIME and an HMGET of every name, then report
  * each one that holds an entry; 0, 1 when fn asked to stop, or -1. */
-static int list_batch(struct redis_store *rs, redisReply *names, list_fn fn, void *ctx)
+static int list_batch(struct redis_store *rs, redisReply *names, const char *glob, list_fn fn,
+		      void *ctx)
 {
 	static const char *const hmget[] = {"HMGET", NULL, "v", "st", "ct", "ttl", "sw", "se",
 					    "dt", "olen", "elen", "host"};
@@ -987,8 +994,10 @@ static int list_batch(struct redis_store *rs, redisReply *names, list_fn fn, voi
 			break;
 		}
 		redisReply *n = names->element[i];
+		/* keys hold no NUL, so the user key reads as a C string for fnmatch */
 		if (rc == 0 && now >= 0 && decode_meta(m, &meta) == 0 &&
-		    user_key_of(&user, rs->ns, n->str, n->len) == 0) {
+		    user_key_of(&user, rs->ns, n->str, n->len) == 0 &&
+		    (!glob || fnmatch(glob, user.data, 0) == 0)) {
 			int64_t age = now > meta.created_ms ? now - meta.created_ms : 0;
 			fill_info(&info, &meta, age);
 			if (info.freshness != ENTRY_EXPIRED && fn(ctx, user.data, user.len, &info))
@@ -1024,7 +1033,7 @@ static int redis_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 			break;
 		}
 		snprintf(cursor, sizeof(cursor), "%.*s", (int)r->element[0]->len, r->element[0]->str);
-		rc = list_batch(rs, r->element[1], fn, ctx);
+		rc = list_batch(rs, r->element[1], glob, fn, ctx);
 		freeReplyObject(r);
 	} while (rc == 0 && strcmp(cursor, "0") != 0);
 	buf_free(&pattern);

@@ -153,7 +153,7 @@ static void inspect_json(struct buf *b, const char *key, const struct entry_info
 		if (i->lease_left_ms >= 0)
 			buf_appendf(b, ",\"lease_ms\":%lld}", (long long)i->lease_left_ms);
 		else
-			buf_append(b, ",\"lease_ms\":null}", 16);
+			buf_appendf(b, ",\"lease_ms\":null}");
 	} else {
 		buf_append(b, "null", 4);
 	}

@@ -192,7 +192,8 @@ stderr_digest() {
 	assert_eq "$(runs job)" 2 "runs of COMMAND"
 }
 
-@test "a leader SIGSTOPped past its lease cannot overwrite the newer result when resumed (fencing)" {
+@test "redis store: a leader SIGSTOPped past its lease cannot overwrite the newer result when resumed (fencing)" {
+	require_redis # the local store's kernel lock has no lease: see the next test
 	cmd=$(counter_cmd job 'if [ $n -eq 1 ]; then touch started; sleep 3; echo "result of run 1"; touch run1.done; exit 0; fi; echo "result of run $n"')
 
 	cf_bg old -t 1m -k fenced --lock-lease 1s -- "$cmd"
@@ -212,6 +213,33 @@ stderr_digest() {
 	assert_status 0 got
 	assert_bytes got.out 'result of run 2\n'
 	assert_eq "$(runs job)" 2 "runs of COMMAND"
+}
+
+@test "local store: a SIGSTOPped leader keeps its kernel lock, so a waiter with --wait exits 124 without running COMMAND and the resumed leader stores its result" {
+	require_file # Redis lets the lease run out instead: see the previous test
+	cmd=$(counter_cmd job 'if [ $n -eq 1 ]; then touch started; sleep 3; echo "result of run 1"; touch run1.done; exit 0; fi; echo "result of run $n"')
+
+	cf_bg old -t 1m -k paused --lock-lease 1s -- "$cmd"
+	wait_for_file started 30
+	kill -STOP "$(bg_pid old)"
+
+	SECONDS=0
+	cf_to waiter -t 1m -k paused --lock-lease 1s -w 2s -- "$cmd"
+	elapsed=$SECONDS
+	assert_status 124 waiter
+	assert_empty waiter.out
+	((elapsed < 30)) || { echo "--wait 2s took ${elapsed}s" >&2; false; }
+	assert_eq "$(runs job)" 1 "runs of COMMAND while the leader was paused"
+
+	wait_for_file run1.done 30
+	kill -CONT "$(bg_pid old)"
+	assert_eq "$(bg_status old 60)" 0 "status of the resumed leader"
+	assert_bytes old.out 'result of run 1\n'
+
+	cf_to got get paused
+	assert_status 0 got
+	assert_bytes got.out 'result of run 1\n'
+	assert_eq "$(runs job)" 1 "runs of COMMAND"
 }
 
 @test "a COMMAND that runs three times the lease keeps its lock and is not run twice (lease renewal)" {
@@ -291,6 +319,14 @@ stderr_digest() {
 	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
 		assert_eq "$(rcli EXISTS 'cachefence:{term}:lock')" 0 "lock keys left"
 	fi
+
+	# on every store: the next caller leads at once instead of waiting out a
+	# lock (a left-over Redis lock would hold it for the 10 s default lease)
+	next=$(counter_cmd next 'echo "next result"')
+	cf_to after -t 1m -k term -w 5s -- "$next"
+	assert_status 0 after
+	assert_bytes after.out 'next result\n'
+	assert_eq "$(runs next)" 1 "runs of the next COMMAND"
 }
 
 @test "a waiter whose --wait expires exits 124 without running COMMAND" {
@@ -312,15 +348,29 @@ stderr_digest() {
 
 # --- the store down, slow or holding junk ---------------------------------------------
 
+# a URL of the suite's kind of store that cannot be used: a Redis port where
+# nothing listens, or a store directory that cannot be created (its parent is
+# a regular file)
+unreachable_url() {
+	case $CACHEFENCE_TEST_STORE in
+	file)
+		: >"$SCRATCH/not-a-directory"
+		echo "file://$SCRATCH/not-a-directory/store"
+		;;
+	*) echo redis://127.0.0.1:1 ;;
+	esac
+}
+
 @test "with the store unreachable COMMAND runs uncached, with one warning and its own exit status" {
 	cmd=$(counter_cmd down 'echo uncached; exit 3')
+	url=$(unreachable_url)
 
-	cf_to first -u redis://127.0.0.1:1 -t 1m -k down -- "$cmd"
+	cf_to first -u "$url" -t 1m -k down -- "$cmd"
 	assert_status 3 first
 	assert_bytes first.out 'uncached\n'
 	assert_one_line first.err "cachefence: warning:"
 
-	cf_to second -u redis://127.0.0.1:1 -t 1m -k down -- "$cmd"
+	cf_to second -u "$url" -t 1m -k down -- "$cmd"
 	assert_status 3 second
 	assert_eq "$(runs down)" 2 "runs of COMMAND"
 }
@@ -328,13 +378,13 @@ stderr_digest() {
 @test "with the store unreachable --fail-closed exits 125 without running COMMAND" {
 	cmd=$(counter_cmd down 'echo uncached')
 
-	cf_to closed -u redis://127.0.0.1:1 -t 1m -k down --fail-closed -- "$cmd"
+	cf_to closed -u "$(unreachable_url)" -t 1m -k down --fail-closed -- "$cmd"
 	assert_usage_error closed
 	assert_eq "$(runs down)" 0 "runs of COMMAND"
 }
 
 @test "a store slower than --redis-timeout fails open within a bounded time" {
-	require_redis
+	require_redis # the local store has no server to be slow
 	cmd=$(counter_cmd slowstore 'echo uncached')
 
 	kill -STOP "$REDIS_PID"
@@ -350,7 +400,7 @@ stderr_digest() {
 }
 
 @test "corrupt or foreign entries written with redis-cli are misses: COMMAND runs and prints the right bytes" {
-	require_redis
+	require_redis # the local store's counterparts are in store_file.bats
 	cmd=$(counter_cmd real 'echo "real output"')
 	now=$(server_ms)
 	junk=(

@@ -9,9 +9,11 @@
 #   teardown()      { common_teardown; }
 #
 # CACHEFENCE_TEST_STORE picks the store: "redis" (the default) starts a
-# redis-server on a free loopback port, never 6379. A later "file" mode only
-# has to set CACHEFENCE_URL to a directory in store_start and empty it in
-# store_flush; tests that look inside Redis call require_redis first.
+# redis-server on a free loopback port, never 6379; "file" points
+# CACHEFENCE_URL at file://$STORE_DIR, a directory under the suite's temporary
+# directory that every test starts without (cachefence creates it). Tests that
+# look inside Redis call require_redis first; tests of the local store's files
+# call require_file.
 #
 # Background jobs must not keep bats's fd 3 open, or bats waits for them:
 # everything started here with & closes it (3>&-).
@@ -30,6 +32,7 @@ store_start() {
 	unset REDIS_URL CACHEFENCE_NAMESPACE CACHEFENCE_PASSWORD
 	case $CACHEFENCE_TEST_STORE in
 	redis) redis_start ;;
+	file) file_store_start ;;
 	*) echo "unknown CACHEFENCE_TEST_STORE=$CACHEFENCE_TEST_STORE" >&2; return 1 ;;
 	esac
 }
@@ -38,6 +41,7 @@ store_start() {
 store_stop() {
 	case $CACHEFENCE_TEST_STORE in
 	redis) redis_stop ;;
+	file) file_store_stop ;;
 	esac
 }
 
@@ -45,12 +49,53 @@ store_stop() {
 store_flush() {
 	case $CACHEFENCE_TEST_STORE in
 	redis) [[ $(rcli FLUSHALL) == OK ]] ;;
+	file) file_store_flush ;;
 	esac
 }
 
 # skip the current test unless the suite runs against Redis
 require_redis() {
 	[[ $CACHEFENCE_TEST_STORE == redis ]] || skip "needs the redis store"
+}
+
+# skip the current test unless the suite runs against the local (file) store
+require_file() {
+	[[ $CACHEFENCE_TEST_STORE == file ]] || skip "needs the local (file) store"
+}
+
+# --- the local store ---------------------------------------------------------
+
+# point CACHEFENCE_URL at a private directory; exports STORE_DIR (the -u
+# directory: the default namespace's files are in $STORE_DIR/cachefence)
+file_store_start() {
+	export STORE_DIR=$BATS_FILE_TMPDIR/store
+	export CACHEFENCE_URL=file://$STORE_DIR
+	file_store_unmount
+	rm -rf "$STORE_DIR"
+}
+
+# remove the store directory: every test starts without one
+file_store_flush() {
+	file_store_unmount
+	[[ ! -e $STORE_DIR ]] || chmod -R u+rwx "$STORE_DIR" 2>/dev/null || true
+	rm -rf "$STORE_DIR"
+	[[ ! -e $STORE_DIR ]] || { echo "cannot empty $STORE_DIR" >&2; return 1; }
+}
+
+file_store_stop() {
+	[[ -n ${STORE_DIR:-} ]] || return 0
+	file_store_flush
+	unset STORE_DIR
+}
+
+# unmount whatever a test mounted under bats's temporary directory and left
+# mounted (deepest first), so that nothing outlives the suite
+file_store_unmount() {
+	local m top=${BATS_RUN_TMPDIR:-${BATS_FILE_TMPDIR:-}}
+	[[ -n $top ]] || return 0
+	while read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done < <(awk -v d="$top" 'index($2, d "/") == 1 { print $2 }' /proc/mounts | sort -r)
 }
 
 # --- the private redis-server ----------------------------------------------

@@ -1,0 +1,216 @@
+#!/usr/bin/env bats
+# The documentation: the man page is clean mdoc and documents every option of
+# --help (and no other), the bash, zsh and fish completions parse and know
+# every long option, the first word completes to a subcommand, and the
+# README repeats the man page's examples. Needs no store.
+
+bats_require_minimum_version 1.5.0
+
+ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+CACHEFENCE_BIN=${CACHEFENCE_BIN:-$ROOT/build/cachefence}
+MAN=$ROOT/man/cachefence.1
+BASH_COMPLETION=$ROOT/completions/cachefence.bash
+ZSH_COMPLETION=$ROOT/completions/_cachefence
+FISH_COMPLETION=$ROOT/completions/cachefence.fish
+
+# skip unless command $1 exists; $2 names the Debian package
+need() {
+	command -v "$1" >/dev/null 2>&1 || skip "$1 is not installed (apt-get install ${2:-$1})"
+}
+
+# the long options --help lists, one per line, without the dashes
+help_options() {
+	"$CACHEFENCE_BIN" --help | grep -o -- '--[a-z][a-z-]*' | sed 's/^--//' | sort -u
+}
+
+# the man page as text, one long line per paragraph (no line breaks inside
+# an option name)
+man_text() {
+	mandoc -Tascii -Owidth=1000 "$MAN" | col -b
+}
+
+# the completions bash offers for the words given (the last is the word
+# being completed), one per line
+bash_complete() {
+	bash -c '
+		source "$1" || exit 1
+		shift
+		COMP_WORDS=("$@")
+		COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+		COMPREPLY=()
+		_cachefence || exit 1
+		printf "%s\n" "${COMPREPLY[@]}"
+	' bash "$BASH_COMPLETION" "$@"
+}
+
+setup_file() {
+	[[ -x $CACHEFENCE_BIN ]] || {
+		echo "no cachefence binary at $CACHEFENCE_BIN (build it, or set CACHEFENCE_BIN)" >&2
+		return 1
+	}
+}
+
+@test "--help lists long options to check (the list below is not empty)" {
+	run help_options
+	[[ $status -eq 0 ]]
+	# a sample of each group: global, run, subcommands
+	for o in url ttl stale-if-error scope-file prometheus match; do
+		grep -qx -- "$o" <<<"$output"
+	done
+}
+
+# --- the man page ----------------------------------------------------------------
+
+@test "the man page is clean under mandoc -Tlint -W warning" {
+	need mandoc
+	run mandoc -Tlint -W warning "$MAN"
+	echo "$output"
+	[[ $status -eq 0 ]]
+	[[ -z $output ]]
+}
+
+@test "every long option of --help appears in the man page" {
+	need mandoc
+	text=$(man_text)
+	missing=()
+	for o in $(help_options); do
+		grep -qE -- "(^|[^a-z-])--$o([^a-z-]|$)" <<<"$text" || missing+=("--$o")
+	done
+	echo "missing from man/cachefence.1: ${missing[*]}"
+	[[ ${#missing[@]} -eq 0 ]]
+}
+
+@test "the man page documents no long option that --help lacks" {
+	opts=$(help_options)
+	extra=()
+	# "Fl \-name", but not the family "Fl \-scope\-*"
+	for o in $(grep -oP 'Fl \\-\K[a-z][a-z-]*(?![a-z-]|\\)' "$MAN" | sort -u); do
+		grep -qx -- "$o" <<<"$opts" || extra+=("--$o")
+	done
+	echo "in the man page but not in --help: ${extra[*]}"
+	[[ ${#extra[@]} -eq 0 ]]
+}
+
+@test "the man page has the sections a reader looks for" {
+	need mandoc
+	text=$(man_text)
+	for s in NAME SYNOPSIS DESCRIPTION OPTIONS 'THE THREE WINDOWS' STORES 'REDIS LAYOUT' \
+		STATISTICS ENVIRONMENT 'EXIT STATUS' EXAMPLES 'SEE ALSO'; do
+		grep -qx -- "$s" <<<"$text" || { echo "no section $s"; return 1; }
+	done
+	for v in CACHEFENCE_URL REDIS_URL CACHEFENCE_PASSWORD CACHEFENCE_NAMESPACE XDG_CACHE_HOME \
+		HOME TMPDIR; do
+		grep -q -- "$v" <<<"$text" || { echo "no $v"; return 1; }
+	done
+}
+
+# --- the completions ---------------------------------------------------------------
+
+@test "every long option of --help appears in the bash completion" {
+	missing=()
+	for o in $(help_options); do
+		grep -qE -- "(^|[^a-z-])--$o([^a-z-]|$)" "$BASH_COMPLETION" || missing+=("--$o")
+	done
+	echo "missing from completions/cachefence.bash: ${missing[*]}"
+	[[ ${#missing[@]} -eq 0 ]]
+}
+
+@test "every long option of --help appears in the zsh completion" {
+	missing=()
+	for o in $(help_options); do
+		grep -qE -- "(^|[^a-z-])--$o([^a-z-]|$)" "$ZSH_COMPLETION" || missing+=("--$o")
+	done
+	echo "missing from completions/_cachefence: ${missing[*]}"
+	[[ ${#missing[@]} -eq 0 ]]
+}
+
+@test "every long option of --help appears in the fish completion" {
+	missing=()
+	for o in $(help_options); do
+		grep -qE -- "-l $o([^a-z-]|$)" "$FISH_COMPLETION" || missing+=("--$o")
+	done
+	echo "missing from completions/cachefence.fish: ${missing[*]}"
+	[[ ${#missing[@]} -eq 0 ]]
+}
+
+@test "bash -n accepts the bash completion" {
+	run bash -n "$BASH_COMPLETION"
+	echo "$output"
+	[[ $status -eq 0 ]]
+}
+
+@test "zsh -n accepts the zsh completion" {
+	need zsh
+	run zsh -n "$ZSH_COMPLETION"
+	echo "$output"
+	[[ $status -eq 0 ]]
+}
+
+@test "fish -n accepts the fish completion" {
+	need fish
+	run fish -n "$FISH_COMPLETION"
+	echo "$output"
+	[[ $status -eq 0 ]]
+}
+
+@test "bash completion of 'cachefence in' offers inspect and invalidate" {
+	run bash_complete cachefence in
+	echo "$output"
+	[[ $status -eq 0 ]]
+	[[ $(sort <<<"$output" | tr '\n' ' ') == "inspect invalidate " ]]
+}
+
+@test "bash completion offers every subcommand as the first word, also after global options" {
+	run bash_complete cachefence -u file:///tmp/x ''
+	echo "$output"
+	[[ $status -eq 0 ]]
+	[[ $(sort <<<"$output" | tr '\n' ' ') == "get inspect invalidate list ping run stats " ]]
+}
+
+@test "bash completion offers no subcommand after a run option: the next word is COMMAND" {
+	run bash_complete cachefence -t 1m ins
+	echo "$output"
+	[[ $status -eq 0 ]]
+	! grep -qx inspect <<<"$output"
+}
+
+@test "bash completion offers each subcommand's own options" {
+	run bash_complete cachefence stats --
+	[[ $status -eq 0 ]]
+	for o in --json --prometheus --reset --url; do grep -qx -- "$o" <<<"$output"; done
+	! grep -qx -- --ttl <<<"$output"
+	run bash_complete cachefence invalidate --
+	for o in --match --tag; do grep -qx -- "$o" <<<"$output"; done
+	run bash_complete cachefence run --cache-
+	[[ $(sort <<<"$output" | tr '\n' ' ') == "--cache-failures --cache-stderr " ]]
+}
+
+@test "bash completion completes files for --scope-file and commands after --" {
+	dir=$BATS_TEST_TMPDIR/scope
+	mkdir -p "$dir"
+	touch "$dir/app.conf"
+	run bash_complete cachefence --scope-file "$dir/app"
+	[[ $output == "$dir/app.conf" ]]
+	run bash_complete cachefence -t 1m -- bas
+	grep -qx bash <<<"$output"
+}
+
+@test "fish completion of 'cachefence in' offers inspect and invalidate" {
+	need fish
+	run fish -c 'source $argv[1]; complete -C"cachefence in"' "$FISH_COMPLETION"
+	echo "$output"
+	[[ $status -eq 0 ]]
+	[[ $(cut -f1 <<<"$output" | sort | tr '\n' ' ') == "inspect invalidate " ]]
+}
+
+# --- the README --------------------------------------------------------------------
+
+@test "the README repeats the man page's example command lines" {
+	need mandoc
+	missing=()
+	while IFS= read -r line; do
+		grep -qF -- "$line" "$ROOT/README.md" || missing+=("$line")
+	done < <(man_text | sed -n '/^EXAMPLES$/,/^SEE ALSO$/p' | sed -n 's/^ *\(cachefence .*\)$/\1/p')
+	printf 'not in README.md: %s\n' "${missing[@]}"
+	[[ ${#missing[@]} -eq 0 ]]
+}
