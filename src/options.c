@@ -119,6 +119,9 @@ void options_init(struct options *o)
 void options_free(struct options *o)
 {
 	url_free(&o->url);
+	if (o->password)
+		memset(o->password, 0, strlen(o->password));
+	free(o->password);
 	free(o->scope_env);
 	free(o->scope_file);
 	free(o->tags);
@@ -590,6 +593,11 @@ int options_parse(struct options *o, int argc, char **argv)
 	bool dashdash = false, saw_run = false;
 	int next;
 
+	const char *pw = getenv("CACHEFENCE_PASSWORD");
+	if (pw) {
+		o->password = *pw ? xstrdup(pw) : NULL;
+		unsetenv("CACHEFENCE_PASSWORD");
+	}
 	const char *env_ns = getenv("CACHEFENCE_NAMESPACE");
 	if (env_ns && *env_ns)
 		o->ns = env_ns;

@@ -26,6 +26,7 @@ struct options {
 	/* global */
 	struct url url;          /* parsed from -u, CACHEFENCE_URL or REDIS_URL */
 	const char *ns;          /* -n, CACHEFENCE_NAMESPACE */
+	char *password;          /* CACHEFENCE_PASSWORD, taken out of the environment */
 	int64_t redis_timeout_ms;
 	bool verbose, quiet;
 
@@ -69,7 +70,9 @@ struct options {
 /* set every default */
 void options_init(struct options *o);
 /* parse argv and the environment into o; 0, or -1 with err_set() giving the
- * one line to print (exit 125). Strings point into argv or the environment. */
+ * one line to print (exit 125). Strings point into argv or the environment,
+ * but for the password, which is copied and removed from the environment so
+ * that COMMAND never inherits it. */
 int options_parse(struct options *o, int argc, char **argv);
 /* release what options_parse() allocated */
 void options_free(struct options *o);

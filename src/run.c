@@ -513,7 +513,8 @@ static int make_key(struct run_ctx *ctx)
 int run_command(const struct options *o)
 {
 	struct run_ctx ctx = {.o = o, .stdin_spool = -1};
-	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms};
+	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms,
+				   .password = o->password};
 	bool refused;
 	int status = 125;
 

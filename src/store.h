@@ -165,6 +165,7 @@ struct store_config {
 	const struct url *url;
 	const char *ns;       /* namespace: prefix of every key */
 	int64_t timeout_ms;   /* connect and per-command timeout */
+	const char *password; /* used when the URL has none; may be NULL */
 };
 
 /* connect to the store the URL names; NULL with err_set() when it is

@@ -37,6 +37,7 @@ struct redis_store {
 	struct resp_reader *rd;  /* for streamed replies; malloc'ed on first use */
 	bool broken;             /* a streamed reply was cut: the connection is unusable */
 	bool refused;            /* the server refused our credentials */
+	char *password;          /* CACHEFENCE_PASSWORD's, for a URL without one */
 };
 
 static struct redis_store *to_redis(struct store *s)
@@ -132,9 +133,7 @@ static redisContext *connect_one(struct redis_store *rs)
 		redisFree(c);
 		return NULL;
 	}
-	const char *password = rs->url.password;
-	if (!password)
-		password = getenv("CACHEFENCE_PASSWORD");
+	const char *password = rs->url.password ? rs->url.password : rs->password;
 	if (password && *password) {
 		const char *argv[3] = {"AUTH", rs->url.user ? rs->url.user : password, password};
 		size_t lens[3] = {4, strlen(argv[1]), strlen(password)};
@@ -1178,6 +1177,9 @@ static void redis_close(struct store *s)
 	free(rs->ns);
 	free(rs->lock_value_suffix);
 	free(rs->stats_key);
+	if (rs->password)
+		memset(rs->password, 0, strlen(rs->password));
+	free(rs->password);
 	free(rs->rd);
 	free(rs->base.desc);
 	free(rs);
@@ -1221,6 +1223,7 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	url_copy(&rs->url, cfg->url);
 	rs->base.desc = url_display(&rs->url);
 	rs->ns = xstrdup(cfg->ns);
+	rs->password = cfg->password ? xstrdup(cfg->password) : NULL;
 	rs->stats_key = xasprintf("%s:stats", cfg->ns);
 	rs->timeout_ms = cfg->timeout_ms;
 	gethostname(host, sizeof(host) - 1);

@@ -15,7 +15,8 @@
 /* open the store for a subcommand; NULL after printing why */
 static struct store *open_for(const struct options *o)
 {
-	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms};
+	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms,
+				   .password = o->password};
 	bool refused;
 	struct store *s = store_open(&cfg, &refused);
 
