@@ -28,6 +28,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -601,6 +602,26 @@ static int file_renew(struct store *s, const char *key, size_t key_len, const ch
 	return lock_still_ours(to_file(s), name);
 }
 
+/* take the store-wide commit lock, held only across check-and-rename */
+static int commit_lock(struct file_store *fs)
+{
+	int fd = openat(fs->dirfd, "commit.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+		err_set("cannot take the commit lock in %s: %s", fs->dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void commit_unlock(int fd)
+{
+	flock(fd, LOCK_UN);
+	close(fd);
+}
+
 /* --- tags ----------------------------------------------------------------------- */
 
 /* the file listing a tag's keys: tag-SHA256(tag) */
@@ -744,9 +765,127 @@ static bool ends_with(const char *s, const char *suffix)
 	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* --- sweeping ------------------------------------------------------------------------ */
+
+/* one store in SWEEP_ODDS sweeps the directory: often enough that expired
+ * entries do not pile up, rarely enough that a busy host does not notice */
+#define SWEEP_ODDS 32
+/* a round result older than this has no waiter left to collect it */
+#define DONE_MAX_AGE_S 60
+/* a temporary file this old was left by a leader that died mid-write */
+#define TMP_MAX_AGE_S 3600
+
+static bool sweep_due(void)
+{
+	unsigned char r;
+
+	return getrandom(&r, 1, GRND_NONBLOCK) == 1 && r % SWEEP_ODDS == 0;
+}
+
+static bool older_than(struct file_store *fs, const char *name, time_t seconds)
+{
+	struct stat st;
+
+	return fstatat(fs->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       st.st_mtime + seconds < time(NULL);
+}
+
+/* rewrite a tag file keeping the records whose entries still live; an
+ * empty tag file is removed, so a tag whose entries expired costs nothing */
+static void compact_tag(struct file_store *fs, const char *name)
+{
+	struct buf b = {0}, keep = {0};
+	char tmp[KEY_HASH_HEX + 32];
+
+	if (read_small_file(fs, name, &b) != 0)
+		goto out;
+	for (size_t pos = 0; pos < b.len;) {
+		char *colon = memchr(b.data + pos, ':', b.len - pos);
+		int64_t len;
+		struct stored st;
+		if (!colon || parse_decimal(b.data + pos, colon - (b.data + pos), KEY_MAX, &len) < 0 ||
+		    (size_t)(colon + 1 - b.data) + len + 1 > b.len)
+			break;
+		size_t end = colon + 1 - b.data + len + 1;
+		if (entry_open(fs, colon + 1, len, &st) == 1) {
+			if (entry_freshness(&st.meta, realtime_ms()) != ENTRY_EXPIRED)
+				buf_append(&keep, b.data + pos, end - pos);
+			stored_close(&st);
+		}
+		pos = end;
+	}
+	if (keep.len == 0) {
+		unlinkat(fs->dirfd, name, 0);
+		goto out;
+	}
+	if (keep.len == b.len)
+		goto out;
+	snprintf(tmp, sizeof(tmp), "%s.sweep.tmp", name);
+	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto out;
+	int rc = write_all(fd, keep.data, keep.len);
+	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0)
+		unlinkat(fs->dirfd, tmp, 0);
+out:
+	buf_free(&b);
+	buf_free(&keep);
+}
+
+/* drop an entry file once every window has passed */
+static void sweep_entry(struct file_store *fs, const char *name)
+{
+	struct stored st;
+
+	if (stored_open(fs, name, &st) != 1)
+		return;
+	bool expired = entry_freshness(&st.meta, realtime_ms()) == ENTRY_EXPIRED;
+	stored_close(&st);
+	if (expired)
+		unlinkat(fs->dirfd, name, 0);
+}
+
+/* Remove what has outlived its use: expired entries, old round results,
+ * temporaries of leaders that died, and tag records of gone entries. Lock
+ * files stay: unlinking one that another process is about to lock would
+ * let two leaders run. Runs under the commit lock, against which entries
+ * are renamed into place and tags appended. Best effort: errors are ignored. */
+static void sweep(struct file_store *fs)
+{
+	int dfd = dup(fs->dirfd);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	int cfd = commit_lock(fs);
+	if (cfd < 0) {
+		closedir(d);
+		return;
+	}
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		if (ends_with(n, ".entry"))
+			sweep_entry(fs, n);
+		else if (ends_with(n, ".done") && older_than(fs, n, DONE_MAX_AGE_S))
+			unlinkat(fs->dirfd, n, 0);
+		else if (ends_with(n, ".tmp") && older_than(fs, n, TMP_MAX_AGE_S))
+			unlinkat(fs->dirfd, n, 0);
+		else if (strncmp(n, "tag-", 4) == 0 && !ends_with(n, ".tmp"))
+			compact_tag(fs, n);
+	}
+	commit_unlock(cfd);
+	closedir(d);
+}
+
 static int file_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 {
 	struct file_store *fs = to_file(s);
+
+	sweep(fs);
 	int dfd = dup(fs->dirfd);
 	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
 	struct dirent *de;
@@ -830,26 +969,6 @@ static int write_temp(struct file_store *fs, char *tmp, const struct result *r,
 	return rc;
 }
 
-/* take the store-wide commit lock, held only across check-and-rename */
-static int commit_lock(struct file_store *fs)
-{
-	int fd = openat(fs->dirfd, "commit.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-
-	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
-		err_set("cannot take the commit lock in %s: %s", fs->dir, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static void commit_unlock(int fd)
-{
-	flock(fd, LOCK_UN);
-	close(fd);
-}
-
 static int file_finish(struct store *s, const char *key, size_t key_len, const char *token,
 		       const struct result *r)
 {
@@ -890,12 +1009,15 @@ static int file_finish(struct store *s, const char *key, size_t key_len, const c
 			unlinkat(fs->dirfd, target, 0);
 		}
 	}
-	commit_unlock(cfd);
+	/* under the commit lock, so a sweep compacting the tag file loses no record */
 	if (rc == 1 && r->cacheable)
 		for (int i = 0; i < r->ntags; i++)
 			tag_add(fs, r->tags[i], key, key_len);
+	commit_unlock(cfd);
 out:
 	release_lock(fs);
+	if (rc == 1 && sweep_due())
+		sweep(fs);
 	return rc;
 }
 
