@@ -57,21 +57,22 @@ void sink_write(struct sink *sink, int fd, const void *p, size_t n)
 		sink->write_failed = true;
 }
 
+struct sink_target {
+	struct sink *sink;
+	int fd;
+};
+
+static int sink_piece(void *ctx, const char *p, size_t n)
+{
+	struct sink_target *t = ctx;
+
+	sink_write(t->sink, t->fd, p, n);
+	return 0;
+}
+
 int sink_copy(struct sink *sink, int fd, int in_fd, uint64_t len)
 {
-	char chunk[65536];
+	struct sink_target t = {sink, fd};
 
-	while (len > 0) {
-		size_t want = len < sizeof(chunk) ? len : sizeof(chunk);
-		ssize_t r = read_full(in_fd, chunk, want);
-		if (r < 0)
-			return -1;
-		if ((size_t)r < want) {
-			errno = EIO;
-			return -1;
-		}
-		sink_write(sink, fd, chunk, r);
-		len -= r;
-	}
-	return 0;
+	return read_pieces(in_fd, len, sink_piece, &t);
 }

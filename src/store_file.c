@@ -655,6 +655,26 @@ static void tag_add(struct file_store *fs, const char *tag, const char *key, siz
 	buf_free(&rec);
 }
 
+/* The next "LEN:KEY\n" record of a tag file, at *pos in b: the key and its
+ * length, moving *pos past it; false at the end or at a record cut short (a
+ * full disk), after which nothing more can be read. */
+static bool next_tag_record(const struct buf *b, size_t *pos, const char **key, size_t *len)
+{
+	int64_t n;
+
+	if (*pos >= b->len)
+		return false;
+	const char *start = b->data + *pos;
+	const char *colon = memchr(start, ':', b->len - *pos);
+	if (!colon || parse_decimal(start, colon - start, KEY_MAX, &n) < 0 ||
+	    (size_t)(colon + 1 - b->data) + n + 1 > b->len)
+		return false;
+	*key = colon + 1;
+	*len = n;
+	*pos = colon + 1 - b->data + n + 1;
+	return true;
+}
+
 /* read a whole small file into b; 0, 1 when absent, -1 with err_set() */
 static int read_small_file(struct file_store *fs, const char *name, struct buf *b)
 {
@@ -693,20 +713,15 @@ static long file_invalidate_tag(struct store *s, const char *tag)
 		buf_free(&b);
 		return rc < 0 ? -1 : 0;
 	}
-	/* a record cut short (a full disk) ends the walk: the rest is unreadable */
-	for (size_t pos = 0; pos < b.len;) {
-		char *colon = memchr(b.data + pos, ':', b.len - pos);
-		int64_t len;
-		if (!colon || parse_decimal(b.data + pos, colon - (b.data + pos), KEY_MAX, &len) < 0 ||
-		    (size_t)(colon + 1 - b.data) + len + 1 > b.len)
-			break;
-		int one = file_invalidate(s, colon + 1, len);
+	const char *key;
+	size_t len, pos = 0;
+	while (next_tag_record(&b, &pos, &key, &len)) {
+		int one = file_invalidate(s, key, len);
 		if (one < 0) {
 			deleted = -1;
 			break;
 		}
 		deleted += one;
-		pos = colon + 1 - b.data + len + 1;
 	}
 	if (deleted >= 0)
 		unlinkat(fs->dirfd, name, 0);
@@ -799,20 +814,16 @@ static void compact_tag(struct file_store *fs, const char *name)
 
 	if (read_small_file(fs, name, &b) != 0)
 		goto out;
-	for (size_t pos = 0; pos < b.len;) {
-		char *colon = memchr(b.data + pos, ':', b.len - pos);
-		int64_t len;
+	const char *key;
+	size_t len, pos = 0, start = 0;
+	while (next_tag_record(&b, &pos, &key, &len)) {
 		struct stored st;
-		if (!colon || parse_decimal(b.data + pos, colon - (b.data + pos), KEY_MAX, &len) < 0 ||
-		    (size_t)(colon + 1 - b.data) + len + 1 > b.len)
-			break;
-		size_t end = colon + 1 - b.data + len + 1;
-		if (entry_open(fs, colon + 1, len, &st) == 1) {
+		if (entry_open(fs, key, len, &st) == 1) {
 			if (entry_freshness(&st.meta, realtime_ms()) != ENTRY_EXPIRED)
-				buf_append(&keep, b.data + pos, end - pos);
+				buf_append(&keep, b.data + start, pos - start);
 			stored_close(&st);
 		}
-		pos = end;
+		start = pos;
 	}
 	if (keep.len == 0) {
 		unlinkat(fs->dirfd, name, 0);

@@ -1008,6 +1008,26 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 	return rc;
 }
 
+/* One step of a SCAN-family walk: send the command (whose cursor argument
+ * is cursor), check the reply, and move cursor on. The reply, whose
+ * element[1] is the batch, or NULL with err_set(); the caller frees it. */
+static redisReply *scan_step(struct redis_store *rs, int argc, const char **argv,
+			     const size_t *lens, char cursor[32])
+{
+	redisReply *r = command(rs, rs->c, argc, argv, lens);
+
+	if (!r)
+		return NULL;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !is_string(r->element[0]) ||
+	    r->element[1]->type != REDIS_REPLY_ARRAY) {
+		err_set("the store's %s reply is malformed", argv[0]);
+		freeReplyObject(r);
+		return NULL;
+	}
+	snprintf(cursor, 32, "%.*s", (int)r->element[0]->len, r->element[0]->str);
+	return r;
+}
+
 static int redis_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 {
 	struct redis_store *rs = to_redis(s);
@@ -1019,19 +1039,11 @@ static int redis_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 	do {
 		const char *argv[6] = {"SCAN", cursor, "MATCH", pattern.data, "COUNT", "1000"};
 		size_t lens[6] = {4, strlen(cursor), 5, pattern.len, 5, 4};
-		redisReply *r = command(rs, rs->c, 6, argv, lens);
+		redisReply *r = scan_step(rs, 6, argv, lens, cursor);
 		if (!r) {
 			rc = -1;
 			break;
 		}
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !is_string(r->element[0]) ||
-		    r->element[1]->type != REDIS_REPLY_ARRAY) {
-			err_set("the store's SCAN reply is malformed");
-			freeReplyObject(r);
-			rc = -1;
-			break;
-		}
-		snprintf(cursor, sizeof(cursor), "%.*s", (int)r->element[0]->len, r->element[0]->str);
 		rc = list_batch(rs, r->element[1], glob, fn, ctx);
 		freeReplyObject(r);
 	} while (rc == 0 && strcmp(cursor, "0") != 0);
@@ -1050,16 +1062,11 @@ static long redis_invalidate_tag(struct store *s, const char *tag)
 	do {
 		const char *argv[5] = {"SSCAN", set.data, cursor, "COUNT", "1000"};
 		size_t lens[5] = {5, set.len, strlen(cursor), 5, 4};
-		redisReply *r = command(rs, rs->c, 5, argv, lens);
-		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		    r->element[1]->type != REDIS_REPLY_ARRAY) {
-			if (r)
-				err_set("the store's SSCAN reply is malformed");
-			freeReplyObject(r);
+		redisReply *r = scan_step(rs, 5, argv, lens, cursor);
+		if (!r) {
 			deleted = -1;
 			break;
 		}
-		snprintf(cursor, sizeof(cursor), "%.*s", (int)r->element[0]->len, r->element[0]->str);
 		redisReply *members = r->element[1];
 		for (size_t i = 0; i < members->elements && deleted >= 0; i++) {
 			int one = s->ops->invalidate(s, members->element[i]->str, members->element[i]->len);

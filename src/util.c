@@ -234,24 +234,34 @@ ssize_t read_full(int fd, void *p, size_t n)
 	return got;
 }
 
-int copy_fd(int in_fd, int out_fd, uint64_t len)
+int read_pieces(int fd, uint64_t len, int (*fn)(void *ctx, const char *p, size_t n), void *ctx)
 {
 	char chunk[65536];
 
 	while (len > 0) {
 		size_t want = len < sizeof(chunk) ? len : sizeof(chunk);
-		ssize_t r = read_full(in_fd, chunk, want);
+		ssize_t r = read_full(fd, chunk, want);
 		if (r < 0)
 			return -1;
 		if ((size_t)r < want) {
 			errno = EIO;
 			return -1;
 		}
-		if (write_all(out_fd, chunk, r) < 0)
+		if (fn(ctx, chunk, r) < 0)
 			return -1;
 		len -= r;
 	}
 	return 0;
+}
+
+static int write_piece(void *ctx, const char *p, size_t n)
+{
+	return write_all(*(int *)ctx, p, n);
+}
+
+int copy_fd(int in_fd, int out_fd, uint64_t len)
+{
+	return read_pieces(in_fd, len, write_piece, &out_fd);
 }
 
 int64_t monotonic_ms(void)

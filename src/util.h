@@ -52,6 +52,10 @@ void buf_free(struct buf *b);
 int write_all(int fd, const void *p, size_t n);
 /* read up to n bytes, retrying on EINTR and until EOF or n; bytes read or -1 */
 ssize_t read_full(int fd, void *p, size_t n);
+/* read len bytes from fd at its current offset, handing them to fn in
+ * pieces of up to 64 KiB; 0, or -1 with errno (a short input is EIO; a
+ * piece fn fails with -1 stops the walk) */
+int read_pieces(int fd, uint64_t len, int (*fn)(void *ctx, const char *p, size_t n), void *ctx);
 /* copy len bytes from in_fd at its current offset to out_fd; 0 or -1 with
  * errno (a short input is EIO) */
 int copy_fd(int in_fd, int out_fd, uint64_t len);
