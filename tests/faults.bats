@@ -1,0 +1,762 @@
+#!/usr/bin/env bats
+# Fault injection against a real redis-server: the server restarted, paused,
+# killed or frozen under a leader and its waiters, out of memory, evicting
+# locks, read-only, a connection cut in the middle of a reply, signals to
+# every kind of caller, and the password kept out of sight. The promise under
+# test: putting cachefence in front of a command never makes things worse.
+# COMMAND's output and status reach the caller, nothing hangs past its bound,
+# and no caller is handed bytes of another key or a torn entry.
+#
+# Redis only. Tests that break the server leave it to teardown, which starts
+# a fresh one on the same port when the test asked for it or the server does
+# not answer. Timing is only ever bounded generously: a 2-core machine with a
+# CI run next door must not fail a test.
+
+load lib/common
+
+setup_file() {
+	store_start
+	# the bats process that owns the suite's server, for the watchdog of a
+	# server a test starts again (redis_up)
+	echo "$BASHPID" >"$BATS_FILE_TMPDIR/owner"
+}
+
+teardown_file() {
+	# a test may have replaced the server: stop the one that runs now
+	[[ -s $BATS_FILE_TMPDIR/redis.pid ]] && REDIS_PID=$(<"$BATS_FILE_TMPDIR/redis.pid")
+	store_stop
+}
+
+setup() {
+	require_redis
+	[[ -s $BATS_FILE_TMPDIR/redis.pid ]] && REDIS_PID=$(<"$BATS_FILE_TMPDIR/redis.pid")
+	common_setup
+}
+
+teardown() {
+	common_teardown
+	[[ $CACHEFENCE_TEST_STORE == redis ]] || return 0
+	[[ -n ${REDIS_PID:-} ]] && kill -CONT "$REDIS_PID" 2>/dev/null
+	rcli CLIENT UNPAUSE >/dev/null 2>&1 || true
+	# a test that changed the server's configuration (a password, maxmemory,
+	# an eviction policy) or left it down gets a fresh one
+	if [[ -e $BATS_TEST_TMPDIR/restart-redis || $(rcli PING 2>/dev/null) != PONG ]]; then
+		redis_down
+		redis_up
+	fi
+}
+
+# --- the server ---------------------------------------------------------------------
+
+# stop the suite's redis-server: SHUTDOWN NOSAVE, then SIGTERM, then SIGKILL.
+# Every connection breaks and, without persistence, every key is gone.
+redis_down() {
+	local sig i
+	kill -CONT "$REDIS_PID" 2>/dev/null
+	redis-cli -p "$REDIS_PORT" SHUTDOWN NOSAVE >/dev/null 2>&1
+	for sig in TERM KILL; do
+		for i in $(seq 50); do
+			redis_alive || return 0
+			sleep 0.1
+		done
+		kill "-$sig" "$REDIS_PID" 2>/dev/null
+	done
+	for i in $(seq 50); do
+		redis_alive || return 0
+		sleep 0.1
+	done
+	echo "redis-server $REDIS_PID would not stop" >&2
+	return 1
+}
+
+# start a new redis-server on the suite's port with the suite's options, and
+# make it the one teardown_file stops (REDIS_PID, and the pidfile it reads)
+redis_up() {
+	local dir=$BATS_FILE_TMPDIR sock= i
+	((${#dir} < 90)) && sock=$dir/redis.sock
+	for i in $(seq 50); do
+		port_is_free "$REDIS_PORT" && break
+		sleep 0.1
+	done
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+		${sock:+--unixsocket "$sock" --unixsocketperm 700} \
+		</dev/null >/dev/null 2>&1 3>&- &
+	REDIS_PID=$!
+	echo "$REDIS_PID" >"$dir/redis.pid"
+	redis_watchdog "$(<"$dir/owner")" "$REDIS_PID"
+	for i in $(seq 100); do
+		[[ $(rcli PING 2>/dev/null) == PONG ]] && return 0
+		redis_alive || break
+		sleep 0.1
+	done
+	echo "could not start redis-server again on port $REDIS_PORT; its log:" >&2
+	tail -20 "$dir/redis.log" >&2
+	return 1
+}
+
+# ask teardown for a fresh server after this test
+restart_after_test() {
+	touch "$BATS_TEST_TMPDIR/restart-redis"
+}
+
+# a free loopback port (never 6379)
+free_port() {
+	local port _
+	for _ in $(seq 20); do
+		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
+		port_is_free "$port" && { echo "$port"; return 0; }
+	done
+	return 1
+}
+
+# the value of INFO field NAME (used_memory, evicted_keys, ...)
+redis_info() {
+	rcli INFO | tr -d '\r' | sed -n "s/^$1:\\([^ ]*\\)\$/\\1/p"
+}
+
+# the namespace's counter NAME, 0 when unset
+stat_value() {
+	local v
+	v=$(rcli HGET cachefence:stats "$1")
+	echo "${v:-0}"
+}
+
+# wait up to SECONDS (default 30) until counter NAME is at least N
+wait_for_stat() {
+	local i
+	for ((i = 0; i < ${3:-30} * 10; i++)); do
+		(($(stat_value "$1") >= $2)) && return 0
+		sleep 0.1
+	done
+	echo "counter $1 stayed at $(stat_value "$1"), below $2" >&2
+	return 1
+}
+
+# --- callers --------------------------------------------------------------------------
+
+# sig_bg NAME [--out FILE] ARGS...: like cf_bg, but cachefence starts with
+# SIGINT, SIGPIPE and SIGXFSZ at their defaults, as a foreground job of an
+# interactive shell does (an asynchronous job of this shell would start with
+# SIGINT ignored, and python3, which resets it, ignores SIGPIPE). Its stdout
+# goes to NAME.out, or to FILE.
+sig_bg() {
+	local name=$1 out=$1.out
+	shift
+	if [[ $1 == --out ]]; then
+		out=$2
+		shift 2
+	fi
+	(
+		python3 -c 'import os, signal, sys
+for s in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
+    signal.signal(s, signal.SIG_DFL)
+os.execv(sys.argv[1], sys.argv[1:])' "$CACHEFENCE_BIN" "$@" >"$out" 2>"$name.err" &
+		echo $! >"$name.pid"
+		st=0
+		wait $! || st=$?
+		echo $st >"$name.status.tmp"
+		mv "$name.status.tmp" "$name.status"
+	) </dev/null 3>&- 8>&- &
+}
+
+# fail unless every line of FILE starts with "cachefence: " and there are at
+# most MAX (default 1) of them
+assert_warnings() {
+	local file=$1 max=${2:-1} lines
+	lines=$(awk 'END { print NR }' "$file")
+	if ((lines <= max)) && ! grep -qv '^cachefence: ' "$file"; then
+		return 0
+	fi
+	echo "$file: expected at most $max line(s) starting 'cachefence: ', got $lines:" >&2
+	head -c 2000 "$file" >&2
+	return 1
+}
+
+# fail unless the entry of user KEY is absent, or holds exactly one line
+# matching the extended regex RE
+assert_entry_whole() {
+	local key=$1 re=$2
+	cf_to "entry-$key" get "$key"
+	[[ $status == 1 ]] && return 0
+	assert_status 0 "entry-$key"
+	if [[ $(awk 'END { print NR }' "entry-$key.out") == 1 ]] && grep -Eqx -- "$re" "entry-$key.out"; then
+		return 0
+	fi
+	echo "the entry of $key is not one whole result matching /$re/:" >&2
+	head -c 2000 "entry-$key.out" >&2
+	return 1
+}
+
+# fail if any key of the namespace is a leftover stage (a half-written result)
+assert_no_stage_keys() {
+	local left
+	left=$(rcli --scan --pattern 'cachefence:*:stage:*')
+	[[ -z $left ]] && return 0
+	echo "stage keys left behind:" >&2
+	echo "$left" >&2
+	return 1
+}
+
+# --- the server restarted, paused, killed, frozen ------------------------------------
+
+@test "Redis restarted without persistence while a leader runs: the leader's caller gets its output and status, the store fails or succeeds cleanly, and its waiters finish within --redis-timeout plus one lease" {
+	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"")
+	opts=(--redis-timeout 1s --lock-lease 2s -t 1m -k job)
+
+	cf_bg leader "${opts[@]}" -- "$cmd"
+	wait_for_file started 30
+	for i in 1 2 3; do
+		cf_bg "waiter$i" "${opts[@]}" -- "$cmd"
+	done
+	wait_for_stat waits 3 30
+
+	SECONDS=0
+	redis_down
+	redis_up
+	# bound: --redis-timeout 1s + one 2s lease, plus slack for a loaded machine
+	for i in 1 2 3; do
+		assert_eq "$(bg_status "waiter$i" 60)" 0 "status of waiter $i"
+		grep -Eqx 'result of run [0-9]+' "waiter$i.out" || { cat "waiter$i.out" >&2; false; }
+		assert_warnings "waiter$i.err" 1
+	done
+	elapsed=$SECONDS
+	((elapsed <= 1 + 2 + 12)) || { echo "waiters took ${elapsed}s after the restart" >&2; false; }
+	proc_alive "$(bg_pid leader)" || { echo "the leader ended before COMMAND did" >&2; false; }
+
+	touch go
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	assert_bytes leader.out 'result of run 1\n'
+	# at most: cannot renew the lock, cannot store the result
+	assert_warnings leader.err 2
+
+	assert_entry_whole job 'result of run [0-9]+'
+	assert_no_stage_keys
+	# the store works again for the next caller
+	cf_to after -t 1m -k after -- "$cmd"
+	assert_status 0 after
+	assert_empty after.err
+}
+
+@test "Redis paused with CLIENT PAUSE longer than --redis-timeout: a hit becomes a fail-open run within twice the timeout plus COMMAND's time" {
+	cmd=$(counter_cmd paused 'if [ $n -gt 1 ]; then sleep 1; fi; echo "live run $n"; exit 3')
+
+	cf_to first -t 1h --cache-failures -k paused -- "$cmd"
+	assert_status 3 first
+	cf_to hit -t 1h --cache-failures -k paused -- "$cmd"
+	assert_bytes hit.out 'live run 1\n'
+
+	assert_eq "$(rcli CLIENT PAUSE 30000 ALL)" OK "CLIENT PAUSE"
+	SECONDS=0
+	cf_to during --redis-timeout 1s -t 1h --cache-failures -k paused -- "$cmd"
+	elapsed=$SECONDS
+	rcli CLIENT UNPAUSE >/dev/null
+
+	assert_status 3 during
+	assert_bytes during.out 'live run 2\n'
+	assert_one_line during.err "cachefence: warning: store unavailable:"
+	# bound: the lookup's timeout, the fail-open count's timeout on the same
+	# connection, COMMAND's 1 s, and slack; the pause itself lasts 30 s
+	((elapsed <= 2 * 1 + 1 + 8)) || { echo "took ${elapsed}s with --redis-timeout 1s" >&2; false; }
+
+	cf_to again -t 1h --cache-failures -k paused -- "$cmd"
+	assert_status 3 again
+	assert_bytes again.out 'live run 1\n'
+	assert_empty again.err
+}
+
+@test "Redis killed while 50 waiters wait: every waiter returns within --redis-timeout + lease + COMMAND time + 15 s, none with empty output and exit 0" {
+	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"")
+	opts=(--redis-timeout 1s --lock-lease 2s -t 1m -k killed)
+
+	cf_bg leader "${opts[@]}" -- "$cmd"
+	wait_for_file started 30
+	gate_close
+	for i in $(seq 50); do
+		cf_bg "w$i" "${opts[@]}" -- "$cmd"
+	done
+	gate_open
+	wait_for_stat waits 50 60
+
+	kill -KILL "$REDIS_PID"
+	SECONDS=0
+	for i in $(seq 50); do
+		st=$(bg_status "w$i" 60)
+		if [[ $st == 0 && ! -s w$i.out ]]; then
+			echo "waiter $i: exit 0 with empty output" >&2
+			false
+		fi
+		assert_eq "$st" 0 "status of waiter $i"
+		grep -Eqx 'result of run [0-9]+' "w$i.out" || { cat "w$i.out" >&2; false; }
+		assert_warnings "w$i.err" 1
+	done
+	elapsed=$SECONDS
+	# the bound: --redis-timeout 1 s + lease 2 s + COMMAND ~0 s + 15 s slack
+	((elapsed <= 1 + 2 + 0 + 15)) || { echo "the waiters took ${elapsed}s" >&2; false; }
+
+	touch go
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	assert_bytes leader.out 'result of run 1\n'
+	assert_warnings leader.err 2
+	restart_after_test
+}
+
+@test "Redis frozen with SIGSTOP while 20 waiters wait: every waiter fails open within 1 s + 2 x --redis-timeout + COMMAND time + 15 s" {
+	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"")
+	opts=(--redis-timeout 1s --lock-lease 30s -t 1m -k frozen)
+
+	cf_bg leader "${opts[@]}" -- "$cmd"
+	wait_for_file started 30
+	for i in $(seq 20); do
+		cf_bg "w$i" "${opts[@]}" -- "$cmd"
+	done
+	wait_for_stat waits 20 60
+
+	# no FIN reaches the waiters: they find out on their next look (at most
+	# 1 s apart), which times out
+	kill -STOP "$REDIS_PID"
+	SECONDS=0
+	for i in $(seq 20); do
+		assert_eq "$(bg_status "w$i" 60)" 0 "status of waiter $i"
+		grep -Eqx 'result of run [0-9]+' "w$i.out" || { cat "w$i.out" >&2; false; }
+		assert_one_line "w$i.err" "cachefence: warning: store unavailable:"
+	done
+	elapsed=$SECONDS
+	kill -CONT "$REDIS_PID"
+	((elapsed <= 1 + 2 * 1 + 0 + 15)) || { echo "the waiters took ${elapsed}s" >&2; false; }
+
+	touch go
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	assert_bytes leader.out 'result of run 1\n'
+	assert_warnings leader.err 2
+	assert_entry_whole frozen 'result of run [0-9]+'
+}
+
+# --- out of memory, eviction ------------------------------------------------------------
+
+@test "maxmemory with noeviction: a store refused with OOM, or a server already full, leaves the caller's output and status intact with one warning line" {
+	restart_after_test
+	head -c 1500000 /dev/urandom | base64 -w0 >big
+	big=$(counter_cmd big "cat '$SCRATCH/big'; exit 4")
+	small=$(counter_cmd small 'echo "small run $n"; exit 3')
+
+	cf_to kept -t 1h --cache-failures -k kept -- "$small"
+	assert_status 3 kept
+
+	# room for the lookups, not for a 2 MB result
+	used=$(redis_info used_memory)
+	rcli CONFIG SET maxmemory-policy noeviction >/dev/null
+	rcli CONFIG SET maxmemory $((used + 512 * 1024)) >/dev/null
+
+	cf_to refused -t 1h --cache-failures -k big -- "$big"
+	assert_status 4 refused
+	cmp refused.out big
+	assert_one_line refused.err "cachefence: warning:"
+	grep -q OOM refused.err
+	assert_eq "$(rcli EXISTS 'cachefence:{big}')" 0 "entries stored"
+	assert_no_stage_keys
+
+	# over maxmemory already: even the lookup's bookkeeping is refused, so
+	# the run is fail-open
+	rcli CONFIG SET maxmemory $(($(redis_info used_memory) - 100 * 1024)) >/dev/null
+	cf_to full -t 1h --cache-failures -k other -- "$small"
+	assert_status 3 full
+	assert_bytes full.out 'small run 2\n'
+	assert_one_line full.err "cachefence: warning: store unavailable:"
+	grep -q OOM full.err
+	cf_to fullhit -t 1h --cache-failures -k kept -- "$small"
+	assert_status 3 fullhit
+	grep -Eqx 'small run [13]' fullhit.out
+	assert_at_most_one_line fullhit.err
+
+	rcli CONFIG SET maxmemory 0 >/dev/null
+	cf_to hit -t 1h --cache-failures -k kept -- "$small"
+	assert_status 3 hit
+	assert_bytes hit.out 'small run 1\n'
+	assert_empty hit.err
+}
+
+@test "maxmemory with noeviction: after its store is refused with OOM the leader releases the lock, so a waiter takes over at once instead of after the lease" {
+	restart_after_test
+	head -c 1500000 /dev/urandom | base64 -w0 >big
+	cmd=$(counter_cmd big "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; cat '$SCRATCH/big'")
+
+	used=$(redis_info used_memory)
+	rcli CONFIG SET maxmemory-policy noeviction >/dev/null
+	rcli CONFIG SET maxmemory $((used + 512 * 1024)) >/dev/null
+
+	cf_bg leader --lock-lease 30s -t 1h -k oom -- "$cmd"
+	wait_for_file started 30
+	cf_bg waiter --lock-lease 30s -t 1h -k oom -- "$cmd"
+	wait_for_stat waits 1 30
+	touch go
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	cmp leader.out big
+	SECONDS=0
+	assert_eq "$(bg_status waiter 60)" 0 "status of the waiter"
+	elapsed=$SECONDS
+	cmp waiter.out big
+	# a lock left behind would hold the waiter for the 30 s lease
+	((elapsed <= 15)) || { echo "the waiter waited ${elapsed}s after the leader's store failed" >&2; false; }
+}
+
+@test "allkeys-lru evicting locks and entries under memory pressure: over 15 rounds no output is torn or mixed with another key's" {
+	restart_after_test
+	# each COMMAND prints its key, its run id and 100 numbered lines, and
+	# holds its lock 0.3 s in the middle, while filler keys push entries,
+	# stages and locks out
+	cat >"$SCRATCH/keyed" <<-'EOF'
+		#!/bin/sh
+		i=0
+		while [ $i -lt 100 ]; do
+			echo "key=$1 run=$$ line=$i ................................................................"
+			i=$((i + 1))
+			[ $i -eq 50 ] && sleep 0.3
+		done
+	EOF
+	chmod +x "$SCRATCH/keyed"
+	filler="for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'filler:' .. ARGV[2] .. ':' .. i, string.rep('x', tonumber(ARGV[3]))) end return 1"
+
+	used=$(redis_info used_memory)
+	rcli CONFIG SET maxmemory-policy allkeys-lru >/dev/null
+	rcli CONFIG SET maxmemory-samples 1 >/dev/null
+	rcli CONFIG SET maxmemory $((used + 2 * 1024 * 1024)) >/dev/null
+
+	for round in $(seq 15); do
+		rcli EVAL "$filler" 0 40 "$round" 40000 >/dev/null
+		for k in 1 2 3 4; do
+			for c in 1 2 3; do
+				cf_bg "r$round-k$k-c$c" --redis-timeout 5s --lock-lease 300ms -t 2s -k "lru$k" -- "$SCRATCH/keyed" "lru$k"
+			done
+		done
+		sleep 0.2
+		rcli EVAL "$filler" 0 40 "$round-b" 40000 >/dev/null
+		for k in 1 2 3 4; do
+			for c in 1 2 3; do
+				name=r$round-k$k-c$c
+				assert_eq "$(bg_status "$name" 60)" 0 "status of $name"
+				awk -v k="lru$k" '
+					NR == 1 { run = $2 }
+					$1 != "key=" k || $2 != run || $3 != "line=" NR - 1 { bad = 1 }
+					END { exit bad || NR != 100 }' "$name.out" ||
+					{ echo "$name: torn or mixed output:" >&2; head -c 600 "$name.out" >&2; false; }
+				assert_warnings "$name.err" 1
+			done
+			cf_to "got-$round-$k" get "lru$k"
+			if [[ $status == 0 ]]; then
+				awk -v k="lru$k" 'NR == 1 { run = $2 } $1 != "key=" k || $2 != run || $3 != "line=" NR - 1 { bad = 1 }
+					END { exit bad || NR != 100 }' "got-$round-$k.out" ||
+					{ echo "round $round: the entry of lru$k is torn or mixed" >&2; false; }
+			fi
+		done
+	done
+	(($(redis_info evicted_keys) > 0)) || { echo "nothing was evicted: no pressure" >&2; false; }
+}
+
+# --- a read-only replica ------------------------------------------------------------------
+
+@test "a read-only replica as the URL: runs are fail-open with one warning line that names READONLY" {
+	cmd=$(counter_cmd ro 'echo "ro run $n"; exit 6')
+	port=$(free_port)
+	redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$SCRATCH" \
+		--logfile "$SCRATCH/replica.log" --replicaof 127.0.0.1 "$REDIS_PORT" \
+		</dev/null >/dev/null 2>&1 3>&- &
+	echo $! >replica.pid
+	for i in $(seq 100); do
+		redis-cli -p "$port" INFO replication 2>/dev/null | grep -q '^master_link_status:up' && break
+		sleep 0.1
+	done
+	redis-cli -p "$port" INFO replication | grep -q '^master_link_status:up'
+	# an entry stored on the primary reaches the replica, but serving it
+	# counts a hit, which is a write too
+	cf_to stored -t 1h -k ro --cache-failures -- "$cmd"
+	assert_status 6 stored
+
+	url=redis://127.0.0.1:$port
+	for name in hit miss; do
+		key=ro
+		[[ $name == miss ]] && key=ro-miss
+		cf_to "$name" -u "$url" -t 1h -k "$key" --cache-failures -- "$cmd"
+		assert_status 6 "$name"
+		grep -Eqx 'ro run [0-9]+' "$name.out"
+		assert_one_line "$name.err" "cachefence: warning: store unavailable:"
+		grep -q READONLY "$name.err"
+	done
+	assert_eq "$(runs ro)" 3 "runs of COMMAND"
+	cf_to closed -u "$url" -t 1h -k ro-miss --fail-closed -- "$cmd"
+	assert_usage_error closed
+	grep -q READONLY closed.err
+
+	redis-cli -p "$port" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+	for i in $(seq 50); do
+		proc_alive "$(cat replica.pid)" || break
+		sleep 0.1
+	done
+}
+
+# --- the connection cut in the middle of a reply ---------------------------------------------
+
+# start a relay in front of the suite's server that cuts every connection
+# whose server-to-client bytes reach MARKER, just before the marker; its port
+# goes to $PROXY_PORT and its pid to proxy.pid (teardown kills it)
+cut_proxy_start() {
+	cat >"$SCRATCH/cutproxy.py" <<-'EOF'
+		import os, socket, sys, threading
+		target, marker, portfile = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3]
+
+		def pump(src, dst, cut):
+		    tail = b''
+		    try:
+		        while True:
+		            data = src.recv(65536)
+		            if not data:
+		                break
+		            if cut:
+		                seen = tail + data
+		                i = seen.find(marker)
+		                if i >= 0:
+		                    if i > len(tail):
+		                        dst.sendall(seen[len(tail):i])
+		                    break
+		                tail = seen[-(len(marker) - 1):]
+		            dst.sendall(data)
+		    except OSError:
+		        pass
+		    for s in (src, dst):
+		        try:
+		            s.shutdown(socket.SHUT_RDWR)
+		        except OSError:
+		            pass
+
+		ls = socket.socket()
+		ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+		ls.bind(('127.0.0.1', 0))
+		ls.listen(64)
+		with open(portfile + '.tmp', 'w') as f:
+		    f.write(str(ls.getsockname()[1]))
+		os.rename(portfile + '.tmp', portfile)
+		while True:
+		    client, _ = ls.accept()
+		    try:
+		        server = socket.create_connection(('127.0.0.1', target))
+		    except OSError:
+		        client.close()
+		        continue
+		    threading.Thread(target=pump, args=(client, server, False), daemon=True).start()
+		    threading.Thread(target=pump, args=(server, client, True), daemon=True).start()
+	EOF
+	python3 "$SCRATCH/cutproxy.py" "$REDIS_PORT" "$1" "$SCRATCH/proxy.port" </dev/null >/dev/null 2>proxy.err 3>&- &
+	echo $! >proxy.pid
+	wait_for_file "$SCRATCH/proxy.port" 10 || { cat proxy.err >&2; return 1; }
+	PROXY_PORT=$(<"$SCRATCH/proxy.port")
+}
+
+@test "the connection cut in the middle of a hit's reply, for a value small enough to be buffered: nothing partial on stdout, COMMAND runs instead" {
+	# 100 kB: read whole before anything is written
+	cmd=$(counter_cmd small "echo \"run \$n\"; head -c 50000 /dev/zero | tr '\\0' A; echo; echo CUT-HERE; head -c 50000 /dev/zero | tr '\\0' B; echo")
+	cf_to stored -t 1h -k small -- "$cmd"
+	assert_status 0 stored
+	sed -n 1p stored.out | grep -qx 'run 1'
+	assert_eq "$(wc -c <stored.out)" 100016 "bytes of the stored value"
+	cut_proxy_start CUT-HERE
+
+	cf_to cut -u "redis://127.0.0.1:$PROXY_PORT" -t 1h -k small -- "$cmd"
+	assert_status 0 cut
+	# exactly COMMAND's own output of run 2: no byte of the stored value first
+	sed 's/^run 1$/run 2/' stored.out >expected
+	cmp cut.out expected
+	assert_one_line cut.err "cachefence: warning: store unavailable:"
+	assert_eq "$(runs small)" 2 "runs of COMMAND"
+
+	# the entry itself is untouched
+	cf_to got get small
+	cmp got.out stored.out
+}
+
+@test "the connection cut in the middle of a streamed 4 MiB value: exit 125 with the cut-off line, COMMAND not run" {
+	head -c 3145728 /dev/urandom | base64 -w0 | head -c 2097152 >half
+	{ cat half; echo CUT-HERE; cat half; } >value
+	cmd=$(counter_cmd big "cat '$SCRATCH/value'")
+	cf_to stored -t 1h -k big -- "$cmd"
+	assert_status 0 stored
+	cmp stored.out value
+	cut_proxy_start CUT-HERE
+
+	cf_to cut -u "redis://127.0.0.1:$PROXY_PORT" -t 1h -k big -- "$cmd"
+	assert_status 125 cut
+	assert_one_line cut.err "cachefence: the stored output of key=big was cut off: "
+	grep -q 'run again$' cut.err
+	# what did reach stdout is a true prefix of the value, never other bytes
+	size=$(wc -c <cut.out)
+	((size < $(wc -c <value))) || { echo "the whole value came through" >&2; false; }
+	cmp -n "$size" cut.out value
+	assert_eq "$(runs big)" 1 "runs of COMMAND"
+
+	cf_to got get big
+	cmp got.out value
+}
+
+# --- signals -----------------------------------------------------------------------------------
+
+@test "SIGTERM, SIGINT and SIGHUP to a leader: exit 128+S, nothing stored, the lock released at once so a waiter takes over" {
+	for sig in TERM INT HUP; do
+		num=$(kill -l "$sig")
+		cmd=$(counter_cmd "job$sig" "if [ \$n -eq 1 ]; then echo partial; touch started$sig; exec sleep 60; fi; echo \"result of run \$n\"")
+		opts=(--lock-lease 30s -t 1m -k "lead$sig")
+
+		sig_bg "leader$sig" "${opts[@]}" -- "$cmd"
+		wait_for_file "started$sig" 30
+		cf_bg "waiter$sig" "${opts[@]}" -- "$cmd"
+		wait_for_stat waits "$(($(stat_value waits) + 1))" 30
+		kill "-$sig" "$(bg_pid "leader$sig")"
+		SECONDS=0
+
+		assert_eq "$(bg_status "leader$sig" 30)" $((128 + num)) "status of the leader after SIG$sig"
+		assert_bytes "leader$sig.out" 'partial\n'
+		assert_warnings "leader$sig.err" 0
+		# a lock left to expire would hold the waiter for the 30 s lease
+		assert_eq "$(bg_status "waiter$sig" 60)" 0 "status of the waiter after SIG$sig"
+		((SECONDS <= 15)) || { echo "the waiter took over after ${SECONDS}s" >&2; false; }
+		assert_bytes "waiter$sig.out" 'result of run 2\n'
+		assert_eq "$(runs "job$sig")" 2 "runs of COMMAND after SIG$sig"
+		cf_to "got$sig" get "lead$sig"
+		assert_bytes "got$sig.out" 'result of run 2\n'
+		assert_eq "$(rcli EXISTS "cachefence:{lead$sig}:lock")" 0 "lock keys left after SIG$sig"
+	done
+	assert_no_stage_keys
+}
+
+@test "SIGTERM, SIGINT and SIGHUP to a waiter: exit 128+S with no output, and the leader's result is stored whole" {
+	cmd=$(counter_cmd job "touch started; $(hold_until "$SCRATCH/go"); echo \"result of run \$n\"")
+
+	cf_bg leader --lock-lease 2s -t 1m -k waited -- "$cmd"
+	wait_for_file started 30
+	for sig in TERM INT HUP; do
+		sig_bg "waiter$sig" --lock-lease 2s -t 1m -k waited -- "$cmd"
+	done
+	wait_for_stat waits 3 30
+	sleep 0.5
+	for sig in TERM INT HUP; do
+		kill "-$sig" "$(bg_pid "waiter$sig")"
+	done
+	for sig in TERM INT HUP; do
+		assert_eq "$(bg_status "waiter$sig" 30)" $((128 + $(kill -l $sig))) "status of the waiter after SIG$sig"
+		assert_empty "waiter$sig.out"
+		assert_warnings "waiter$sig.err" 0
+	done
+
+	touch go
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	assert_bytes leader.out 'result of run 1\n'
+	assert_empty leader.err
+	cf_to got get waited
+	assert_bytes got.out 'result of run 1\n'
+	assert_eq "$(runs job)" 1 "runs of COMMAND"
+	assert_eq "$(rcli EXISTS 'cachefence:{waited}:lock')" 0 "lock keys left"
+}
+
+@test "SIGTERM, SIGINT and SIGHUP to a stale-serving caller: exit 128+S, the old entry kept whole, the lock released or left to expire" {
+	head -c 1048576 /dev/urandom | base64 -w0 | head -c 1000000 >old
+	for sig in TERM INT HUP; do
+		# a stale hit blocked writing 1 MB of stale output to a pipe nobody reads
+		stale=$(counter_cmd "stale$sig" "if [ \$n -eq 1 ]; then cat '$SCRATCH/old'; else echo \"refreshed by run \$n\"; fi")
+		cf_to "stale-first$sig" --lock-lease 1s -t 1s -s 1h -k "stale$sig" -- "$stale"
+		# a stale-if-error refresh in the foreground, interrupted
+		sie=$(counter_cmd "sie$sig" "if [ \$n -eq 1 ]; then echo 'old result'; else touch refreshing$sig; exec sleep 60; fi")
+		cf_to "sie-first$sig" --lock-lease 30s -t 1s --stale-if-error 1h -k "sie$sig" -- "$sie"
+	done
+	sleep 1.5
+
+	for sig in TERM INT HUP; do
+		num=$(kill -l "$sig")
+
+		mkfifo "pipe$sig"
+		exec {held}<>"pipe$sig"
+		sig_bg "stale$sig" --out "pipe$sig" --lock-lease 1s -t 1s -s 1h -k "stale$sig" -- "$SCRATCH/stale$sig"
+		pid=$(bg_pid "stale$sig")
+		for i in $(seq 100); do
+			[[ $(cat "/proc/$pid/wchan" 2>/dev/null) == pipe_write ]] && break
+			sleep 0.1
+		done
+		kill "-$sig" "$pid"
+		assert_eq "$(bg_status "stale$sig" 30)" $((128 + num)) "status of the stale caller after SIG$sig"
+		exec {held}>&-
+		assert_warnings "stale$sig.err" 0
+		cf_to "stale-got$sig" get "stale$sig"
+		cmp "stale-got$sig.out" old
+		pttl=$(rcli PTTL "cachefence:{stale$sig}:lock")
+		((pttl == -2 || (pttl > 0 && pttl <= 1000))) || { echo "lock PTTL $pttl after SIG$sig" >&2; false; }
+
+		sig_bg "sie$sig" --lock-lease 30s -t 1s --stale-if-error 1h -k "sie$sig" -- "$SCRATCH/sie$sig"
+		wait_for_file "refreshing$sig" 30
+		kill "-$sig" "$(bg_pid "sie$sig")"
+		assert_eq "$(bg_status "sie$sig" 30)" $((128 + num)) "status of the stale-if-error caller after SIG$sig"
+		assert_empty "sie$sig.out"
+		assert_warnings "sie$sig.err" 0
+		assert_eq "$(rcli EXISTS "cachefence:{sie$sig}:lock")" 0 "lock keys left after SIG$sig"
+		cf_to "sie-got$sig" get "sie$sig"
+		assert_bytes "sie-got$sig.out" 'old result\n'
+	done
+
+	# the left locks expire: the next stale hits refresh the entries
+	sleep 1.2
+	for sig in TERM INT HUP; do
+		cf_to "stale-next$sig" --lock-lease 1s -t 1s -s 1h -k "stale$sig" -- "$SCRATCH/stale$sig"
+		cmp "stale-next$sig.out" old
+	done
+	for sig in TERM INT HUP; do
+		for i in $(seq 100); do
+			cf get "stale$sig" 2>/dev/null | grep -q '^refreshed by run' && break
+			sleep 0.1
+		done
+		assert_eq "$(cf get "stale$sig")" "refreshed by run 2" "the refreshed entry after SIG$sig"
+	done
+	assert_no_stage_keys
+}
+
+# --- the password -----------------------------------------------------------------------------------
+
+@test "CACHEFENCE_PASSWORD never appears in the argv of cachefence or of COMMAND, nor in COMMAND's environment" {
+	restart_after_test
+	pw="cf-secret-$RANDOM$RANDOM$RANDOM"
+	printf '%s' "$pw" >"$BATS_TEST_TMPDIR/pw"
+	rcli CONFIG SET requirepass "$pw" >/dev/null
+	export REDISCLI_AUTH=$pw
+	export CACHEFENCE_PASSWORD=$pw
+	cmd=$(counter_cmd pw "env >\"$SCRATCH/env.\$n\"; touch started.\$n; $(hold_until "$SCRATCH/go"); echo \"run \$n\"")
+
+	cf_bg leader -t 1m -k pw -- "$cmd"
+	wait_for_file started.1 30
+	cf_bg waiter -t 1m -k pw -- "$cmd"
+	wait_for_stat waits 1 30
+	# a fail-open run hands COMMAND the environment too
+	cf_bg open -u redis://127.0.0.1:1 -t 1m -k pw -- "$cmd"
+	wait_for_file started.2 30
+
+	# every process's argv, ours included, while they all run
+	leaks=$(grep -lF -f "$BATS_TEST_TMPDIR/pw" /proc/[0-9]*/cmdline 2>/dev/null || true)
+	[[ -z $leaks ]] || { echo "the password is in the argv of: $leaks" >&2; xargs -0 <"${leaks%%$'\n'*}" echo >&2; false; }
+	for pid in "$(bg_pid leader)" "$(bg_pid waiter)" $(cat pw.runs); do
+		[[ -r /proc/$pid/cmdline ]] || continue
+		! grep -qF -f "$BATS_TEST_TMPDIR/pw" "/proc/$pid/cmdline"
+	done
+
+	touch go
+	for name in leader waiter open; do
+		assert_eq "$(bg_status "$name" 60)" 0 "status of $name"
+	done
+	assert_bytes leader.out 'run 1\n'
+	assert_bytes waiter.out 'run 1\n'
+	assert_bytes open.out 'run 2\n'
+	assert_empty leader.err
+	assert_one_line open.err "cachefence: warning: store unavailable:"
+	for f in env.1 env.2; do
+		[[ -s $f ]]
+		! grep -qF -f "$BATS_TEST_TMPDIR/pw" "$f" || { echo "the password is in COMMAND's environment ($f)" >&2; false; }
+		! grep -q '^CACHEFENCE_PASSWORD=' "$f" || { echo "CACHEFENCE_PASSWORD is in COMMAND's environment ($f)" >&2; false; }
+	done
+	# the password was used: the entry is stored
+	assert_eq "$(rcli EXISTS 'cachefence:{pw}')" 1 "entries stored with the password"
+	# and it is never printed
+	! grep -qF -f "$BATS_TEST_TMPDIR/pw" leader.err waiter.err open.err
+}
