@@ -176,7 +176,7 @@ int entry_header_parse(const char *p, size_t len, struct entry_meta *m, size_t *
 			return -1;
 		}
 		size_t nl_len = eq - (p + pos);
-		if (nl_len >= sizeof(name_store[0])) {
+		if (nl_len >= sizeof(name_store[0]) || memchr(p + pos, '\0', nl_len)) {
 			err_set("entry header has a malformed line");
 			return -1;
 		}

@@ -57,6 +57,10 @@ int resp_header(struct resp_reader *r, char *type, char *line, size_t max)
 				err_set("a reply line is empty or too long");
 				return -1;
 			}
+			if (memchr(r->buf + r->pos, '\0', n)) {
+				err_set("a reply line holds a NUL byte");
+				return -1;
+			}
 			*type = r->buf[r->pos];
 			memcpy(line, r->buf + r->pos + 1, n - 1);
 			line[n - 1] = '\0';

@@ -53,6 +53,11 @@ static void log_line(const char *prefix, const char *fmt, va_list ap)
 	n += m;
 	if ((size_t)n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
+	/* whatever a message quotes (a server's error text, a file name), it
+	 * stays one line and sends no escape sequence to the terminal */
+	for (int i = 0; i < n; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = '?';
 	line[n++] = '\n';
 	(void)write_all(STDERR_FILENO, line, n);
 }

@@ -112,6 +112,11 @@ static void test_header(void)
 	ok(strchr(b.host, '\n') == NULL, "a newline in the host name cannot end the header early");
 	ok(entry_header_parse(h.data, hdr_len - 1, &b, &hdr_len) < 0, "a truncated header is rejected");
 	ok(entry_header_parse("garbage\n\n", 9, &b, &hdr_len) < 0, "a file without the magic line is rejected");
+	/* found by fuzzing: a NUL in a name must not make "v\0junk" read as "v" */
+	static const char nul_name[] = "cachefence-entry\nv\0junk=1\nst=0\nct=1\nttl=1\nsw=0\n"
+				       "se=0\ndt=0\nolen=0\nelen=0\n\n";
+	ok(entry_header_parse(nul_name, sizeof(nul_name) - 1, &b, &hdr_len) < 0,
+	   "a field name holding a NUL byte is rejected");
 	buf_free(&h);
 }
 

@@ -1,0 +1,179 @@
+/* fuzz_entry: the entry codec on hostile bytes. Each input is tried three
+ * ways: as a local store file (entry_header_parse), as "name=value" lines
+ * (entry_meta_decode with any names), and as the ten values of the Redis
+ * store's HMGET/script reply (entry_meta_decode with the fixed names). Values
+ * are copied to buffers of their exact length, so reading past a length is
+ * caught. Whatever decodes must be in range and survive encoding again. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "entry.h"
+#include "fuzz.h"
+
+/* the range entry.c allows for times (MS_MAX there) */
+#define TIME_MAX ((int64_t)1 << 52)
+#define MAX_LINES 64
+
+static const char *const redis_names[ENTRY_NFIELDS] = {
+	"v", "st", "ct", "ttl", "sw", "se", "dt", "olen", "elen", "host",
+};
+
+static void check_meta(const struct entry_meta *m)
+{
+	CHECK(m->status >= 0 && m->status <= 255);
+	CHECK(m->created_ms >= 0 && m->created_ms <= TIME_MAX);
+	CHECK(m->ttl_ms >= 0 && m->ttl_ms <= TIME_MAX);
+	CHECK(m->stale_ms >= 0 && m->stale_ms <= TIME_MAX);
+	CHECK(m->sie_ms >= 0 && m->sie_ms <= TIME_MAX);
+	CHECK(m->compute_ms >= 0 && m->compute_ms <= TIME_MAX);
+	CHECK(m->out_len <= INT64_MAX && m->err_len <= INT64_MAX);
+	CHECK(memchr(m->host, '\0', sizeof(m->host)) != NULL);
+	/* the sums the freshness rule makes cannot overflow */
+	CHECK(entry_lifetime(m) >= m->ttl_ms);
+	(void)entry_freshness(m, INT64_MAX / 2);
+}
+
+static bool same_numbers(const struct entry_meta *a, const struct entry_meta *b)
+{
+	return a->status == b->status && a->created_ms == b->created_ms && a->ttl_ms == b->ttl_ms &&
+	       a->stale_ms == b->stale_ms && a->sie_ms == b->sie_ms &&
+	       a->compute_ms == b->compute_ms && a->out_len == b->out_len &&
+	       a->err_len == b->err_len;
+}
+
+/* what decoded encodes to fields and to a file header that decode to the same */
+static void check_round_trip(const struct entry_meta *m)
+{
+	struct entry_field f[ENTRY_NFIELDS];
+	const char *names[ENTRY_NFIELDS], *values[ENTRY_NFIELDS];
+	size_t lens[ENTRY_NFIELDS], hdr_len = 0;
+	struct entry_meta back;
+	struct buf h = {0};
+	char host[ENTRY_HOST_MAX];
+
+	entry_meta_encode(m, f);
+	for (int i = 0; i < ENTRY_NFIELDS; i++) {
+		names[i] = f[i].name;
+		values[i] = f[i].value;
+		lens[i] = strlen(f[i].value);
+	}
+	CHECK(entry_meta_decode(&back, names, values, lens, ENTRY_NFIELDS) == 0);
+	CHECK(same_numbers(m, &back));
+	CHECK(strcmp(m->host, back.host) == 0);
+
+	/* the header form turns '\n' and '=' in values into '_' */
+	strcpy(host, m->host);
+	for (char *c = host; *c; c++)
+		if (*c == '\n' || *c == '=')
+			*c = '_';
+	entry_header_write(&h, m);
+	buf_append(&h, "tail", 4);
+	CHECK(entry_header_parse(h.data, h.len, &back, &hdr_len) == 0);
+	CHECK(hdr_len == h.len - 4);
+	CHECK(same_numbers(m, &back));
+	CHECK(strcmp(host, back.host) == 0);
+	buf_free(&h);
+}
+
+/* the input as a local store file */
+static void try_header(const uint8_t *data, size_t size)
+{
+	struct entry_meta m;
+	size_t hdr_len = (size_t)-1;
+
+	if (entry_header_parse((const char *)data, size, &m, &hdr_len) < 0) {
+		CHECK(one_line(err_msg()));
+		return;
+	}
+	CHECK(hdr_len >= 2 && hdr_len <= size);
+	CHECK(data[hdr_len - 1] == '\n' && data[hdr_len - 2] == '\n');
+	check_meta(&m);
+	check_round_trip(&m);
+}
+
+/* exact-length copies of the input's lines, at most MAX_LINES */
+struct lines {
+	size_t n;
+	char *text[MAX_LINES];
+	size_t len[MAX_LINES];
+};
+
+static void split_lines(struct lines *l, const uint8_t *data, size_t size)
+{
+	size_t pos = 0;
+
+	l->n = 0;
+	while (pos < size && l->n < MAX_LINES) {
+		const uint8_t *nl = memchr(data + pos, '\n', size - pos);
+		size_t len = nl ? (size_t)(nl - (data + pos)) : size - pos;
+		l->text[l->n] = xmalloc(len ? len : 1);
+		memcpy(l->text[l->n], data + pos, len);
+		l->len[l->n] = len;
+		l->n++;
+		pos += len + 1;
+	}
+}
+
+static void free_lines(struct lines *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->text[i]);
+}
+
+static void decoded(int rc, const struct entry_meta *m)
+{
+	if (rc < 0) {
+		CHECK(one_line(err_msg()));
+		return;
+	}
+	check_meta(m);
+	check_round_trip(m);
+}
+
+/* the lines as name=value pairs, any names */
+static void try_pairs(const struct lines *l)
+{
+	const char *names[MAX_LINES], *values[MAX_LINES];
+	char *name_copies[MAX_LINES];
+	size_t lens[MAX_LINES];
+	struct entry_meta m;
+
+	for (size_t i = 0; i < l->n; i++) {
+		const char *eq = memchr(l->text[i], '=', l->len[i]);
+		size_t nlen = eq ? (size_t)(eq - l->text[i]) : l->len[i];
+		name_copies[i] = xmemdup(l->text[i], nlen);
+		names[i] = name_copies[i];
+		values[i] = eq ? eq + 1 : l->text[i] + l->len[i];
+		lens[i] = eq ? l->len[i] - nlen - 1 : 0;
+	}
+	decoded(entry_meta_decode(&m, names, values, lens, l->n), &m);
+	for (size_t i = 0; i < l->n; i++)
+		free(name_copies[i]);
+}
+
+/* the first ten lines as the values of the Redis store's fields, in order */
+static void try_redis_values(const struct lines *l)
+{
+	const char *values[ENTRY_NFIELDS];
+	size_t lens[ENTRY_NFIELDS];
+	struct entry_meta m;
+
+	for (size_t i = 0; i < ENTRY_NFIELDS; i++) {
+		values[i] = i < l->n ? l->text[i] : "";
+		lens[i] = i < l->n ? l->len[i] : 0;
+	}
+	decoded(entry_meta_decode(&m, redis_names, values, lens, ENTRY_NFIELDS), &m);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct lines l;
+
+	try_header(data, size);
+	split_lines(&l, data, size);
+	try_pairs(&l);
+	try_redis_values(&l);
+	free_lines(&l);
+	return 0;
+}

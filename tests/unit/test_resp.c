@@ -1,0 +1,164 @@
+/* Unit tests of the RESP reader and writer on real descriptors: replies that
+ * arrive one byte at a time, a peer that closes mid-value, and commands whose
+ * values come from files. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "resp.h"
+#include "tap.h"
+#include "util.h"
+
+/* a peer process writing data to the returned descriptor in pieces of
+ * `piece` bytes, then closing it; the caller reaps it with waitpid */
+static int peer(const char *data, size_t len, size_t piece, pid_t *pid)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	*pid = fork();
+	if (*pid == 0) {
+		close(sv[0]);
+		for (size_t off = 0; off < len; off += piece) {
+			size_t n = len - off < piece ? len - off : piece;
+			if (write_all(sv[1], data + off, n) < 0)
+				_exit(1);
+			usleep(200);
+		}
+		_exit(0);
+	}
+	close(sv[1]);
+	return sv[0];
+}
+
+struct collected {
+	struct buf b;
+	int pieces;
+};
+
+static void collect(void *ctx, const char *p, size_t n)
+{
+	struct collected *c = ctx;
+
+	buf_append(&c->b, p, n);
+	c->pieces++;
+}
+
+static void test_split_reads(void)
+{
+	static const char reply[] = "*3\r\n$4\r\nwait\r\n:1234\r\n$5\r\nhello\r\n";
+	struct resp_reader *r = xmalloc(sizeof(*r));
+	char word[16];
+	int64_t n, v;
+	pid_t pid;
+
+	int fd = peer(reply, sizeof(reply) - 1, 1, &pid);
+	resp_reader_init(r, fd, NULL, 0);
+	ok(resp_number(r, '*', &n) == 0 && n == 3, "an array header read one byte at a time parses");
+	ok(resp_number(r, '$', &n) == 0 && n == 4 && resp_read(r, word, 4) == 0 &&
+		   memcmp(word, "wait", 4) == 0 && resp_crlf(r) == 0,
+	   "a bulk string split across reads is read whole");
+	ok(resp_number(r, ':', &v) == 0 && v == 1234, "an integer split across reads parses");
+	struct collected c = {0};
+	ok(resp_number(r, '$', &n) == 0 && resp_stream(r, n, collect, &c) == 0 &&
+		   c.b.len == 5 && memcmp(c.b.data, "hello", 5) == 0 && resp_crlf(r) == 0,
+	   "a streamed value arrives in pieces and in order");
+	close(fd);
+	waitpid(pid, NULL, 0);
+	buf_free(&c.b);
+	free(r);
+}
+
+static void test_cut_mid_value(void)
+{
+	static const char reply[] = "$10\r\nhalf";
+	struct resp_reader *r = xmalloc(sizeof(*r));
+	struct collected c = {0};
+	int64_t n;
+	pid_t pid;
+
+	int fd = peer(reply, sizeof(reply) - 1, 3, &pid);
+	resp_reader_init(r, fd, NULL, 0);
+	ok(resp_number(r, '$', &n) == 0 && n == 10, "the header of a value that will be cut parses");
+	ok(resp_stream(r, n, collect, &c) < 0, "a peer that closes mid-value is an error");
+	ok(c.b.len == 4, "the bytes before the cut were handed over, and no more");
+	ok(strstr(err_msg(), "closed") != NULL, "the error says the connection closed");
+	close(fd);
+	waitpid(pid, NULL, 0);
+	buf_free(&c.b);
+	free(r);
+}
+
+static void test_bad_replies(void)
+{
+	static const char *const bad[] = {
+		"*1\0junk\r\n", "-NOSCRIPT No matching script\r\n", ":12x\r\n", "*1\n", "+OK\r\n",
+	};
+	static const size_t lens[] = {9, 30, 6, 3, 5};
+	static const int want[] = {-1, -2, -1, -1, -1};
+	static const char *const why[] = {
+		"a header holding a NUL byte is rejected",
+		"an error reply comes back as -2 with its text",
+		"a number with junk is rejected",
+		"a line not ended by CRLF is rejected",
+		"a reply of the wrong type is rejected",
+	};
+	struct resp_reader *r = xmalloc(sizeof(*r));
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		pid_t pid;
+		int64_t n;
+		int fd = peer(bad[i], lens[i], 64, &pid);
+		resp_reader_init(r, fd, NULL, 0);
+		ok(resp_number(r, bad[i][0] == ':' ? ':' : '*', &n) == want[i], "%s", why[i]);
+		close(fd);
+		waitpid(pid, NULL, 0);
+	}
+	ok(strstr(err_msg(), "unexpected") != NULL || err_msg()[0], "a failure leaves a message");
+	free(r);
+}
+
+static void test_send_file_argument(void)
+{
+	char path[] = "/tmp/cf-resp-XXXXXX";
+	int fd = mkstemp(path);
+	int p[2];
+	char got[256];
+
+	unlink(path);
+	if (fd < 0 || write_all(fd, "a\0b\r\nc", 6) < 0 || lseek(fd, 0, SEEK_SET) < 0 || pipe(p) < 0)
+		abort();
+	struct resp_arg args[3] = {
+		{.p = "HSET", .len = 4, .fd = -1},
+		{.p = "k", .len = 1, .fd = -1},
+		{.len = 6, .fd = fd},
+	};
+	ok(resp_send(p[1], args, 3) == 0, "a command with a file argument is sent");
+	close(p[1]);
+	ssize_t n = read_full(p[0], got, sizeof(got));
+	static const char want[] = "*3\r\n$4\r\nHSET\r\n$1\r\nk\r\n$6\r\na\0b\r\nc\r\n";
+	ok(n == (ssize_t)sizeof(want) - 1 && memcmp(got, want, n) == 0,
+	   "the file's bytes go out as one bulk string, NUL and CRLF included");
+	close(p[0]);
+	args[2].len = 100;
+	lseek(fd, 0, SEEK_SET);
+	int devnull = open("/dev/null", O_WRONLY);
+	ok(resp_send(devnull, args, 3) < 0, "a file shorter than its argument's length is an error");
+	close(devnull);
+	close(fd);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	test_split_reads();
+	test_cut_mid_value();
+	test_bad_replies();
+	test_send_file_argument();
+	return done_testing();
+}
