@@ -57,6 +57,7 @@ struct file_store {
 	char *dir;                  /* its path, for messages */
 	int lock_fd;                /* the lock we lead under, or -1 */
 	int wait_fd;                /* the lock file a waiter blocks on, or -1 */
+	int commit_fd;              /* commit.lock, opened on first use, or -1 */
 	char lock_value_suffix[300]; /* " host=H pid=P" after the token */
 };
 
@@ -605,21 +606,20 @@ static int file_renew(struct store *s, const char *key, size_t key_len, const ch
 /* take the store-wide commit lock, held only across check-and-rename */
 static int commit_lock(struct file_store *fs)
 {
-	int fd = openat(fs->dirfd, "commit.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-
-	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+	/* opened once per process: invalidate --match takes it per entry */
+	if (fs->commit_fd < 0)
+		fs->commit_fd = openat(fs->dirfd, "commit.lock",
+				       O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fs->commit_fd < 0 || flock(fs->commit_fd, LOCK_EX) < 0) {
 		err_set("cannot take the commit lock in %s: %s", fs->dir, strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return -1;
 	}
-	return fd;
+	return fs->commit_fd;
 }
 
 static void commit_unlock(int fd)
 {
 	flock(fd, LOCK_UN);
-	close(fd);
 }
 
 /* --- tags ----------------------------------------------------------------------- */
@@ -848,7 +848,8 @@ static void sweep_entry(struct file_store *fs, const char *name)
 {
 	struct stored st;
 
-	if (stored_open(fs, name, &st) != 1)
+	/* its mtime is its expiry: a living entry costs one fstatat */
+	if (!older_than(fs, name, 0) || stored_open(fs, name, &st) != 1)
 		return;
 	bool expired = entry_freshness(&st.meta, realtime_ms()) == ENTRY_EXPIRED;
 	stored_close(&st);
@@ -950,6 +951,14 @@ static int file_ping(struct store *s, struct buf *out)
 	return 0;
 }
 
+/* when an entry expires, in whole seconds rounded up */
+static time_t expiry_s(const struct entry_meta *m)
+{
+	int64_t ms = m->created_ms + entry_lifetime(m);
+
+	return (time_t)((ms + 999) / 1000);
+}
+
 /* write header, stdout, stderr and trailer to a new temporary file; its
  * name goes to tmp; 0 or -1 with err_set() (and nothing left behind) */
 static int write_temp(struct file_store *fs, char *tmp, const struct result *r,
@@ -970,6 +979,11 @@ static int write_temp(struct file_store *fs, char *tmp, const struct result *r,
 		rc = copy_fd(r->err_fd, fd, meta->err_len);
 	if (rc == 0)
 		rc = write_all(fd, trailer, trailer_len);
+	/* an entry's mtime is when it expires, so a sweep can skip the living
+	 * with one fstatat each, without opening them */
+	struct timespec times[2] = {{.tv_nsec = UTIME_NOW}, {.tv_sec = expiry_s(meta)}};
+	if (rc == 0 && r->cacheable && futimens(fd, times) < 0)
+		rc = -1;
 	if (close(fd) < 0)
 		rc = -1;
 	buf_free(&hdr);
@@ -1110,6 +1124,8 @@ static void file_close(struct store *s)
 		munmap(fs->stats, sizeof(*fs->stats));
 	if (fs->wait_fd >= 0)
 		close(fs->wait_fd);
+	if (fs->commit_fd >= 0)
+		close(fs->commit_fd);
 	if (fs->dirfd >= 0)
 		close(fs->dirfd);
 	free(fs->dir);
@@ -1142,7 +1158,7 @@ struct store *store_file_open(const struct store_config *cfg, bool *refused)
 	char host[256] = "unknown";
 
 	fs->base.ops = &file_ops;
-	fs->lock_fd = fs->wait_fd = -1;
+	fs->lock_fd = fs->wait_fd = fs->commit_fd = -1;
 	fs->base.desc = url_display(cfg->url);
 	fs->dirfd = open_store_dir(cfg->url->path, cfg->ns, &fs->dir, refused);
 	if (fs->dirfd < 0) {

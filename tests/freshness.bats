@@ -213,6 +213,9 @@ store_then_expire() {
 	command -v faketime >/dev/null || skip "faketime is not installed"
 	[[ $(faketime -f '+2h' date +%s) -gt $(($(date +%s) + 3600)) ]] || skip "faketime does not work here"
 	cmd=$(counter_cmd clock 'echo "value $n"')
+	# faketime is an LD_PRELOAD library; in a sanitizer build ASan must be
+	# told that it need not come first
+	export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
 	ahead() { timeout -s KILL "$CF_TIMEOUT" faketime -f '+2h' "$CACHEFENCE_BIN" "$@"; }
 	behind() { timeout -s KILL "$CF_TIMEOUT" faketime -f '-2h' "$CACHEFENCE_BIN" "$@"; }
 
