@@ -122,6 +122,8 @@ static int exec_failure_status(const char *cmd, int e)
 
 int child_exec(char *const *argv)
 {
+	/* an ignored signal stays ignored across exec: give COMMAND the default */
+	signal(SIGPIPE, SIG_DFL);
 	execvp(argv[0], argv);
 	return exec_failure_status(argv[0], errno);
 }

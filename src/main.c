@@ -1,6 +1,7 @@
 /* cachefence: run a command once for everyone who asks at the same time,
  * and cache its standard output. main() reads like the table of contents:
  * parse, dispatch, flush. */
+#include <signal.h>
 #include <stdio.h>
 
 #include <config.h>
@@ -40,6 +41,11 @@ static int dispatch(const struct options *o)
 int main(int argc, char **argv)
 {
 	struct options o;
+
+	/* A store that goes away mid-write must be an error we report, not a
+	 * signal that kills us before COMMAND's output reaches the caller.
+	 * Whatever we exec gets the default back (child.c). */
+	signal(SIGPIPE, SIG_IGN);
 
 	options_init(&o);
 	if (options_parse(&o, argc, argv) < 0) {

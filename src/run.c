@@ -210,8 +210,12 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 		return;
 	}
 	int rc = ctx->store->ops->finish(ctx->store, ctx->key.data, ctx->key.len, ctx->token, &r);
-	if (rc < 0)
+	if (rc < 0) {
 		log_warn("cannot store the result: %s", err_msg());
+		/* give the lock back if the store still listens, so waiters take
+		 * over now rather than when the lease runs out */
+		release(ctx, ABANDON_INTERRUPTED);
+	}
 	else if (rc == 0)
 		log_warn("result for key=%s not stored: the lock was lost (lease ran out, or the "
 			 "key was invalidated)", key_for_log(ctx));

@@ -1112,7 +1112,8 @@ static void redis_count(struct store *s, enum counter which)
 {
 	struct redis_store *rs = to_redis(s);
 
-	if (!rs->c || rs->c->err)
+	/* a connection that failed would only make the caller wait again */
+	if (!rs->c || rs->c->err || rs->broken)
 		return;
 	const char *argv[4] = {"HINCRBY", rs->stats_key, stat_names[which], "1"};
 	size_t lens[4] = {7, strlen(rs->stats_key), strlen(stat_names[which]), 1};

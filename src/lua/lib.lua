@@ -12,6 +12,8 @@ end
 -- The metadata fields of an entry, in the order entry.c decodes them.
 local META = {'v', 'st', 'ct', 'ttl', 'sw', 'se', 'dt', 'olen', 'elen', 'host'}
 local FORMAT_VERSION = '1'
+local MS_MAX = 4503599627370496 -- 2^52, as in entry.c
+local HOST_MAX = 256            -- ENTRY_HOST_MAX in entry.h
 
 -- Values up to this size travel inside a script's reply; larger ones cost
 -- seconds to pass through Lua, so the script returns false for them and the
@@ -26,10 +28,17 @@ local function read_entry(key)
   if redis.call('TYPE', key).ok ~= 'hash' then return nil end
   local m = redis.call('HMGET', key, unpack(META))
   if m[1] ~= FORMAT_VERSION then return nil end
+  -- the limits entry_meta_decode() in entry.c checks: what it refuses must
+  -- be a miss here, or it would fail every call until the entry expires
   for i = 2, 9 do
-    if type(m[i]) ~= 'string' or not string.match(m[i], '^%d+$') then return nil end
+    if type(m[i]) ~= 'string' or not string.match(m[i], '^%d+$') or #m[i] > 16 or
+       tonumber(m[i]) > MS_MAX then
+      return nil
+    end
   end
+  if tonumber(m[2]) > 255 then return nil end
   if m[10] == false then m[10] = '' end
+  if #m[10] >= HOST_MAX then return nil end
   local olen, elen = redis.call('HSTRLEN', key, 'out'), redis.call('HSTRLEN', key, 'err')
   if olen ~= tonumber(m[8]) or elen ~= tonumber(m[9]) then return nil end
   if olen + elen > INLINE_MAX then return m, false, false end
