@@ -44,10 +44,10 @@ static char *raw_password(const char *s)
 	if (!colon || at - (colon + 1) < 4)
 		return NULL;
 	char *pw = xmemdup(colon + 1, at - (colon + 1));
-	/* '*' and '\\' could come from the mask or an escape rather than the
-	 * password; a password that also appears elsewhere in the URL cannot be
-	 * told apart from it */
-	if (strpbrk(pw, "*\\") || strstr(strstr(s, pw) + 1, pw)) {
+	/* '*', '\\' and '.' could come from the mask, an escape or the "..."
+	 * that cuts a long value rather than from the password; a password
+	 * that also appears elsewhere in the URL cannot be told apart from it */
+	if (strpbrk(pw, "*\\.") || strstr(strstr(s, pw) + 1, pw)) {
 		free(pw);
 		return NULL;
 	}
