@@ -1,8 +1,7 @@
 /* fuzz_resp: our own RESP reader (src/resp.c) on hostile bytes, read the
- * way the Redis store reads a lookup's reply: the script's reply
- * (read_entry_reply and what it calls in src/store_redis.c, which are static
- * and so mirrored here; keep the two in step), then, for an entry too large
- * to inline, the two HGET replies streamed with resp_stream.
+ * way the Redis store reads a lookup's reply, with the same code
+ * (src/reply.c): the script's reply, then, for an entry too large to
+ * inline, the two HGET replies streamed with resp_stream.
  *
  * The bytes reach the reader through a pipe, in pieces whose sizes follow
  * from the input (a packet-mode pipe makes each read return one piece), so
@@ -16,13 +15,14 @@
 
 #include "entry.h"
 #include "fuzz.h"
+#include "reply.h"
 #include "resp.h"
 #include "store.h"
 
 /* values up to this size come inside the script's reply, larger ones come
  * as nil and are fetched with HGET; store_redis.c draws the line at 1 MiB,
  * here it is lower so that inputs of a fuzzer's size reach both paths */
-#define BUFFER_LIMIT 256
+#define INLINE_MAX 256
 
 /* --- the pipe ------------------------------------------------------------------ */
 
@@ -127,176 +127,6 @@ static void count_err(void *ctx, const char *p, size_t n)
 	((struct counted *)ctx)->err += n;
 }
 
-/* --- mirrored from store_redis.c ------------------------------------------------- */
-
-struct entry_reply {
-	struct lookup *res;
-	struct counted *sink;
-	char verdict[16];
-	bool big;
-};
-
-static int64_t small_bulk(struct resp_reader *rd, char *out, size_t max)
-{
-	int64_t len;
-	int rc = resp_number(rd, '$', &len);
-
-	if (rc < 0)
-		return -2;
-	if (len < 0) {
-		out[0] = '\0';
-		return -1;
-	}
-	if ((uint64_t)len >= max) {
-		err_set("a reply field is longer than expected");
-		return -2;
-	}
-	if (resp_read(rd, out, len) < 0 || resp_crlf(rd) < 0)
-		return -2;
-	out[len] = '\0';
-	return len;
-}
-
-static int decode_values(const char *const *values, const size_t *lens, struct entry_meta *meta)
-{
-	static const char *const names[ENTRY_NFIELDS] = {
-		"v", "st", "ct", "ttl", "sw", "se", "dt", "olen", "elen", "host",
-	};
-
-	return entry_meta_decode(meta, names, values, lens, ENTRY_NFIELDS);
-}
-
-static int read_meta(struct resp_reader *rd, struct entry_meta *meta)
-{
-	char values[ENTRY_NFIELDS][ENTRY_HOST_MAX];
-	const char *vp[ENTRY_NFIELDS];
-	size_t lens[ENTRY_NFIELDS];
-	int64_t n;
-
-	if (resp_number(rd, '*', &n) < 0 || n != ENTRY_NFIELDS) {
-		err_set("the entry's metadata is malformed");
-		return -1;
-	}
-	for (int i = 0; i < ENTRY_NFIELDS; i++) {
-		int64_t len = small_bulk(rd, values[i], sizeof(values[i]));
-		if (len == -2)
-			return -1;
-		vp[i] = values[i];
-		lens[i] = len < 0 ? 0 : len;
-	}
-	return decode_values(vp, lens, meta);
-}
-
-static int read_value(struct resp_reader *rd, uint64_t want, bool small, char **held)
-{
-	int64_t len;
-
-	if (resp_number(rd, '$', &len) < 0)
-		return -1;
-	if (!small && len == -1)
-		return 0;
-	if (!small || len < 0 || (uint64_t)len != want) {
-		err_set("the stored entry's sizes do not match its bytes");
-		return -1;
-	}
-	*held = xmalloc(want + 1);
-	if (resp_read(rd, *held, want) < 0)
-		return -1;
-	return resp_crlf(rd);
-}
-
-static int read_entry_body(struct resp_reader *rd, struct entry_reply *er)
-{
-	struct lookup *res = er->res;
-	char *out = NULL, *err = NULL;
-	int64_t age, refresh;
-	int rc = -1;
-
-	if (resp_number(rd, ':', &age) < 0 || read_meta(rd, &res->meta) < 0)
-		return -1;
-	res->age_ms = age;
-	uint64_t total = res->meta.out_len + res->meta.err_len;
-	bool small = total <= BUFFER_LIMIT;
-	if (read_value(rd, res->meta.out_len, small, &out) < 0 ||
-	    read_value(rd, res->meta.err_len, small, &err) < 0 || resp_number(rd, ':', &refresh) < 0)
-		goto out;
-	er->big = !small;
-	res->refresh = refresh == 1;
-	if (small) {
-		count_out(er->sink, out, res->meta.out_len);
-		count_err(er->sink, err, res->meta.err_len);
-	}
-	rc = 0;
-out:
-	free(out);
-	free(err);
-	return rc;
-}
-
-static int read_entry_reply(struct resp_reader *rd, void *ctx)
-{
-	struct entry_reply *er = ctx;
-	struct lookup *res = er->res;
-	int64_t n, v;
-	char holder[512];
-
-	int rc = resp_number(rd, '*', &n);
-	if (rc < 0)
-		return rc;
-	if (n < 1 || small_bulk(rd, er->verdict, sizeof(er->verdict)) < 0)
-		goto malformed;
-	const char *w = er->verdict;
-	if (strcmp(w, "none") == 0 && n == 1)
-		return 0;
-	if (strcmp(w, "lead") == 0 && n == 2) {
-		if (resp_number(rd, ':', &v) < 0)
-			return -1;
-		res->verdict = VERDICT_LEAD;
-		res->fallback = v == 1;
-		return 0;
-	}
-	if (strcmp(w, "wait") == 0 && n == 3) {
-		if (resp_number(rd, ':', &v) < 0 || small_bulk(rd, holder, sizeof(holder)) < TOKEN_LEN)
-			goto malformed;
-		res->verdict = VERDICT_WAIT;
-		res->lease_left_ms = v;
-		memcpy(res->holder, holder, TOKEN_LEN);
-		res->holder[TOKEN_LEN] = '\0';
-		return 0;
-	}
-	if (n == 6 && (!strcmp(w, "hit") || !strcmp(w, "stale") || !strcmp(w, "done"))) {
-		res->verdict = !strcmp(w, "hit") ? VERDICT_HIT : !strcmp(w, "stale") ? VERDICT_STALE
-										      : VERDICT_DONE;
-		return read_entry_body(rd, er);
-	}
-malformed:
-	err_set("the store's reply is malformed");
-	return -1;
-}
-
-struct fetch {
-	uint64_t want;
-	resp_piece_fn piece;
-	struct counted *sink;
-};
-
-static int read_fetch_reply(struct resp_reader *rd, void *ctx)
-{
-	struct fetch *f = ctx;
-	int64_t len;
-
-	int rc = resp_number(rd, '$', &len);
-	if (rc < 0)
-		return rc;
-	if (len < 0 || (uint64_t)len != f->want) {
-		err_set("the entry changed while it was being read");
-		return -1;
-	}
-	if (resp_stream(rd, f->want, f->piece, f->sink) < 0)
-		return -1;
-	return resp_crlf(rd);
-}
-
 /* --- the harness ----------------------------------------------------------------- */
 
 /* a reader for each command, as plain_command() starts one; the bytes the
@@ -306,26 +136,29 @@ static struct resp_reader readers[2];
 static int fetch_big(int fd, struct resp_reader *prev, const struct entry_meta *m,
 		     struct counted *c)
 {
-	struct fetch out = {m->out_len, count_out, c}, err = {m->err_len, count_err, c};
+	struct value_reply out = {m->out_len, count_out, c};
+	struct value_reply err = {m->err_len, count_err, c};
 	struct resp_reader *a = &readers[prev == &readers[0]], *b = prev;
 
 	resp_reader_init(a, fd, prev->buf + prev->pos, prev->len - prev->pos);
-	if (read_fetch_reply(a, &out) < 0)
+	if (value_reply_read(a, &out) < 0)
 		return -1;
 	resp_reader_init(b, fd, a->buf + a->pos, a->len - a->pos);
-	return read_fetch_reply(b, &err);
+	return value_reply_read(b, &err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct lookup res;
 	struct counted c = {0, 0};
-	struct entry_reply er = {.res = &res, .sink = &c};
+	struct entry_reply er = {
+		.res = &res, .inline_max = INLINE_MAX, .out = count_out, .err = count_err, .ctx = &c,
+	};
 	int fd = pipe_of(data, size);
 
 	memset(&res, 0, sizeof(res));
 	resp_reader_init(&readers[0], fd, NULL, 0);
-	int rc = read_entry_reply(&readers[0], &er);
+	int rc = entry_reply_read(&readers[0], &er);
 	CHECK(readers[0].pos <= readers[0].len && readers[0].len <= sizeof(readers[0].buf));
 	if (rc == 0 && strcmp(er.verdict, "none") != 0) {
 		switch (res.verdict) {
@@ -334,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case VERDICT_DONE:
 			CHECK(res.meta.status >= 0 && res.meta.status <= 255);
 			if (er.big) {
-				CHECK(res.meta.out_len + res.meta.err_len > BUFFER_LIMIT);
+				CHECK(res.meta.out_len + res.meta.err_len > INLINE_MAX);
 				CHECK(c.out == 0 && c.err == 0);
 				rc = fetch_big(fd, &readers[0], &res.meta, &c);
 			}

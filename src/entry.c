@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "key.h"
+
 #define MS_MAX ((int64_t)1 << 52) /* far beyond any real time; keeps sums from overflowing */
 
 /* The field names, in the order they are written. Short, because Redis
  * stores one copy per entry; readable, because operators use HGETALL. */
-static const char *const field_names[ENTRY_NFIELDS] = {
+const char *const entry_field_names[ENTRY_NFIELDS] = {
 	"v", "st", "ct", "ttl", "sw", "se", "dt", "olen", "elen", "host",
 };
 
@@ -34,7 +36,7 @@ int parse_decimal(const char *p, size_t len, int64_t max, int64_t *out)
 void entry_meta_encode(const struct entry_meta *m, struct entry_field f[ENTRY_NFIELDS])
 {
 	for (int i = 0; i < ENTRY_NFIELDS; i++)
-		f[i].name = field_names[i];
+		f[i].name = entry_field_names[i];
 	snprintf(f[0].value, sizeof(f[0].value), "%d", ENTRY_VERSION);
 	snprintf(f[1].value, sizeof(f[1].value), "%d", m->status);
 	snprintf(f[2].value, sizeof(f[2].value), "%lld", (long long)m->created_ms);
@@ -131,12 +133,23 @@ bool entry_xfetch_fires(const struct entry_meta *m, int64_t age_ms, double beta,
 	return (double)age_ms + (double)m->compute_ms * beta * -log(rand) >= (double)m->ttl_ms;
 }
 
+void entry_header_sum(char out[ENTRY_SUM_LEN + 1], const char *p, size_t len)
+{
+	char hex[KEY_HASH_HEX];
+
+	key_hash_hex(hex, p, len);
+	memcpy(out, hex, ENTRY_SUM_LEN);
+	out[ENTRY_SUM_LEN] = '\0';
+}
+
 void entry_header_write(struct buf *b, const struct entry_meta *m)
 {
 	struct entry_field f[ENTRY_NFIELDS];
+	size_t start = b->len;
+	char sum[ENTRY_SUM_LEN + 1];
 
 	entry_meta_encode(m, f);
-	buf_append(b, "cachefence-entry\n", 17);
+	buf_append(b, ENTRY_MAGIC, sizeof(ENTRY_MAGIC) - 1);
 	for (int i = 0; i < ENTRY_NFIELDS; i++) {
 		/* a newline in the host name would end the header early */
 		for (char *c = f[i].value; *c; c++)
@@ -144,18 +157,37 @@ void entry_header_write(struct buf *b, const struct entry_meta *m)
 				*c = '_';
 		buf_appendf(b, "%s=%s\n", f[i].name, f[i].value);
 	}
-	buf_append(b, "\n", 1);
+	entry_header_sum(sum, b->data + start, b->len - start);
+	buf_appendf(b, "sum=%s\n\n", sum);
+}
+
+/* the "sum=" line of line_len bytes, pos bytes into the header at p, is
+ * well formed, is followed by the empty line that ends the header, and
+ * matches the bytes before it; 0, or -1 with err_set() */
+static int check_sum(const char *p, size_t len, size_t pos, size_t line_len)
+{
+	char want[ENTRY_SUM_LEN + 1];
+
+	if (line_len != 4 + ENTRY_SUM_LEN || len - pos < line_len + 2 || p[pos + line_len + 1] != '\n') {
+		err_set("entry header's checksum line is malformed or not last");
+		return -1;
+	}
+	entry_header_sum(want, p, pos);
+	if (memcmp(p + pos + 4, want, ENTRY_SUM_LEN) != 0) {
+		err_set("entry header does not match its checksum");
+		return -1;
+	}
+	return 0;
 }
 
 int entry_header_parse(const char *p, size_t len, struct entry_meta *m, size_t *hdr_len)
 {
-	static const char magic[] = "cachefence-entry\n";
 	const char *names[ENTRY_NFIELDS * 2], *values[ENTRY_NFIELDS * 2];
-	size_t lens[ENTRY_NFIELDS * 2], n = 0, pos = sizeof(magic) - 1;
+	size_t lens[ENTRY_NFIELDS * 2], n = 0, pos = sizeof(ENTRY_MAGIC) - 1;
 	/* names are compared with strcmp, so they are copied out NUL-terminated */
 	char name_store[ENTRY_NFIELDS * 2][16];
 
-	if (len < pos || memcmp(p, magic, pos) != 0) {
+	if (len < pos || memcmp(p, ENTRY_MAGIC, pos) != 0) {
 		err_set("entry file does not start with the cachefence header");
 		return -1;
 	}
@@ -167,7 +199,13 @@ int entry_header_parse(const char *p, size_t len, struct entry_meta *m, size_t *
 		}
 		size_t line_len = nl - (p + pos);
 		if (line_len == 0) {
-			pos++;
+			err_set("entry header has no checksum");
+			return -1;
+		}
+		if (line_len >= 4 && memcmp(p + pos, "sum=", 4) == 0) {
+			if (check_sum(p, len, pos, line_len) < 0)
+				return -1;
+			pos += line_len + 2;
 			break;
 		}
 		const char *eq = memchr(p + pos, '=', line_len);

@@ -17,6 +17,9 @@
 /* the number of named fields entry_meta_encode() produces */
 #define ENTRY_NFIELDS 10
 
+/* the fields' names, in the order they are written (lib.lua's META order) */
+extern const char *const entry_field_names[ENTRY_NFIELDS];
+
 struct entry_meta {
 	int status;         /* COMMAND's exit status, 0..255 */
 	int64_t created_ms; /* store clock (Redis server time), ms since the epoch */
@@ -66,10 +69,21 @@ enum freshness entry_freshness(const struct entry_meta *m, int64_t now_ms);
  * in its lookup script. */
 bool entry_xfetch_fires(const struct entry_meta *m, int64_t age_ms, double beta, double rand);
 
-/* append the local store's file header ("name=value" lines, then an empty line) */
+/* The local store's file header: the magic line, "name=value" lines, then
+ * "sum=" and the first ENTRY_SUM_LEN hex digits of the SHA-256 of all the
+ * header before that line, then an empty line. The checksum makes a header
+ * whose sizes were changed but still add up a miss: stdout and stderr sit
+ * back to back in the file, and only the sizes say where one ends. */
+#define ENTRY_MAGIC "cachefence-entry\n"
+#define ENTRY_SUM_LEN 16
+
+/* the checksum of the len header bytes at p, as the "sum=" line holds it */
+void entry_header_sum(char out[ENTRY_SUM_LEN + 1], const char *p, size_t len);
+/* append a file header for m to b */
 void entry_header_write(struct buf *b, const struct entry_meta *m);
 /* parse a file header from the first len bytes of p; on success 0 and *hdr_len is
- * the offset of the stored bytes; -1 with err_set() if it does not decode */
+ * the offset of the stored bytes; -1 with err_set() if it does not decode or
+ * does not match its checksum */
 int entry_header_parse(const char *p, size_t len, struct entry_meta *m, size_t *hdr_len);
 
 /* parse a decimal in [0, max] with nothing else around it; 0 or -1 */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "lua_scripts.h"
+#include "reply.h"
 #include "resp.h"
 #include "util.h"
 
@@ -304,16 +305,6 @@ static int is_string(const redisReply *r)
 	return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
 }
 
-/* decode META values (names in META order); 0, or -1 if they do not make an entry */
-static int decode_values(const char *const *values, const size_t *lens, struct entry_meta *meta)
-{
-	static const char *const names[ENTRY_NFIELDS] = {
-		"v", "st", "ct", "ttl", "sw", "se", "dt", "olen", "elen", "host",
-	};
-
-	return entry_meta_decode(meta, names, values, lens, ENTRY_NFIELDS);
-}
-
 /* decode the META values of an HMGET or script reply; 0, or -1 if they do
  * not make an entry */
 static int decode_meta(const redisReply *m, struct entry_meta *meta)
@@ -327,7 +318,7 @@ static int decode_meta(const redisReply *m, struct entry_meta *meta)
 		values[i] = is_string(m->element[i]) ? m->element[i]->str : "";
 		lens[i] = is_string(m->element[i]) ? m->element[i]->len : 0;
 	}
-	return decode_values(values, lens, meta);
+	return entry_meta_decode(meta, entry_field_names, values, lens, ENTRY_NFIELDS);
 }
 
 /* --- the streamed reply of lookup and get ------------------------------------------ */
@@ -337,58 +328,7 @@ static int decode_meta(const redisReply *m, struct entry_meta *meta)
  * connection that breaks mid-value leaves nothing partial behind. Larger ones
  * come as nil there and are streamed with HGET after; a break mid-value is
  * then reported as a cut output. */
-#define BUFFER_LIMIT (1024 * 1024)
-
-struct entry_reply {
-	struct lookup *res;
-	struct sink *sink;
-	char verdict[16];
-	bool big; /* the bytes were not inlined: fetch them with HGET */
-};
-
-/* a bulk string of at most max bytes into out (NUL-terminated); its length,
- * -1 for a nil, or -2 on failure */
-static int64_t small_bulk(struct resp_reader *rd, char *out, size_t max)
-{
-	int64_t len;
-	int rc = resp_number(rd, '$', &len);
-
-	if (rc < 0)
-		return -2;
-	if (len < 0) {
-		out[0] = '\0';
-		return -1;
-	}
-	if ((uint64_t)len >= max) {
-		err_set("a reply field is longer than expected");
-		return -2;
-	}
-	if (resp_read(rd, out, len) < 0 || resp_crlf(rd) < 0)
-		return -2;
-	out[len] = '\0';
-	return len;
-}
-
-static int read_meta(struct resp_reader *rd, struct entry_meta *meta)
-{
-	char values[ENTRY_NFIELDS][ENTRY_HOST_MAX];
-	const char *vp[ENTRY_NFIELDS];
-	size_t lens[ENTRY_NFIELDS];
-	int64_t n;
-
-	if (resp_number(rd, '*', &n) < 0 || n != ENTRY_NFIELDS) {
-		err_set("the entry's metadata is malformed");
-		return -1;
-	}
-	for (int i = 0; i < ENTRY_NFIELDS; i++) {
-		int64_t len = small_bulk(rd, values[i], sizeof(values[i]));
-		if (len == -2)
-			return -1;
-		vp[i] = values[i];
-		lens[i] = len < 0 ? 0 : len;
-	}
-	return decode_values(vp, lens, meta);
-}
+#define INLINE_MAX (1024 * 1024)
 
 static void piece_to_sink(void *ctx, const char *p, size_t n)
 {
@@ -406,118 +346,16 @@ static void piece_to_sink_err(void *ctx, const char *p, size_t n)
 	sink->partial = true;
 }
 
-/* read a bulk string of exactly want bytes into *held (malloc'ed); or, for
- * a value too large to inline, the nil that stands for it */
-static int read_value(struct resp_reader *rd, uint64_t want, bool small, char **held)
+/* a reader of lookup and get replies that hands an entry's bytes to sink */
+static struct entry_reply entry_reply_to(struct lookup *res, struct sink *sink)
 {
-	int64_t len;
-
-	if (resp_number(rd, '$', &len) < 0)
-		return -1;
-	if (!small && len == -1)
-		return 0;
-	if (!small || len < 0 || (uint64_t)len != want) {
-		err_set("the stored entry's sizes do not match its bytes");
-		return -1;
-	}
-	*held = xmalloc(want + 1);
-	if (resp_read(rd, *held, want) < 0)
-		return -1;
-	return resp_crlf(rd);
-}
-
-/* the entry part of a hit: age, meta, stdout, stderr, refresh flag */
-static int read_entry_body(struct resp_reader *rd, struct entry_reply *er)
-{
-	struct lookup *res = er->res;
-	char *out = NULL, *err = NULL;
-	int64_t age, refresh;
-	int rc = -1;
-
-	if (resp_number(rd, ':', &age) < 0 || read_meta(rd, &res->meta) < 0)
-		return -1;
-	res->age_ms = age;
-	uint64_t total = res->meta.out_len + res->meta.err_len;
-	bool small = total <= BUFFER_LIMIT;
-	if (read_value(rd, res->meta.out_len, small, &out) < 0 ||
-	    read_value(rd, res->meta.err_len, small, &err) < 0 || resp_number(rd, ':', &refresh) < 0)
-		goto out;
-	er->big = !small;
-	res->refresh = refresh == 1;
-	if (small) {
-		sink_write(er->sink, er->sink->out_fd, out, res->meta.out_len);
-		sink_write(er->sink, er->sink->err_fd, err, res->meta.err_len);
-	}
-	rc = 0;
-out:
-	free(out);
-	free(err);
-	return rc;
-}
-
-static int read_entry_reply(struct resp_reader *rd, void *ctx)
-{
-	struct entry_reply *er = ctx;
-	struct lookup *res = er->res;
-	int64_t n, v;
-	char holder[512];
-
-	int rc = resp_number(rd, '*', &n);
-	if (rc < 0)
-		return rc;
-	if (n < 1 || small_bulk(rd, er->verdict, sizeof(er->verdict)) < 0)
-		goto malformed;
-	const char *w = er->verdict;
-	if (strcmp(w, "none") == 0 && n == 1)
-		return 0;
-	if (strcmp(w, "lead") == 0 && n == 2) {
-		if (resp_number(rd, ':', &v) < 0)
-			return -1;
-		res->verdict = VERDICT_LEAD;
-		res->fallback = v == 1;
-		return 0;
-	}
-	if (strcmp(w, "wait") == 0 && n == 3) {
-		if (resp_number(rd, ':', &v) < 0 || small_bulk(rd, holder, sizeof(holder)) < TOKEN_LEN)
-			goto malformed;
-		res->verdict = VERDICT_WAIT;
-		res->lease_left_ms = v;
-		memcpy(res->holder, holder, TOKEN_LEN);
-		res->holder[TOKEN_LEN] = '\0';
-		return 0;
-	}
-	if (n == 6 && (!strcmp(w, "hit") || !strcmp(w, "stale") || !strcmp(w, "done"))) {
-		res->verdict = !strcmp(w, "hit") ? VERDICT_HIT : !strcmp(w, "stale") ? VERDICT_STALE
-										      : VERDICT_DONE;
-		return read_entry_body(rd, er);
-	}
-malformed:
-	err_set("the store's reply is malformed");
-	return -1;
-}
-
-/* the reply to HGET of a large value: streamed to the sink as it comes */
-struct fetch {
-	uint64_t want;
-	resp_piece_fn piece;
-	struct sink *sink;
-};
-
-static int read_fetch_reply(struct resp_reader *rd, void *ctx)
-{
-	struct fetch *f = ctx;
-	int64_t len;
-
-	int rc = resp_number(rd, '$', &len);
-	if (rc < 0)
-		return rc;
-	if (len < 0 || (uint64_t)len != f->want) {
-		err_set("the entry changed while it was being read");
-		return -1;
-	}
-	if (resp_stream(rd, f->want, f->piece, f->sink) < 0)
-		return -1;
-	return resp_crlf(rd);
+	return (struct entry_reply){
+		.res = res,
+		.inline_max = INLINE_MAX,
+		.out = piece_to_sink,
+		.err = piece_to_sink_err,
+		.ctx = sink,
+	};
 }
 
 /* send one plain command and read its reply with read_reply; 0 or -1 */
@@ -550,17 +388,18 @@ static int plain_command(struct redis_store *rs, const struct resp_arg *args, in
 static int fetch_big(struct redis_store *rs, const struct buf *name, const struct entry_meta *m,
 		     struct sink *sink)
 {
-	struct fetch out = {m->out_len, piece_to_sink, sink}, err = {m->err_len, piece_to_sink_err, sink};
+	struct value_reply out = {m->out_len, piece_to_sink, sink};
+	struct value_reply err = {m->err_len, piece_to_sink_err, sink};
 	struct resp_arg args[3] = {
 		{.p = "HGET", .len = 4, .fd = -1},
 		{.p = name->data, .len = name->len, .fd = -1},
 		{.p = "out", .len = 3, .fd = -1},
 	};
 
-	if (plain_command(rs, args, 3, read_fetch_reply, &out) < 0)
+	if (plain_command(rs, args, 3, value_reply_read, &out) < 0)
 		return -1;
 	args[2] = (struct resp_arg){.p = "err", .len = 3, .fd = -1};
-	return plain_command(rs, args, 3, read_fetch_reply, &err);
+	return plain_command(rs, args, 3, value_reply_read, &err);
 }
 
 static int redis_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
@@ -569,7 +408,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	struct redis_store *rs = to_redis(s);
 	struct buf entry = {0}, lock = {0}, done = {0}, lock_value = {0};
 	struct script_call sc = {.script = &lua_lookup, .nkeys = 4};
-	struct entry_reply er = {.res = res, .sink = sink};
+	struct entry_reply er = entry_reply_to(res, sink);
 	char lease[24], beta[32], draw[32];
 
 	memset(res, 0, sizeof(*res));
@@ -592,7 +431,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push_str(&sc, req->force ? "1" : "0");
 	call_push_str(&sc, beta);
 	call_push_str(&sc, draw);
-	int rc = stream_script(rs, &sc, read_entry_reply, &er);
+	int rc = stream_script(rs, &sc, entry_reply_read, &er);
 	if (rc == 0 && strcmp(er.verdict, "none") == 0) {
 		err_set("the store's lookup reply is malformed");
 		rc = -1;
@@ -822,12 +661,12 @@ static int redis_get(struct store *s, const char *key, size_t key_len, bool fres
 	struct buf entry = {0};
 	struct script_call sc = {.script = &lua_get, .nkeys = 1};
 	struct lookup res = {0};
-	struct entry_reply er = {.res = &res, .sink = sink};
+	struct entry_reply er = entry_reply_to(&res, sink);
 
 	redis_name(&entry, rs->ns, key, key_len, "");
 	call_push(&sc, entry.data, entry.len);
 	call_push_str(&sc, fresh_only ? "1" : "0");
-	int rc = stream_script(rs, &sc, read_entry_reply, &er);
+	int rc = stream_script(rs, &sc, entry_reply_read, &er);
 	if (rc == 0 && er.big && strcmp(er.verdict, "none") != 0)
 		rc = fetch_big(rs, &entry, &res.meta, sink);
 	buf_free(&entry);

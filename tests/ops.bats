@@ -150,8 +150,10 @@ bulk_entries() {
 			now = int(time.time() * 1000)
 			def put(key, ct):
 			    k = key.encode()
-			    body = (b"cachefence-entry\nv=1\nst=0\nct=%d\nttl=3600000\nsw=0\nse=0\n"
-			            b"dt=5\nolen=3\nelen=0\nhost=crafted\n\nout" % ct) + k
+			    head = (b"cachefence-entry\nv=1\nst=0\nct=%d\nttl=3600000\nsw=0\nse=0\n"
+			            b"dt=5\nolen=3\nelen=0\nhost=crafted\n" % ct)
+			    sum = hashlib.sha256(head).hexdigest()[:16].encode()
+			    body = head + b"sum=" + sum + b"\n\nout" + k
 			    fd = os.open(os.path.join(d, hashlib.sha256(k).hexdigest() + ".entry"),
 			                 os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 			    os.write(fd, body)

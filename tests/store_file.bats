@@ -299,7 +299,7 @@ stderr_digest() {
 
 # --- junk in the store -----------------------------------------------------------------
 
-@test "a corrupt, truncated, foreign-keyed or future-version entry file is a miss: COMMAND runs and prints the right bytes" {
+@test "a corrupt, truncated, foreign-keyed, future-version or wrongly checksummed entry file is a miss: COMMAND runs and prints the right bytes" {
 	cmd=$(counter_cmd real 'printf "%s\n" "real output, long enough to be cut in the middle of its bytes"')
 	expected='real output, long enough to be cut in the middle of its bytes\n'
 	key=junk
@@ -311,7 +311,7 @@ stderr_digest() {
 	cp "$NS_DIR/$(key_hash other).entry" "$SCRATCH/other.entry"
 
 	# each case damages a sound entry of this key in its own way
-	cases=(random empty header-only bad-number no-blank-line truncated-in-stdout truncated-in-key future-version other-key)
+	cases=(random empty header-only bad-number no-blank-line truncated-in-stdout truncated-in-key future-version unsealed other-key)
 	for c in "${cases[@]}"; do
 		before=$(runs real)
 		cf_to "sound-$c" -t 1m -k $key -- "$cmd"
@@ -322,11 +322,12 @@ stderr_digest() {
 		random) head -c 600 /dev/urandom >"$entry" ;;
 		empty) : >"$entry" ;;
 		header-only) printf 'cachefence-entry\n' >"$entry" ;;
-		bad-number) sed 's/^olen=.*/olen=banana/' sound.entry >"$entry" ;;
+		bad-number) sed 's/^olen=.*/olen=banana/' sound.entry >"$entry" && reseal_entry "$entry" ;;
 		no-blank-line) sed '/^$/d' sound.entry >"$entry" ;;
 		truncated-in-stdout) head -c $((size - ${#key} - 30)) sound.entry >"$entry" ;;
 		truncated-in-key) head -c $((size - 2)) sound.entry >"$entry" ;;
-		future-version) sed 's/^v=1$/v=99/' sound.entry >"$entry" ;;
+		future-version) sed 's/^v=1$/v=99/' sound.entry >"$entry" && reseal_entry "$entry" ;;
+		unsealed) sed 's/^sum=.*/sum=0000000000000000/' sound.entry >"$entry" ;;
 		other-key) cp "$SCRATCH/other.entry" "$entry" ;;
 		esac
 		cmp -s sound.entry "$entry" && { echo "case $c did not change the entry" >&2; false; }

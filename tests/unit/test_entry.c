@@ -96,6 +96,16 @@ static void test_xfetch(void)
 	ok(!entry_xfetch_fires(&m, 59990, 1e9, 0.5), "an entry with no compute time never refreshes early");
 }
 
+/* append the len header bytes at p and their checksum line to b */
+static void seal(struct buf *b, const char *p, size_t len)
+{
+	char sum[ENTRY_SUM_LEN + 1];
+
+	entry_header_sum(sum, p, len);
+	buf_append(b, p, len);
+	buf_appendf(b, "sum=%s\n\n", sum);
+}
+
 static void test_header(void)
 {
 	struct entry_meta a = sample(), b;
@@ -114,10 +124,67 @@ static void test_header(void)
 	ok(entry_header_parse("garbage\n\n", 9, &b, &hdr_len) < 0, "a file without the magic line is rejected");
 	/* found by fuzzing: a NUL in a name must not make "v\0junk" read as "v" */
 	static const char nul_name[] = "cachefence-entry\nv\0junk=1\nst=0\nct=1\nttl=1\nsw=0\n"
-				       "se=0\ndt=0\nolen=0\nelen=0\n\n";
-	ok(entry_header_parse(nul_name, sizeof(nul_name) - 1, &b, &hdr_len) < 0,
+				       "se=0\ndt=0\nolen=0\nelen=0\n";
+	struct buf sealed = {0};
+	seal(&sealed, nul_name, sizeof(nul_name) - 1);
+	ok(entry_header_parse(sealed.data, sealed.len, &b, &hdr_len) < 0,
 	   "a field name holding a NUL byte is rejected");
+	buf_free(&sealed);
 	buf_free(&h);
+}
+
+/* the header of a sample entry with olen and elen as given, sealed with
+ * its checksum, or (sum NULL) with that sum line instead */
+static void sizes_header(struct buf *b, const char *olen, const char *elen, const char *sum)
+{
+	struct buf fields = {0};
+
+	buf_appendf(&fields, "%sv=1\nst=0\nct=1000\nttl=60000\nsw=0\nse=0\ndt=5\n"
+		    "olen=%s\nelen=%s\nhost=h\n", ENTRY_MAGIC, olen, elen);
+	if (sum) {
+		buf_append(b, fields.data, fields.len);
+		buf_appendf(b, "sum=%s\n\n", sum);
+	} else {
+		seal(b, fields.data, fields.len);
+	}
+	buf_free(&fields);
+}
+
+static void test_header_checksum(void)
+{
+	struct entry_meta m;
+	struct buf h = {0}, moved = {0};
+	size_t hdr_len;
+	char sum[ENTRY_SUM_LEN + 1];
+
+	sizes_header(&h, "10", "5", NULL);
+	ok(entry_header_parse(h.data, h.len, &m, &hdr_len) == 0 && m.out_len == 10 && m.err_len == 5,
+	   "a sealed header parses");
+	entry_header_sum(sum, h.data, h.len - (5 + ENTRY_SUM_LEN + 2));
+	/* the sizes moved by 3 but still add up to the same 15 bytes */
+	sizes_header(&moved, "7", "8", sum);
+	ok(entry_header_parse(moved.data, moved.len, &m, &hdr_len) < 0,
+	   "sizes that were changed but still add up do not match the checksum");
+	buf_free(&moved);
+	sizes_header(&moved, "7", "8", NULL);
+	ok(entry_header_parse(moved.data, moved.len, &m, &hdr_len) == 0 && m.out_len == 7,
+	   "the same sizes sealed anew parse: the checksum is what told them apart");
+
+	static const char unsealed[] = ENTRY_MAGIC "v=1\nst=0\nct=1\nttl=1\nsw=0\nse=0\n"
+				       "dt=0\nolen=0\nelen=0\nhost=h\n\n";
+	ok(entry_header_parse(unsealed, sizeof(unsealed) - 1, &m, &hdr_len) < 0,
+	   "a header without a checksum is rejected");
+	buf_free(&moved);
+	buf_append(&moved, h.data, h.len - 1);
+	buf_append(&moved, "x=1\n\n", 6);
+	ok(entry_header_parse(moved.data, moved.len, &m, &hdr_len) < 0,
+	   "a checksum that is not the last line is rejected");
+	buf_free(&moved);
+	sizes_header(&moved, "10", "5", "0123");
+	ok(entry_header_parse(moved.data, moved.len, &m, &hdr_len) < 0,
+	   "a checksum of the wrong length is rejected");
+	buf_free(&h);
+	buf_free(&moved);
 }
 
 int main(void)
@@ -127,5 +194,6 @@ int main(void)
 	test_freshness();
 	test_xfetch();
 	test_header();
+	test_header_checksum();
 	return done_testing();
 }

@@ -1,0 +1,162 @@
+/* reply: reading the replies that carry an entry; see reply.h */
+#include "reply.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* a bulk string of at most max - 1 bytes into out (NUL-terminated); its
+ * length, -1 for a nil, or -2 on failure */
+static int64_t small_bulk(struct resp_reader *rd, char *out, size_t max)
+{
+	int64_t len;
+
+	if (resp_number(rd, '$', &len) < 0)
+		return -2;
+	if (len < 0) {
+		out[0] = '\0';
+		return -1;
+	}
+	if ((uint64_t)len >= max) {
+		err_set("a reply field is longer than expected");
+		return -2;
+	}
+	if (resp_read(rd, out, len) < 0 || resp_crlf(rd) < 0)
+		return -2;
+	out[len] = '\0';
+	return len;
+}
+
+static int read_meta(struct resp_reader *rd, struct entry_meta *meta)
+{
+	char values[ENTRY_NFIELDS][ENTRY_HOST_MAX];
+	const char *vp[ENTRY_NFIELDS];
+	size_t lens[ENTRY_NFIELDS];
+	int64_t n;
+
+	if (resp_number(rd, '*', &n) < 0 || n != ENTRY_NFIELDS) {
+		err_set("the entry's metadata is malformed");
+		return -1;
+	}
+	for (int i = 0; i < ENTRY_NFIELDS; i++) {
+		int64_t len = small_bulk(rd, values[i], sizeof(values[i]));
+		if (len == -2)
+			return -1;
+		vp[i] = values[i];
+		lens[i] = len < 0 ? 0 : len;
+	}
+	return entry_meta_decode(meta, entry_field_names, vp, lens, ENTRY_NFIELDS);
+}
+
+/* read an inlined value of exactly want bytes into *held (malloc'ed, the
+ * caller frees it); or, when !inlined, the nil that stands for it */
+static int read_value(struct resp_reader *rd, uint64_t want, bool inlined, char **held)
+{
+	int64_t len;
+
+	if (resp_number(rd, '$', &len) < 0)
+		return -1;
+	if (!inlined && len == -1)
+		return 0;
+	if (!inlined || len < 0 || (uint64_t)len != want) {
+		err_set("the stored entry's sizes do not match its bytes");
+		return -1;
+	}
+	*held = xmalloc(want + 1);
+	if (resp_read(rd, *held, want) < 0)
+		return -1;
+	return resp_crlf(rd);
+}
+
+/* the entry part of a hit: age, meta, stdout, stderr, refresh flag */
+static int read_entry_body(struct resp_reader *rd, struct entry_reply *er)
+{
+	struct lookup *res = er->res;
+	char *out = NULL, *err = NULL;
+	int64_t age, refresh;
+	int rc = -1;
+
+	if (resp_number(rd, ':', &age) < 0 || read_meta(rd, &res->meta) < 0)
+		return -1;
+	res->age_ms = age;
+	/* olen and elen are each below 2^63 (entry_meta_decode), so no overflow */
+	bool inlined = res->meta.out_len + res->meta.err_len <= er->inline_max;
+	if (read_value(rd, res->meta.out_len, inlined, &out) < 0 ||
+	    read_value(rd, res->meta.err_len, inlined, &err) < 0 ||
+	    resp_number(rd, ':', &refresh) < 0)
+		goto out;
+	er->big = !inlined;
+	res->refresh = refresh == 1;
+	if (inlined) {
+		er->out(er->ctx, out, res->meta.out_len);
+		er->err(er->ctx, err, res->meta.err_len);
+	}
+	rc = 0;
+out:
+	free(out);
+	free(err);
+	return rc;
+}
+
+static enum verdict entry_verdict(const char *w)
+{
+	return !strcmp(w, "hit") ? VERDICT_HIT : !strcmp(w, "stale") ? VERDICT_STALE : VERDICT_DONE;
+}
+
+int entry_reply_read(struct resp_reader *rd, void *ctx)
+{
+	struct entry_reply *er = ctx;
+	struct lookup *res = er->res;
+	int64_t n, v;
+	char holder[512];
+
+	int rc = resp_number(rd, '*', &n);
+	if (rc < 0)
+		return rc;
+	if (n < 1 || small_bulk(rd, er->verdict, sizeof(er->verdict)) < 0)
+		goto malformed;
+	const char *w = er->verdict;
+	if (strcmp(w, "none") == 0 && n == 1)
+		return 0;
+	if (strcmp(w, "lead") == 0 && n == 2) {
+		if (resp_number(rd, ':', &v) < 0)
+			return -1;
+		res->verdict = VERDICT_LEAD;
+		res->fallback = v == 1;
+		return 0;
+	}
+	if (strcmp(w, "wait") == 0 && n == 3) {
+		if (resp_number(rd, ':', &v) < 0 || small_bulk(rd, holder, sizeof(holder)) < TOKEN_LEN)
+			goto malformed;
+		res->verdict = VERDICT_WAIT;
+		res->lease_left_ms = v;
+		memcpy(res->holder, holder, TOKEN_LEN);
+		res->holder[TOKEN_LEN] = '\0';
+		return 0;
+	}
+	if (n == 6 && (!strcmp(w, "hit") || !strcmp(w, "stale") || !strcmp(w, "done"))) {
+		res->verdict = entry_verdict(w);
+		return read_entry_body(rd, er);
+	}
+malformed:
+	err_set("the store's reply is malformed");
+	return -1;
+}
+
+int value_reply_read(struct resp_reader *rd, void *ctx)
+{
+	struct value_reply *vr = ctx;
+	int64_t len;
+
+	int rc = resp_number(rd, '$', &len);
+	if (rc < 0)
+		return rc;
+	if (len < 0 || (uint64_t)len != vr->want) {
+		err_set("the entry changed while it was being read");
+		return -1;
+	}
+	if (resp_stream(rd, vr->want, vr->piece, vr->ctx) < 0)
+		return -1;
+	return resp_crlf(rd);
+}
