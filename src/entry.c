@@ -1,7 +1,7 @@
 /* entry: the metadata codec shared by both stores, and the freshness rule. */
 #include "entry.h"
 
-#include <math.h>
+#include <math.h> /* frexp, which libc itself exports */
 #include <stdio.h>
 #include <string.h>
 
@@ -126,11 +126,29 @@ enum freshness entry_freshness(const struct entry_meta *m, int64_t now_ms)
 	return ENTRY_EXPIRED;
 }
 
+double entry_neg_ln(double r)
+{
+	int e;
+	double m = frexp(r, &e);
+
+	/* m in [sqrt(1/2), sqrt(2)): s is small, and r = 1 gives exactly 0 */
+	if (m < 0.70710678118654752440) {
+		m *= 2;
+		e--;
+	}
+	double s = (m - 1) / (m + 1), s2 = s * s, term = s, sum = 0;
+	for (int k = 1; k < 40; k += 2) {
+		sum += term / k;
+		term *= s2;
+	}
+	return -(e * 0.69314718055994530942 + 2 * sum);
+}
+
 bool entry_xfetch_fires(const struct entry_meta *m, int64_t age_ms, double beta, double rand)
 {
 	if (beta <= 0 || m->compute_ms <= 0 || rand <= 0 || rand > 1)
 		return false;
-	return (double)age_ms + (double)m->compute_ms * beta * -log(rand) >= (double)m->ttl_ms;
+	return (double)age_ms + (double)m->compute_ms * beta * entry_neg_ln(rand) >= (double)m->ttl_ms;
 }
 
 void entry_header_sum(char out[ENTRY_SUM_LEN + 1], const char *p, size_t len)

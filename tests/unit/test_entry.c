@@ -1,5 +1,7 @@
 /* Unit tests of the entry codec: encode/decode round trips, strict decoding,
  * the freshness rule, and the local store's header form. */
+#include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "entry.h"
@@ -94,6 +96,32 @@ static void test_xfetch(void)
 	ok(entry_xfetch_fires(&m, 59990, 1.0, 0.5), "a normal beta right before expiry does");
 	m.compute_ms = 0;
 	ok(!entry_xfetch_fires(&m, 59990, 1e9, 0.5), "an entry with no compute time never refreshes early");
+}
+
+/* entry_neg_ln agrees with libm's -log over (0, 1]: at the ends, at the
+ * powers of two where frexp's exponent steps, and at many draws between */
+static void test_neg_ln(void)
+{
+	static const double fixed[] = {1.0, 0.5, 0.25, 0.75, 0.999999999, 1e-3, 1e-300, 5e-324,
+				       2.2250738585072014e-308, 0.70710678118654752};
+	double worst = 0;
+	uint64_t x = 88172645463325252u;
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) + 100000; i++) {
+		double r;
+		if (i < sizeof(fixed) / sizeof(fixed[0])) {
+			r = fixed[i];
+		} else {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			r = (double)((x >> 11) + 1) / 9007199254740992.0; /* (0, 1] */
+		}
+		double want = -log(r), got = entry_neg_ln(r);
+		double err = fabs(got - want) / (want > 1 ? want : 1);
+		if (err > worst)
+			worst = err;
+	}
+	ok(worst < 1e-14, "entry_neg_ln is -log to within 1e-14 over (0, 1] (worst %g)", worst);
+	ok(entry_neg_ln(1.0) == 0, "entry_neg_ln(1) is exactly 0");
 }
 
 /* append the len header bytes at p and their checksum line to b */
@@ -193,6 +221,7 @@ int main(void)
 	test_strict_decoding();
 	test_freshness();
 	test_xfetch();
+	test_neg_ln();
 	test_header();
 	test_header_checksum();
 	return done_testing();
