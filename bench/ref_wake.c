@@ -10,46 +10,12 @@
  *
  * Redis on 127.0.0.1. Exit 0, or 2 on any error.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
+static const char ref_name[] = "ref_wake";
 
-static int connect_local(int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
-	int one = 1;
-
-	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		perror("ref_wake: connect");
-		return -1;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
+#include "ref_io.h"
 
 /* append one RESP bulk string to buf at *len */
 static void bulk(char *buf, size_t cap, size_t *len, const char *s)
@@ -105,7 +71,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: ref_wake wait PORT KEY | ref_wake push PORT KEY N (N 1 to 1000)\n");
 		return 2;
 	}
-	int fd = connect_local(atoi(argv[2]));
+	int fd = connect_to("127.0.0.1", atoi(argv[2]));
 	if (fd < 0)
 		return 2;
 	return wait ? wait_for(fd, argv[3]) : push(fd, argv[3], n);
