@@ -20,7 +20,13 @@ static const char ref_name[] = "ref_wake";
 /* append one RESP bulk string to buf at *len */
 static void bulk(char *buf, size_t cap, size_t *len, const char *s)
 {
-	*len += snprintf(buf + *len, cap - *len, "$%zu\r\n%s\r\n", strlen(s), s);
+	int n = snprintf(buf + *len, cap - *len, "$%zu\r\n%s\r\n", strlen(s), s);
+
+	if (n < 0 || (size_t)n >= cap - *len) {
+		fprintf(stderr, "%s: the command does not fit in %zu bytes\n", ref_name, cap);
+		exit(2);
+	}
+	*len += (size_t)n;
 }
 
 static int wait_for(int fd, const char *key)

@@ -13,8 +13,9 @@
  * CLOCK_REALTIME in microseconds when the first byte was read (0 if none
  * came) and when the pipe closed; STATUS is the exit status (128+S for a
  * signal); CPU_US the copy's user and system time over its whole life,
- * start-up included (wait4's rusage). After LIMIT seconds every copy still running is killed with
- * SIGKILL and this exits 1; 0 otherwise (whatever the copies' statuses).
+ * start-up included (wait4's rusage). After LIMIT seconds every copy still
+ * running is killed with SIGKILL and this exits 1; 0 otherwise (whatever
+ * the copies' statuses).
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
@@ -90,6 +91,47 @@ static void drain(struct copy *c, int64_t t)
 	c->fd = -1;
 }
 
+static void reaped(struct copy *c, int st, const struct rusage *ru)
+{
+	c->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	c->cpu_us = (int64_t)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1000000 +
+		    ru->ru_utime.tv_usec + ru->ru_stime.tv_usec;
+}
+
+/* wait for every copy until the deadline, then kill those still running
+ * (a copy may close its stdout and go on); 1 if any had to be killed */
+static int reap_all(struct copy *copies, int n, int64_t deadline)
+{
+	int left = n, killed = 0;
+
+	for (int i = 0; i < n; i++)
+		copies[i].status = -1;
+	while (left > 0) {
+		for (int i = 0; i < n; i++) {
+			int st;
+			struct rusage ru;
+			if (copies[i].status >= 0)
+				continue;
+			pid_t r = wait4(copies[i].pid, &st, killed ? 0 : WNOHANG, &ru);
+			if (r < 0 && errno != EINTR)
+				die("wait4");
+			if (r == copies[i].pid) {
+				reaped(&copies[i], st, &ru);
+				left--;
+			}
+		}
+		if (left > 0 && !killed && now_us() >= deadline) {
+			for (int i = 0; i < n; i++)
+				if (copies[i].status < 0)
+					kill(copies[i].pid, SIGKILL);
+			killed = 1;
+		} else if (left > 0 && !killed) {
+			usleep(1000);
+		}
+	}
+	return killed;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 7 || atoi(argv[1]) < 1 || atoi(argv[4]) < 1 || argv[5][0] != '-') {
@@ -128,18 +170,7 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	int rc = open_fds > 0;
-	for (int i = 0; i < n; i++) {
-		int st;
-		struct rusage ru;
-		if (copies[i].fd >= 0)
-			kill(copies[i].pid, SIGKILL);
-		if (wait4(copies[i].pid, &st, 0, &ru) < 0)
-			die("wait4");
-		copies[i].status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		copies[i].cpu_us = (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
-				   ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
-	}
+	int rc = reap_all(copies, n, deadline);
 
 	FILE *out = fopen(argv[3], "w");
 	if (!out)

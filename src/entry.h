@@ -63,7 +63,8 @@ int64_t entry_lifetime(const struct entry_meta *m);
  * sie_ms past the TTL (the two windows overlap; the longer one ends it) */
 enum freshness entry_freshness(const struct entry_meta *m, int64_t now_ms);
 
-/* -ln(r) for r in (0, 1], to within a few ulps, without libm: libm's only
+/* -ln(r) for r in (0, 1] (and only there: callers check), to within a few
+ * ulps, and zero (perhaps -0.0) for r = 1, without libm: libm's only
  * use here was this, and loading it cost every hit (a short-lived process)
  * about 0.4 ms of start-up, more than a tenth of the whole hit (bench:
  * 1 KiB Redis hit 1.14x the hiredis program with it). r = m * 2^e with m

@@ -16,7 +16,7 @@
  * "done" with an entry. An entry's bytes come inline when they add up to at
  * most inline_max (lib.lua's INLINE_MAX); they are read whole before any is
  * handed to out and err, so a reply cut mid-value hands over nothing. Larger
- * ones come as nil and big is set: fetch them with value_read. */
+ * ones come as nil and big is set: fetch them with value_reply_read. */
 struct entry_reply {
 	struct lookup *res;    /* filled in */
 	uint64_t inline_max;

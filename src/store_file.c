@@ -287,7 +287,9 @@ static int stored_open(struct file_store *fs, const char *name, struct stored *s
 	    entry_header_parse(head, n, &st->meta, &hdr_len) < 0)
 		goto miss;
 	uint64_t body = st->meta.out_len + st->meta.err_len;
-	if (body < st->meta.out_len || (uint64_t)sb.st_size < hdr_len + body)
+	/* each size is below 2^63, so the sum cannot wrap; the file's size
+	 * is compared by subtraction so that hdr_len + body cannot either */
+	if ((uint64_t)sb.st_size < hdr_len || body > (uint64_t)sb.st_size - hdr_len)
 		goto miss;
 	st->trailer_len = sb.st_size - hdr_len - body;
 	if (st->trailer_len > KEY_MAX)

@@ -330,12 +330,15 @@ static int decode_meta(const redisReply *m, struct entry_meta *meta)
  * then reported as a cut output. */
 #define INLINE_MAX (1024 * 1024)
 
+/* Once a byte has gone to the caller, a later failure of this call (the
+ * rest of a large value, or junk after an inlined one) is a cut output,
+ * never a reason to run COMMAND on top of what was already written. */
 static void piece_to_sink(void *ctx, const char *p, size_t n)
 {
 	struct sink *sink = ctx;
 
 	sink_write(sink, sink->out_fd, p, n);
-	sink->partial = true;
+	sink->partial |= n > 0 && sink->out_fd >= 0;
 }
 
 static void piece_to_sink_err(void *ctx, const char *p, size_t n)
@@ -343,7 +346,7 @@ static void piece_to_sink_err(void *ctx, const char *p, size_t n)
 	struct sink *sink = ctx;
 
 	sink_write(sink, sink->err_fd, p, n);
-	sink->partial = true;
+	sink->partial |= n > 0 && sink->err_fd >= 0;
 }
 
 /* a reader of lookup and get replies that hands an entry's bytes to sink */

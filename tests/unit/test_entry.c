@@ -161,8 +161,8 @@ static void test_header(void)
 	buf_free(&h);
 }
 
-/* the header of a sample entry with olen and elen as given, sealed with
- * its checksum, or (sum NULL) with that sum line instead */
+/* the header of a sample entry with olen and elen as given, ending in the
+ * sum line "sum=SUM" as given, or (sum NULL) in its own checksum */
 static void sizes_header(struct buf *b, const char *olen, const char *elen, const char *sum)
 {
 	struct buf fields = {0};
@@ -188,7 +188,10 @@ static void test_header_checksum(void)
 	sizes_header(&h, "10", "5", NULL);
 	ok(entry_header_parse(h.data, h.len, &m, &hdr_len) == 0 && m.out_len == 10 && m.err_len == 5,
 	   "a sealed header parses");
-	entry_header_sum(sum, h.data, h.len - (5 + ENTRY_SUM_LEN + 2));
+	/* the sum of all before "sum=SUM\n\n" is the sum the header holds */
+	entry_header_sum(sum, h.data, h.len - (4 + ENTRY_SUM_LEN + 2));
+	ok(memcmp(h.data + h.len - (ENTRY_SUM_LEN + 2), sum, ENTRY_SUM_LEN) == 0,
+	   "the sum line holds the checksum of the header before it");
 	/* the sizes moved by 3 but still add up to the same 15 bytes */
 	sizes_header(&moved, "7", "8", sum);
 	ok(entry_header_parse(moved.data, moved.len, &m, &hdr_len) < 0,
@@ -204,7 +207,7 @@ static void test_header_checksum(void)
 	   "a header without a checksum is rejected");
 	buf_free(&moved);
 	buf_append(&moved, h.data, h.len - 1);
-	buf_append(&moved, "x=1\n\n", 6);
+	buf_append(&moved, "x=1\n\n", 5);
 	ok(entry_header_parse(moved.data, moved.len, &m, &hdr_len) < 0,
 	   "a checksum that is not the last line is rejected");
 	buf_free(&moved);
