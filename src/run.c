@@ -214,7 +214,7 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 		log_warn("cannot store the result: %s", err_msg());
 		/* give the lock back if the store still listens, so waiters take
 		 * over now rather than when the lease runs out */
-		release(ctx, ABANDON_INTERRUPTED);
+		release(ctx, ABANDON_STORE_FAILED);
 	}
 	else if (rc == 0)
 		log_warn("result for key=%s not stored: the lock was lost (lease ran out, or the "

@@ -19,6 +19,7 @@ const char *const stat_names[STAT_COUNT] = {
 	[STAT_FAIL_OPEN] = "fail_open_runs",
 	[STAT_TOO_LARGE] = "stores_skipped_too_large",
 	[STAT_LOST_LOCK] = "stores_skipped_lost_lock",
+	[STAT_STORE_FAILED] = "stores_failed",
 };
 
 struct store *store_open(const struct store_config *cfg, bool *refused)

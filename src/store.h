@@ -69,6 +69,7 @@ enum counter {
 	STAT_FAIL_OPEN,    /* runs without the store after it failed mid-run */
 	STAT_TOO_LARGE,    /* stores skipped: output above --max-size */
 	STAT_LOST_LOCK,    /* stores skipped: the lock was lost (fencing) */
+	STAT_STORE_FAILED, /* stores skipped: the store refused or failed the write */
 	STAT_COUNT,
 };
 
@@ -79,6 +80,7 @@ extern const char *const stat_names[STAT_COUNT];
 enum abandon_reason {
 	ABANDON_INTERRUPTED, /* a signal, or a local failure */
 	ABANDON_TOO_LARGE,   /* the output was above --max-size */
+	ABANDON_STORE_FAILED, /* the store refused the result (out of memory, disk full) */
 };
 
 /* what inspect and list report of one key */

@@ -1056,6 +1056,8 @@ static int file_abandon(struct store *s, const char *key, size_t key_len, const 
 	(void)token;
 	if (why == ABANDON_TOO_LARGE)
 		file_count(s, STAT_TOO_LARGE);
+	else if (why == ABANDON_STORE_FAILED)
+		file_count(s, STAT_STORE_FAILED);
 	release_lock(to_file(s));
 	return 0;
 }

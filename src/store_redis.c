@@ -545,6 +545,20 @@ static int redis_renew(struct store *s, const char *key, size_t key_len, const c
 	return integer_reply(call_on_lock(to_redis(s), &lua_renew, key, key_len, token, lease));
 }
 
+/* the counter an abandoned round adds one to, or "" for none */
+static const char *abandon_counter(enum abandon_reason why)
+{
+	switch (why) {
+	case ABANDON_TOO_LARGE:
+		return stat_names[STAT_TOO_LARGE];
+	case ABANDON_STORE_FAILED:
+		return stat_names[STAT_STORE_FAILED];
+	case ABANDON_INTERRUPTED:
+		break;
+	}
+	return "";
+}
+
 static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
 			 enum abandon_reason why)
 {
@@ -558,7 +572,7 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 	call_push_str(&sc, rs->stats_key);
 	call_push_str(&sc, token);
 	call_push(&sc, channel.data, channel.len);
-	call_push_str(&sc, why == ABANDON_TOO_LARGE ? stat_names[STAT_TOO_LARGE] : "");
+	call_push_str(&sc, abandon_counter(why));
 	int rc = integer_reply(call_script(rs, &sc));
 	buf_free(&lock);
 	buf_free(&channel);

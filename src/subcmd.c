@@ -348,6 +348,7 @@ static const char *const stat_help[STAT_COUNT] = {
 	[STAT_FAIL_OPEN] = "Runs without the store after it failed mid-run.",
 	[STAT_TOO_LARGE] = "Results not stored: larger than --max-size.",
 	[STAT_LOST_LOCK] = "Results not stored: the lock was lost (fencing).",
+	[STAT_STORE_FAILED] = "Results not stored: the store refused or failed the write.",
 };
 
 static void stats_prometheus(struct buf *b, const char *ns, const uint64_t c[STAT_COUNT])

@@ -345,7 +345,7 @@ assert_no_stage_keys() {
 
 # --- out of memory, eviction ------------------------------------------------------------
 
-@test "maxmemory with noeviction: a store refused with OOM, or a server already full, leaves the caller's output and status intact with one warning line" {
+@test "maxmemory with noeviction: a store refused with OOM, or a server already full, leaves the caller's output and status intact with one warning line; stats counts the refused store" {
 	restart_after_test
 	head -c 1500000 /dev/urandom | base64 -w0 >bigdata
 	big=$(counter_cmd big "cat '$SCRATCH/bigdata'; exit 4")
@@ -366,6 +366,11 @@ assert_no_stage_keys() {
 	grep -q OOM refused.err
 	assert_eq "$(rcli EXISTS 'cachefence:{big}')" 0 "entries stored"
 	assert_no_stage_keys
+	# the refused store is counted: once the big write is turned away
+	# there is room again for the counter
+	assert_eq "$(stat_value stores_failed)" 1 "stores_failed"
+	cf_to stats stats
+	grep -Eqx 'stores_failed +1' stats.out
 
 	# over maxmemory already: even the lookup's bookkeeping is refused, so
 	# the run is fail-open

@@ -31,7 +31,8 @@ server_ms() {
 
 # the counters every stats output names, in their order
 STATS=(hits misses stale_served early_refreshes background_refreshes waits
-	lock_takeovers fail_open_runs stores_skipped_too_large stores_skipped_lost_lock)
+	lock_takeovers fail_open_runs stores_skipped_too_large stores_skipped_lost_lock
+	stores_failed)
 
 # the fields of inspect --json, sorted
 INSPECT_FIELDS='["age_ms","compute_ms","created_at","exit_status","host","key","lock","size","stale_ms","state","ttl_ms"]'

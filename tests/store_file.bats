@@ -381,7 +381,7 @@ stderr_digest() {
 	assert_bytes got.out 'stored before\n'
 }
 
-@test "a full file system: 1 MiB of output reaches the caller intact, exit 0, one warning, nothing stored and no temporary file left" {
+@test "a full file system: 1 MiB of output reaches the caller intact, exit 0, one warning, nothing stored, no temporary file left, the refused stores counted" {
 	mount_tmpfs "$STORE_DIR" size=64k,mode=0700
 	head -c 1048576 /dev/urandom >data
 	cmd=$(counter_cmd big "cat '$SCRATCH/data'")
@@ -407,4 +407,9 @@ stderr_digest() {
 	assert_bytes s2.out 'small\n'
 	assert_empty s2.err
 	assert_eq "$(runs small)" 1 "runs of the small COMMAND"
+
+	# both refused stores are counted (the counters were made on the first
+	# lookup, while there was room)
+	cf_to stats stats
+	grep -Eqx 'stores_failed +2' stats.out
 }
