@@ -100,16 +100,6 @@ restart_after_test() {
 	touch "$BATS_TEST_TMPDIR/restart-redis"
 }
 
-# a free loopback port (never 6379)
-free_port() {
-	local port _
-	for _ in $(seq 20); do
-		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
-		port_is_free "$port" && { echo "$port"; return 0; }
-	done
-	return 1
-}
-
 # the value of INFO field NAME (used_memory, evicted_keys, ...)
 redis_info() {
 	rcli INFO | tr -d '\r' | sed -n "s/^$1:\\([^ ]*\\)\$/\\1/p"
@@ -473,12 +463,10 @@ assert_no_stage_keys() {
 
 @test "a read-only replica as the URL: runs are fail-open with one warning line that names READONLY" {
 	cmd=$(counter_cmd ro 'echo "ro run $n"; exit 6')
-	port=$(free_port)
-	redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$SCRATCH" \
-		--logfile "$SCRATCH/replica.log" --replicaof 127.0.0.1 "$REDIS_PORT" \
-		</dev/null >/dev/null 2>&1 3>&- &
-	echo $! >replica.pid
-	for i in $(seq 100); do
+	redis_spawn "$SCRATCH" replica --replicaof 127.0.0.1 "$REDIS_PORT"
+	port=$SPAWNED_PORT
+	echo "$SPAWNED_PID" >replica.pid
+	for i in $(seq 200); do
 		redis-cli -p "$port" INFO replication 2>/dev/null | grep -q '^master_link_status:up' && break
 		sleep 0.1
 	done

@@ -120,27 +120,26 @@ port_is_free() {
 	! (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# start redis-server on a free loopback port; exports REDIS_PORT, REDIS_PID,
-# REDIS_SOCK (empty when the path would be too long) and CACHEFENCE_URL
-redis_start() {
-	command -v redis-server >/dev/null || { echo "redis-server not found" >&2; return 1; }
-	local dir=$BATS_FILE_TMPDIR port pid _ i sock=
-	(( ${#dir} < 90 )) && sock=$dir/redis.sock
+# start a redis-server with ARGS on a free loopback port, its log in
+# DIR/NAME.log; sets SPAWNED_PORT and SPAWNED_PID once our server (not some
+# other one) answers PING. A port found free can be taken before the server
+# binds it (other suites run at the same time), so it tries up to 10 ports.
+# Call it directly, not in $(...): the server is a job of this shell.
+redis_spawn() {
+	local dir=$1 name=$2 port pid _ i
+	shift 2
 	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001)) # never 6379
 		port_is_free "$port" || continue
 		redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-			--dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-			${sock:+--unixsocket "$sock" --unixsocketperm 700} \
+			--dir "$dir" --logfile "$dir/$name.log" "$@" \
 			</dev/null >/dev/null 2>&1 3>&- &
 		pid=$!
-		# bounded wait (~5 s) for our server, not some other one, to answer
+		# bounded wait (~5 s)
 		for i in $(seq 50); do
 			kill -0 "$pid" 2>/dev/null || break
 			if [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]]; then
-				export REDIS_PORT=$port REDIS_PID=$pid REDIS_SOCK=$sock
-				export CACHEFENCE_URL=redis://127.0.0.1:$port
-				redis_watchdog "$BASHPID" "$pid"
+				SPAWNED_PORT=$port SPAWNED_PID=$pid
 				return 0
 			fi
 			sleep 0.1
@@ -149,8 +148,21 @@ redis_start() {
 		wait "$pid" 2>/dev/null
 	done
 	echo "could not start redis-server; its log:" >&2
-	cat "$dir/redis.log" >&2 2>/dev/null
+	cat "$dir/$name.log" >&2 2>/dev/null
 	return 1
+}
+
+# start redis-server on a free loopback port; exports REDIS_PORT, REDIS_PID,
+# REDIS_SOCK (empty when the path would be too long) and CACHEFENCE_URL
+redis_start() {
+	command -v redis-server >/dev/null || { echo "redis-server not found" >&2; return 1; }
+	local dir=$BATS_FILE_TMPDIR sock=
+	(( ${#dir} < 90 )) && sock=$dir/redis.sock
+	redis_spawn "$dir" redis --pidfile "$dir/redis.pid" \
+		${sock:+--unixsocket "$sock" --unixsocketperm 700} || return 1
+	export REDIS_PORT=$SPAWNED_PORT REDIS_PID=$SPAWNED_PID REDIS_SOCK=$sock
+	export CACHEFENCE_URL=redis://127.0.0.1:$SPAWNED_PORT
+	redis_watchdog "$BASHPID" "$SPAWNED_PID"
 }
 
 # kill redis-server PID if bats (OWNER) dies before teardown_file runs
