@@ -50,10 +50,24 @@ void store_close(struct store *s)
 		s->ops->close(s);
 }
 
+int abandon_counter(enum abandon_reason why)
+{
+	switch (why) {
+	case ABANDON_TOO_LARGE:
+		return STAT_TOO_LARGE;
+	case ABANDON_STORE_FAILED:
+		return STAT_STORE_FAILED;
+	case ABANDON_INTERRUPTED:
+		break;
+	}
+	return -1;
+}
+
 void sink_write(struct sink *sink, int fd, const void *p, size_t n)
 {
 	if (fd < 0 || sink->write_failed || n == 0)
 		return;
+	sink->partial = true;
 	if (write_all(fd, p, n) < 0)
 		sink->write_failed = true;
 }

@@ -22,7 +22,8 @@ struct sink {
 	int out_fd;
 	int err_fd;
 	bool write_failed; /* set when the caller's output went away (EPIPE) */
-	bool partial;      /* some bytes went out, then the store failed: they cannot be taken back */
+	bool partial;      /* some bytes went out (sink_write): if the store fails after, they
+			    * cannot be taken back, and COMMAND must not run on top of them */
 };
 
 enum verdict {
@@ -178,9 +179,13 @@ struct store *store_open(const struct store_config *cfg, bool *refused);
 /* close a store from store_open(); accepts NULL */
 void store_close(struct store *s);
 
-/* write n stored bytes to fd unless an earlier write failed; a vanished
- * reader (EPIPE) is recorded in the sink, not an error */
+/* write n stored bytes to fd unless an earlier write failed, and mark the
+ * sink partial when any bytes were to go out; a vanished reader (EPIPE) is
+ * recorded in the sink, not an error */
 void sink_write(struct sink *sink, int fd, const void *p, size_t n);
+
+/* the counter an abandoned round adds one to, or -1 for none */
+int abandon_counter(enum abandon_reason why);
 
 /* copy len bytes from in_fd to fd through the sink (see sink_write); 0, or
  * -1 with errno when in_fd cannot be read or ends early */

@@ -1054,10 +1054,9 @@ static int file_abandon(struct store *s, const char *key, size_t key_len, const 
 	(void)key;
 	(void)key_len;
 	(void)token;
-	if (why == ABANDON_TOO_LARGE)
-		file_count(s, STAT_TOO_LARGE);
-	else if (why == ABANDON_STORE_FAILED)
-		file_count(s, STAT_STORE_FAILED);
+	int counter = abandon_counter(why);
+	if (counter >= 0)
+		file_count(s, counter);
 	release_lock(to_file(s));
 	return 0;
 }

@@ -330,15 +330,11 @@ static int decode_meta(const redisReply *m, struct entry_meta *meta)
  * then reported as a cut output. */
 #define INLINE_MAX (1024 * 1024)
 
-/* Once a byte has gone to the caller, a later failure of this call (the
- * rest of a large value, or junk after an inlined one) is a cut output,
- * never a reason to run COMMAND on top of what was already written. */
 static void piece_to_sink(void *ctx, const char *p, size_t n)
 {
 	struct sink *sink = ctx;
 
 	sink_write(sink, sink->out_fd, p, n);
-	sink->partial |= n > 0 && sink->out_fd >= 0;
 }
 
 static void piece_to_sink_err(void *ctx, const char *p, size_t n)
@@ -346,7 +342,6 @@ static void piece_to_sink_err(void *ctx, const char *p, size_t n)
 	struct sink *sink = ctx;
 
 	sink_write(sink, sink->err_fd, p, n);
-	sink->partial |= n > 0 && sink->err_fd >= 0;
 }
 
 /* a reader of lookup and get replies that hands an entry's bytes to sink */
@@ -545,20 +540,6 @@ static int redis_renew(struct store *s, const char *key, size_t key_len, const c
 	return integer_reply(call_on_lock(to_redis(s), &lua_renew, key, key_len, token, lease));
 }
 
-/* the counter an abandoned round adds one to, or "" for none */
-static const char *abandon_counter(enum abandon_reason why)
-{
-	switch (why) {
-	case ABANDON_TOO_LARGE:
-		return stat_names[STAT_TOO_LARGE];
-	case ABANDON_STORE_FAILED:
-		return stat_names[STAT_STORE_FAILED];
-	case ABANDON_INTERRUPTED:
-		break;
-	}
-	return "";
-}
-
 static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
 			 enum abandon_reason why)
 {
@@ -572,7 +553,8 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 	call_push_str(&sc, rs->stats_key);
 	call_push_str(&sc, token);
 	call_push(&sc, channel.data, channel.len);
-	call_push_str(&sc, abandon_counter(why));
+	int counter = abandon_counter(why);
+	call_push_str(&sc, counter >= 0 ? stat_names[counter] : "");
 	int rc = integer_reply(call_script(rs, &sc));
 	buf_free(&lock);
 	buf_free(&channel);
