@@ -30,6 +30,19 @@ assert_clean() {
 	assert_at_most_one_line "$1.err"
 }
 
+# run cf with ARGS twice: a miss that exits 0 printing exactly BYTES (with
+# printf's escapes) and nothing on stderr, then a hit that prints them again
+miss_then_hit() {
+	local bytes=$1
+	shift
+	cf_to miss "$@"
+	assert_status 0 miss
+	assert_bytes miss.out "$bytes"
+	assert_empty miss.err
+	cf_to hit "$@"
+	assert_bytes hit.out "$bytes"
+}
+
 # --- keys -----------------------------------------------------------------------------
 
 @test "a key of every byte from 1 to 255 is stored, replayed, read, inspected and invalidated as itself" {
@@ -37,12 +50,7 @@ assert_clean() {
 	assert_eq "$(printf '%s' "$key" | wc -c)" 255 "bytes in the key"
 	cmd=$(counter_cmd bytes 'echo "all bytes, run $n"')
 
-	cf_to miss -t 1m -k "$key" -- "$cmd"
-	assert_status 0 miss
-	assert_bytes miss.out 'all bytes, run 1\n'
-	assert_empty miss.err
-	cf_to hit -t 1m -k "$key" -- "$cmd"
-	assert_bytes hit.out 'all bytes, run 1\n'
+	miss_then_hit 'all bytes, run 1\n' -t 1m -k "$key" -- "$cmd"
 	assert_eq "$(runs bytes)" 1 "runs of COMMAND"
 
 	# neighbours: the key without its last byte, and with one more
@@ -100,12 +108,7 @@ assert_clean() {
 	other=${long%Z}Y
 	cmd=$(counter_cmd long 'echo "long key run $n"')
 
-	cf_to miss -t 1m -k "$long" -- "$cmd"
-	assert_status 0 miss
-	assert_bytes miss.out 'long key run 1\n'
-	assert_empty miss.err
-	cf_to hit -t 1m -k "$long" -- "$cmd"
-	assert_bytes hit.out 'long key run 1\n'
+	miss_then_hit 'long key run 1\n' -t 1m -k "$long" -- "$cmd"
 	cf_to other -t 1m -k "$other" -- "$cmd"
 	assert_bytes other.out 'long key run 2\n'
 	cf_to got get "$long"
@@ -145,12 +148,7 @@ assert_clean() {
 	args[6999]=$'new\nline'
 	sum=$(printf '%s\0' "${args[@]}" | sha256sum)
 
-	cf_to miss -t 1m -- "$cmd" "${args[@]}"
-	assert_status 0 miss
-	assert_bytes miss.out "run 1: 10000 arguments\n$sum\n"
-	assert_empty miss.err
-	cf_to hit -t 1m -- "$cmd" "${args[@]}"
-	cmp hit.out miss.out
+	miss_then_hit "run 1: 10000 arguments\n$sum\n" -t 1m -- "$cmd" "${args[@]}"
 	assert_eq "$(runs many)" 1 "runs of COMMAND"
 
 	args[9999]='changed'
