@@ -144,8 +144,10 @@ redis_spawn() {
 			fi
 			sleep 0.1
 		done
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
+		# the server may be gone already (a port taken under it): under
+		# bats's errexit a failing kill would end the retries here
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
 	done
 	echo "could not start redis-server; its log:" >&2
 	cat "$dir/$name.log" >&2 2>/dev/null
