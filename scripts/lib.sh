@@ -7,19 +7,34 @@ note() {
 	echo "${0##*/}: $*" >&2
 }
 
-# install, with apt-get, the Debian packages whose commands or headers are
-# missing; does nothing when all are there
-ensure_deps() {
-	local missing=() pair cmd pkg
-	for pair in meson:meson ninja:ninja-build pkg-config:pkg-config gcc:gcc \
-		redis-server:redis-server redis-cli:redis-tools bats:bats jq:jq \
-		python3:python3 flock:util-linux timeout:coreutils faketime:faketime \
-		mandoc:mandoc zsh:zsh fish:fish; do
-		cmd=${pair%%:*} pkg=${pair#*:}
-		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
-	done
-	[[ -f /usr/include/hiredis/hiredis.h ]] || missing+=(libhiredis-dev)
-	[[ -f /usr/include/nettle/sha2.h ]] || missing+=(nettle-dev)
+# The Debian packages each task needs, named in full. A bare bookworm
+# (debootstrap --variant=minbase) has none of them, and apt-get here never
+# installs recommended packages, so nothing may arrive by chance: gcc only
+# recommends libc6-dev (crt files, libc headers), `col` comes from
+# bsdextrautils, pgrep and ps from procps. scripts/fresh-check proves the
+# lists on such a chroot.
+DEPS_BUILD=(gcc libc6-dev meson ninja-build pkg-config python3 libhiredis-dev nettle-dev)
+DEPS_DEMO=("${DEPS_BUILD[@]}" redis-server redis-tools util-linux coreutils)
+DEPS_TEST=("${DEPS_DEMO[@]}" bats jq faketime mandoc bsdextrautils procps zsh fish)
+DEPS_BENCH=("${DEPS_DEMO[@]}" hyperfine valgrind time)
+DEPS_DEB=("${DEPS_BUILD[@]}" dpkg-dev debhelper fakeroot lintian)
+
+# the packages among PKG... that dpkg does not have installed
+packages_missing() {
+	local pkg
+	for pkg in "$@"; do
+		[[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] ||
+			echo "$pkg"
+	done | sort -u
+}
+
+# install, with apt-get, those of the Debian packages PKG... that are not
+# installed; does nothing when all are. Without dpkg (not Debian) it trusts
+# that they are there under other names: the build says what it misses.
+ensure_packages() {
+	command -v dpkg-query >/dev/null 2>&1 || return 0
+	local missing
+	mapfile -t missing < <(packages_missing "$@")
 	((${#missing[@]})) || return 0
 
 	note "installing ${missing[*]}"
@@ -31,10 +46,6 @@ ensure_deps() {
 		}
 		sudo=(sudo)
 	fi
-	command -v apt-get >/dev/null 2>&1 || {
-		note "no apt-get: install ${missing[*]} (or your system's names for them)"
-		return 1
-	}
 	# The redis-server package would start the system's redis on port 6379;
 	# policy-rc.d tells the maintainer scripts not to start any service.
 	local policy=/usr/sbin/policy-rc.d own_policy=
@@ -43,13 +54,18 @@ ensure_deps() {
 		"${sudo[@]}" chmod 755 "$policy"
 		own_policy=1
 	fi
-	local rc=0
-	"${sudo[@]}" apt-get update -qq &&
-		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	local rc=0 apt=(apt-get -o DPkg::Lock::Timeout=300)
+	"${sudo[@]}" "${apt[@]}" update -qq &&
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq \
 			--no-install-recommends "${missing[@]}" >/dev/null || rc=$?
 	[[ -n $own_policy ]] && "${sudo[@]}" rm -f "$policy"
 	((rc == 0)) || note "apt-get failed (status $rc)"
 	return "$rc"
+}
+
+# what scripts/test needs (a superset of the demo's and the build's)
+ensure_deps() {
+	ensure_packages "${DEPS_TEST[@]}"
 }
 
 # configure (once) and build DIR, with any extra meson setup options

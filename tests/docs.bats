@@ -214,3 +214,45 @@ setup_file() {
 	printf 'not in README.md: %s\n' "${missing[@]}"
 	[[ ${#missing[@]} -eq 0 ]]
 }
+
+# install the build into a scratch DESTDIR with PREFIX; prints the DESTDIR
+install_to() {
+	local prefix=$1 dir=$BATS_TEST_TMPDIR/build-$RANDOM dest=$BATS_TEST_TMPDIR/dest-$RANDOM
+	meson setup "$dir" "$ROOT" --prefix="$prefix" >/dev/null 2>&1 || return 1
+	meson install -C "$dir" --destdir "$dest" --quiet >/dev/null 2>&1 || return 1
+	echo "$dest"
+}
+
+# the directory, once installed, of the one file under DEST/*/share whose
+# name is NAME
+installed_dir() {
+	local dest=$1 name=$2 f
+	f=$(find "$dest" -type f -path '*/share/*' -name "$name")
+	[[ -n $f && $(wc -l <<<"$f") == 1 ]] || { echo "installed $name: '$f'" >&2; return 1; }
+	f=${f#"$dest"}
+	echo "${f%/*}"
+}
+
+@test "installed completions land where each shell looks, with prefix /usr/local and with /usr" {
+	need meson
+	need zsh
+	need fish
+	local prefix dest d
+	for prefix in /usr/local /usr; do
+		dest=$(install_to "$prefix")
+		# zsh: a directory of its default $fpath
+		d=$(installed_dir "$dest" _cachefence)
+		zsh -fc 'print -l $fpath' | grep -qx -- "$d" ||
+			{ echo "prefix $prefix: zsh does not search $d" >&2; return 1; }
+		# fish: a directory of its completion path, with no XDG_DATA_DIRS set
+		d=$(installed_dir "$dest" cachefence.fish)
+		env -u XDG_DATA_DIRS fish -c 'string join \n $fish_complete_path' | grep -qx -- "$d" ||
+			{ echo "prefix $prefix: fish does not search $d" >&2; return 1; }
+		# bash-completion loads completions/NAME from each of $XDG_DATA_DIRS,
+		# which defaults to /usr/local/share:/usr/share
+		d=$(installed_dir "$dest" cachefence)
+		[[ $d == /usr/local/share/bash-completion/completions ||
+			$d == /usr/share/bash-completion/completions ]] ||
+			{ echo "prefix $prefix: bash-completion does not search $d" >&2; return 1; }
+	done
+}
