@@ -17,7 +17,7 @@ DEPS_BUILD=(gcc libc6-dev meson ninja-build pkg-config python3 libhiredis-dev ne
 DEPS_DEMO=("${DEPS_BUILD[@]}" redis-server redis-tools util-linux coreutils)
 DEPS_TEST=("${DEPS_DEMO[@]}" bats jq faketime mandoc bsdextrautils procps zsh fish)
 DEPS_BENCH=("${DEPS_DEMO[@]}" hyperfine valgrind time)
-DEPS_DEB=("${DEPS_BUILD[@]}" dpkg-dev debhelper fakeroot lintian)
+DEPS_DEB=("${DEPS_BUILD[@]}" build-essential dpkg-dev debhelper fakeroot lintian)
 
 # the packages among PKG... that dpkg does not have installed
 packages_missing() {
@@ -72,12 +72,14 @@ ensure_deps() {
 build() {
 	local dir=$1
 	shift
-	if [[ ! -f $dir/build.ninja ]]; then
-		meson setup "$dir" --werror "$@" >/dev/null || {
-			note "meson setup $dir failed; see $dir/meson-logs/meson-log.txt"
-			return 1
-		}
-	fi
+	# reconfigure an existing build dir too: what meson found at its first
+	# setup (bats, after scripts/demo installed less) may have changed since
+	local again=()
+	[[ -f $dir/build.ninja ]] && again=(--reconfigure)
+	meson setup "${again[@]}" "$dir" --werror "$@" >/dev/null || {
+		note "meson setup $dir failed; see $dir/meson-logs/meson-log.txt"
+		return 1
+	}
 	local out
 	out=$(ninja -C "$dir" 2>&1) || {
 		printf '%s\n' "$out" >&2
