@@ -1,7 +1,7 @@
 /* fuzz_parse: the number grammars of the command line (parse_duration,
  * parse_size, parse_nonneg_double) on any string, each checked against a
  * reference written here from the documented grammar: DIGITS[.DIGITS] and
- * a unit, rounded to the nearest integer with halves up, accepted iff the
+ * a unit (for durations, one or more such terms added up), rounded to the nearest integer with halves up, accepted iff the
  * value is within its limit. The reference works in 128-bit integers on up to
  * 18 fraction digits; with more, it allows the one-off its truncation may
  * cause. parse_nonneg_double reads at most 22 decimals and stops adding
@@ -25,7 +25,12 @@ struct unit {
 };
 
 static const struct unit duration_units[] = {
-	{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
+	{"", 1000}, {"ms", 1}, {"msec", 1},
+	{"s", 1000}, {"sec", 1000}, {"second", 1000}, {"seconds", 1000},
+	{"m", 60000}, {"min", 60000}, {"minute", 60000}, {"minutes", 60000},
+	{"h", 3600000}, {"hr", 3600000}, {"hour", 3600000}, {"hours", 3600000},
+	{"d", 86400000}, {"day", 86400000}, {"days", 86400000},
+	{"w", 604800000}, {"week", 604800000}, {"weeks", 604800000},
 };
 
 static const struct unit size_units[] = {
@@ -96,6 +101,61 @@ static void reference(const struct number *n, uint64_t scale, u128 *v, bool *exa
 	*exact = n->nfrac <= 18 || 2 * p10 - t % (2 * p10) > 2 * (u128)scale;
 }
 
+static bool is_alpha(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* check one parse_duration of s: terms NUMBER[UNIT] added up, each rounded
+ * on its own; a lone number is seconds, every term of more needs its unit */
+static void check_duration(const char *s, int rc, uint64_t got)
+{
+	const size_t nunits = sizeof(duration_units) / sizeof(*duration_units);
+	const char *p = s;
+	u128 sum = 0;
+	unsigned slack = 0, terms = 0;
+
+	do {
+		struct number n;
+		char name[32];
+		size_t len = 0;
+
+		if (!scan(p, &n)) {
+			CHECK(rc < 0);
+			return;
+		}
+		while (is_alpha(n.rest[len]))
+			len++;
+		const struct unit *u = NULL;
+		if (len < sizeof(name) && (len > 0 || (!*n.rest && terms == 0))) {
+			memcpy(name, n.rest, len);
+			name[len] = '\0';
+			u = find(duration_units, nunits, name);
+		}
+		/* an integer part this large is too long whatever follows */
+		if (!u || n.ip > DURATION_MAX_MS) {
+			CHECK(rc < 0);
+			return;
+		}
+		u128 v;
+		bool exact;
+		reference(&n, u->scale, &v, &exact);
+		sum += v;
+		slack += !exact;
+		p = n.rest + len;
+		terms++;
+	} while (*p);
+	if (slack == 0) {
+		CHECK(rc == (sum <= DURATION_MAX_MS ? 0 : -1));
+		if (rc == 0)
+			CHECK(got == sum);
+	} else if (rc == 0) {
+		CHECK(got >= sum && got <= sum + slack);
+	} else {
+		CHECK(sum + slack > DURATION_MAX_MS);
+	}
+}
+
 /* check one parse of s with units against max: *got and rc from the parser */
 static void check_scaled(const char *s, const struct unit *units, size_t nunits, u128 max,
 			 int rc, uint64_t got)
@@ -136,8 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(one_line(err_msg()));
 	else
 		CHECK(ms >= 0 && (uint64_t)ms <= DURATION_MAX_MS);
-	check_scaled(s, duration_units, sizeof(duration_units) / sizeof(*duration_units),
-		     DURATION_MAX_MS, rc, (uint64_t)ms);
+	check_duration(s, rc, (uint64_t)ms);
 
 	rc = parse_size(s, &bytes);
 	if (rc < 0)

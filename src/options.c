@@ -163,7 +163,8 @@ void options_usage(void)
 	      "\n"
 	      "run options:\n"
 	      "  -k, --key KEY           cache key (default: a hash of COMMAND's argv)\n"
-	      "  -t, --ttl DUR           how long a result is fresh (required)\n"
+	      "  -t, --ttl DUR           how long a result is fresh (required; env\n"
+	      "                          CACHEFENCE_TTL gives a default)\n"
 	      "      --lock-lease DUR    lease of the single-flight lock (default 10s)\n"
 	      "  -w, --wait DUR          longest wait for another run's result, then\n"
 	      "                          exit 124 (default: no limit)\n"
@@ -393,6 +394,76 @@ static bool is_run_option(int c)
 	return false;
 }
 
+/* the optimal string alignment distance between a and b (insertions,
+ * deletions, substitutions and swaps of two neighbours), capped at 9 */
+static int edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	int d[16][16];
+
+	if (la > 15 || lb > 15)
+		return 9;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++) {
+		for (size_t j = 1; j <= lb; j++) {
+			int cost = a[i - 1] != b[j - 1];
+			int v = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (d[i - 1][j - 1] + cost < v)
+				v = d[i - 1][j - 1] + cost;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+		}
+	}
+	return d[la][lb];
+}
+
+/* a word close enough to name to be a typo of it: one edit for short
+ * names, two for longer ones */
+static bool is_typo_of(const char *word, const char *name)
+{
+	int d = edit_distance(word, name);
+
+	return d > 0 && d <= (strlen(name) > 4 ? 2 : 1);
+}
+
+/* the long option of the given groups that "--word" is a typo of, or NULL */
+static const char *long_option_like(const char *word, int groups)
+{
+	for (size_t i = 0; i < NDEFS; i++)
+		if ((opt_defs[i].group & groups) && is_typo_of(word, opt_defs[i].lo.name))
+			return opt_defs[i].lo.name;
+	return NULL;
+}
+
+/* the subcommand that word is a typo of, or NULL */
+static const char *subcommand_like(const char *word)
+{
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+		if (is_typo_of(word, subcommands[i].name))
+			return subcommands[i].name;
+	return NULL;
+}
+
+/* the error for an unknown long option ARG ("--name" or "--name=value") */
+static void unknown_long_option(const char *arg, int groups)
+{
+	char name[64];
+	const char *like;
+
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg + 2, "="), arg + 2);
+	if (strncmp(arg, "--", 2) == 0 && (like = long_option_like(name, groups)))
+		err_set("unknown option %s: did you mean --%s? (see cachefence --help)", arg, like);
+	else
+		err_set("unknown option %s (see cachefence --help)", arg);
+}
+
 /* Parse options of the given groups from argv[0..argc) (argv[0] is the
  * program or subcommand name). On return *next indexes the first operand,
  * *saw_dashdash says whether "--" ended the options, and *saw_run whether a
@@ -415,7 +486,7 @@ static int parse_group(struct options *o, int groups, int argc, char **argv, int
 			if (optopt)
 				err_set("unknown option -%c (see cachefence --help)", optopt);
 			else
-				err_set("unknown option %s (see cachefence --help)", argv[optind - 1]);
+				unknown_long_option(argv[optind - 1], groups);
 			return -1;
 		}
 		if (c == ':') {
@@ -489,18 +560,50 @@ static int resolve_url(struct options *o, const char *flag)
 	return 0;
 }
 
-static int validate_run(struct options *o)
+/* COMMAND's first word where a subcommand could have stood (first word,
+ * no "--", no run option before it) and no TTL was given: a typo of a
+ * subcommand, or "help", is far likelier than a command to cache.
+ * 0, or -1 with err_set() */
+static int refuse_subcommand_typo(const struct options *o, bool command_first)
+{
+	const char *word = o->command[0], *like;
+
+	if (!command_first || o->ttl_ms >= 0)
+		return 0;
+	if (strcmp(word, "help") == 0) {
+		err_set("\"help\" is not a subcommand: for help run cachefence --help, or man "
+			"cachefence");
+		return -1;
+	}
+	if ((like = subcommand_like(word))) {
+		err_set("\"%s\" is not a subcommand: did you mean %s? (to cache a command of "
+			"that name: cachefence -t 5m -- %s)", word, like, word);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_run(struct options *o, bool command_first)
 {
 	if (!o->command || !o->command[0]) {
 		err_set("no COMMAND given (usage: cachefence -t 5m -- COMMAND [ARG]...)");
 		return -1;
 	}
+	if (refuse_subcommand_typo(o, command_first) < 0)
+		return -1;
+	/* bkt's habit: a default TTL from the environment, -t wins */
+	const char *env_ttl = getenv("CACHEFENCE_TTL");
+	bool ttl_from_env = o->ttl_ms < 0 && env_ttl && *env_ttl;
+	if (ttl_from_env && set_duration("CACHEFENCE_TTL", env_ttl, &o->ttl_ms) < 0)
+		return -1;
 	if (o->ttl_ms < 0) {
-		err_set("--ttl is required (for example: cachefence -t 5m -- %s)", o->command[0]);
+		err_set("--ttl is required (for example: cachefence -t 5m -- %s; or set "
+			"CACHEFENCE_TTL)", o->command[0]);
 		return -1;
 	}
 	if (o->ttl_ms == 0) {
-		err_set("--ttl: 0 would never be fresh (give at least 1ms, for example 30s)");
+		err_set("%s: 0 would never be fresh (give at least 1ms, for example 30s)",
+			ttl_from_env ? "CACHEFENCE_TTL" : "--ttl");
 		return -1;
 	}
 	if (o->lease_ms < 100) {
@@ -632,7 +735,7 @@ int options_parse(struct options *o, int argc, char **argv)
 	o->nargs = argc - next;
 	if (o->cmd == CMD_RUN) {
 		o->command = argv + next;
-		return validate_run(o);
+		return validate_run(o, !dashdash && !saw_run);
 	}
 	return validate_subcommand(o);
 }

@@ -31,12 +31,29 @@ struct unit {
 	uint64_t scale;
 };
 
+/* systemd's and bkt's spellings as well as the short ones; no months or
+ * years, whose length is not one number */
 static const struct unit duration_units[] = {
 	{"ms", 1},
+	{"msec", 1},
 	{"s", 1000},
+	{"sec", 1000},
+	{"second", 1000},
+	{"seconds", 1000},
 	{"m", 60 * 1000},
+	{"min", 60 * 1000},
+	{"minute", 60 * 1000},
+	{"minutes", 60 * 1000},
 	{"h", 60 * 60 * 1000},
+	{"hr", 60 * 60 * 1000},
+	{"hour", 60 * 60 * 1000},
+	{"hours", 60 * 60 * 1000},
 	{"d", 24 * 60 * 60 * 1000},
+	{"day", 24 * 60 * 60 * 1000},
+	{"days", 24 * 60 * 60 * 1000},
+	{"w", 7 * 24 * 60 * 60 * 1000},
+	{"week", 7 * 24 * 60 * 60 * 1000},
+	{"weeks", 7 * 24 * 60 * 60 * 1000},
 };
 
 static const struct unit size_units[] = {
@@ -228,49 +245,68 @@ static const struct unit *find_unit(const struct unit *units, size_t n,
 	return NULL;
 }
 
-static int all_alpha(const char *s)
+/* the unit at *p (letters up to the next digit), moving *p past it; the
+ * unit, or NULL with the letters copied into name */
+static const struct unit *scan_duration_unit(const char **p, char *name, size_t max)
 {
-	for (; *s; s++) {
-		if (!is_alpha((unsigned char)*s))
-			return 0;
-	}
-	return 1;
+	size_t n = 0;
+
+	while (is_alpha((unsigned char)(*p)[n]))
+		n++;
+	snprintf(name, max, "%.*s", (int)n, *p);
+	*p += n;
+	if (n >= max)
+		return NULL;
+	return find_unit(duration_units, sizeof(duration_units) / sizeof(*duration_units), name);
 }
 
 int parse_duration(const char *s, int64_t *ms)
 {
 	const char *p = s;
-	const struct unit *unit = &duration_units[1]; /* seconds by default */
-	struct decimal d;
-	uint64_t v;
+	uint64_t total = 0;
+	int terms = 0;
 
 	if (*s == '-') {
 		bad_value(s, 0, "is not a duration: it cannot be negative (%s)",
 			  duration_hint);
 		return -1;
 	}
-	if (scan_decimal(&p, &d) < 0) {
-		bad_value(s, 0, "is not a duration (%s)", duration_hint);
-		return -1;
-	}
-	if (*p) {
-		unit = find_unit(duration_units,
-				 sizeof(duration_units) / sizeof(*duration_units), p);
-		if (!unit && all_alpha(p)) {
-			bad_value(s, 0, "has an unknown unit \"%s\" (use ms, s, m, h or d)",
-				  p);
-			return -1;
-		}
-		if (!unit) {
+	/* one or more NUMBER[UNIT] terms added up (1h30m); a lone number is
+	 * seconds, every term of a longer one needs its unit */
+	do {
+		const struct unit *unit = &duration_units[2]; /* seconds */
+		struct decimal d;
+		char name[16];
+		uint64_t v;
+
+		if (scan_decimal(&p, &d) < 0) {
 			bad_value(s, 0, "is not a duration (%s)", duration_hint);
 			return -1;
 		}
-	}
-	if (scale_decimal(&d, unit->scale, DURATION_MAX_MS, &v) < 0) {
-		bad_value(s, 0, "is too long a duration (at most 36525d, about 100 years)");
-		return -1;
-	}
-	*ms = (int64_t)v;
+		if (is_alpha((unsigned char)*p)) {
+			unit = scan_duration_unit(&p, name, sizeof(name));
+			if (!unit && !*p) {
+				bad_value(s, 0, "has an unknown unit \"%s\" (use ms, s, m, h, d or w)",
+					  name);
+				return -1;
+			}
+			if (!unit) { /* 1e3, 0x10 */
+				bad_value(s, 0, "is not a duration (%s)", duration_hint);
+				return -1;
+			}
+		} else if (*p || terms > 0) {
+			bad_value(s, 0, "is not a duration: every part needs a unit (%s, 1h30m)",
+				  duration_hint);
+			return -1;
+		}
+		if (scale_decimal(&d, unit->scale, DURATION_MAX_MS - total, &v) < 0) {
+			bad_value(s, 0, "is too long a duration (at most 36525d, about 100 years)");
+			return -1;
+		}
+		total += v;
+		terms++;
+	} while (*p);
+	*ms = (int64_t)total;
 	return 0;
 }
 

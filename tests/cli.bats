@@ -75,7 +75,7 @@ teardown() {
 
 @test "every bad duration value exits 125 with one line on stderr and COMMAND does not run" {
 	cmd=$(counter_cmd never)
-	bad=(banana "" -5 -5s 5x 5sec s 1.2.3 "1 s" 0x10 inf nan 99999999999999999999d)
+	bad=(banana "" -5 -5s 5x 5y 5months s 1.2.3 "1 s" 1h30 "1h 30m" 0x10 inf nan 99999999999999999999d)
 	opts=(--ttl --lock-lease --wait --redis-timeout)
 	for opt in "${opts[@]}"; do
 		for value in "${bad[@]}"; do
@@ -90,9 +90,9 @@ teardown() {
 	assert_eq "$(runs never)" 0 "runs of COMMAND"
 }
 
-@test "good duration values are accepted: 250ms, 30, 5m, 1.5h, 2d" {
+@test "good duration values are accepted: 250ms, 30, 5m, 1.5h, 2d, and systemd's 1h30m, 90min, 1w, 10sec" {
 	cmd=$(counter_cmd ok 'echo fine')
-	for value in 250ms 30 5m 1.5h 2d; do
+	for value in 250ms 30 5m 1.5h 2d 1h30m 90min 1w 10sec 2hours 3days; do
 		cf_to good -t "$value" -k "dur-$value" --lock-lease 10s -w "$value" -- "$cmd"
 		assert_status 0 good || { echo "for: $value" >&2; false; }
 		assert_bytes good.out 'fine\n'
@@ -284,4 +284,63 @@ teardown() {
 	assert_eq "$(rcli EXISTS 'cachefence:{inurl}' 'cachefence:{user}' 'cachefence:{env}')" 3 "entries stored"
 	rcli ACL SETUSER default nopass >/dev/null
 	rcli ACL DELUSER cfuser >/dev/null
+}
+
+@test "a mistyped subcommand or 'help' as the first word is refused with the subcommand meant, and nothing runs" {
+	cmd=$(counter_cmd inpsect)
+	PATH=$SCRATCH:$PATH
+	for word in inpsect lsit pnig invaldate statss; do
+		cf_to typo "$word" foo
+		assert_usage_error typo || { echo "for: $word" >&2; false; }
+	done
+	cf_to typo inpsect foo
+	grep -q 'did you mean inspect?' typo.err
+	cf_to typo lsit
+	grep -q 'did you mean list?' typo.err
+	cf_to help help
+	assert_usage_error help
+	grep -q -- 'cachefence --help' help.err
+	# with a default TTL from the environment too
+	CACHEFENCE_TTL=5m cf_to typo inpsect foo
+	assert_usage_error typo
+	# what the message offers runs the command of that name
+	cf_to ran -t 5m -- inpsect
+	assert_status 0 ran
+	assert_bytes ran.out 'inpsect ran\n'
+	assert_eq "$(runs inpsect)" 1 "runs of COMMAND"
+}
+
+@test "a mistyped long option is refused with the option meant" {
+	cmd=$(counter_cmd never)
+	cf_to typo --tll 5m -- "$cmd"
+	assert_usage_error typo
+	grep -q 'did you mean --ttl?' typo.err
+	cf_to typo -t 5m --stale-if-eror 1m -- "$cmd"
+	grep -q 'did you mean --stale-if-error?' typo.err
+	cf_to typo stats --jsno
+	assert_usage_error typo
+	grep -q 'did you mean --json?' typo.err
+	# no option of another subcommand is offered
+	cf_to typo get --prometeus k
+	assert_usage_error typo
+	! grep -q 'did you mean' typo.err
+	assert_eq "$(runs never)" 0 "runs of COMMAND"
+}
+
+@test "CACHEFENCE_TTL gives the TTL when -t is not given, -t wins, and a bad value is one line and 125" {
+	cmd=$(counter_cmd ttl 'echo "run $n"')
+	CACHEFENCE_TTL=1m cf_to first -k envttl -- "$cmd"
+	assert_status 0 first
+	assert_bytes first.out 'run 1\n'
+	cf_to inspected inspect --json envttl
+	jq -e '.ttl_ms > 50000 and .ttl_ms <= 60000' inspected.out >/dev/null
+	CACHEFENCE_TTL=1m cf_to second -t 2h -k envttl2 -- "$cmd"
+	cf_to inspected inspect --json envttl2
+	jq -e '.ttl_ms > 3600000' inspected.out >/dev/null
+	for bad in banana 0 -5s; do
+		CACHEFENCE_TTL=$bad cf_to bad -k envttl3 -- "$cmd"
+		assert_usage_error bad || { echo "for: $bad" >&2; false; }
+		grep -q CACHEFENCE_TTL bad.err
+	done
+	assert_eq "$(runs ttl)" 2 "runs of COMMAND"
 }
