@@ -2,8 +2,10 @@
 #
 # Completes the subcommand as the first word, the options of the global
 # group plus those of the subcommand in use (run's when there is none), value
-# hints for options that take one, and COMMAND with its own completion after
-# "--" or after the first word that is not an option.
+# hints for options that take one, the keys in the store (from `cachefence
+# list`, with the line's -u and -n) for get, inspect and invalidate, and
+# COMMAND with its own completion after "--" or after the first word that is
+# not an option.
 #
 # Install as /usr/share/bash-completion/completions/cachefence, or source it.
 # It needs nothing from the bash-completion package, but uses its
@@ -87,9 +89,19 @@ _cachefence_values() {
 	esac
 }
 
+# the keys in the store the command line names (its -u, -n and environment),
+# one per line as `list` prints them; quick or nothing, never a hang
+_cachefence_keys() {
+	local cur=$1
+	shift
+	COMPREPLY=($(compgen -W "$(timeout 2 "${COMP_WORDS[0]}" "$@" --redis-timeout 300ms list \
+		2>/dev/null | cut -f1)" -- "$cur"))
+}
+
 _cachefence() {
 	local cur=${COMP_WORDS[COMP_CWORD]} last=$COMP_CWORD
 	local sub= command_at=0 saw_run=0 dashdash=0 operands=0 value_for= i j w c
+	local store_opts=() # -u and -n as given, for looking up keys
 	COMPREPLY=()
 
 	# bash splits "--opt=value" at '=' (COMP_WORDBREAKS): right after the
@@ -134,9 +146,13 @@ _cachefence() {
 				value_for=$w
 			else
 				((i++))
+				[[ $w == --url || $w == --namespace ]] && store_opts+=("$w" "${COMP_WORDS[i]}")
 			fi
 			continue
 		fi
+		case $w in
+		-u | -n) ((i + 1 < last)) && store_opts+=("$w" "${COMP_WORDS[i + 1]}") ;;
+		esac
 		# a bundle of short options: the first that takes a value takes the
 		# rest of the word, or else the next word
 		for ((j = 1; j < ${#w}; j++)); do
@@ -172,6 +188,16 @@ _cachefence() {
 	fi
 	if ((dashdash)) && [[ -z $sub || $sub == run ]]; then
 		COMPREPLY=($(compgen -c -- "$cur"))
+		return 0
+	fi
+	# a key of the store: get's and inspect's one, invalidate's each
+	local want_key=0
+	case $sub in
+	get | inspect) ((operands)) || want_key=1 ;;
+	invalidate) want_key=1 ;;
+	esac
+	if ((want_key)) && [[ $cur != -* || $operands == 1 ]]; then
+		_cachefence_keys "$cur" "${store_opts[@]}"
 		return 0
 	fi
 	((operands)) && return 0

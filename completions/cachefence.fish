@@ -154,6 +154,23 @@ complete -c cachefence -n $r -l tag -x -d 'file the entry under a tag'
 complete -c cachefence -n $r -l fail-closed -d 'exit 125 instead of running uncached when the store is unreachable'
 
 # subcommand options
+# the keys in the store the command line names (its -u and -n, else the
+# environment), as `cachefence list` prints them; quick or nothing
+function __cachefence_keys
+    set -l words (commandline -opc)
+    set -l store
+    for i in (seq 2 (count $words))
+        switch $words[$i]
+            case -u --url -n --namespace
+                set -a store $words[$i] $words[(math $i + 1)]
+            case '--url=*' '--namespace=*'
+                set -a store $words[$i]
+        end
+    end
+    timeout 2 $words[1] $store --redis-timeout 300ms list 2>/dev/null | cut -f1
+end
+complete -c cachefence -n '__cachefence_in get inspect invalidate' -f -a '(__cachefence_keys)'
+
 complete -c cachefence -n '__cachefence_in get' -l fresh -d 'only a fresh entry counts'
 complete -c cachefence -n '__cachefence_in inspect list stats' -l json -d 'JSON output'
 complete -c cachefence -n '__cachefence_in invalidate' -l match -x -d 'every entry whose key matches a glob'

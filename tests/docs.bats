@@ -256,3 +256,27 @@ installed_dir() {
 			{ echo "prefix $prefix: bash-completion does not search $d" >&2; return 1; }
 	done
 }
+
+@test "bash and fish complete get, inspect and invalidate with the keys of the store the line names" {
+	need fish
+	local store=$BATS_TEST_TMPDIR/store other=$BATS_TEST_TMPDIR/other k
+	export CACHEFENCE_URL=file://$store
+	for k in alpha beta; do
+		"$CACHEFENCE_BIN" -t 1m -k "$k" -- true
+	done
+	"$CACHEFENCE_BIN" -u "file://$other" -t 1m -k gamma -- true
+	# the completions run the cachefence they complete: this build's
+	PATH=$(dirname "$CACHEFENCE_BIN"):$PATH
+	run bash_complete cachefence get ''
+	[[ $(sort <<<"$output" | tr '\n' ' ') == "alpha beta " ]]
+	run bash_complete cachefence inspect b
+	[[ $output == beta ]]
+	run bash_complete cachefence invalidate alpha ''
+	[[ $(sort <<<"$output" | tr '\n' ' ') == "alpha beta " ]]
+	run bash_complete cachefence -u "file://$other" get ''
+	[[ $output == gamma ]]
+	run fish -c 'source $argv[1]; complete -C"cachefence inspect "' "$FISH_COMPLETION"
+	[[ $(cut -f1 <<<"$output" | sort | tr '\n' ' ') == "alpha beta " ]]
+	run fish -c 'source $argv[1]; complete -C"cachefence -u $argv[2] get "' "$FISH_COMPLETION" "file://$other"
+	[[ $(cut -f1 <<<"$output") == gamma ]]
+}
