@@ -70,6 +70,8 @@ int subcmd_get(const struct options *o)
 
 static const char *state_of(const struct entry_info *info)
 {
+	if (info->future)
+		return "future";
 	if (!info->present)
 		return info->locked ? "locked" : "absent";
 	return info->freshness == ENTRY_FRESH ? "fresh" : "stale";
@@ -298,6 +300,9 @@ static long invalidate_matching(struct store *s, const char *glob)
 	struct key_list l = {0};
 	long deleted = 0;
 
+	/* first the leaders running for a matching key, entry or not yet */
+	if (s->ops->fence && s->ops->fence(s, glob) < 0)
+		return -1;
 	if (s->ops->list(s, glob, collect_key, &l) < 0)
 		deleted = -1;
 	for (size_t i = 0; i < l.n; i++) {
