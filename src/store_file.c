@@ -452,9 +452,11 @@ static int judge_entry(struct file_store *fs, const struct lookup_req *req, stru
 	int64_t age = now > st->meta.created_ms ? now - st->meta.created_ms : 0;
 
 	if (from_future(&st->meta, now)) {
-		log_verbose("ignoring the entry: it was created %llds ahead of this host's clock "
-			    "(the clock was set back since)",
-			    (long long)((st->meta.created_ms - now) / 1000));
+		/* said once: the look again under the lock finds the same */
+		if (fs->lock_fd < 0)
+			log_verbose("ignoring the entry: it was created %llds ahead of this host's "
+				    "clock (the clock was set back since)",
+				    (long long)((st->meta.created_ms - now) / 1000));
 		return 0;
 	}
 	res->meta = st->meta;

@@ -1,6 +1,7 @@
 /* subcmd: operator subcommands, on any store through the store interface. */
 #include "subcmd.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,9 +94,15 @@ static int64_t stale_left(const struct entry_info *i)
 	return left > 0 ? left : 0;
 }
 
-/* a duration for people: 850ms, 12.3s, 4m05s, 2h10m, 3d04h */
+/* a duration for people: 850ms, 12.3s, 4m05s, 2h10m, 3d04h; negative
+ * (an entry from the future) with a '-' */
 static const char *human(char *out, size_t len, int64_t ms)
 {
+	if (ms < 0 && len > 1) {
+		out[0] = '-';
+		human(out + 1, len - 1, ms == INT64_MIN ? INT64_MAX : -ms);
+		return out;
+	}
 	int64_t s = ms / 1000;
 
 	if (ms < 1000)
