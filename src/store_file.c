@@ -60,6 +60,8 @@ struct file_store {
 	char *dir;                  /* its path, for messages */
 	int lock_fd;                /* the lock we lead under, or -1 */
 	int wait_fd;                /* the lock file a waiter waits on, or -1 */
+	int64_t wait_since_ms;      /* when we first found the lock held, or 0: a
+				     * round that ended before is not the one we wait on */
 	int notify_fd;              /* inotify, to wake a waiter, or -1 */
 	int commit_fd;              /* commit.lock, opened on first use, or -1 */
 	char lock_value_suffix[300]; /* " host=H pid=P" after the token */
@@ -417,6 +419,8 @@ static int take_lock(struct file_store *fs, const struct lookup_req *req, char *
 		if (fs->wait_fd >= 0)
 			close(fs->wait_fd);
 		fs->wait_fd = fd;
+		if (!fs->wait_since_ms)
+			fs->wait_since_ms = realtime_ms();
 		return 0;
 	}
 	if (claim_lock(fs, fd, req) < 0) {
@@ -548,7 +552,8 @@ static bool bypass_marked(struct file_store *fs, const struct lookup_req *req)
 	if (fstatat(fs->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
 		return false;
 	int64_t until = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
-	return until >= realtime_ms();
+	/* left for our round, not one that ended before we waited (see file_lookup) */
+	return until >= realtime_ms() && until - BYPASS_MARK_MS >= fs->wait_since_ms;
 }
 
 /* --- lookup and waiting ------------------------------------------------------------- */
@@ -571,8 +576,13 @@ static int file_lookup(struct store *s, const struct lookup_req *req, struct loo
 		rc = stored_open(fs, name, &st);
 		if (rc < 0)
 			return -1;
+		/* The lock file names its last leader even once released, and a
+		 * lock held for an instant by another reader (inspect) makes a
+		 * newcomer read that name: only a round that ended after we
+		 * began to wait is ours. */
 		if (rc == 1 && st.trailer_len == TOKEN_LEN &&
-		    memcmp(st.trailer, req->awaited, TOKEN_LEN) == 0) {
+		    memcmp(st.trailer, req->awaited, TOKEN_LEN) == 0 &&
+		    st.meta.created_ms >= fs->wait_since_ms) {
 			res->verdict = VERDICT_DONE;
 			res->meta = st.meta;
 			goto answer;
@@ -913,8 +923,12 @@ static bool lock_matches(const struct buf *b, const char *glob, const char *tag)
 	return match;
 }
 
-/* if the lock file open at fd is held by a leader that matches, unlink it
- * (the leader then finds its lock replaced and stores nothing); 0 or -1 */
+/* If the lock file open at fd names a key that matches, unlink it: a
+ * leader holding it then finds its lock replaced and stores nothing. The
+ * file is read without taking its lock, even for a moment: a newcomer that
+ * found it held would read its last leader's name and wait on a round long
+ * over. A lock file nobody holds is made again by the next leader, as after
+ * invalidate KEY. 0 or -1. */
 static int fence_one(struct file_store *fs, const char *name, int fd, const char *glob,
 		     const char *tag)
 {
@@ -924,9 +938,6 @@ static int fence_one(struct file_store *fs, const char *name, int fd, const char
 	ssize_t n;
 	int rc = 0;
 
-	/* a free lock has no leader: read only held ones */
-	if (flock(fd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK)
-		return 0;
 	while ((n = read_full(fd, chunk, sizeof(chunk))) > 0)
 		buf_append(&b, chunk, n);
 	if (n < 0 || !lock_matches(&b, glob, tag))
@@ -949,8 +960,9 @@ out:
 
 /* Fence out every leader running for a key that matches glob, or (glob
  * NULL) that files its result under tag, whether an entry exists yet or
- * not. Only locks held when we look are read: a leader that takes its lock
- * after that runs COMMAND after the invalidation began. 0 or -1. */
+ * not. A leader writes its key and tags into its lock file before it runs
+ * COMMAND; one whose lock file we have passed by runs COMMAND after the
+ * invalidation began. 0 or -1. */
 static int fence_running(struct file_store *fs, const char *glob, const char *tag)
 {
 	int dfd = dup(fs->dirfd);

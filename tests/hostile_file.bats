@@ -207,6 +207,24 @@ start_held_leader() {
 	assert_bytes inval2.out '1\n'
 }
 
+@test "a caller that finds the lock held for an instant by a reader (inspect) does not replay the failure of a round that ended before it came" {
+	fails=$(counter_cmd fails 'echo "old failure"; exit 3')
+	ok=$(counter_cmd ok 'echo "new result"')
+	# a failure is not cached, but left for the waiters of its round
+	cf_to old -t 1m -k racy -- "$fails"
+	assert_status 3 old
+
+	# a reader's shared lock, as inspect (or a waiter looking) takes one
+	flock -s "$NS_DIR/$(sha racy).lock" sleep 2 </dev/null >/dev/null 2>&1 3>&- &
+	sleep 0.3
+	cf_to new -t 1m -k racy -- "$ok"
+	assert_status 0 new
+	assert_bytes new.out 'new result\n'
+	assert_empty new.err
+	assert_eq "$(runs ok)" 1 "runs of the new COMMAND"
+	wait
+}
+
 # --- the clock (finding 9) ---------------------------------------------------------------
 
 @test "an entry written while the clock was 30 days ahead is a miss once it is set right, and inspect says it comes from the future" {
