@@ -822,7 +822,7 @@ static void tag_drop_done(struct file_store *fs, const char *name, const struct 
 	if (cfd < 0)
 		return;
 	if (read_small_file(fs, name, &now) != 0 || now.len < was->len ||
-	    memcmp(now.data, was->data, was->len) != 0)
+	    (was->len && memcmp(now.data, was->data, was->len) != 0))
 		goto out; /* gone, or rewritten by a sweep: nothing to drop */
 	if (now.len == was->len) {
 		unlinkat(fs->dirfd, name, 0);
@@ -907,9 +907,12 @@ static bool is_key_lock(const char *name)
 static bool lock_matches(const struct buf *b, const char *glob, const char *tag)
 {
 	struct buf rec = {0};
+	bool match = false;
+
+	if (b->len == 0) /* claimed, or its claim failed, this instant */
+		return false;
 	const char *nl = memchr(b->data, '\n', b->len);
 	size_t pos = nl ? (size_t)(nl + 1 - b->data) : b->len;
-	bool match = false;
 
 	/* the key has no NUL (key_validate), so it reads as a C string for fnmatch */
 	if (record_next(b->data, b->len, &pos, &rec) == 1) {
