@@ -119,6 +119,10 @@ int entry_reply_read(struct resp_reader *rd, void *ctx)
 	const char *w = er->verdict;
 	if (strcmp(w, "none") == 0 && n == 1)
 		return 0;
+	if (strcmp(w, "bypass") == 0 && n == 1) {
+		res->verdict = VERDICT_BYPASS;
+		return 0;
+	}
 	if (strcmp(w, "lead") == 0 && n == 2) {
 		if (resp_number(rd, ':', &v) < 0)
 			return -1;

@@ -12,7 +12,7 @@
 #include "resp.h"
 #include "store.h"
 
-/* a script's verdict reply: "none", "lead", "wait", or "hit" / "stale" /
+/* a script's verdict reply: "none", "lead", "wait", "bypass", or "hit" / "stale" /
  * "done" with an entry. An entry's bytes come inline when they add up to at
  * most inline_max (lib.lua's INLINE_MAX); they are read whole before any is
  * handed to out and err, so a reply cut mid-value hands over nothing. Larger

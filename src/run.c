@@ -426,6 +426,19 @@ static int served(struct run_ctx *ctx, const struct lookup *l)
 	return l->meta.status;
 }
 
+/* The leader we waited on found its output over --max-size: nothing will
+ * be stored this round. Run COMMAND now, uncached, as every other waiter
+ * of the round does, rather than take the lock in turn and run it once per
+ * waiter, one after another. Not a failure: no warning. */
+static int run_bypassed(struct run_ctx *ctx)
+{
+	log_verbose("waited key=%s: the leader's output is over --max-size; running COMMAND "
+		    "uncached", key_for_log(ctx));
+	store_close(ctx->store);
+	ctx->store = NULL;
+	return exec_uncached(ctx);
+}
+
 static int decide(struct run_ctx *ctx)
 {
 	const struct options *o = ctx->o;
@@ -437,6 +450,8 @@ static int decide(struct run_ctx *ctx)
 		.force = o->refresh,
 		.beta = o->beta,
 		.rand = xfetch_draw(),
+		.tags = o->tags,
+		.ntags = o->ntags,
 	};
 	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
 	struct lookup l;
@@ -456,6 +471,8 @@ static int decide(struct run_ctx *ctx)
 			return l.meta.status;
 		case VERDICT_LEAD:
 			return lead(ctx, l.fallback ? LEAD_FALLBACK : LEAD_LIVE);
+		case VERDICT_BYPASS:
+			return run_bypassed(ctx);
 		case VERDICT_WAIT:
 			break;
 		}

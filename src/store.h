@@ -32,7 +32,14 @@ enum verdict {
 	VERDICT_DONE, /* the awaited leader's round result (even a failure): bytes sent */
 	VERDICT_LEAD, /* no usable entry and the lock is ours: run COMMAND */
 	VERDICT_WAIT, /* no usable entry and another process holds the lock */
+	VERDICT_BYPASS, /* the awaited leader's output was over --max-size: nothing
+			 * will be stored this round, run COMMAND uncached at once */
 };
+
+/* how long a leader's mark "over --max-size: run it yourselves" stays for
+ * the waiters of its round (abandon with ABANDON_TOO_LARGE); they are woken
+ * as the lock is released, so a few seconds is plenty */
+#define BYPASS_MARK_MS 10000
 
 /* what one lookup asks for */
 struct lookup_req {
@@ -41,6 +48,8 @@ struct lookup_req {
 	const char *token;   /* ours, TOKEN_LEN hex digits: taken as the lock on a miss */
 	int64_t lease_ms;    /* lease of the lock if we take it */
 	const char *awaited; /* the leader token we waited on, or NULL */
+	const char *const *tags; /* --tag: the tags a result of ours files under, */
+	int ntags;               /* so that invalidate --tag fences us while we lead */
 	bool force;          /* --refresh: no entry counts; lead or wait */
 	double beta;         /* XFetch factor; 0: no early refresh */
 	double rand;         /* XFetch draw, uniform in (0, 1] */
@@ -87,6 +96,8 @@ enum abandon_reason {
 /* what inspect and list report of one key */
 struct entry_info {
 	bool present;            /* an entry exists, in any window */
+	bool future;             /* created ahead of the store's clock (the clock was
+				  * set back since): not served, age_ms < 0 */
 	struct entry_meta meta;
 	int64_t age_ms;
 	enum freshness freshness;
@@ -128,7 +139,9 @@ struct store_ops {
 	 * wake the waiters; 1 stored, 0 fenced out (lock lost), -1 error */
 	int (*finish)(struct store *s, const char *key, size_t key_len, const char *token,
 		      const struct result *r);
-	/* release our lock without a result and wake the waiters to take over; 0 or -1 */
+	/* release our lock without a result and wake the waiters to take over;
+	 * with ABANDON_TOO_LARGE, also leave the round's waiters a mark, for
+	 * BYPASS_MARK_MS, that makes their lookup a BYPASS; 0 or -1 */
 	int (*abandon)(struct store *s, const char *key, size_t key_len, const char *token,
 		       enum abandon_reason why);
 	/* write any stored entry (stale included unless fresh_only) to sink;
@@ -142,10 +155,15 @@ struct store_ops {
 	/* call fn for every entry of the namespace whose key matches glob (NULL:
 	 * all), walking without blocking the store; 0 or -1 */
 	int (*list)(struct store *s, const char *glob, list_fn fn, void *ctx);
-	/* delete every entry filed under tag, and the tag; the count deleted, or -1 */
+	/* delete every entry filed under tag, and the tag, fencing out leaders
+	 * running for it; the count deleted, or -1 */
 	long (*invalidate_tag)(struct store *s, const char *tag);
 	/* read the counters into c, zeroing them after when reset; 0 or -1 */
 	int (*stats)(struct store *s, uint64_t c[STAT_COUNT], bool reset);
+	/* NULL, or: fence out every leader running for a key that matches glob,
+	 * entry or not yet (invalidate --match calls it before deleting the
+	 * entries it lists); 0 or -1 */
+	int (*fence)(struct store *s, const char *glob);
 	/* add one to a counter, best effort (a run must not fail over stats) */
 	void (*count)(struct store *s, enum counter which);
 	/* check the store end to end and describe it into out; 0 or -1 */

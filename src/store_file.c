@@ -6,10 +6,16 @@
  *
  * Files, per namespace directory DIR/NS, for the key whose SHA-256 is H:
  *   H.entry        header (entry.c) + stdout + stderr + the user key
- *   H.lock         flock target; holds "TOKEN host=.. pid=.." of the leader
+ *   H.lock         flock target; holds "TOKEN host=.. pid=..\n" of the leader,
+ *                  then its user key and tags as records (records.h)
  *   H.done         a failed round's result for its waiters, trailer = TOKEN
  *   H.TOKEN.tmp    a result being written, renamed into place when complete
+ *   H.TOKEN.bypass a too-large round's mark for its waiters; mtime = expiry
  *   commit.lock    serialises the final check-and-rename against invalidate
+ *   stats          the counters (file_stats.c)
+ *   tag-SHA256(T)  the keys filed under tag T, one record each
+ * Only hex digests and fixed words make up these names, so no key, tag or
+ * namespace can name another's file, whatever bytes it holds.
  *
  * Entries appear by rename(2), so a reader sees the old entry or the new one,
  * never a torn one. Invalidate unlinks the lock file: a leader that finds
@@ -19,44 +25,44 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <fnmatch.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fnmatch.h>
-#include <stdatomic.h>
 #include <sys/file.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
+#include <sys/inotify.h>
 #include <sys/random.h>
-#include <sys/time.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "file_stats.h"
 #include "key.h"
+#include "records.h"
 #include "util.h"
 
 /* the header is a few hundred bytes; more than this does not decode */
 #define HEADER_MAX 4096
 
-/* the counters file: a magic word and the counters, updated with atomic
- * adds on a shared mapping, so a hit costs no lock and no write(2) */
-#define STATS_FILE "stats"
-#define STATS_MAGIC 0x3173746174736663ull /* "cfstats1", little-endian */
-#define STATS_SLOTS 64 /* room for counters added later */
-struct stats_page {
-	uint64_t magic;
-	_Atomic uint64_t counters[STATS_SLOTS];
-};
+/* an entry created more than this far ahead of the host's clock was
+ * written while the clock was ahead: it is suspect, not fresh for as long
+ * as the clock takes to catch up */
+#define FUTURE_SLACK_MS 2000
+
+/* a file name of one of a key's parts: H, '.', TOKEN, a suffix */
+#define NAME_MAX_LEN (KEY_HASH_HEX + TOKEN_LEN + 16)
 
 struct file_store {
 	struct store base;
-	struct stats_page *stats;   /* mapped on first use; NULL before or when it failed */
-	bool stats_failed;
+	struct file_stats stats;    /* the counters file */
 	int dirfd;                  /* the namespace directory */
 	char *dir;                  /* its path, for messages */
 	int lock_fd;                /* the lock we lead under, or -1 */
-	int wait_fd;                /* the lock file a waiter blocks on, or -1 */
+	int wait_fd;                /* the lock file a waiter waits on, or -1 */
+	int64_t wait_since_ms;      /* when we first found the lock held, or 0: a
+				     * round that ended before is not the one we wait on */
+	int notify_fd;              /* inotify, to wake a waiter, or -1 */
 	int commit_fd;              /* commit.lock, opened on first use, or -1 */
 	char lock_value_suffix[300]; /* " host=H pid=P" after the token */
 };
@@ -81,6 +87,41 @@ static void file_name(char *out, size_t outlen, const char *key, size_t len, con
 
 	key_hash_hex(h, key, len);
 	snprintf(out, outlen, "%s%s", h, suffix);
+}
+
+/* the file name of one of key's parts that belongs to a round: H.TOKEN + suffix */
+static void round_name(char *out, size_t outlen, const char *key, size_t len, const char *token,
+		       const char *suffix)
+{
+	char h[KEY_HASH_HEX];
+
+	key_hash_hex(h, key, len);
+	snprintf(out, outlen, "%s.%.*s%s", h, TOKEN_LEN, token, suffix);
+}
+
+/* true if the n bytes at p are lowercase hex digits */
+static bool is_hex(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* is the entry created more than the slack ahead of now? */
+static bool from_future(const struct entry_meta *m, int64_t now)
+{
+	return m->created_ms > now + FUTURE_SLACK_MS;
+}
+
+/* flock(2) that goes on after a signal handler ran */
+static int flock_retry(int fd, int how)
+{
+	int rc;
+
+	while ((rc = flock(fd, how)) < 0 && errno == EINTR)
+		;
+	return rc;
 }
 
 /* --- opening the directory safely ------------------------------------------ */
@@ -190,59 +231,18 @@ static int open_store_dir(const char *path, const char *ns, char **ns_path, bool
 
 /* --- counters ------------------------------------------------------------------ */
 
-/* map the counters file, creating it on first use; NULL with err_set() */
-static struct stats_page *stats_page(struct file_store *fs)
-{
-	if (fs->stats || fs->stats_failed)
-		return fs->stats;
-	fs->stats_failed = true;
-	int fd = openat(fs->dirfd, STATS_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		err_set("cannot open the counters in %s: %s", fs->dir, strerror(errno));
-		return NULL;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0 ||
-	    (st.st_size < (off_t)sizeof(struct stats_page) &&
-	     ftruncate(fd, sizeof(struct stats_page)) < 0)) {
-		err_set("cannot size the counters in %s: %s", fs->dir, strerror(errno));
-		close(fd);
-		return NULL;
-	}
-	void *p = mmap(NULL, sizeof(struct stats_page), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED) {
-		err_set("cannot map the counters in %s: %s", fs->dir, strerror(errno));
-		return NULL;
-	}
-	fs->stats = p;
-	/* a new file is all zeroes already; one of another layout starts over */
-	if (fs->stats->magic != STATS_MAGIC && fs->stats->magic != 0) {
-		for (int i = 0; i < STATS_SLOTS; i++)
-			atomic_store(&fs->stats->counters[i], 0);
-	}
-	fs->stats->magic = STATS_MAGIC;
-	fs->stats_failed = false;
-	return fs->stats;
-}
-
 static void file_count(struct store *s, enum counter which)
 {
-	struct stats_page *p = stats_page(to_file(s));
+	struct file_store *fs = to_file(s);
 
-	if (p)
-		atomic_fetch_add(&p->counters[which], 1);
+	file_stats_add(&fs->stats, fs->dirfd, fs->dir, which);
 }
 
 static int file_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)
 {
-	struct stats_page *p = stats_page(to_file(s));
+	struct file_store *fs = to_file(s);
 
-	if (!p)
-		return -1;
-	for (int i = 0; i < STAT_COUNT; i++)
-		c[i] = reset ? atomic_exchange(&p->counters[i], 0) : atomic_load(&p->counters[i]);
-	return 0;
+	return file_stats_read(&fs->stats, fs->dirfd, fs->dir, c, STAT_COUNT, reset);
 }
 
 /* --- reading entries ---------------------------------------------------------- */
@@ -336,12 +336,13 @@ static int stored_deliver(struct stored *st, struct sink *sink)
 
 /* --- the lock ------------------------------------------------------------------ */
 
-/* read the lock file's holder token into holder (TOKEN_LEN+1); "" if none */
+/* read the lock file's holder token into holder (TOKEN_LEN+1); "" if none
+ * (or not a token: it becomes part of file names) */
 static void read_holder(int fd, char *holder)
 {
 	ssize_t n = pread(fd, holder, TOKEN_LEN, 0);
 
-	holder[n == TOKEN_LEN ? TOKEN_LEN : 0] = '\0';
+	holder[n == TOKEN_LEN && is_hex(holder, TOKEN_LEN) ? TOKEN_LEN : 0] = '\0';
 }
 
 /* is the lock file at name still the inode we hold? (invalidate unlinks it) */
@@ -366,26 +367,31 @@ static void release_lock(struct file_store *fs)
 }
 
 /* We have just taken the lock: remove what a crashed predecessor left
- * half-written, then write our own token for waiters and inspect. */
-static int claim_lock(struct file_store *fs, int fd, const char *key, size_t len,
-		      const char *token)
+ * half-written, then write our token for waiters and inspect, and our key
+ * and tags for invalidate --match and --tag, which fence us out by them
+ * before any entry of ours exists. */
+static int claim_lock(struct file_store *fs, int fd, const struct lookup_req *req)
 {
-	char prev[TOKEN_LEN + 1], tmp[KEY_HASH_HEX + TOKEN_LEN + 8];
-	char value[TOKEN_LEN + sizeof(fs->lock_value_suffix)];
+	char prev[TOKEN_LEN + 1], tmp[NAME_MAX_LEN];
+	struct buf value = {0};
+	int rc = 0;
 
 	read_holder(fd, prev);
 	if (prev[0]) {
-		char suffix[TOKEN_LEN + 8];
-		snprintf(suffix, sizeof(suffix), ".%s.tmp", prev);
-		file_name(tmp, sizeof(tmp), key, len, suffix);
+		round_name(tmp, sizeof(tmp), req->key, req->key_len, prev, ".tmp");
 		unlinkat(fs->dirfd, tmp, 0);
 	}
-	int n = snprintf(value, sizeof(value), "%s%s\n", token, fs->lock_value_suffix);
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, value, n, 0) != n) {
+	buf_appendf(&value, "%.*s%s\n", TOKEN_LEN, req->token, fs->lock_value_suffix);
+	record_append(&value, req->key, req->key_len);
+	for (int i = 0; i < req->ntags; i++)
+		record_append(&value, req->tags[i], strlen(req->tags[i]));
+	if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0 ||
+	    write_all(fd, value.data, value.len) < 0) {
 		err_set("cannot write the lock file in %s: %s", fs->dir, strerror(errno));
-		return -1;
+		rc = -1;
 	}
-	return 0;
+	buf_free(&value);
+	return rc;
 }
 
 /* Try to take the key's lock without blocking: 1 taken (fs->lock_fd), 0 held
@@ -393,7 +399,7 @@ static int claim_lock(struct file_store *fs, int fd, const char *key, size_t len
  * to wait on), -1 with err_set(). */
 static int take_lock(struct file_store *fs, const struct lookup_req *req, char *holder)
 {
-	char name[KEY_HASH_HEX + 16];
+	char name[NAME_MAX_LEN];
 
 	if (fs->lock_fd >= 0)
 		return 1;
@@ -413,9 +419,11 @@ static int take_lock(struct file_store *fs, const struct lookup_req *req, char *
 		if (fs->wait_fd >= 0)
 			close(fs->wait_fd);
 		fs->wait_fd = fd;
+		if (!fs->wait_since_ms)
+			fs->wait_since_ms = realtime_ms();
 		return 0;
 	}
-	if (claim_lock(fs, fd, req->key, req->key_len, req->token) < 0) {
+	if (claim_lock(fs, fd, req) < 0) {
 		flock(fd, LOCK_UN);
 		close(fd);
 		return -1;
@@ -424,45 +432,57 @@ static int take_lock(struct file_store *fs, const struct lookup_req *req, char *
 	return 1;
 }
 
+/* Take the lock to refresh an entry that is served anyway: 1 taken, 0 not
+ * (held, or it cannot be taken: a read-only or full store still serves
+ * what it holds) */
+static int take_lock_to_refresh(struct file_store *fs, const struct lookup_req *req)
+{
+	char holder[TOKEN_LEN + 1];
+	int got = take_lock(fs, req, holder);
+
+	if (got < 0)
+		log_verbose("no refresh: %s", err_msg());
+	return got > 0;
+}
+
 /* Judge a sound entry as the Redis lookup script does. Returns 1 when the
  * entry answers the call (HIT or STALE: deliver it), 0 when the caller must
- * go on to the lock, -1 on error; res->fallback says a stale-if-error entry
- * stands behind a LEAD. */
+ * go on to the lock; res->fallback says a stale-if-error entry stands
+ * behind a LEAD. */
 static int judge_entry(struct file_store *fs, const struct lookup_req *req, struct stored *st,
 		       struct lookup *res)
 {
 	int64_t now = realtime_ms();
 	int64_t age = now > st->meta.created_ms ? now - st->meta.created_ms : 0;
-	char holder[TOKEN_LEN + 1];
-	int got;
 
+	if (from_future(&st->meta, now)) {
+		/* said once: the look again under the lock finds the same */
+		if (fs->lock_fd < 0)
+			log_verbose("ignoring the entry: it was created %llds ahead of this host's "
+				    "clock (the clock was set back since)",
+				    (long long)((st->meta.created_ms - now) / 1000));
+		return 0;
+	}
 	res->meta = st->meta;
 	res->age_ms = age;
 	switch (entry_freshness(&st->meta, now)) {
 	case ENTRY_FRESH:
 		res->verdict = VERDICT_HIT;
-		if (entry_xfetch_fires(&st->meta, age, req->beta, req->rand)) {
-			if ((got = take_lock(fs, req, holder)) < 0)
-				return -1;
-			res->refresh = got;
-		}
+		if (entry_xfetch_fires(&st->meta, age, req->beta, req->rand))
+			res->refresh = take_lock_to_refresh(fs, req);
 		file_count(&fs->base, STAT_HITS);
 		if (res->refresh)
 			file_count(&fs->base, STAT_EARLY);
 		return 1;
 	case ENTRY_STALE:
 		res->verdict = VERDICT_STALE;
-		if ((got = take_lock(fs, req, holder)) < 0)
-			return -1;
-		res->refresh = got;
+		res->refresh = take_lock_to_refresh(fs, req);
 		file_count(&fs->base, STAT_STALE);
 		if (res->refresh)
 			file_count(&fs->base, STAT_BACKGROUND);
 		return 1;
 	case ENTRY_STALE_IF_ERROR:
-		if ((got = take_lock(fs, req, holder)) < 0)
-			return -1;
-		if (!got) {
+		if (!take_lock_to_refresh(fs, req)) {
 			res->verdict = VERDICT_STALE;
 			file_count(&fs->base, STAT_STALE);
 			return 1;
@@ -491,6 +511,53 @@ static int look_at_entry(struct file_store *fs, const struct lookup_req *req, st
 	return rc;
 }
 
+/* --- a round too large to store ------------------------------------------------ */
+
+/* Leave the waiters of our round (those that read our token from the lock
+ * file) a mark that sends them to run COMMAND themselves at once: nothing
+ * will be stored, and taking the lock one after another would run it once
+ * per waiter in turn. An empty file whose mtime is its expiry; best effort. */
+static void leave_bypass_mark(struct file_store *fs, const char *key, size_t len,
+			      const char *token)
+{
+	char name[NAME_MAX_LEN];
+	int64_t until = realtime_ms() + BYPASS_MARK_MS;
+	struct timespec times[2] = {
+		{.tv_nsec = UTIME_NOW},
+		{.tv_sec = until / 1000, .tv_nsec = until % 1000 * 1000000},
+	};
+
+	round_name(name, sizeof(name), key, len, token, ".bypass");
+	int fd = openat(fs->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+			0600);
+	if (fd < 0 || futimens(fd, times) < 0) {
+		log_verbose("cannot leave the waiters a mark to run COMMAND themselves: %s",
+			    strerror(errno));
+		if (fd >= 0)
+			unlinkat(fs->dirfd, name, 0);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/* did the leader we wait on leave us a mark that has not expired? */
+static bool bypass_marked(struct file_store *fs, const struct lookup_req *req)
+{
+	char name[NAME_MAX_LEN];
+	struct stat st;
+
+	if (strlen(req->awaited) != TOKEN_LEN || !is_hex(req->awaited, TOKEN_LEN))
+		return false;
+	round_name(name, sizeof(name), req->key, req->key_len, req->awaited, ".bypass");
+	if (fstatat(fs->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+		return false;
+	int64_t until = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+	/* left for our round, not one that ended before we waited (see file_lookup) */
+	return until >= realtime_ms() && until - BYPASS_MARK_MS >= fs->wait_since_ms;
+}
+
+/* --- lookup and waiting ------------------------------------------------------------- */
+
 static int file_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
 		       struct sink *sink)
 {
@@ -509,14 +576,23 @@ static int file_lookup(struct store *s, const struct lookup_req *req, struct loo
 		rc = stored_open(fs, name, &st);
 		if (rc < 0)
 			return -1;
+		/* The lock file names its last leader even once released, and a
+		 * lock held for an instant by another reader (inspect) makes a
+		 * newcomer read that name: only a round that ended after we
+		 * began to wait is ours. */
 		if (rc == 1 && st.trailer_len == TOKEN_LEN &&
-		    memcmp(st.trailer, req->awaited, TOKEN_LEN) == 0) {
+		    memcmp(st.trailer, req->awaited, TOKEN_LEN) == 0 &&
+		    st.meta.created_ms >= fs->wait_since_ms) {
 			res->verdict = VERDICT_DONE;
 			res->meta = st.meta;
 			goto answer;
 		}
 		if (rc == 1)
 			stored_close(&st);
+		if (bypass_marked(fs, req)) {
+			res->verdict = VERDICT_BYPASS;
+			return 0;
+		}
 	}
 	rc = take_lock(fs, req, res->holder);
 	if (rc <= 0) {
@@ -556,42 +632,71 @@ static int file_watch(struct store *s, const char *key, size_t key_len)
 	return 0; /* the lock file itself is the wake-up: see file_wait */
 }
 
-static void on_alarm(int sig)
+/* A waiter looks at the lock again after this long, doubling up to a cap,
+ * when no inotify event wakes it first: the events make the wake-up
+ * immediate, the looks make it certain (an event can be missed, inotify
+ * can be out of instances). */
+#define WAIT_STEP_FIRST_MS 2
+#define WAIT_STEP_CAP_MS 250
+#define WAIT_STEP_CAP_BLIND_MS 50 /* without inotify */
+
+/* Ask inotify about the lock file wait_fd has open: a leader opens it for
+ * writing and closes it as it unlocks, or as it dies (IN_CLOSE_WRITE), and
+ * invalidate unlinks it (IN_ATTRIB, the link count). Best effort. */
+static void watch_lock(struct file_store *fs)
 {
-	(void)sig;
+	char path[64];
+
+	if (fs->notify_fd < 0)
+		fs->notify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fs->notify_fd < 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fs->wait_fd);
+	if (inotify_add_watch(fs->notify_fd, path, IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF) < 0) {
+		close(fs->notify_fd);
+		fs->notify_fd = -1;
+	}
 }
 
-/* Block on a shared lock of the file the leader holds exclusively: it is
- * granted the instant the leader releases or dies. A timer interrupts the
- * wait, since flock(2) has no timeout of its own. */
+/* Wait for the leader to release the lock file it holds exclusively: a
+ * shared lock tried without blocking, again at each inotify event and at
+ * growing intervals, until it is granted or timeout_ms passes. flock(2)
+ * itself has no timeout, and a timer's signal is no bound: the caller may
+ * have it blocked or ignored, and a store must not take a process-wide
+ * signal for itself. */
 static int file_wait(struct store *s, int64_t timeout_ms)
 {
 	struct file_store *fs = to_file(s);
-	struct sigaction sa = {0}, old;
-	struct itimerval tv = {0}, off = {0};
+	char events[4096];
 
 	if (fs->wait_fd < 0)
 		return 1;
 	if (timeout_ms <= 0)
 		return 0;
-	sa.sa_handler = on_alarm; /* no SA_RESTART: flock returns EINTR */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, &old);
-	tv.it_value.tv_sec = timeout_ms / 1000;
-	tv.it_value.tv_usec = (timeout_ms % 1000) * 1000;
-	setitimer(ITIMER_REAL, &tv, NULL);
-	int rc = flock(fs->wait_fd, LOCK_SH);
-	int e = errno;
-	setitimer(ITIMER_REAL, &off, NULL);
-	sigaction(SIGALRM, &old, NULL);
-	if (rc == 0) {
-		flock(fs->wait_fd, LOCK_UN);
-		return 1;
+	watch_lock(fs); /* before the first try, so no release falls between */
+	int64_t deadline = monotonic_ms() + timeout_ms;
+	int64_t step = WAIT_STEP_FIRST_MS;
+	for (;;) {
+		if (flock(fs->wait_fd, LOCK_SH | LOCK_NB) == 0) {
+			flock(fs->wait_fd, LOCK_UN);
+			return 1;
+		}
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			err_set("cannot wait on the lock in %s: %s", fs->dir, strerror(errno));
+			return -1;
+		}
+		int64_t left = deadline - monotonic_ms();
+		if (left <= 0)
+			return 0;
+		struct pollfd p = {.fd = fs->notify_fd, .events = POLLIN};
+		int n = poll(&p, fs->notify_fd >= 0, step < left ? step : left);
+		if (n > 0)
+			while (read(fs->notify_fd, events, sizeof(events)) > 0)
+				;
+		int64_t cap = fs->notify_fd >= 0 ? WAIT_STEP_CAP_MS : WAIT_STEP_CAP_BLIND_MS;
+		if (n == 0 && step < cap)
+			step = step * 2 < cap ? step * 2 : cap;
 	}
-	if (e == EINTR)
-		return 0;
-	err_set("cannot wait on the lock in %s: %s", fs->dir, strerror(e));
-	return -1;
 }
 
 static int file_renew(struct store *s, const char *key, size_t key_len, const char *token,
@@ -612,7 +717,7 @@ static int commit_lock(struct file_store *fs)
 	if (fs->commit_fd < 0)
 		fs->commit_fd = openat(fs->dirfd, "commit.lock",
 				       O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fs->commit_fd < 0 || flock(fs->commit_fd, LOCK_EX) < 0) {
+	if (fs->commit_fd < 0 || flock_retry(fs->commit_fd, LOCK_EX) < 0) {
 		err_set("cannot take the commit lock in %s: %s", fs->dir, strerror(errno));
 		return -1;
 	}
@@ -635,46 +740,50 @@ static void tag_file(char *out, size_t outlen, const char *tag)
 	snprintf(out, outlen, "tag-%s", h);
 }
 
-/* file key under tag: one "LEN:KEY\n" record appended in one write(2), so
- * records from concurrent leaders never interleave */
-static void tag_add(struct file_store *fs, const char *tag, const char *key, size_t len)
+/* File key under tag: one record appended in one write(2), under the commit
+ * lock, so records of concurrent leaders never interleave. A record that a
+ * full disk cuts short is cut off again (ftruncate never needs space), and
+ * one that a crash left without its newline gets one before ours, so that
+ * a reader loses at most that record. 0, or -1 with err_set(). */
+static int tag_add(struct file_store *fs, const char *tag, const char *key, size_t len)
 {
-	char name[KEY_HASH_HEX + 8];
+	char name[KEY_HASH_HEX + 8], last = '\n';
 	struct buf rec = {0};
+	struct stat st;
+	int rc = -1, e;
 
 	tag_file(name, sizeof(name), tag);
-	int fd = openat(fs->dirfd, name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		log_warn("cannot file key under tag %s in %s: %s", tag, fs->dir, strerror(errno));
-		return;
+	int fd = openat(fs->dirfd, name, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		goto out;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		goto out;
 	}
-	buf_appendf(&rec, "%zu:", len);
-	buf_append(&rec, key, len);
-	buf_append(&rec, "\n", 1);
-	if (write_all(fd, rec.data, rec.len) < 0)
-		log_warn("cannot file key under tag %s in %s: %s", tag, fs->dir, strerror(errno));
-	close(fd);
+	if (st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1)
+		goto out;
+	if (last != '\n')
+		buf_append(&rec, "\n", 1);
+	record_append(&rec, key, len);
+	if (write_all(fd, rec.data, rec.len) < 0) {
+		e = errno;
+		if (ftruncate(fd, st.st_size) < 0)
+			log_warn("cannot cut a torn record off the tag file %s/%s: %s", fs->dir, name,
+				 strerror(errno));
+		errno = e;
+		goto out;
+	}
+	rc = 0;
+out:
+	e = errno;
+	if (fd >= 0 && close(fd) < 0 && rc == 0) {
+		rc = -1;
+		e = errno;
+	}
+	if (rc < 0)
+		err_set("cannot file the result under tag %s in %s: %s", tag, fs->dir, strerror(e));
 	buf_free(&rec);
-}
-
-/* The next "LEN:KEY\n" record of a tag file, at *pos in b: the key and its
- * length, moving *pos past it; false at the end or at a record cut short (a
- * full disk), after which nothing more can be read. */
-static bool next_tag_record(const struct buf *b, size_t *pos, const char **key, size_t *len)
-{
-	int64_t n;
-
-	if (*pos >= b->len)
-		return false;
-	const char *start = b->data + *pos;
-	const char *colon = memchr(start, ':', b->len - *pos);
-	if (!colon || parse_decimal(start, colon - start, KEY_MAX, &n) < 0 ||
-	    (size_t)(colon + 1 - b->data) + n + 1 > b->len)
-		return false;
-	*key = colon + 1;
-	*len = n;
-	*pos = colon + 1 - b->data + n + 1;
-	return true;
+	return rc;
 }
 
 /* read a whole small file into b; 0, 1 when absent, -1 with err_set() */
@@ -700,35 +809,193 @@ static int read_small_file(struct file_store *fs, const char *name, struct buf *
 	return 0;
 }
 
-static int file_invalidate(struct store *s, const char *key, size_t key_len);
+/* After invalidating the records that were in a tag file (its first done
+ * bytes, as in was), drop them from it, keeping what leaders appended
+ * since: under the commit lock, as appends are. Best effort: records left
+ * behind only name keys once more. */
+static void tag_drop_done(struct file_store *fs, const char *name, const struct buf *was)
+{
+	struct buf now = {0};
+	char tmp[KEY_HASH_HEX + 32];
 
+	int cfd = commit_lock(fs);
+	if (cfd < 0)
+		return;
+	if (read_small_file(fs, name, &now) != 0 || now.len < was->len ||
+	    (was->len && memcmp(now.data, was->data, was->len) != 0))
+		goto out; /* gone, or rewritten by a sweep: nothing to drop */
+	if (now.len == was->len) {
+		unlinkat(fs->dirfd, name, 0);
+		goto out;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.inval.tmp", name);
+	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto out;
+	int rc = write_all(fd, now.data + was->len, now.len - was->len);
+	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0)
+		unlinkat(fs->dirfd, tmp, 0);
+out:
+	commit_unlock(cfd);
+	buf_free(&now);
+}
+
+static int file_invalidate(struct store *s, const char *key, size_t key_len);
+static int fence_running(struct file_store *fs, const char *glob, const char *tag);
+
+/* Fence out the leaders running for tag first: one that stores after that
+ * has filed its record by then, under the commit lock, where we read. A
+ * record we cannot read (cut short by a crash, or by a full disk under an
+ * older version) may name an entry that stays: that is an error to report,
+ * after every record that reads has been acted on. */
 static long file_invalidate_tag(struct store *s, const char *tag)
 {
 	struct file_store *fs = to_file(s);
 	char name[KEY_HASH_HEX + 8];
-	struct buf b = {0};
-	long deleted = 0;
+	struct buf b = {0}, key = {0};
+	long deleted = 0, damaged = 0;
+	size_t pos = 0;
+	int rc;
 
+	if (fence_running(fs, NULL, tag) < 0)
+		return -1;
 	tag_file(name, sizeof(name), tag);
-	int rc = read_small_file(fs, name, &b);
+	int cfd = commit_lock(fs);
+	if (cfd < 0)
+		return -1;
+	rc = read_small_file(fs, name, &b);
+	commit_unlock(cfd);
 	if (rc != 0) {
 		buf_free(&b);
 		return rc < 0 ? -1 : 0;
 	}
-	const char *key;
-	size_t len, pos = 0;
-	while (next_tag_record(&b, &pos, &key, &len)) {
-		int one = file_invalidate(s, key, len);
-		if (one < 0) {
-			deleted = -1;
-			break;
+	while (deleted >= 0 && (rc = record_next(b.data, b.len, &pos, &key)) != 0) {
+		if (rc < 0) {
+			damaged++;
+			continue;
 		}
-		deleted += one;
+		int one = file_invalidate(s, key.data, key.len);
+		deleted = one < 0 ? -1 : deleted + one;
 	}
 	if (deleted >= 0)
-		unlinkat(fs->dirfd, name, 0);
+		tag_drop_done(fs, name, &b);
+	if (deleted >= 0 && damaged > 0) {
+		err_set("tag %s: %ld entr%s invalidated, but %ld record%s of the tag file %s/%s could "
+			"not be read (cut short by a crash or a full disk): the entries %s named may "
+			"remain (invalidate them by key or with --match)",
+			tag, deleted, deleted == 1 ? "y" : "ies", damaged, damaged == 1 ? "" : "s",
+			fs->dir, name, damaged == 1 ? "it" : "they");
+		deleted = -1;
+	}
 	buf_free(&b);
+	buf_free(&key);
 	return deleted;
+}
+
+/* --- fencing leaders without an entry ------------------------------------------------ */
+
+/* is name a key's lock file, "<64 hex digits>.lock"? (commit.lock is not) */
+static bool is_key_lock(const char *name)
+{
+	return strlen(name) == KEY_HASH_HEX - 1 + 5 && is_hex(name, KEY_HASH_HEX - 1) &&
+	       strcmp(name + KEY_HASH_HEX - 1, ".lock") == 0;
+}
+
+/* Does the claimed lock file content b name a key that matches glob, or
+ * (glob NULL) file under tag? Its first line is the holder, then come the
+ * key's record and the tags' (claim_lock). */
+static bool lock_matches(const struct buf *b, const char *glob, const char *tag)
+{
+	struct buf rec = {0};
+	bool match = false;
+
+	if (b->len == 0) /* claimed, or its claim failed, this instant */
+		return false;
+	const char *nl = memchr(b->data, '\n', b->len);
+	size_t pos = nl ? (size_t)(nl + 1 - b->data) : b->len;
+
+	/* the key has no NUL (key_validate), so it reads as a C string for fnmatch */
+	if (record_next(b->data, b->len, &pos, &rec) == 1) {
+		if (glob)
+			match = fnmatch(glob, rec.data, 0) == 0;
+		else
+			while (!match && record_next(b->data, b->len, &pos, &rec) == 1)
+				match = rec.len == strlen(tag) && memcmp(rec.data, tag, rec.len) == 0;
+	}
+	buf_free(&rec);
+	return match;
+}
+
+/* If the lock file open at fd names a key that matches, unlink it: a
+ * leader holding it then finds its lock replaced and stores nothing. The
+ * file is read without taking its lock, even for a moment: a newcomer that
+ * found it held would read its last leader's name and wait on a round long
+ * over. A lock file nobody holds is made again by the next leader, as after
+ * invalidate KEY. 0 or -1. */
+static int fence_one(struct file_store *fs, const char *name, int fd, const char *glob,
+		     const char *tag)
+{
+	struct buf b = {0};
+	struct stat a, here;
+	char chunk[65536];
+	ssize_t n;
+	int rc = 0;
+
+	while ((n = read_full(fd, chunk, sizeof(chunk))) > 0)
+		buf_append(&b, chunk, n);
+	if (n < 0 || !lock_matches(&b, glob, tag))
+		goto out;
+	int cfd = commit_lock(fs);
+	if (cfd < 0) {
+		rc = -1;
+		goto out;
+	}
+	/* still the same file: a lock file made since belongs to a leader that
+	 * started after we did */
+	if (fstat(fd, &a) == 0 && fstatat(fs->dirfd, name, &here, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    a.st_ino == here.st_ino && a.st_dev == here.st_dev)
+		unlinkat(fs->dirfd, name, 0);
+	commit_unlock(cfd);
+out:
+	buf_free(&b);
+	return rc;
+}
+
+/* Fence out every leader running for a key that matches glob, or (glob
+ * NULL) that files its result under tag, whether an entry exists yet or
+ * not. A leader writes its key and tags into its lock file before it runs
+ * COMMAND; one whose lock file we have passed by runs COMMAND after the
+ * invalidation began. 0 or -1. */
+static int fence_running(struct file_store *fs, const char *glob, const char *tag)
+{
+	int dfd = dup(fs->dirfd);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d) {
+		err_set("cannot read the store directory %s: %s", fs->dir, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
+	rewinddir(d);
+	while (rc == 0 && (de = readdir(d))) {
+		if (!is_key_lock(de->d_name))
+			continue;
+		int fd = openat(fs->dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		rc = fence_one(fs, de->d_name, fd, glob, tag);
+		close(fd);
+	}
+	closedir(d);
+	return rc;
+}
+
+static int file_fence(struct store *s, const char *glob)
+{
+	return fence_running(to_file(s), glob, NULL);
 }
 
 /* --- inspect, list, ping ----------------------------------------------------------- */
@@ -741,6 +1008,12 @@ static void info_from(struct entry_info *info, const struct stored *st)
 	info->meta = st->meta;
 	info->age_ms = now > st->meta.created_ms ? now - st->meta.created_ms : 0;
 	info->freshness = entry_freshness(&st->meta, now);
+	if (from_future(&st->meta, now)) {
+		/* shown for what it is, served as a miss (judge_entry) */
+		info->future = true;
+		info->age_ms = now - st->meta.created_ms;
+		info->freshness = ENTRY_EXPIRED;
+	}
 }
 
 static int file_inspect(struct store *s, const char *key, size_t key_len, struct entry_info *info)
@@ -756,7 +1029,7 @@ static int file_inspect(struct store *s, const char *key, size_t key_len, struct
 	if (rc == 1) {
 		info_from(info, &st);
 		stored_close(&st);
-		if (info->freshness == ENTRY_EXPIRED)
+		if (info->freshness == ENTRY_EXPIRED && !info->future)
 			info->present = false;
 	}
 	file_name(name, sizeof(name), key, key_len, ".lock");
@@ -791,6 +1064,8 @@ static bool ends_with(const char *s, const char *suffix)
 #define DONE_MAX_AGE_S 60
 /* a temporary file this old was left by a leader that died mid-write */
 #define TMP_MAX_AGE_S 3600
+/* a tag file being rewritten this long ago was left by a process that died */
+#define TAG_TMP_MAX_AGE_S 60
 
 static bool sweep_due(void)
 {
@@ -816,17 +1091,20 @@ static void compact_tag(struct file_store *fs, const char *name)
 
 	if (read_small_file(fs, name, &b) != 0)
 		goto out;
-	const char *key;
-	size_t len, pos = 0, start = 0;
-	while (next_tag_record(&b, &pos, &key, &len)) {
+	struct buf key = {0};
+	size_t pos = 0, start = 0;
+	int rc;
+	/* a record that does not read is dropped: it names nothing we could find */
+	while ((rc = record_next(b.data, b.len, &pos, &key)) != 0) {
 		struct stored st;
-		if (entry_open(fs, key, len, &st) == 1) {
+		if (rc == 1 && entry_open(fs, key.data, key.len, &st) == 1) {
 			if (entry_freshness(&st.meta, realtime_ms()) != ENTRY_EXPIRED)
 				buf_append(&keep, b.data + start, pos - start);
 			stored_close(&st);
 		}
 		start = pos;
 	}
+	buf_free(&key);
 	if (keep.len == 0) {
 		unlinkat(fs->dirfd, name, 0);
 		goto out;
@@ -837,7 +1115,7 @@ static void compact_tag(struct file_store *fs, const char *name)
 	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		goto out;
-	int rc = write_all(fd, keep.data, keep.len);
+	rc = write_all(fd, keep.data, keep.len);
 	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0)
 		unlinkat(fs->dirfd, tmp, 0);
 out:
@@ -886,9 +1164,14 @@ static void sweep(struct file_store *fs)
 			sweep_entry(fs, n);
 		else if (ends_with(n, ".done") && older_than(fs, n, DONE_MAX_AGE_S))
 			unlinkat(fs->dirfd, n, 0);
-		else if (ends_with(n, ".tmp") && older_than(fs, n, TMP_MAX_AGE_S))
+		else if (ends_with(n, ".bypass") && older_than(fs, n, 0))
 			unlinkat(fs->dirfd, n, 0);
-		else if (strncmp(n, "tag-", 4) == 0 && !ends_with(n, ".tmp"))
+		else if (strncmp(n, "tag-", 4) == 0 && ends_with(n, ".tmp")) {
+			if (older_than(fs, n, TAG_TMP_MAX_AGE_S))
+				unlinkat(fs->dirfd, n, 0);
+		} else if (ends_with(n, ".tmp") && older_than(fs, n, TMP_MAX_AGE_S))
+			unlinkat(fs->dirfd, n, 0);
+		else if (strncmp(n, "tag-", 4) == 0)
 			compact_tag(fs, n);
 	}
 	commit_unlock(cfd);
@@ -996,18 +1279,29 @@ static int write_temp(struct file_store *fs, char *tmp, const struct result *r,
 	return rc;
 }
 
+/* File the entry under its tags before it appears, under the commit lock
+ * (so a sweep compacting a tag file or invalidate --tag reading it sees
+ * both or neither); 0, or -1 with err_set(). A record filed for an entry
+ * that then fails to appear only names a key that has none. */
+static int file_tags(struct file_store *fs, const struct result *r, const char *key,
+		     size_t key_len)
+{
+	for (int i = 0; i < r->ntags; i++)
+		if (tag_add(fs, r->tags[i], key, key_len) < 0)
+			return -1;
+	return 0;
+}
+
 static int file_finish(struct store *s, const char *key, size_t key_len, const char *token,
 		       const struct result *r)
 {
 	struct file_store *fs = to_file(s);
-	char tmp[KEY_HASH_HEX + TOKEN_LEN + 8], suffix[TOKEN_LEN + 8];
-	char lock[KEY_HASH_HEX + 16], target[KEY_HASH_HEX + 16];
+	char tmp[NAME_MAX_LEN], lock[NAME_MAX_LEN], target[NAME_MAX_LEN];
 	struct entry_meta meta = r->meta;
 	int rc = -1;
 
 	meta.created_ms = realtime_ms();
-	snprintf(suffix, sizeof(suffix), ".%s.tmp", token);
-	file_name(tmp, sizeof(tmp), key, key_len, suffix);
+	round_name(tmp, sizeof(tmp), key, key_len, token, ".tmp");
 	file_name(lock, sizeof(lock), key, key_len, ".lock");
 	file_name(target, sizeof(target), key, key_len, r->cacheable ? ".entry" : ".done");
 	if (r->cacheable)
@@ -1025,6 +1319,10 @@ static int file_finish(struct store *s, const char *key, size_t key_len, const c
 		unlinkat(fs->dirfd, tmp, 0);
 		file_count(s, STAT_LOST_LOCK);
 		rc = 0;
+	} else if (r->cacheable && file_tags(fs, r, key, key_len) < 0) {
+		/* an entry no tag finds would outlive invalidate --tag */
+		unlinkat(fs->dirfd, tmp, 0);
+		rc = -1;
 	} else if (renameat(fs->dirfd, tmp, fs->dirfd, target) < 0) {
 		err_set("cannot rename into %s: %s", fs->dir, strerror(errno));
 		unlinkat(fs->dirfd, tmp, 0);
@@ -1036,10 +1334,6 @@ static int file_finish(struct store *s, const char *key, size_t key_len, const c
 			unlinkat(fs->dirfd, target, 0);
 		}
 	}
-	/* under the commit lock, so a sweep compacting the tag file loses no record */
-	if (rc == 1 && r->cacheable)
-		for (int i = 0; i < r->ntags; i++)
-			tag_add(fs, r->tags[i], key, key_len);
 	commit_unlock(cfd);
 out:
 	release_lock(fs);
@@ -1051,13 +1345,15 @@ out:
 static int file_abandon(struct store *s, const char *key, size_t key_len, const char *token,
 			enum abandon_reason why)
 {
-	(void)key;
-	(void)key_len;
-	(void)token;
+	struct file_store *fs = to_file(s);
 	int counter = abandon_counter(why);
+
 	if (counter >= 0)
 		file_count(s, counter);
-	release_lock(to_file(s));
+	/* before the release that wakes the waiters */
+	if (why == ABANDON_TOO_LARGE && fs->lock_fd >= 0)
+		leave_bypass_mark(fs, key, key_len, token);
+	release_lock(fs);
 	return 0;
 }
 
@@ -1069,8 +1365,9 @@ static int file_get(struct store *s, const char *key, size_t key_len, bool fresh
 
 	if (rc <= 0)
 		return rc;
-	enum freshness f = entry_freshness(&st.meta, realtime_ms());
-	if (f == ENTRY_EXPIRED || (fresh_only && f != ENTRY_FRESH)) {
+	int64_t now = realtime_ms();
+	enum freshness f = entry_freshness(&st.meta, now);
+	if (f == ENTRY_EXPIRED || (fresh_only && f != ENTRY_FRESH) || from_future(&st.meta, now)) {
 		stored_close(&st);
 		return 0;
 	}
@@ -1123,10 +1420,11 @@ static void file_close(struct store *s)
 	if (!fs)
 		return;
 	release_lock(fs);
-	if (fs->stats)
-		munmap(fs->stats, sizeof(*fs->stats));
+	file_stats_close(&fs->stats);
 	if (fs->wait_fd >= 0)
 		close(fs->wait_fd);
+	if (fs->notify_fd >= 0)
+		close(fs->notify_fd);
 	if (fs->commit_fd >= 0)
 		close(fs->commit_fd);
 	if (fs->dirfd >= 0)
@@ -1148,6 +1446,7 @@ static const struct store_ops file_ops = {
 	.inspect = file_inspect,
 	.list = file_list,
 	.invalidate_tag = file_invalidate_tag,
+	.fence = file_fence,
 	.stats = file_stats,
 	.count = file_count,
 	.ping = file_ping,
@@ -1161,8 +1460,17 @@ struct store *store_file_open(const struct store_config *cfg, bool *refused)
 	char host[256] = "unknown";
 
 	fs->base.ops = &file_ops;
-	fs->lock_fd = fs->wait_fd = fs->commit_fd = -1;
+	fs->lock_fd = fs->wait_fd = fs->notify_fd = fs->commit_fd = -1;
+	fs->stats = (struct file_stats)FILE_STATS_INIT;
 	fs->base.desc = url_display(cfg->url);
+	if (!cfg->url->path) {
+		/* options.c found no directory to default to */
+		err_set("no store given, and neither XDG_CACHE_HOME nor HOME to put the local "
+			"store in (give -u file:///DIR, or set HOME)");
+		fs->dirfd = -1;
+		file_close(&fs->base);
+		return NULL;
+	}
 	fs->dirfd = open_store_dir(cfg->url->path, cfg->ns, &fs->dir, refused);
 	if (fs->dirfd < 0) {
 		file_close(&fs->base);

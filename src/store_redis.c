@@ -544,20 +544,29 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 			 enum abandon_reason why)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf lock = {0}, channel = {0};
-	struct script_call sc = {.script = &lua_abandon, .nkeys = 2};
+	struct buf lock = {0}, channel = {0}, done = {0};
+	struct script_call sc = {.script = &lua_abandon, .nkeys = 3};
+	char mark_ms[24] = "";
 
 	redis_name(&lock, rs->ns, key, key_len, ":lock");
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
+	redis_name(&done, rs->ns, key, key_len, ":done:");
+	buf_append(&done, token, TOKEN_LEN);
 	call_push(&sc, lock.data, lock.len);
 	call_push_str(&sc, rs->stats_key);
+	call_push(&sc, done.data, done.len);
 	call_push_str(&sc, token);
 	call_push(&sc, channel.data, channel.len);
 	int counter = abandon_counter(why);
 	call_push_str(&sc, counter >= 0 ? stat_names[counter] : "");
+	/* the round's waiters run COMMAND themselves (VERDICT_BYPASS) */
+	if (why == ABANDON_TOO_LARGE)
+		snprintf(mark_ms, sizeof(mark_ms), "%d", BYPASS_MARK_MS);
+	call_push_str(&sc, mark_ms);
 	int rc = integer_reply(call_script(rs, &sc));
 	buf_free(&lock);
 	buf_free(&channel);
+	buf_free(&done);
 	return rc < 0 ? -1 : 0;
 }
 

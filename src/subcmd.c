@@ -1,6 +1,7 @@
 /* subcmd: operator subcommands, on any store through the store interface. */
 #include "subcmd.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,8 @@ int subcmd_get(const struct options *o)
 
 static const char *state_of(const struct entry_info *info)
 {
+	if (info->future)
+		return "future";
 	if (!info->present)
 		return info->locked ? "locked" : "absent";
 	return info->freshness == ENTRY_FRESH ? "fresh" : "stale";
@@ -91,9 +94,15 @@ static int64_t stale_left(const struct entry_info *i)
 	return left > 0 ? left : 0;
 }
 
-/* a duration for people: 850ms, 12.3s, 4m05s, 2h10m, 3d04h */
+/* a duration for people: 850ms, 12.3s, 4m05s, 2h10m, 3d04h; negative
+ * (an entry from the future) with a '-' */
 static const char *human(char *out, size_t len, int64_t ms)
 {
+	if (ms < 0 && len > 1) {
+		out[0] = '-';
+		human(out + 1, len - 1, ms == INT64_MIN ? INT64_MAX : -ms);
+		return out;
+	}
 	int64_t s = ms / 1000;
 
 	if (ms < 1000)
@@ -298,6 +307,9 @@ static long invalidate_matching(struct store *s, const char *glob)
 	struct key_list l = {0};
 	long deleted = 0;
 
+	/* first the leaders running for a matching key, entry or not yet */
+	if (s->ops->fence && s->ops->fence(s, glob) < 0)
+		return -1;
 	if (s->ops->list(s, glob, collect_key, &l) < 0)
 		deleted = -1;
 	for (size_t i = 0; i < l.n; i++) {

@@ -6,7 +6,8 @@
 -- ARGV[5] "1" to ignore the entry (--refresh), ARGV[6] beta, ARGV[7] a
 -- uniform draw in (0, 1] (scripts get no usable randomness of their own)
 -- Returns {'hit', age, meta, out, err, refresh} | {'stale', age, meta, out, err, refresh}
---       | {'done', 0, meta, out, err, 0} | {'lead', fallback} | {'wait', pttl, holder}
+--       | {'done', 0, meta, out, err, 0} | {'bypass'} | {'lead', fallback}
+--       | {'wait', pttl, holder}
 local now = now_ms()
 
 -- take the lock if it is free (or already ours); returns true, or false and the holder
@@ -68,6 +69,10 @@ end
 if ARGV[4] == '1' then
   local dm, dout, derr = read_entry(KEYS[3])
   if dm then return {'done', 0, dm, dout, derr, 0} end
+  -- the awaited leader's output was over --max-size (abandon.lua)
+  if redis.call('TYPE', KEYS[3]).ok == 'string' and redis.call('GET', KEYS[3]) == 'too-large' then
+    return {'bypass'}
+  end
 end
 
 local got, holder = take_lock()
