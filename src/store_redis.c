@@ -3,11 +3,24 @@
  * server's clock (src/lua/); this file maps user keys to Redis keys, sends
  * the scripts, and turns replies into the interface's results.
  *
- * Key layout: NS:{K} is the entry (a hash), NS:{K}:lock the lock,
- * NS:{K}:done:TOKEN a failed round's result for its waiters, and NS:{K}:wake
- * the pub/sub channel that wakes them. K is the user key with '%' and '}'
- * percent-escaped, so the hash tag holds the whole key and one entry's keys
- * share a cluster slot, whatever bytes the key holds. */
+ * Key layout: every name is NS:{...}..., one brace tag per entry:
+ *
+ *   NS:{K}               the entry (a hash)
+ *   NS:{K}:lock          the lock
+ *   NS:{K}:done:TOKEN    a failed round's result for its waiters
+ *   NS:{K}:stage:TOKEN   a result being written
+ *   NS:{K}:wake          the pub/sub channel that wakes the waiters
+ *   NS:{%tag:T}          the set of user keys filed under tag T
+ *   NS:{%stats}          the namespace's counters (a hash)
+ *
+ * K is the user key and T the tag name with '%' and '}' written %25 and %7D,
+ * so a brace tag holds the whole name, and one entry's keys share a cluster
+ * slot, whatever bytes the key holds. The mapping is injective: the
+ * namespace holds no '{' (options.c refuses one, and so does open), so the
+ * first '{' ends it; the first '}' ends the brace tag; an escaped key holds
+ * '%' only in %25 or %7D, so no key's brace tag starts "%t" or "%s" like a
+ * tag set's or the counters'; and the suffix after the '}' says which part
+ * of the entry a name is. No tag, key or namespace can name another's key. */
 #include "store.h"
 
 #include <errno.h>
@@ -34,7 +47,7 @@ struct redis_store {
 	char *ns;
 	int64_t timeout_ms;
 	char *lock_value_suffix; /* " host=H pid=P", after the token */
-	char *stats_key;         /* NS:stats */
+	char *stats_key;         /* NS:{%stats} */
 	struct resp_reader *rd;  /* for streamed replies; malloc'ed on first use */
 	bool broken;             /* a streamed reply was cut: the connection is unusable */
 	bool refused;            /* the server refused our credentials */
@@ -49,11 +62,26 @@ static struct redis_store *to_redis(struct store *s)
 /* tags one entry may carry: each is a key of the finish script */
 #define MAX_TAGS 32
 
-/* the Redis name of a tag's set: NS:tag:NAME, into out */
+/* append the n bytes at p with '%' and '}' escaped, for inside a brace tag */
+static void append_escaped(struct buf *out, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '%')
+			buf_append(out, "%25", 3);
+		else if (p[i] == '}')
+			buf_append(out, "%7D", 3);
+		else
+			buf_append(out, p + i, 1);
+	}
+}
+
+/* the Redis name of a tag's set: NS:{%tag:escaped tag}, into out */
 static void tag_name(struct buf *out, const char *ns, const char *tag)
 {
 	out->len = 0;
-	buf_appendf(out, "%s:tag:%s", ns, tag);
+	buf_appendf(out, "%s:{%%tag:", ns);
+	append_escaped(out, tag, strlen(tag));
+	buf_append(out, "}", 1);
 }
 
 /* the Redis name of one of key's parts: NS:{escaped key}suffix, into out */
@@ -62,14 +90,7 @@ static void redis_name(struct buf *out, const char *ns, const char *key, size_t 
 {
 	out->len = 0;
 	buf_appendf(out, "%s:{", ns);
-	for (size_t i = 0; i < len; i++) {
-		if (key[i] == '%')
-			buf_append(out, "%25", 3);
-		else if (key[i] == '}')
-			buf_append(out, "%7D", 3);
-		else
-			buf_append(out, key + i, 1);
-	}
+	append_escaped(out, key, len);
 	buf_append(out, "}", 1);
 	buf_append(out, suffix, strlen(suffix));
 }
@@ -758,7 +779,7 @@ static void scan_pattern(struct buf *out, const char *ns, const char *glob)
 }
 
 /* the user key inside an entry's Redis name NS:{...}; 0, or -1 when the
- * name is not an entry's (a lock, a tag set, stats) */
+ * name is not an entry's (a lock, a tag set, the counters) */
 static int user_key_of(struct buf *out, const char *ns, const char *name, size_t len)
 {
 	size_t pre = strlen(ns) + 2;
@@ -775,6 +796,8 @@ static int user_key_of(struct buf *out, const char *ns, const char *name, size_t
 		} else if (name[i] == '%' && i + 2 < len - 1 && memcmp(name + i, "%7D", 3) == 0) {
 			buf_append(out, "}", 1);
 			i += 2;
+		} else if (name[i] == '%') {
+			return -1; /* a tag set or the counters, not an escaped key */
 		} else {
 			buf_append(out, name + i, 1);
 		}
@@ -1066,11 +1089,18 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	char host[256] = "unknown";
 
 	rs->base.ops = &redis_ops;
+	if (strchr(cfg->ns, '{')) {
+		/* the first '{' must end the namespace, or names could collide */
+		err_set("--namespace: \"%s\" holds a '{', which Redis key names use to end it", cfg->ns);
+		*refused = true;
+		free(rs);
+		return NULL;
+	}
 	url_copy(&rs->url, cfg->url);
 	rs->base.desc = url_display(&rs->url);
 	rs->ns = xstrdup(cfg->ns);
 	rs->password = cfg->password ? xstrdup(cfg->password) : NULL;
-	rs->stats_key = xasprintf("%s:stats", cfg->ns);
+	rs->stats_key = xasprintf("%s:{%%stats}", cfg->ns);
 	rs->timeout_ms = cfg->timeout_ms;
 	gethostname(host, sizeof(host) - 1);
 	rs->lock_value_suffix = xasprintf(" host=%s pid=%ld", host, (long)getpid());

@@ -33,3 +33,67 @@ teardown() { common_teardown; }
 		! grep -q hunter2 env.err || { echo "the password shows in: $(cat env.err)" >&2; false; }
 	done
 }
+
+# --- names that try to collide ------------------------------------------------------------
+
+# run cf ARGS... as call NAME and fail unless it printed exactly BYTES, exited 0
+# and said nothing on stderr
+clean_run() {
+	local name=$1 bytes=$2
+	shift 2
+	cf_to "$name" "$@"
+	assert_status 0 "$name"
+	assert_bytes "$name.out" "$bytes"
+	assert_empty "$name.err"
+}
+
+@test "a tag named like another namespace's counters leaves that namespace's runs and stats intact" {
+	# `-n a --tag b:stats` once named the counters hash of namespace a:tag:b
+	clean_run tagged 'tagged' -n a --tag b:stats -t 1m -k x -- printf tagged
+	clean_run miss 'one' -n a:tag:b -t 1m -k k -- printf one
+	clean_run hit 'one' -n a:tag:b -t 1m -k k -- printf two
+	assert_eq "$(rcli EXISTS 'a:tag:b:{k}:lock')" 0 "locks left in namespace a:tag:b"
+	cf_to stats -n a:tag:b stats --json
+	assert_status 0 stats
+	assert_eq "$(jq -c '[.hits, .misses, .fail_open_runs]' stats.out)" "[1,1,0]" "hits, misses, fail-open runs of a:tag:b"
+	# and the other way round: the counters first, then the tag
+	clean_run tagged2 'again' -n a --tag b:stats -t 1m -k y -- printf again
+	cf_to inval -n a invalidate --tag b:stats
+	assert_bytes inval.out '2\n'
+	clean_run hit2 'one' -n a:tag:b -t 1m -k k -- printf three
+}
+
+@test "a tag named like another namespace's entry, and keys named like tag sets and counters, stay apart" {
+	# the entry of key x in namespace a:tag was once a:tag:{x}, the name
+	# of tag {x} in namespace a
+	clean_run entry 'entry of x' -n a:tag -t 1m -k x -- printf 'entry of x'
+	clean_run tagged 'tagged other' -n a --tag '{x}' -t 1m -k other -- printf 'tagged other'
+	clean_run hit 'entry of x' -n a:tag -t 1m -k x -- printf recomputed
+	# keys spelled like the tag sets and the counters of their own namespace
+	clean_run pct 'pct' -n a --tag t -t 1m -k '%tag:t' -- printf pct
+	clean_run stats 'st' -n a --tag t -t 1m -k '%stats' -- printf st
+	clean_run pct2 'pct' -n a -t 1m -k '%tag:t' -- printf recomputed
+	cf_to list -n a list --json
+	assert_status 0 list
+	assert_eq "$(jq -r .key list.out | LC_ALL=C sort | tr '\n' ' ')" '%stats %tag:t other ' "keys listed in a"
+	cf_to counters -n a stats --json
+	assert_eq "$(jq -c '[.hits, .misses, .fail_open_runs]' counters.out)" "[1,3,0]" "hits, misses, fail-open runs of a"
+	cf_to byx -n a invalidate --tag '{x}'
+	assert_bytes byx.out '1\n'
+	cf_to byt -n a invalidate --tag t
+	assert_bytes byt.out '2\n'
+	clean_run kept 'entry of x' -n a:tag -t 1m -k x -- printf recomputed
+	cf_to none -n a list --json
+	assert_empty none.out
+}
+
+@test "every name one run writes starts with its namespace and one brace tag" {
+	cf_to one -n 'odd:ns' --tag 'a}b' --tag '%' -t 1m -k 'k}%' -- printf x
+	assert_status 0 one
+	rcli --scan >names
+	assert_eq "$(grep -cv '^odd:ns:{' names)" 0 "names outside odd:ns:{"
+	grep -qxF 'odd:ns:{k%7D%25}' names
+	grep -qxF 'odd:ns:{%tag:a%7Db}' names
+	grep -qxF 'odd:ns:{%tag:%25}' names
+	grep -qxF 'odd:ns:{%stats}' names
+}
