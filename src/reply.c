@@ -82,6 +82,8 @@ static int read_entry_body(struct resp_reader *rd, struct entry_reply *er)
 	res->age_ms = age;
 	/* olen and elen are each below 2^63 (entry_meta_decode), so no overflow */
 	bool inlined = res->meta.out_len + res->meta.err_len <= er->inline_max;
+	if (inlined) /* the value comes in this reply: allow its time */
+		resp_reader_extend(rd, res->meta.out_len + res->meta.err_len);
 	if (read_value(rd, res->meta.out_len, inlined, &out) < 0 ||
 	    read_value(rd, res->meta.err_len, inlined, &err) < 0 ||
 	    resp_number(rd, ':', &refresh) < 0)
@@ -156,6 +158,7 @@ int value_reply_read(struct resp_reader *rd, void *ctx)
 		err_set("the entry changed while it was being read");
 		return -1;
 	}
+	resp_reader_extend(rd, vr->want);
 	if (resp_stream(rd, vr->want, vr->piece, vr->ctx) < 0)
 		return -1;
 	return resp_crlf(rd);

@@ -112,18 +112,107 @@ static void context_error(const struct redis_store *rs, const redisContext *c, c
 	free(where);
 }
 
+/* Mark a context unusable, with why as its error: an exchange stopped part
+ * way, and a reply still on its way would be read as the next command's.
+ * hiredis then refuses every further command on it. */
+static void context_fail(redisContext *c, const char *why)
+{
+	c->err = REDIS_ERR_IO;
+	snprintf(c->errstr, sizeof(c->errstr), "%s", why);
+}
+
+/* after a failed send on c: the refusal the server sent before it closed
+ * (protected mode, too many clients) as the error, if there is one; else
+ * the context's own error */
+static void send_error(const struct redis_store *rs, redisContext *c)
+{
+	char said[512];
+
+	if (resp_peek_error(c->fd, said, sizeof(said))) {
+		char *where = url_display(&rs->url);
+		err_set("redis %s: the server refused us: %s", where, said);
+		free(where);
+		return;
+	}
+	context_error(rs, c, "redis");
+}
+
+/* Write what the context's output buffer holds and read one reply, all
+ * before deadline. hiredis bounds each read and write by --redis-timeout
+ * (SO_RCVTIMEO), not the exchange, so a reply that trickles in could take
+ * that long per byte; here it waits with poll(2) for what is left of the
+ * deadline (resp_wait, which moves with the connection object of #13), and
+ * hiredis only reads what is already there. The reply (an error reply
+ * included), or NULL with err_set() and the context marked failed. */
+static redisReply *exchange(struct redis_store *rs, redisContext *c, int64_t deadline)
+{
+	void *reply = NULL;
+	int done = 0, ready;
+
+	if (c->err) {
+		context_error(rs, c, "redis");
+		return NULL;
+	}
+	while (!done) {
+		ready = resp_wait(c->fd, POLLOUT, deadline);
+		if (ready == 1 && redisBufferWrite(c, &done) == REDIS_OK)
+			continue;
+		if (ready == 1) {
+			send_error(rs, c);
+			return NULL;
+		}
+		context_fail(c, ready == 0 ? "cannot send a command within --redis-timeout" : err_msg());
+		context_error(rs, c, "redis");
+		return NULL;
+	}
+	for (;;) {
+		if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
+			context_error(rs, c, "redis");
+			return NULL;
+		}
+		if (reply)
+			return reply;
+		ready = resp_wait(c->fd, POLLIN, deadline);
+		if (ready == 1 && redisBufferRead(c) == REDIS_OK)
+			continue;
+		if (ready != 1)
+			context_fail(c, ready == 0 ? "no whole reply within --redis-timeout" : err_msg());
+		context_error(rs, c, "redis");
+		return NULL;
+	}
+}
+
+/* the deadline of an exchange that sends and receives about n bytes of values */
+static int64_t deadline_for(const struct redis_store *rs, uint64_t n)
+{
+	return monotonic_ms() + rs->timeout_ms + resp_budget_ms(n);
+}
+
+/* send one command and read its reply within --redis-timeout (and the time
+ * its arguments' size allows); the reply, error replies included, or NULL
+ * with err_set() on I/O failure. The caller frees the reply. */
+static redisReply *raw_command(struct redis_store *rs, redisContext *c, int argc,
+			       const char **argv, const size_t *lens)
+{
+	uint64_t size = 0;
+
+	for (int i = 0; i < argc; i++)
+		size += lens[i];
+	if (!c->err && redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) {
+		context_error(rs, c, "redis");
+		return NULL;
+	}
+	return exchange(rs, c, deadline_for(rs, size));
+}
+
 /* send one command; the reply, or NULL with err_set() on I/O failure or an
  * error reply. The caller frees the reply. */
 static redisReply *command(struct redis_store *rs, redisContext *c, int argc, const char **argv,
 			   const size_t *lens)
 {
-	redisReply *r = redisCommandArgv(c, argc, argv, lens);
+	redisReply *r = raw_command(rs, c, argc, argv, lens);
 
-	if (!r) {
-		context_error(rs, c, "redis");
-		return NULL;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
+	if (r && r->type == REDIS_REPLY_ERROR) {
 		char *where = url_display(&rs->url);
 		err_set("redis %s: %.*s", where, (int)r->len, r->str);
 		free(where);
@@ -238,19 +327,17 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 		argv[3 + i] = sc->args[i].p;
 		lens[3 + i] = sc->args[i].len;
 	}
-	redisReply *r = redisCommandArgv(rs->c, sc->argc + 3, argv, lens);
+	redisReply *r = raw_command(rs, rs->c, sc->argc + 3, argv, lens);
 	if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
 		freeReplyObject(r);
 		argv[0] = "EVAL";
 		lens[0] = 4;
 		argv[1] = sc->script->src;
 		lens[1] = sc->script->len;
-		r = redisCommandArgv(rs->c, sc->argc + 3, argv, lens);
+		r = raw_command(rs, rs->c, sc->argc + 3, argv, lens);
 	}
-	if (!r) {
-		context_error(rs, rs->c, "redis");
+	if (!r)
 		return NULL;
-	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		script_error(rs, sc, r->str);
 		freeReplyObject(r);
@@ -262,6 +349,36 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 /* reads one reply of a streamed call; 0, -1 failed, -2 an error reply */
 typedef int (*reply_fn)(struct resp_reader *rd, void *ctx);
 
+/* Start an exchange on the command connection, outside hiredis: send args
+ * and ready rs->rd for the reply, with the exchange's deadline (see resp.h):
+ * --redis-timeout from now, plus the time the bytes sent take at
+ * RESP_MIN_RATE; the reply's reader adds the time of any value it meets.
+ * 0, or -1 with err_set() (the connection is then unusable). */
+static int exchange_start(struct redis_store *rs, const struct resp_arg *args, int n)
+{
+	if (rs->broken || rs->c->err) {
+		err_set("the connection to redis broke earlier in this run");
+		return -1;
+	}
+	if (!rs->rd)
+		rs->rd = xmalloc(sizeof(*rs->rd));
+	resp_reader_init(rs->rd, rs->c->fd, NULL, 0);
+	rs->rd->deadline = deadline_for(rs, resp_size(args, n));
+	if (resp_send(rs->c->fd, args, n, rs->rd->deadline) == 0)
+		return 0;
+	char said[512];
+	if (resp_peek_error(rs->c->fd, said, sizeof(said)))
+		err_set("the server refused us: %s", said);
+	return -1;
+}
+
+/* the connection can no longer be trusted to be between replies */
+static void break_connection(struct redis_store *rs)
+{
+	rs->broken = true;
+	context_fail(rs->c, "the connection broke in the middle of an exchange");
+}
+
 /* A script call whose reply streams: read by read_reply straight from the
  * socket, so a large value is never whole in memory. 0, or -1 with
  * err_set(); a connection left mid-reply is marked broken. */
@@ -271,20 +388,13 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 	struct resp_arg all[67];
 	char nkeys[8];
 
-	if (rs->broken) {
-		err_set("the connection to redis broke earlier in this run");
-		return -1;
-	}
 	snprintf(nkeys, sizeof(nkeys), "%d", sc->nkeys);
 	all[0] = (struct resp_arg){.p = "EVALSHA", .len = 7, .fd = -1};
 	all[1] = (struct resp_arg){.p = sc->script->sha, .len = 40, .fd = -1};
 	all[2] = (struct resp_arg){.p = nkeys, .len = strlen(nkeys), .fd = -1};
 	memcpy(all + 3, sc->args, sc->argc * sizeof(*all));
 	for (int attempt = 0;; attempt++) {
-		if (!rs->rd)
-			rs->rd = xmalloc(sizeof(*rs->rd));
-		resp_reader_init(rs->rd, rs->c->fd, NULL, 0);
-		int rc = resp_send(rs->c->fd, all, sc->argc + 3);
+		int rc = exchange_start(rs, all, sc->argc + 3);
 		if (rc == 0)
 			rc = read_reply(rs->rd, ctx);
 		if (rc == 0 && rs->rd->pos != rs->rd->len) {
@@ -315,7 +425,8 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 			snprintf(why, sizeof(why), "%s", err_msg());
 			err_set("redis %s: %s", where, why);
 			free(where);
-			rs->broken = true;
+			if (!rs->broken)
+				break_connection(rs);
 		}
 		return rc;
 	}
@@ -381,14 +492,8 @@ static struct entry_reply entry_reply_to(struct lookup *res, struct sink *sink)
 static int plain_command(struct redis_store *rs, const struct resp_arg *args, int n,
 			 reply_fn read_reply, void *ctx)
 {
-	if (rs->broken) {
-		err_set("the connection to redis broke earlier in this run");
-		return -1;
-	}
-	if (!rs->rd)
-		rs->rd = xmalloc(sizeof(*rs->rd));
-	resp_reader_init(rs->rd, rs->c->fd, NULL, 0);
-	int rc = resp_send(rs->c->fd, args, n);
+	int rc = exchange_start(rs, args, n);
+
 	if (rc == 0)
 		rc = read_reply(rs->rd, ctx);
 	if (rc < 0) {
@@ -397,7 +502,8 @@ static int plain_command(struct redis_store *rs, const struct resp_arg *args, in
 		snprintf(why, sizeof(why), "%s", err_msg());
 		err_set("redis %s: %s", where, why);
 		free(where);
-		rs->broken = rc == -1;
+		if (rc == -1 && !rs->broken)
+			break_connection(rs);
 		return -1;
 	}
 	return 0;
@@ -827,8 +933,11 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 	struct buf user = {0};
 	int rc = 0;
 
-	redisAppendCommand(rs->c, "TIME");
-	for (size_t i = 0; i < names->elements; i++) {
+	/* one deadline for the whole pipeline, with room for each reply */
+	int64_t deadline = deadline_for(rs, (uint64_t)names->elements * 1024);
+	if (!rs->c->err)
+		redisAppendCommand(rs->c, "TIME");
+	for (size_t i = 0; i < names->elements && !rs->c->err; i++) {
 		const char *argv[sizeof(hmget) / sizeof(hmget[0])];
 		size_t lens[sizeof(hmget) / sizeof(hmget[0])];
 		for (size_t j = 0; j < nargs; j++) {
@@ -837,19 +946,16 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 		}
 		redisAppendCommandArgv(rs->c, nargs, argv, lens);
 	}
-	redisReply *t = NULL;
-	if (redisGetReply(rs->c, (void **)&t) != REDIS_OK) {
-		context_error(rs, rs->c, "redis");
+	redisReply *t = exchange(rs, rs->c, deadline);
+	if (!t)
 		return -1;
-	}
 	int64_t now = time_reply_ms(t);
 	freeReplyObject(t);
 	for (size_t i = 0; i < names->elements; i++) {
-		redisReply *m = NULL;
 		struct entry_meta meta;
 		struct entry_info info = {0};
-		if (redisGetReply(rs->c, (void **)&m) != REDIS_OK) {
-			context_error(rs, rs->c, "redis");
+		redisReply *m = exchange(rs, rs->c, deadline);
+		if (!m) {
 			rc = -1;
 			break;
 		}
@@ -978,7 +1084,7 @@ static void redis_count(struct store *s, enum counter which)
 		return;
 	const char *argv[4] = {"HINCRBY", rs->stats_key, stat_names[which], "1"};
 	size_t lens[4] = {7, strlen(rs->stats_key), strlen(stat_names[which]), 1};
-	freeReplyObject(redisCommandArgv(rs->c, 4, argv, lens));
+	freeReplyObject(raw_command(rs, rs->c, 4, argv, lens));
 }
 
 static int redis_ping(struct store *s, struct buf *out)
@@ -987,16 +1093,16 @@ static int redis_ping(struct store *s, struct buf *out)
 	char version[64] = "unknown";
 
 	struct timespec a, b;
+	const char *ping[1] = {"PING"}, *info[2] = {"INFO", "server"};
+	size_t ping_len[1] = {4}, info_len[2] = {4, 6};
 	clock_gettime(CLOCK_MONOTONIC, &a);
-	redisReply *r = redisCommand(rs->c, "PING");
+	redisReply *r = command(rs, rs->c, 1, ping, ping_len);
 	clock_gettime(CLOCK_MONOTONIC, &b);
-	if (!r) {
-		context_error(rs, rs->c, "redis");
+	if (!r)
 		return -1;
-	}
 	freeReplyObject(r);
 	double rtt = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
-	r = redisCommand(rs->c, "INFO server");
+	r = raw_command(rs, rs->c, 2, info, info_len);
 	if (r && r->type == REDIS_REPLY_STRING) {
 		const char *v = strstr(r->str, "redis_version:");
 		if (v)

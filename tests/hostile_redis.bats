@@ -97,3 +97,86 @@ clean_run() {
 	grep -qxF 'odd:ns:{%tag:%25}' names
 	grep -qxF 'odd:ns:{%stats}' names
 }
+
+# --- slow and broken links (tests/lib/relay.py) --------------------------------------------
+
+# start a relay to the suite's Redis with relay.py's ARGS; sets RELAY_URL
+# (its pid goes to relay.pid, so common_teardown stops it)
+relay_start() {
+	(
+		python3 "$BATS_TEST_DIRNAME/lib/relay.py" --to "$REDIS_PORT" --port-file relay.port \
+			--lifetime 300 "$@" </dev/null >relay.log 2>&1 3>&- &
+		echo $! >relay.pid
+	)
+	wait_for_file relay.port 10 || { echo "the relay did not start:" >&2; cat relay.log >&2; return 1; }
+	RELAY_URL=redis://127.0.0.1:$(cat relay.port)
+}
+
+# cf ARGS... as call NAME (see cf_to), its wall-clock milliseconds in $took
+timed_cf_to() {
+	local start
+	start=$(date +%s%N)
+	cf_to "$@"
+	took=$((($(date +%s%N) - start) / 1000000))
+}
+
+# fail unless the last timed_cf_to took less than MS milliseconds
+assert_took_less() {
+	((took < $1)) && return 0
+	echo "took ${took} ms, the bound is $1 ms" >&2
+	return 1
+}
+
+# a file of N bytes of lines that say WORD
+payload_file() {
+	yes "$2" | head -c "$3" >"$1"
+}
+
+@test "a 100 kB hit through a link that trickles 2,000 B/s ends within --redis-timeout: COMMAND runs uncached, one warning" {
+	payload_file stored.txt stored 100000
+	cf_to seed -t 1h -k trickled -- cat stored.txt
+	assert_status 0 seed
+	relay_start --mode trickle:2000
+	CF_TIMEOUT=20 timed_cf_to slow -u "$RELAY_URL" --redis-timeout 1s -t 1h -k trickled -- printf 'ran live'
+	assert_status 0 slow
+	assert_bytes slow.out 'ran live'
+	assert_one_line slow.err "cachefence: warning: "
+	grep -q 'redis-timeout' slow.err
+	# 1 s, plus 100 kB at the 1 MiB/s floor, plus the start and COMMAND
+	assert_took_less 3000
+}
+
+@test "a small reply that trickles a byte at a time is bounded as a whole, not per read" {
+	cf_to seed -t 1h -k k -- printf x
+	echo trickle:20 >relay.mode
+	relay_start --mode-file relay.mode
+	# stats's reply is some 400 bytes: 20 s at this rate, each read well
+	# within --redis-timeout
+	CF_TIMEOUT=20 timed_cf_to stats -u "$RELAY_URL" --redis-timeout 1s stats
+	assert_usage_error stats
+	grep -q 'redis-timeout' stats.err
+	assert_took_less 3000
+	# invalidate's reply is 4 bytes: 2 s at 2 B/s, a byte every 0.5 s
+	echo trickle:2 >relay.mode
+	CF_TIMEOUT=20 timed_cf_to inval -u "$RELAY_URL" --redis-timeout 1s invalidate k
+	assert_usage_error inval
+	assert_took_less 3000
+}
+
+@test "a 2 MiB value that trickles at 100 kB/s is cut at its size's budget: exit 125 with the cut-off line" {
+	payload_file big.txt big 2097152
+	cf_to seed -t 1h -k big -- cat big.txt
+	assert_status 0 seed
+	relay_start --mode trickle:100000
+	# budget: 1 s + 2 MiB at 1 MiB/s = 3 s; the whole value would take 21 s
+	CF_TIMEOUT=30 timed_cf_to get -u "$RELAY_URL" --redis-timeout 1s get big
+	assert_status 125 get
+	assert_one_line get.err
+	grep -q 'redis-timeout' get.err
+	assert_took_less 6000
+	CF_TIMEOUT=30 timed_cf_to hit -u "$RELAY_URL" --redis-timeout 1s -t 1h -k big -- printf 'not run'
+	assert_status 125 hit
+	grep -q 'cut off' hit.err
+	assert_took_less 6000
+	[[ $(head -c 3 hit.out) == big ]] || { echo "no part of the value came out" >&2; false; }
+}
