@@ -458,8 +458,12 @@ static int decode_meta(const redisReply *m, struct entry_meta *meta)
 /* Stored values up to this size (INLINE_MAX in lib.lua) come inside the
  * script's reply and are read whole before any byte is written, so a
  * connection that breaks mid-value leaves nothing partial behind. Larger ones
- * come as nil there and are streamed with HGET after; a break mid-value is
- * then reported as a cut output. */
+ * come as nil there, with the entry's run id, and are streamed after with
+ * one HMGET of the run id and both values: one command's reply is one
+ * moment of the entry, so a run id that matches the metadata's proves the
+ * bytes are the same run's, checked before any is written (a refresh in
+ * between once gave one run's bytes with another's status). A break
+ * mid-value is then reported as a cut output. */
 #define INLINE_MAX (1024 * 1024)
 
 static void piece_to_sink(void *ctx, const char *p, size_t n)
@@ -509,23 +513,40 @@ static int plain_command(struct redis_store *rs, const struct resp_arg *args, in
 	return 0;
 }
 
-/* stream the stdout and stderr of a large entry (or round result) at name */
+/* how often a read of a large entry starts again when another run replaced
+ * the entry between its metadata and its bytes, before giving up */
+#define BIG_READ_ATTEMPTS 8
+
+/* Stream the stdout and stderr of a large entry (or round result) at name,
+ * whose metadata m came with run id rid: one HMGET of the run id and both
+ * values, a snapshot of one moment, checked before a byte is handed on.
+ * 1 written, 0 the entry is another run's now (nothing written), -1. */
 static int fetch_big(struct redis_store *rs, const struct buf *name, const struct entry_meta *m,
-		     struct sink *sink)
+		     const char *rid, struct sink *sink)
 {
-	struct value_reply out = {m->out_len, piece_to_sink, sink};
-	struct value_reply err = {m->err_len, piece_to_sink_err, sink};
-	struct resp_arg args[3] = {
-		{.p = "HGET", .len = 4, .fd = -1},
+	struct body_reply br = {
+		.rid = rid,
+		.out_len = m->out_len,
+		.err_len = m->err_len,
+		.out = piece_to_sink,
+		.err = piece_to_sink_err,
+		.ctx = sink,
+	};
+	struct resp_arg args[5] = {
+		{.p = "HMGET", .len = 5, .fd = -1},
 		{.p = name->data, .len = name->len, .fd = -1},
+		{.p = "rid", .len = 3, .fd = -1},
 		{.p = "out", .len = 3, .fd = -1},
+		{.p = "err", .len = 3, .fd = -1},
 	};
 
-	if (plain_command(rs, args, 3, value_reply_read, &out) < 0)
+	if (plain_command(rs, args, 5, body_reply_read, &br) < 0)
 		return -1;
-	args[2] = (struct resp_arg){.p = "err", .len = 3, .fd = -1};
-	return plain_command(rs, args, 3, value_reply_read, &err);
+	return br.changed ? 0 : 1;
 }
+
+static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
+			 enum abandon_reason why);
 
 static int redis_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
 			struct sink *sink)
@@ -556,13 +577,34 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push_str(&sc, req->force ? "1" : "0");
 	call_push_str(&sc, beta);
 	call_push_str(&sc, draw);
-	int rc = stream_script(rs, &sc, entry_reply_read, &er);
-	if (rc == 0 && strcmp(er.verdict, "none") == 0) {
-		err_set("the store's lookup reply is malformed");
-		rc = -1;
+	bool locked = false; /* an attempt took the lock for a refresh */
+	int rc;
+	for (int attempt = 1;; attempt++) {
+		er = entry_reply_to(res, sink);
+		rc = stream_script(rs, &sc, entry_reply_read, &er);
+		if (rc == 0 && strcmp(er.verdict, "none") == 0) {
+			err_set("the store's lookup reply is malformed");
+			rc = -1;
+		}
+		if (rc < 0 || !er.big)
+			break;
+		locked = locked || res->refresh;
+		rc = fetch_big(rs, res->verdict == VERDICT_DONE ? &done : &entry, &res->meta, er.rid,
+			       sink);
+		if (rc != 0)
+			break;
+		if (attempt == BIG_READ_ATTEMPTS) {
+			err_set("the entry was replaced %d times while it was being read", attempt);
+			rc = -1;
+			break;
+		}
+		/* another run replaced the entry: look again, from the start */
+		memset(res, 0, sizeof(*res));
 	}
-	if (rc == 0 && er.big)
-		rc = fetch_big(rs, res->verdict == VERDICT_DONE ? &done : &entry, &res->meta, sink);
+	rc = rc < 0 ? -1 : 0;
+	/* a lock an earlier attempt took, that this one does not use, goes back */
+	if (locked && (rc < 0 || (!res->refresh && res->verdict != VERDICT_LEAD)))
+		redis_abandon(s, req->key, req->key_len, req->token, ABANDON_INTERRUPTED);
 	buf_free(&entry);
 	buf_free(&lock);
 	buf_free(&done);
@@ -699,10 +741,11 @@ static int read_integer_reply(struct resp_reader *rd, void *ctx)
 /* Write the whole result, bytes included, to the stage key with one HSET,
  * the values streamed from the spool files, then give the stage a TTL so a
  * leader that dies here leaves nothing behind for long. */
-static int write_stage(struct redis_store *rs, const struct buf *stage, const struct result *res)
+static int write_stage(struct redis_store *rs, const struct buf *stage, const char *token,
+		       const struct result *res)
 {
 	struct entry_field f[ENTRY_NFIELDS];
-	struct resp_arg args[2 + 2 * ENTRY_NFIELDS + 4];
+	struct resp_arg args[2 + 2 * ENTRY_NFIELDS + 6];
 	int n = 0;
 	int64_t reply;
 
@@ -713,6 +756,9 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const st
 		args[n++] = (struct resp_arg){.p = f[i].name, .len = strlen(f[i].name), .fd = -1};
 		args[n++] = (struct resp_arg){.p = f[i].value, .len = strlen(f[i].value), .fd = -1};
 	}
+	/* the run id: a reader of a large entry checks its bytes are this run's */
+	args[n++] = (struct resp_arg){.p = "rid", .len = 3, .fd = -1};
+	args[n++] = (struct resp_arg){.p = token, .len = TOKEN_LEN, .fd = -1};
 	args[n++] = (struct resp_arg){.p = "out", .len = 3, .fd = -1};
 	args[n++] = (struct resp_arg){.len = res->meta.out_len, .fd = res->out_fd};
 	args[n++] = (struct resp_arg){.p = "err", .len = 3, .fd = -1};
@@ -749,7 +795,7 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	redis_name(&stage, rs->ns, key, key_len, ":stage:");
 	buf_append(&stage, token, TOKEN_LEN);
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
-	int rc = write_stage(rs, &stage, res);
+	int rc = write_stage(rs, &stage, token, res);
 	if (rc < 0)
 		goto out;
 	call_push(&sc, entry.data, entry.len);
@@ -792,9 +838,21 @@ static int redis_get(struct store *s, const char *key, size_t key_len, bool fres
 	redis_name(&entry, rs->ns, key, key_len, "");
 	call_push(&sc, entry.data, entry.len);
 	call_push_str(&sc, fresh_only ? "1" : "0");
-	int rc = stream_script(rs, &sc, entry_reply_read, &er);
-	if (rc == 0 && er.big && strcmp(er.verdict, "none") != 0)
-		rc = fetch_big(rs, &entry, &res.meta, sink);
+	int rc;
+	for (int attempt = 1;; attempt++) {
+		er = entry_reply_to(&res, sink);
+		rc = stream_script(rs, &sc, entry_reply_read, &er);
+		if (rc < 0 || !er.big || strcmp(er.verdict, "none") == 0)
+			break;
+		rc = fetch_big(rs, &entry, &res.meta, er.rid, sink);
+		if (rc != 0)
+			break;
+		if (attempt == BIG_READ_ATTEMPTS) {
+			err_set("the entry was replaced %d times while it was being read", attempt);
+			rc = -1;
+			break;
+		}
+	}
 	buf_free(&entry);
 	if (rc < 0)
 		return -1;

@@ -180,3 +180,61 @@ payload_file() {
 	assert_took_less 6000
 	[[ $(head -c 3 hit.out) == big ]] || { echo "no part of the value came out" >&2; false; }
 }
+
+# --- a refresh racing a large read ---------------------------------------------------------------
+
+@test "reads of a 2 MiB entry that --refresh keeps replacing each see one run whole: bytes, stderr and status" {
+	# two runs of the same size whose stdout, stderr and status all differ
+	payload_file A.out AAAAAAA 2097152
+	payload_file B.out BBBBBBB 2097152
+	cat >payload <<-EOF
+		#!/bin/sh
+		cat "$SCRATCH/\$1.out"
+		printf 'stderr of %s' "\$1" >&2
+		[ "\$1" = A ] || exit 3
+	EOF
+	chmod +x payload
+	opts=(-t 1h -k racy --cache-failures --cache-stderr)
+	cf_to seed "${opts[@]}" -- ./payload A
+	assert_status 0 seed
+
+	# the refresher: only --refresh traffic, A and B in turn
+	(
+		i=0
+		while [[ ! -e stop ]] && ((i < 2000)); do
+			i=$((i + 1))
+			run=A
+			((i % 2)) && run=B
+			"$CACHEFENCE_BIN" "${opts[@]}" --refresh -- ./payload "$run" >/dev/null 2>&1 || true
+		done
+	) </dev/null 3>&- &
+	echo $! >refresher.pid
+
+	# four readers, each checking every read belongs to one run
+	for r in 1 2 3 4; do
+		(
+			for i in $(seq 75); do
+				st=0
+				"$CACHEFENCE_BIN" "${opts[@]}" -- ./payload A >"out.$r" 2>"err.$r" || st=$?
+				if cmp -s "out.$r" A.out; then want_err='stderr of A' want_st=0
+				elif cmp -s "out.$r" B.out; then want_err='stderr of B' want_st=3
+				else echo "read $i: stdout is neither run's ($(wc -c <"out.$r") bytes)"; continue
+				fi
+				[[ $(cat "err.$r") == "$want_err" && $st == "$want_st" ]] ||
+					echo "read $i: mixed: stdout of one run, stderr '$(head -c 60 "err.$r")', status $st"
+			done >"mixed.$r"
+			touch "done.$r"
+		) </dev/null 3>&- &
+	done
+	for r in 1 2 3 4; do
+		wait_for_file "done.$r" 300 || { touch stop; echo "reader $r did not finish" >&2; false; }
+	done
+	touch stop
+	wait "$(cat refresher.pid)" || true
+	cat mixed.* >mixed
+	refreshes=$(cf stats --json | jq .misses)
+	echo "refreshes during the reads: $refreshes" >&2
+	((refreshes > 20)) || { echo "too few refreshes to race the reads" >&2; false; }
+	[[ ! -s mixed ]] || { echo "$(wc -l <mixed) of 300 reads mixed two runs:" >&2; head -5 mixed >&2; false; }
+}
+

@@ -5,8 +5,9 @@
 -- ARGV[4] "1" when we are waiting on a leader (KEYS[3] is meaningful),
 -- ARGV[5] "1" to ignore the entry (--refresh), ARGV[6] beta, ARGV[7] a
 -- uniform draw in (0, 1] (scripts get no usable randomness of their own)
--- Returns {'hit', age, meta, out, err, refresh} | {'stale', age, meta, out, err, refresh}
---       | {'done', 0, meta, out, err, 0} | {'lead', fallback} | {'wait', pttl, holder}
+-- Returns {'hit', age, meta, out, err, refresh, run id}
+--       | {'stale', age, meta, out, err, refresh, run id}
+--       | {'done', 0, meta, out, err, 0, run id} | {'lead', fallback} | {'wait', pttl, holder}
 local now = now_ms()
 
 -- take the lock if it is free (or already ours); returns true, or false and the holder
@@ -33,7 +34,7 @@ local function lead(fallback)
 end
 
 if ARGV[5] ~= '1' then
-  local m, out, err = read_entry(KEYS[1])
+  local m, out, err, rid = read_entry(KEYS[1])
   if m then
     local age = entry_age(m, now)
     local ttl, sw, se, dt = tonumber(m[4]), tonumber(m[5]), tonumber(m[6]), tonumber(m[7])
@@ -47,27 +48,27 @@ if ARGV[5] ~= '1' then
       end
       count('hits')
       if early then count('early_refreshes') end
-      return {'hit', age, m, out, err, flag(early)}
+      return {'hit', age, m, out, err, flag(early), rid}
     end
     if age < ttl + sw then
       local refresh = take_lock()
       count('stale_served')
       if refresh then count('background_refreshes') end
-      return {'stale', age, m, out, err, flag(refresh)}
+      return {'stale', age, m, out, err, flag(refresh), rid}
     end
     if age < ttl + se then
       -- stale-if-error: refresh now, and serve this entry if that fails;
       -- while someone else refreshes, serve it at once
       if take_lock() then return lead(1) end
       count('stale_served')
-      return {'stale', age, m, out, err, 0}
+      return {'stale', age, m, out, err, 0, rid}
     end
   end
 end
 
 if ARGV[4] == '1' then
-  local dm, dout, derr = read_entry(KEYS[3])
-  if dm then return {'done', 0, dm, dout, derr, 0} end
+  local dm, dout, derr, drid = read_entry(KEYS[3])
+  if dm then return {'done', 0, dm, dout, derr, 0, drid} end
 end
 
 local got, holder = take_lock()
