@@ -437,6 +437,8 @@ static int decide(struct run_ctx *ctx)
 		.force = o->refresh,
 		.beta = o->beta,
 		.rand = xfetch_draw(),
+		.tags = o->tags,
+		.ntags = o->ntags,
 	};
 	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
 	struct lookup l;

@@ -44,6 +44,8 @@ struct lookup_req {
 	bool force;          /* --refresh: no entry counts; lead or wait */
 	double beta;         /* XFetch factor; 0: no early refresh */
 	double rand;         /* XFetch draw, uniform in (0, 1] */
+	const char *const *tags; /* the run's --tag names: a lock taken files the key */
+	int ntags;               /* under them at once, so invalidate --tag fences the run */
 };
 
 /* what one lookup found */
@@ -140,7 +142,10 @@ struct store_ops {
 	/* describe one key: its entry and its lock; 0 or -1 */
 	int (*inspect)(struct store *s, const char *key, size_t key_len, struct entry_info *info);
 	/* call fn for every entry of the namespace whose key matches glob (NULL:
-	 * all), walking without blocking the store; 0 or -1 */
+	 * all), walking without blocking the store; a store may also call it,
+	 * with info->present false and info->locked true, for the key of every
+	 * lock it meets (a running leader, maybe with no entry yet), so that
+	 * invalidate --match can fence it; a key may come both ways. 0 or -1 */
 	int (*list)(struct store *s, const char *glob, list_fn fn, void *ctx);
 	/* delete every entry filed under tag, and the tag; the count deleted, or -1 */
 	long (*invalidate_tag)(struct store *s, const char *tag);

@@ -11,6 +11,8 @@
  *   NS:{K}:stage:TOKEN   a result being written
  *   NS:{K}:wake          the pub/sub channel that wakes the waiters
  *   NS:{%tag:T}          the set of user keys filed under tag T
+ *   NS:{%run:T}          the keys whose leader runs with tag T and has not
+ *                        finished (so that invalidate --tag can fence it)
  *   NS:{%stats}          the namespace's counters (a hash)
  *
  * K is the user key and T the tag name with '%' and '}' written %25 and %7D,
@@ -18,8 +20,8 @@
  * slot, whatever bytes the key holds. The mapping is injective: the
  * namespace holds no '{' (options.c refuses one, and so does open), so the
  * first '{' ends it; the first '}' ends the brace tag; an escaped key holds
- * '%' only in %25 or %7D, so no key's brace tag starts "%t" or "%s" like a
- * tag set's or the counters'; and the suffix after the '}' says which part
+ * '%' only in %25 or %7D, so no key's brace tag starts with '%' like a tag
+ * set's, a run set's or the counters'; and the suffix after the '}' says which part
  * of the entry a name is. No tag, key or namespace can name another's key. */
 #include "store.h"
 
@@ -52,6 +54,8 @@ struct redis_store {
 	bool broken;             /* a streamed reply was cut: the connection is unusable */
 	bool refused;            /* the server refused our credentials */
 	char *password;          /* CACHEFENCE_PASSWORD's, for a URL without one */
+	const char *const *tags; /* the run's tags, from its lookup: renew keeps them */
+	int ntags;
 };
 
 static struct redis_store *to_redis(struct store *s)
@@ -80,6 +84,15 @@ static void tag_name(struct buf *out, const char *ns, const char *tag)
 {
 	out->len = 0;
 	buf_appendf(out, "%s:{%%tag:", ns);
+	append_escaped(out, tag, strlen(tag));
+	buf_append(out, "}", 1);
+}
+
+/* the Redis name of a tag's running leaders: NS:{%run:escaped tag}, into out */
+static void run_set_name(struct buf *out, const char *ns, const char *tag)
+{
+	out->len = 0;
+	buf_appendf(out, "%s:{%%run:", ns);
 	append_escaped(out, tag, strlen(tag));
 	buf_append(out, "}", 1);
 }
@@ -283,7 +296,7 @@ struct script_call {
 	const struct lua_script *script;
 	int nkeys;
 	int argc; /* keys and args together, after the numkeys word */
-	struct resp_arg args[64];
+	struct resp_arg args[128];
 };
 
 static void call_push(struct script_call *sc, const void *p, size_t len)
@@ -312,8 +325,8 @@ static void script_error(struct redis_store *rs, const struct script_call *sc, c
 /* a small-argument script call through hiredis; the reply, or NULL with err_set() */
 static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 {
-	const char *argv[67];
-	size_t lens[67];
+	const char *argv[131];
+	size_t lens[131];
 	char nkeys[8];
 
 	snprintf(nkeys, sizeof(nkeys), "%d", sc->nkeys);
@@ -385,7 +398,7 @@ static void break_connection(struct redis_store *rs)
 static int stream_script(struct redis_store *rs, struct script_call *sc, reply_fn read_reply,
 			 void *ctx)
 {
-	struct resp_arg all[67];
+	struct resp_arg all[131];
 	char nkeys[8];
 
 	snprintf(nkeys, sizeof(nkeys), "%d", sc->nkeys);
@@ -555,6 +568,8 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	struct buf entry = {0}, lock = {0}, done = {0}, lock_value = {0};
 	struct script_call sc = {.script = &lua_lookup, .nkeys = 4};
 	struct entry_reply er = entry_reply_to(res, sink);
+	struct buf tags[MAX_TAGS] = {{0}};
+	int ntags = req->ntags < MAX_TAGS ? req->ntags : MAX_TAGS;
 	char lease[24], beta[32], draw[32];
 
 	memset(res, 0, sizeof(*res));
@@ -570,6 +585,13 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push(&sc, lock.data, lock.len);
 	call_push(&sc, done.data, done.len);
 	call_push_str(&sc, rs->stats_key);
+	rs->tags = req->tags;
+	rs->ntags = ntags;
+	for (int i = 0; i < ntags; i++) {
+		run_set_name(&tags[i], rs->ns, req->tags[i]);
+		call_push(&sc, tags[i].data, tags[i].len);
+		sc.nkeys++;
+	}
 	call_push_str(&sc, req->token);
 	call_push_str(&sc, lease);
 	call_push(&sc, lock_value.data, lock_value.len);
@@ -577,6 +599,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push_str(&sc, req->force ? "1" : "0");
 	call_push_str(&sc, beta);
 	call_push_str(&sc, draw);
+	call_push(&sc, req->key, req->key_len);
 	bool locked = false; /* an attempt took the lock for a refresh */
 	int rc;
 	for (int attempt = 1;; attempt++) {
@@ -609,6 +632,8 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	buf_free(&lock);
 	buf_free(&done);
 	buf_free(&lock_value);
+	for (int i = 0; i < ntags; i++)
+		buf_free(&tags[i]);
 	return rc;
 }
 
@@ -672,23 +697,6 @@ static int redis_wait(struct store *s, int64_t timeout_ms)
 	return drain_messages(rs) < 0 ? -1 : 1;
 }
 
-/* a script call on one key part with the token and one more argument */
-static redisReply *call_on_lock(struct redis_store *rs, const struct lua_script *script,
-				const char *key, size_t key_len, const char *token,
-				const char *arg)
-{
-	struct buf lock = {0};
-	struct script_call sc = {.script = script, .nkeys = 1};
-
-	redis_name(&lock, rs->ns, key, key_len, ":lock");
-	call_push(&sc, lock.data, lock.len);
-	call_push_str(&sc, token);
-	call_push_str(&sc, arg);
-	redisReply *r = call_script(rs, &sc);
-	buf_free(&lock);
-	return r;
-}
-
 static int integer_reply(redisReply *r)
 {
 	if (!r)
@@ -703,30 +711,55 @@ static int integer_reply(redisReply *r)
 static int redis_renew(struct store *s, const char *key, size_t key_len, const char *token,
 		       int64_t lease_ms)
 {
+	struct redis_store *rs = to_redis(s);
+	struct buf lock = {0}, tags[MAX_TAGS] = {{0}};
+	struct script_call sc = {.script = &lua_renew, .nkeys = 1};
 	char lease[24];
 
 	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
-	return integer_reply(call_on_lock(to_redis(s), &lua_renew, key, key_len, token, lease));
+	redis_name(&lock, rs->ns, key, key_len, ":lock");
+	call_push(&sc, lock.data, lock.len);
+	for (int i = 0; i < rs->ntags; i++) {
+		run_set_name(&tags[i], rs->ns, rs->tags[i]);
+		call_push(&sc, tags[i].data, tags[i].len);
+		sc.nkeys++;
+	}
+	call_push_str(&sc, token);
+	call_push_str(&sc, lease);
+	call_push(&sc, key, key_len);
+	int rc = integer_reply(call_script(rs, &sc));
+	buf_free(&lock);
+	for (int i = 0; i < rs->ntags; i++)
+		buf_free(&tags[i]);
+	return rc;
 }
 
 static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
 			 enum abandon_reason why)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf lock = {0}, channel = {0};
+	struct buf lock = {0}, channel = {0}, runs[MAX_TAGS] = {{0}};
 	struct script_call sc = {.script = &lua_abandon, .nkeys = 2};
 
 	redis_name(&lock, rs->ns, key, key_len, ":lock");
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
 	call_push(&sc, lock.data, lock.len);
 	call_push_str(&sc, rs->stats_key);
+	for (int i = 0; i < rs->ntags; i++) {
+		run_set_name(&runs[i], rs->ns, rs->tags[i]);
+		call_push(&sc, runs[i].data, runs[i].len);
+		sc.nkeys++;
+	}
 	call_push_str(&sc, token);
 	call_push(&sc, channel.data, channel.len);
 	int counter = abandon_counter(why);
 	call_push_str(&sc, counter >= 0 ? stat_names[counter] : "");
+	call_push(&sc, key, key_len);
 	int rc = integer_reply(call_script(rs, &sc));
 	buf_free(&lock);
 	buf_free(&channel);
+	for (int i = 0; i < rs->ntags; i++)
+		buf_free(&runs[i]);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -780,8 +813,9 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	struct redis_store *rs = to_redis(s);
 	struct buf entry = {0}, lock = {0}, done = {0}, channel = {0}, stage = {0};
 	struct script_call sc = {.script = &lua_finish, .nkeys = 5};
-	struct buf tags[MAX_TAGS] = {{0}};
+	struct buf tags[MAX_TAGS] = {{0}}, runs[MAX_TAGS] = {{0}};
 	int ntags = res->ntags < MAX_TAGS ? res->ntags : MAX_TAGS;
+	char ntags_arg[16];
 	char expiry[24], handoff[24];
 	int64_t stored = -1;
 
@@ -808,12 +842,19 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 		call_push(&sc, tags[i].data, tags[i].len);
 		sc.nkeys++;
 	}
+	for (int i = 0; i < ntags; i++) {
+		run_set_name(&runs[i], rs->ns, res->tags[i]);
+		call_push(&sc, runs[i].data, runs[i].len);
+		sc.nkeys++;
+	}
+	snprintf(ntags_arg, sizeof(ntags_arg), "%d", ntags);
 	call_push_str(&sc, token);
 	call_push_str(&sc, res->cacheable ? "1" : "0");
 	call_push_str(&sc, expiry);
 	call_push_str(&sc, handoff);
 	call_push(&sc, channel.data, channel.len);
 	call_push(&sc, key, key_len);
+	call_push_str(&sc, ntags_arg);
 	rc = stream_script(rs, &sc, read_integer_reply, &stored);
 out:
 	buf_free(&entry);
@@ -821,8 +862,10 @@ out:
 	buf_free(&done);
 	buf_free(&stage);
 	buf_free(&channel);
-	for (int i = 0; i < ntags; i++)
+	for (int i = 0; i < ntags; i++) {
 		buf_free(&tags[i]);
+		buf_free(&runs[i]);
+	}
 	return rc < 0 ? -1 : stored == 1;
 }
 
@@ -932,43 +975,53 @@ out:
 
 /* MATCH pattern that narrows the walk to the glob's literal start: the
  * glob itself applies to user keys, and one escaped byte ("%7D") is three
- * bytes of the Redis name, so the exact match is fnmatch(3) on the user key */
+ * bytes of the Redis name, so the exact match is fnmatch(3) on the user key.
+ * The pattern is open after the key: it finds entries and their locks. */
 static void scan_pattern(struct buf *out, const char *ns, const char *glob)
 {
 	size_t literal = glob ? strcspn(glob, "*?[\\") : 0;
 
 	redis_name(out, ns, glob ? glob : "", literal, "");
 	out->len--; /* drop the closing brace: the rest of the key is open */
-	buf_append(out, "*}", 2);
+	buf_append(out, "*", 1);
 }
 
-/* the user key inside an entry's Redis name NS:{...}; 0, or -1 when the
- * name is not an entry's (a lock, a tag set, the counters) */
-static int user_key_of(struct buf *out, const char *ns, const char *name, size_t len)
+/* what a Redis name of the namespace is */
+enum name_kind {
+	NAME_OTHER, /* a round result, a stage, a tag set, the counters */
+	NAME_ENTRY, /* NS:{K} */
+	NAME_LOCK,  /* NS:{K}:lock */
+};
+
+/* the user key inside a Redis name NS:{K}suffix into out, and which part of
+ * the entry the name is */
+static enum name_kind user_key_of(struct buf *out, const char *ns, const char *name, size_t len)
 {
-	size_t pre = strlen(ns) + 2;
+	size_t pre = strlen(ns) + 2, i;
 
 	out->len = 0;
-	if (len < pre + 1 || name[len - 1] != '}' || memcmp(name + pre - 2, ":{", 2) != 0)
-		return -1;
-	for (size_t i = pre; i < len - 1; i++) {
-		if (name[i] == '}')
-			return -1;
-		if (name[i] == '%' && i + 2 < len - 1 && memcmp(name + i, "%25", 3) == 0) {
+	if (len < pre + 1 || memcmp(name, ns, pre - 2) != 0 || memcmp(name + pre - 2, ":{", 2) != 0)
+		return NAME_OTHER;
+	for (i = pre; i < len && name[i] != '}'; i++) {
+		if (name[i] == '%' && i + 3 < len && memcmp(name + i, "%25", 3) == 0) {
 			buf_append(out, "%", 1);
 			i += 2;
-		} else if (name[i] == '%' && i + 2 < len - 1 && memcmp(name + i, "%7D", 3) == 0) {
+		} else if (name[i] == '%' && i + 3 < len && memcmp(name + i, "%7D", 3) == 0) {
 			buf_append(out, "}", 1);
 			i += 2;
 		} else if (name[i] == '%') {
-			return -1; /* a tag set or the counters, not an escaped key */
+			return NAME_OTHER; /* a tag set or the counters, not an escaped key */
 		} else {
 			buf_append(out, name + i, 1);
 		}
 	}
 	if (!out->data)
 		buf_append(out, "", 0);
-	return 0;
+	if (i == len - 1)
+		return NAME_ENTRY;
+	if (i + 6 == len && memcmp(name + i, "}:lock", 6) == 0)
+		return NAME_LOCK;
+	return NAME_OTHER;
 }
 
 /* server time in ms from a TIME reply; -1 if malformed */
@@ -980,8 +1033,9 @@ static int64_t time_reply_ms(const redisReply *t)
 	return strtoll(t->element[0]->str, NULL, 10) * 1000 + strtoll(t->element[1]->str, NULL, 10) / 1000;
 }
 
-/* One SCAN batch: pipeline TIME and an HMGET of every name, then report
- * each one that holds an entry; 0, 1 when fn asked to stop, or -1. */
+/* One SCAN batch: report every lock whose key matches glob, then pipeline
+ * TIME and an HMGET of every entry whose key matches and report each that
+ * decodes; 0, 1 when fn asked to stop, or -1. */
 static int list_batch(struct redis_store *rs, redisReply *names, const char *glob, list_fn fn,
 		      void *ctx)
 {
@@ -989,27 +1043,49 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 					    "dt", "olen", "elen", "host"};
 	const size_t nargs = sizeof(hmget) / sizeof(hmget[0]);
 	struct buf user = {0};
+	size_t *entries = xcalloc(names->elements + 1, sizeof(*entries)), nentries = 0;
 	int rc = 0;
 
+	for (size_t i = 0; i < names->elements; i++) {
+		redisReply *n = names->element[i];
+		if (!is_string(n))
+			continue;
+		enum name_kind kind = user_key_of(&user, rs->ns, n->str, n->len);
+		/* keys hold no NUL, so the user key reads as a C string for fnmatch */
+		if (kind == NAME_OTHER || (glob && fnmatch(glob, user.data, 0) != 0))
+			continue;
+		if (kind == NAME_ENTRY) {
+			entries[nentries++] = i;
+			continue;
+		}
+		struct entry_info lock = {.locked = true, .lease_left_ms = -1};
+		if (rc == 0 && fn(ctx, user.data, user.len, &lock))
+			rc = 1;
+	}
 	/* one deadline for the whole pipeline, with room for each reply */
-	int64_t deadline = deadline_for(rs, (uint64_t)names->elements * 1024);
+	int64_t deadline = deadline_for(rs, (uint64_t)nentries * 1024);
+	if (rc != 0 || nentries == 0)
+		goto out;
 	if (!rs->c->err)
 		redisAppendCommand(rs->c, "TIME");
-	for (size_t i = 0; i < names->elements && !rs->c->err; i++) {
+	for (size_t e = 0; e < nentries && !rs->c->err; e++) {
+		redisReply *n = names->element[entries[e]];
 		const char *argv[sizeof(hmget) / sizeof(hmget[0])];
 		size_t lens[sizeof(hmget) / sizeof(hmget[0])];
 		for (size_t j = 0; j < nargs; j++) {
-			argv[j] = j == 1 ? names->element[i]->str : hmget[j];
-			lens[j] = j == 1 ? names->element[i]->len : strlen(hmget[j]);
+			argv[j] = j == 1 ? n->str : hmget[j];
+			lens[j] = j == 1 ? n->len : strlen(hmget[j]);
 		}
 		redisAppendCommandArgv(rs->c, nargs, argv, lens);
 	}
 	redisReply *t = exchange(rs, rs->c, deadline);
-	if (!t)
-		return -1;
+	if (!t) {
+		rc = -1;
+		goto out;
+	}
 	int64_t now = time_reply_ms(t);
 	freeReplyObject(t);
-	for (size_t i = 0; i < names->elements; i++) {
+	for (size_t e = 0; e < nentries; e++) {
 		struct entry_meta meta;
 		struct entry_info info = {0};
 		redisReply *m = exchange(rs, rs->c, deadline);
@@ -1017,11 +1093,9 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 			rc = -1;
 			break;
 		}
-		redisReply *n = names->element[i];
-		/* keys hold no NUL, so the user key reads as a C string for fnmatch */
+		redisReply *n = names->element[entries[e]];
 		if (rc == 0 && now >= 0 && decode_meta(m, &meta) == 0 &&
-		    user_key_of(&user, rs->ns, n->str, n->len) == 0 &&
-		    (!glob || fnmatch(glob, user.data, 0) == 0)) {
+		    user_key_of(&user, rs->ns, n->str, n->len) == NAME_ENTRY) {
 			int64_t age = now > meta.created_ms ? now - meta.created_ms : 0;
 			fill_info(&info, &meta, age);
 			if (info.freshness != ENTRY_EXPIRED && fn(ctx, user.data, user.len, &info))
@@ -1029,6 +1103,8 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 		}
 		freeReplyObject(m);
 	}
+out:
+	free(entries);
 	buf_free(&user);
 	return rc;
 }
@@ -1076,22 +1152,20 @@ static int redis_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 	return rc < 0 ? -1 : 0;
 }
 
-static long redis_invalidate_tag(struct store *s, const char *tag)
+/* invalidate every member of the set named set (and delete it); the count
+ * of entries deleted, or -1 */
+static long invalidate_members(struct store *s, const struct buf *set)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf set = {0};
 	char cursor[32] = "0";
 	long deleted = 0;
 
-	tag_name(&set, rs->ns, tag);
 	do {
-		const char *argv[5] = {"SSCAN", set.data, cursor, "COUNT", "1000"};
-		size_t lens[5] = {5, set.len, strlen(cursor), 5, 4};
+		const char *argv[5] = {"SSCAN", set->data, cursor, "COUNT", "1000"};
+		size_t lens[5] = {5, set->len, strlen(cursor), 5, 4};
 		redisReply *r = scan_step(rs, 5, argv, lens, cursor);
-		if (!r) {
-			deleted = -1;
-			break;
-		}
+		if (!r)
+			return -1;
 		redisReply *members = r->element[1];
 		for (size_t i = 0; i < members->elements && deleted >= 0; i++) {
 			int one = s->ops->invalidate(s, members->element[i]->str, members->element[i]->len);
@@ -1100,15 +1174,29 @@ static long redis_invalidate_tag(struct store *s, const char *tag)
 		freeReplyObject(r);
 	} while (deleted >= 0 && strcmp(cursor, "0") != 0);
 	if (deleted >= 0) {
-		const char *argv[2] = {"DEL", set.data};
-		size_t lens[2] = {3, set.len};
+		const char *argv[2] = {"DEL", set->data};
+		size_t lens[2] = {3, set->len};
 		redisReply *r = command(rs, rs->c, 2, argv, lens);
 		if (!r)
 			deleted = -1;
 		freeReplyObject(r);
 	}
-	buf_free(&set);
 	return deleted;
+}
+
+/* the entries filed under tag, and the leaders running with it (whose
+ * locks invalidate deletes: they store nothing) */
+static long redis_invalidate_tag(struct store *s, const char *tag)
+{
+	struct redis_store *rs = to_redis(s);
+	struct buf set = {0};
+
+	run_set_name(&set, rs->ns, tag);
+	long running = invalidate_members(s, &set);
+	tag_name(&set, rs->ns, tag);
+	long deleted = running < 0 ? -1 : invalidate_members(s, &set);
+	buf_free(&set);
+	return deleted < 0 ? -1 : running + deleted;
 }
 
 static int redis_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)

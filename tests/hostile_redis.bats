@@ -238,3 +238,69 @@ payload_file() {
 	[[ ! -s mixed ]] || { echo "$(wc -l <mixed) of 300 reads mixed two runs:" >&2; head -5 mixed >&2; false; }
 }
 
+# --- invalidate fences what already runs ---------------------------------------------------------
+
+# start a first computation of KEY (no entry yet) with ARGS..., held until
+# the file go exists; returns once it holds the lock
+start_held_leader() {
+	local name=$1 key=$2
+	shift 2
+	cf_bg "$name" -t 1h -k "$key" "$@" -- sh -c "$(hold_until go); echo 'computed from the old data'"
+	for _ in $(seq 100); do
+		[[ $(rcli EXISTS "cachefence:{$key}:lock") == 1 ]] && return 0
+		sleep 0.1
+	done
+	echo "the leader of $key never took its lock" >&2
+	return 1
+}
+
+@test "invalidate --match fences a first computation already running: its caller gets its output, nothing is stored" {
+	start_held_leader lead user:1
+	start_held_leader other account:1
+	cf_to inval invalidate --match 'user:*'
+	assert_status 0 inval
+	assert_bytes inval.out '0\n'
+	touch go
+	assert_eq "$(bg_status lead)" 0 "status of the fenced leader"
+	assert_bytes lead.out 'computed from the old data\n'
+	assert_eq "$(bg_status other)" 0 "status of the other leader"
+	cf_to got get user:1
+	assert_status 1 got
+	cf_to kept get account:1
+	assert_status 0 kept
+	assert_bytes kept.out 'computed from the old data\n'
+}
+
+@test "invalidate --tag fences a first computation already running under the tag, and leaves other tags' runs alone" {
+	start_held_leader lead report --tag users --tag weekly
+	start_held_leader other summary --tag billing
+	cf_to inval invalidate --tag weekly
+	assert_status 0 inval
+	assert_bytes inval.out '0\n'
+	touch go
+	assert_eq "$(bg_status lead)" 0 "status of the fenced leader"
+	assert_bytes lead.out 'computed from the old data\n'
+	assert_eq "$(bg_status other)" 0 "status of the other leader"
+	cf_to got get report
+	assert_status 1 got
+	cf_to kept get summary
+	assert_status 0 kept
+	# the next run stores as usual, and is filed under its tags again
+	cf_to again -t 1h -k report --tag users --tag weekly -- echo new
+	assert_bytes again.out 'new\n'
+	assert_eq "$(rcli EXISTS 'cachefence:{%run:users}' 'cachefence:{%run:weekly}')" 0 "run sets left by a finished run"
+	cf_to byusers invalidate --tag users
+	assert_bytes byusers.out '1\n'
+}
+
+@test "a run's pending tag outlives a lease it keeps renewing, so invalidate --tag still finds it" {
+	start_held_leader lead slow --tag t --lock-lease 1s
+	sleep 2.5 # past the first lease: the tag set lives on renewals alone
+	cf_to inval invalidate --tag t
+	assert_status 0 inval
+	touch go
+	assert_eq "$(bg_status lead)" 0 "status of the fenced leader"
+	cf_to got get slow
+	assert_status 1 got
+}
+

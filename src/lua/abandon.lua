@@ -1,14 +1,16 @@
 -- abandon: release our lock without a result (COMMAND was interrupted, its
 -- output was too large to store, or the store refused it), and wake the
 -- waiters so one of them takes over at once.
--- KEYS[1] lock, KEYS[2] stats; ARGV[1] token, ARGV[2] channel, ARGV[3] the
--- counter to add one to, or "". Returns 1 released, 0 not ours.
+-- KEYS[1] lock, KEYS[2] stats, KEYS[3..] the run sets of the run's tags (see
+-- pending_tags); ARGV[1] token, ARGV[2] channel, ARGV[3] the counter to add
+-- one to, or "", ARGV[4] the user key. Returns 1 released, 0 not ours.
 -- The counter comes last and may fail: a server out of memory refuses it
 -- (HINCRBY may grow memory) but still takes DEL and PUBLISH, and the
 -- waiters must be woken either way.
 local released = 0
 if lock_is(redis.call('GET', KEYS[1]), ARGV[1]) then
   redis.call('DEL', KEYS[1])
+  for i = 3, #KEYS do redis.pcall('SREM', KEYS[i], ARGV[4]) end
   released = 1
 end
 redis.call('PUBLISH', ARGV[2], ARGV[1])

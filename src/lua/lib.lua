@@ -66,3 +66,14 @@ local function lock_is(lock_value, token)
   return lock_value and string.sub(lock_value, 1, 32) == token
 end
 
+-- File member under the run sets KEYS[first..] (NS:{%run:TAG}: the keys
+-- whose leader runs with the tag and has not finished), and keep each at
+-- least lease ms (renew keeps extending it): invalidate --tag walks them
+-- beside the tag sets and deletes each member's lock, which fences the run
+-- out before it has stored anything. finish and abandon take the member out.
+local function pending_tags(first, member, lease)
+  for i = first, #KEYS do
+    redis.call('SADD', KEYS[i], member)
+    if redis.call('PTTL', KEYS[i]) < lease then redis.call('PEXPIRE', KEYS[i], lease) end
+  end
+end

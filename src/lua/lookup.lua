@@ -1,20 +1,26 @@
 -- lookup: the whole decision of one call, in one round trip.
 -- KEYS[1] entry, KEYS[2] lock, KEYS[3] round result of the awaited leader,
--- KEYS[4] the namespace's stats hash (counted here: no extra round trip)
+-- KEYS[4] the namespace's stats hash (counted here: no extra round trip),
+-- KEYS[5..] the run sets of the run's tags (see pending_tags)
 -- ARGV[1] our token, ARGV[2] lease ms, ARGV[3] lock value to set,
 -- ARGV[4] "1" when we are waiting on a leader (KEYS[3] is meaningful),
 -- ARGV[5] "1" to ignore the entry (--refresh), ARGV[6] beta, ARGV[7] a
--- uniform draw in (0, 1] (scripts get no usable randomness of their own)
+-- uniform draw in (0, 1] (scripts get no usable randomness of their own),
+-- ARGV[8] the user key
 -- Returns {'hit', age, meta, out, err, refresh, run id}
 --       | {'stale', age, meta, out, err, refresh, run id}
 --       | {'done', 0, meta, out, err, 0, run id} | {'lead', fallback} | {'wait', pttl, holder}
 local now = now_ms()
 
--- take the lock if it is free (or already ours); returns true, or false and the holder
+-- take the lock if it is free (or already ours); returns true, or false and the holder.
+-- A lock taken files the key in the run sets of its tags at once
+-- (pending_tags), so that invalidate --tag finds and fences a run that has
+-- stored nothing yet.
 local function take_lock()
   local holder = redis.call('GET', KEYS[2])
   if not holder then
     redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+    pending_tags(5, ARGV[8], tonumber(ARGV[2]))
     return true
   end
   if lock_is(holder, ARGV[1]) then return true end
