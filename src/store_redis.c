@@ -14,6 +14,7 @@
  *   NS:{%run:T}          the keys whose leader runs with tag T and has not
  *                        finished (so that invalidate --tag can fence it)
  *   NS:{%stats}          the namespace's counters (a hash)
+ *   NS:{%ping}...        probe keys of ping, deleted after
  *
  * K is the user key and T the tag name with '%' and '}' written %25 and %7D,
  * so a brace tag holds the whole name, and one entry's keys share a cluster
@@ -21,7 +22,7 @@
  * namespace holds no '{' (options.c refuses one, and so does open), so the
  * first '{' ends it; the first '}' ends the brace tag; an escaped key holds
  * '%' only in %25 or %7D, so no key's brace tag starts with '%' like a tag
- * set's, a run set's or the counters'; and the suffix after the '}' says which part
+ * set's, a run set's, the counters' or ping's; and the suffix after the '}' says which part
  * of the entry a name is. No tag, key or namespace can name another's key. */
 #include "store.h"
 
@@ -201,6 +202,13 @@ static int64_t deadline_for(const struct redis_store *rs, uint64_t n)
 	return monotonic_ms() + rs->timeout_ms + resp_budget_ms(n);
 }
 
+/* whether an error reply is the server turning the client away (it then
+ * closes the connection): protected mode, or out of connections */
+static bool is_refusal(const char *text)
+{
+	return strncmp(text, "DENIED", 6) == 0 || strstr(text, "max number of clients");
+}
+
 /* send one command and read its reply within --redis-timeout (and the time
  * its arguments' size allows); the reply, error replies included, or NULL
  * with err_set() on I/O failure. The caller frees the reply. */
@@ -227,7 +235,8 @@ static redisReply *command(struct redis_store *rs, redisContext *c, int argc, co
 
 	if (r && r->type == REDIS_REPLY_ERROR) {
 		char *where = url_display(&rs->url);
-		err_set("redis %s: %.*s", where, (int)r->len, r->str);
+		err_set("redis %s: %s%.*s", where, is_refusal(r->str) ? "the server refused us: " : "",
+			(int)r->len, r->str);
 		free(where);
 		freeReplyObject(r);
 		return NULL;
@@ -418,6 +427,15 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 			all[0] = (struct resp_arg){.p = "EVAL", .len = 4, .fd = -1};
 			all[1] = (struct resp_arg){.p = sc->script->src, .len = sc->script->len, .fd = -1};
 			continue;
+		}
+		if (rc == -2 && is_refusal(err_msg())) {
+			char why[512];
+			char *where = url_display(&rs->url);
+			snprintf(why, sizeof(why), "%s", err_msg());
+			err_set("redis %s: the server refused us: %s", where, why);
+			free(where);
+			break_connection(rs); /* it closes the connection after saying so */
+			return -1;
 		}
 		if (rc == -2) {
 			/* a server that wants a password we did not give */
@@ -637,6 +655,11 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	return rc;
 }
 
+/* Listen on key's wake channel. A waiter that cannot (an ACL user without
+ * SUBSCRIBE or the channels, a server out of connections) polls instead:
+ * wait then sleeps to the next look, and the single flight still holds,
+ * only the wake-up is up to a poll interval late. Silent: ping names the
+ * missing permission. */
 static int redis_watch(struct store *s, const char *key, size_t key_len)
 {
 	struct redis_store *rs = to_redis(s);
@@ -646,14 +669,17 @@ static int redis_watch(struct store *s, const char *key, size_t key_len)
 		return 0;
 	rs->sub = connect_one(rs);
 	if (!rs->sub)
-		return -1;
+		return 0;
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
 	const char *argv[2] = {"SUBSCRIBE", channel.data};
 	size_t lens[2] = {9, channel.len};
 	redisReply *r = command(rs, rs->sub, 2, argv, lens);
 	buf_free(&channel);
-	if (!r)
-		return -1;
+	if (!r) {
+		redisFree(rs->sub);
+		rs->sub = NULL;
+		return 0;
+	}
 	freeReplyObject(r);
 	return 0;
 }
@@ -677,10 +703,11 @@ static int drain_messages(struct redis_store *rs)
 static int redis_wait(struct store *s, int64_t timeout_ms)
 {
 	struct redis_store *rs = to_redis(s);
-	struct pollfd pfd = {.fd = rs->sub->fd, .events = POLLIN};
+	struct pollfd pfd = {.fd = rs->sub ? rs->sub->fd : -1, .events = POLLIN};
 
 	if (timeout_ms < 0)
 		timeout_ms = 0;
+	/* without a subscription (see redis_watch) this only sleeps */
 	int n = poll(&pfd, 1, timeout_ms > 60000 ? 60000 : (int)timeout_ms);
 	if (n < 0) {
 		if (errno == EINTR)
@@ -690,11 +717,14 @@ static int redis_wait(struct store *s, int64_t timeout_ms)
 	}
 	if (n == 0)
 		return 0;
-	if (redisBufferRead(rs->sub) != REDIS_OK) {
-		context_error(rs, rs->sub, "redis");
-		return -1;
+	if (redisBufferRead(rs->sub) != REDIS_OK || drain_messages(rs) < 0) {
+		/* the subscription broke: poll from now on; the next lookup
+		 * tells whether the server itself is gone */
+		redisFree(rs->sub);
+		rs->sub = NULL;
+		return 1;
 	}
-	return drain_messages(rs) < 0 ? -1 : 1;
+	return 1;
 }
 
 static int integer_reply(redisReply *r)
@@ -1233,10 +1263,139 @@ static void redis_count(struct store *s, enum counter which)
 	freeReplyObject(raw_command(rs, rs->c, 4, argv, lens));
 }
 
+/* --- ping: every permission a run needs ----------------------------------------------- */
+
+/* err_set() the line ping prints when the probe of cmd failed with the
+ * server's text: a command renamed away, or an ACL without the command, the
+ * keys or the channels, and what a run would suffer for it */
+static void probe_failed(const struct redis_store *rs, const char *cmd, const char *text,
+			 const char *consequence)
+{
+	const char *ns = rs->ns;
+
+	if (strstr(text, "unknown command"))
+		err_set("the server has no %s command (renamed or disabled): %s", cmd, consequence);
+	else if (strstr(text, "NOPERM") && strstr(text, "keys"))
+		err_set("the ACL user cannot access keys %s:* (add ~%s:* to it): %s", ns, ns,
+			consequence);
+	else if (strstr(text, "can't access") && strstr(text, "keys"))
+		err_set("the ACL user cannot access keys %s:* with %s (add ~%s:* to it): %s", ns, cmd,
+			ns, consequence);
+	else if ((strstr(text, "NOPERM") || strstr(text, "can't")) && strstr(text, "channel"))
+		err_set("the ACL user cannot run %s (channels %s:*): %s", cmd, ns, consequence);
+	else if (strstr(text, "NOPERM") || strstr(text, "can't"))
+		err_set("the ACL user cannot run %s: %s", cmd, consequence);
+	else
+		err_set("%s failed: %.300s: %s", cmd, text, consequence);
+}
+
+/* one probe: send argv on c; 0 when it ran (any reply but an error), else
+ * -1 with probe_failed()'s line (or the I/O failure) */
+static int probe(struct redis_store *rs, redisContext *c, int argc, const char **argv,
+		 const char *consequence)
+{
+	size_t lens[8];
+
+	for (int i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	redisReply *r = raw_command(rs, c, argc, argv, lens);
+	if (!r)
+		return -1;
+	int rc = 0;
+	if (r->type == REDIS_REPLY_ERROR) {
+		probe_failed(rs, argv[0], r->str, consequence);
+		rc = -1;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+/* The probe script (ping.lua) with EVAL, then EVALSHA: runs call EVALSHA,
+ * and EVAL when the server has lost the script (a restart, SCRIPT FLUSH).
+ * The script runs every command of the others, with the keys and the
+ * channel a run uses. 0, or -1 with the line that names what is missing. */
+static int probe_scripts(struct redis_store *rs, const char *key, const char *key2,
+			 const char *channel)
+{
+	static const char fail_open[] = "every run would fail open";
+	const char *ev[6] = {"EVAL", lua_ping.src, "2", key, key2, channel};
+	size_t lens[6] = {4, lua_ping.len, 1, strlen(key), strlen(key2), strlen(channel)};
+
+	for (int pass = 0; pass < 2; pass++) {
+		redisReply *r = raw_command(rs, rs->c, 6, ev, lens);
+		if (!r)
+			return -1;
+		int rc = 0;
+		if (r->type == REDIS_REPLY_ERROR) {
+			probe_failed(rs, ev[0], r->str, fail_open);
+			rc = -1;
+		} else if (is_string(r) && r->len > 0) {
+			/* "COMMAND\nerror": a command inside the scripts */
+			char cmd[32];
+			const char *nl = memchr(r->str, '\n', r->len);
+			snprintf(cmd, sizeof(cmd), "%.*s", nl ? (int)(nl - r->str) : 0, r->str);
+			if (strcmp(cmd, "PUBLISH") == 0)
+				probe_failed(rs, cmd, nl ? nl + 1 : "", "waiters would not be woken");
+			else
+				probe_failed(rs, cmd, nl ? nl + 1 : "", fail_open);
+			rc = -1;
+		} else if (!is_string(r)) {
+			err_set("the probe script's reply is malformed");
+			rc = -1;
+		}
+		freeReplyObject(r);
+		if (rc < 0)
+			return -1;
+		ev[0] = "EVALSHA";
+		ev[1] = lua_ping.sha;
+		lens[0] = 7;
+		lens[1] = 40;
+	}
+	return 0;
+}
+
+/* the commands runs and the operator subcommands send outside scripts */
+static int probe_commands(struct redis_store *rs, const char *key, const char *pattern)
+{
+	struct {
+		int argc;
+		const char *argv[6];
+		const char *consequence;
+	} steps[] = {
+		{4, {"HSET", key, "f", "v"}, "no result could be stored"},
+		{3, {"PEXPIRE", key, "10000"}, "no result could be stored"},
+		{3, {"HMGET", key, "f"}, "hits over 1 MiB, list and invalidate --match would fail"},
+		{4, {"HINCRBY", key, "n", "1"}, "stats would miss the fail-open runs"},
+		{2, {"DEL", key}, "invalidate --tag would fail"},
+		{1, {"TIME"}, "list and invalidate --match would fail"},
+		{6, {"SCAN", "0", "MATCH", pattern, "COUNT", "10"}, "list and invalidate --match would fail"},
+		{3, {"SSCAN", key, "0"}, "invalidate --tag would fail"},
+	};
+
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+		if (probe(rs, rs->c, steps[i].argc, steps[i].argv, steps[i].consequence) < 0)
+			return -1;
+	return 0;
+}
+
+/* SUBSCRIBE on a connection of its own, as a waiter does */
+static int probe_subscribe(struct redis_store *rs, const char *channel)
+{
+	const char *argv[2] = {"SUBSCRIBE", channel};
+	redisContext *c = connect_one(rs);
+
+	if (!c)
+		return -1;
+	int rc = probe(rs, c, 2, argv, "waiters would not be woken");
+	redisFree(c);
+	return rc;
+}
+
 static int redis_ping(struct store *s, struct buf *out)
 {
 	struct redis_store *rs = to_redis(s);
 	char version[64] = "unknown";
+	const char *loaded = "scripts loaded";
 
 	struct timespec a, b;
 	const char *ping[1] = {"PING"}, *info[2] = {"INFO", "server"};
@@ -1255,16 +1414,34 @@ static int redis_ping(struct store *s, struct buf *out)
 			sscanf(v + 14, "%63[^\r\n]", version);
 	}
 	freeReplyObject(r);
+
+	/* probe names of their own (NS:{%ping}...: no escaped key spells them) */
+	char *key = xasprintf("%s:{%%ping}", rs->ns), *key2 = xasprintf("%s:{%%ping}:2", rs->ns);
+	char *channel = xasprintf("%s:{%%ping}:wake", rs->ns), *pattern = xasprintf("%s:{%%ping}*", rs->ns);
+	int rc = probe_scripts(rs, key, key2, channel);
+	if (rc == 0)
+		rc = probe_commands(rs, key, pattern);
+	if (rc == 0)
+		rc = probe_subscribe(rs, channel);
+	free(key);
+	free(key2);
+	free(channel);
+	free(pattern);
+	if (rc < 0)
+		return -1;
+	/* load them all now; a user who may not run SCRIPT still has them
+	 * loaded by EVAL on first use */
 	for (const struct lua_script *const *sp = lua_all; *sp; sp++) {
 		const char *argv[3] = {"SCRIPT", "LOAD", (*sp)->src};
 		size_t lens[3] = {6, 4, (*sp)->len};
-		r = command(rs, rs->c, 3, argv, lens);
+		r = raw_command(rs, rs->c, 3, argv, lens);
 		if (!r)
 			return -1;
+		if (r->type == REDIS_REPLY_ERROR)
+			loaded = "scripts load on first use (SCRIPT LOAD is refused)";
 		freeReplyObject(r);
 	}
-	buf_appendf(out, "%s: Redis %s, scripts loaded, round trip %.3f ms", rs->base.desc, version,
-		    rtt);
+	buf_appendf(out, "%s: Redis %s, %s, round trip %.3f ms", rs->base.desc, version, loaded, rtt);
 	return 0;
 }
 

@@ -304,3 +304,162 @@ start_held_leader() {
 	assert_status 1 got
 }
 
+# --- servers and users that refuse part of what a run needs -----------------------------------
+
+# a server on loopback that answers every connection with the RESP error
+# line TEXT and closes it, as Redis does in protected mode or out of
+# connections; sets REFUSER_URL
+refuser_start() {
+	cat >refuser.py <<-'PY'
+		import os, socket, sys, threading, time
+		line = sys.argv[2].encode() + b"\r\n"
+		l = socket.socket()
+		l.bind(("127.0.0.1", 0))
+		l.listen(64)
+		with open(sys.argv[1] + ".tmp", "w") as f:
+		    f.write(str(l.getsockname()[1]))
+		os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+		threading.Timer(120, lambda: os._exit(0)).start()
+		def serve(c):
+		    c.sendall(line)
+		    c.shutdown(socket.SHUT_WR)
+		    time.sleep(0.3)
+		    c.close()
+		while True:
+		    c, _ = l.accept()
+		    threading.Thread(target=serve, args=(c,), daemon=True).start()
+	PY
+	rm -f refuser.port
+	(
+		python3 refuser.py refuser.port "$1" </dev/null >refuser.log 2>&1 3>&- &
+		echo $! >refuser.pid
+	)
+	wait_for_file refuser.port 10 || { cat refuser.log >&2; return 1; }
+	REFUSER_URL=redis://127.0.0.1:$(cat refuser.port)
+}
+
+# what a Redis server in protected mode sends a client it turns away
+PROTECTED="-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside."
+
+@test "a server that turns the client away at connect (protected mode) is named with its own text by run, get and ping" {
+	refuser_start "$PROTECTED"
+	cf_to run -u "$REFUSER_URL" -t 1m -k k -- printf 'ran anyway'
+	assert_status 0 run
+	assert_bytes run.out 'ran anyway'
+	assert_one_line run.err 'cachefence: warning: '
+	grep -q 'refused us: DENIED Redis is running in protected mode' run.err
+	for sub in ping "get k"; do
+		cf_to sub -u "$REFUSER_URL" $sub
+		assert_usage_error sub
+		grep -q 'DENIED Redis is running in protected mode' sub.err ||
+			{ echo "$sub: $(cat sub.err)" >&2; false; }
+	done
+}
+
+@test "a real server out of connections (maxclients) is named with its own text" {
+	redis_spawn "$BATS_TEST_TMPDIR" full --maxclients 1
+	echo "$SPAWNED_PID" >full.pid
+	url=redis://127.0.0.1:$SPAWNED_PORT
+	exec 7<>"/dev/tcp/127.0.0.1/$SPAWNED_PORT" # the one client it takes
+	printf 'PING\r\n' >&7
+	read -r -t 5 pong <&7
+	cf_to run -u "$url" -t 1m -k k -- printf 'ran anyway'
+	assert_status 0 run
+	assert_bytes run.out 'ran anyway'
+	assert_one_line run.err 'cachefence: warning: '
+	grep -q 'refused us: ERR max number of clients reached' run.err
+	cf_to ping -u "$url" ping
+	assert_usage_error ping
+	grep -q 'refused us: ERR max number of clients reached' ping.err
+	exec 7>&-
+}
+
+# create ACL user NAME (password pw) with RULES... on the suite's server
+acl_user() {
+	local name=$1
+	shift
+	[[ $(rcli ACL SETUSER "$name" reset on '>pw' "$@") == OK ]]
+	echo "redis://$name:pw@127.0.0.1:$REDIS_PORT"
+}
+
+@test "ping names the command, keys or channels an ACL user lacks, and what a run would suffer" {
+	all=(allchannels '+@all')
+	checks=(
+		"nochan|~cachefence:* resetchannels +@all|PUBLISH (channels cachefence:*): waiters would not be woken"
+		"nosub|~cachefence:* ${all[*]} -subscribe|cannot run SUBSCRIBE: waiters would not be woken"
+		"nokey|~other:* ${all[*]}|cannot access keys cachefence:* (add ~cachefence:* to it): every run would fail open"
+		"noeval|~cachefence:* ${all[*]} -eval|cannot run EVAL: every run would fail open"
+		"noevalsha|~cachefence:* ${all[*]} -evalsha|cannot run EVALSHA: every run would fail open"
+		"norename|~cachefence:* ${all[*]} -rename|cannot run RENAME: every run would fail open"
+		"noscan|~cachefence:* ${all[*]} -scan|cannot run SCAN: list and invalidate --match would fail"
+		"nosscan|~cachefence:* ${all[*]} -sscan|cannot run SSCAN: invalidate --tag would fail"
+		"nohmget|~cachefence:* ${all[*]} -hmget|cannot run HMGET: every run would fail open"
+	)
+	for c in "${checks[@]}"; do
+		IFS='|' read -r name rules want <<<"$c"
+		# shellcheck disable=SC2086 # the rules are words
+		url=$(acl_user "$name" $rules)
+		cf_to "$name" -u "$url" ping
+		assert_usage_error "$name"
+		grep -qF "cachefence: ping: " "$name.err"
+		grep -qF "$want" "$name.err" || { echo "$name: expected '$want', got: $(cat "$name.err")" >&2; false; }
+	done
+	url=$(acl_user fine '~cachefence:*' allchannels '+@all')
+	cf_to fine -u "$url" ping
+	assert_status 0 fine
+	grep -q 'scripts loaded' fine.out
+	# SCRIPT is not needed: EVAL loads a script on first use
+	url=$(acl_user noscript '~cachefence:*' allchannels '+@all' -script)
+	cf_to noscript -u "$url" ping
+	assert_status 0 noscript
+	grep -q 'scripts load on first use' noscript.out
+	assert_eq "$(rcli --scan --pattern 'cachefence:*' | wc -l)" 0 "probe keys left behind"
+}
+
+@test "ping names EVAL or EVALSHA renamed away on the server" {
+	for cmd in EVAL EVALSHA; do
+		redis_spawn "$BATS_TEST_TMPDIR" "renamed-$cmd" --rename-command "$cmd" ''
+		echo "$SPAWNED_PID" >"renamed-$cmd.pid"
+		cf_to "$cmd" -u "redis://127.0.0.1:$SPAWNED_PORT" ping
+		kill "$SPAWNED_PID"
+		assert_usage_error "$cmd"
+		grep -qF "the server has no $cmd command (renamed or disabled): every run would fail open" "$cmd.err" ||
+			{ cat "$cmd.err" >&2; false; }
+	done
+}
+
+@test "an ACL user without channel access stores its result and is not told otherwise" {
+	url=$(acl_user quiet '~cachefence:*' resetchannels '+@all')
+	cf_to run -u "$url" -t 1m -k k -- printf 'the result'
+	assert_status 0 run
+	assert_bytes run.out 'the result'
+	assert_empty run.err
+	cf_to got get k
+	assert_status 0 got
+	assert_bytes got.out 'the result'
+	# and an interrupted run gives its lock back all the same
+	cf_bg lead -u "$url" -t 1m -k held -- sleep 30
+	for _ in $(seq 100); do
+		[[ $(rcli EXISTS 'cachefence:{held}:lock') == 1 ]] && break
+		sleep 0.1
+	done
+	kill -TERM "$(bg_pid lead)"
+	assert_eq "$(bg_status lead)" 143 "status of the interrupted run"
+	assert_eq "$(rcli EXISTS 'cachefence:{held}:lock')" 0 "locks left"
+}
+
+@test "waiters that may not SUBSCRIBE poll instead: 20 callers, one run, no warning" {
+	url=$(acl_user deaf '~cachefence:*' resetchannels '+@all')
+	cmd=$(counter_cmd slow 'sleep 1; echo "result of run $n"')
+	gate_close
+	for i in $(seq 20); do
+		cf_bg "c$i" -u "$url" -t 1m -k flight -- "$cmd"
+	done
+	gate_open
+	for i in $(seq 20); do
+		assert_eq "$(bg_status "c$i")" 0 "status of caller $i"
+		assert_bytes "c$i.out" 'result of run 1\n'
+		assert_empty "c$i.err"
+	done
+	assert_eq "$(runs slow)" 1 "runs of COMMAND"
+}

@@ -13,6 +13,6 @@ if lock_is(redis.call('GET', KEYS[1]), ARGV[1]) then
   for i = 3, #KEYS do redis.pcall('SREM', KEYS[i], ARGV[4]) end
   released = 1
 end
-redis.call('PUBLISH', ARGV[2], ARGV[1])
+redis.pcall('PUBLISH', ARGV[2], ARGV[1]) -- waiters also poll: see finish.lua
 if ARGV[3] ~= '' then redis.pcall('HINCRBY', KEYS[2], ARGV[3], 1) end
 return released
