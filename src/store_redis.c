@@ -22,8 +22,9 @@
  * namespace holds no '{' (options.c refuses one, and so does open), so the
  * first '{' ends it; the first '}' ends the brace tag; an escaped key holds
  * '%' only in %25 or %7D, so no key's brace tag starts with '%' like a tag
- * set's, a run set's, the counters' or ping's; and the suffix after the '}' says which part
- * of the entry a name is. No tag, key or namespace can name another's key. */
+ * set's, a run set's, the counters' or ping's; and the suffix after the '}'
+ * says which part of the entry a name is. No tag, key or namespace can name
+ * another's key. */
 #include "store.h"
 
 #include <errno.h>
