@@ -1,7 +1,7 @@
 /* fuzz_resp: our own RESP reader (src/resp.c) on hostile bytes, read the
  * way the Redis store reads a lookup's reply, with the same code
  * (src/reply.c): the script's reply, then, for an entry too large to
- * inline, the two HGET replies streamed with resp_stream.
+ * inline, the HMGET reply of its run id and bytes, streamed with resp_stream.
  *
  * The bytes reach the reader through a pipe, in pieces whose sizes follow
  * from the input (a packet-mode pipe makes each read return one piece), so
@@ -133,18 +133,21 @@ static void count_err(void *ctx, const char *p, size_t n)
  * previous one read ahead are handed on as its seed */
 static struct resp_reader readers[2];
 
-static int fetch_big(int fd, struct resp_reader *prev, const struct entry_meta *m,
-		     struct counted *c)
+/* the HMGET of a large entry's run id and bytes; *changed when the run id
+ * is not the metadata's */
+static int fetch_big(int fd, const char *rid, const struct entry_meta *m, struct counted *c,
+		     bool *changed)
 {
-	struct value_reply out = {m->out_len, count_out, c};
-	struct value_reply err = {m->err_len, count_err, c};
-	struct resp_reader *a = &readers[prev == &readers[0]], *b = prev;
+	struct body_reply br = {
+		.rid = rid, .out_len = m->out_len, .err_len = m->err_len,
+		.out = count_out, .err = count_err, .ctx = c,
+	};
 
-	resp_reader_init(a, fd, prev->buf + prev->pos, prev->len - prev->pos);
-	if (value_reply_read(a, &out) < 0)
-		return -1;
-	resp_reader_init(b, fd, a->buf + a->pos, a->len - a->pos);
-	return value_reply_read(b, &err);
+	resp_reader_init(&readers[1], fd, readers[0].buf + readers[0].pos,
+			 readers[0].len - readers[0].pos);
+	int rc = body_reply_read(&readers[1], &br);
+	*changed = br.changed;
+	return rc;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -166,13 +169,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case VERDICT_STALE:
 		case VERDICT_DONE:
 			CHECK(res.meta.status >= 0 && res.meta.status <= 255);
+			bool changed = false;
 			if (er.big) {
 				CHECK(res.meta.out_len + res.meta.err_len > INLINE_MAX);
 				CHECK(c.out == 0 && c.err == 0);
-				rc = fetch_big(fd, &readers[0], &res.meta, &c);
+				rc = fetch_big(fd, er.rid, &res.meta, &c, &changed);
 			}
+			/* another run's bytes never reach the caller, not one */
+			if (changed)
+				CHECK(c.out == 0 && c.err == 0);
 			/* on success the caller got exactly the entry's bytes */
-			if (rc == 0)
+			else if (rc == 0)
 				CHECK(c.out == res.meta.out_len && c.err == res.meta.err_len);
 			break;
 		case VERDICT_WAIT:

@@ -3,7 +3,8 @@
  * that parses back to the same store; what fails must leave a one-line error.
  * Neither an error nor the printed form may show the password: an error line
  * quotes the URL with the password (the text between the first ':' and the
- * last '@' of a redis:// or rediss:// URL) as "***". */
+ * last '@' of a redis:// or rediss:// URL, or of a unix:// URL's user info,
+ * or a unix:// URL's password= parameter, which it does not take) as "***". */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,27 @@ static bool has_prefix_nocase(const char *s, const char *prefix)
 	return true;
 }
 
-/* the raw password text of a redis:// or rediss:// URL, malloc'ed; NULL if
- * there is none, or it is too short or too ambiguous to look for */
+/* a malloc'ed copy of the n bytes at p if they make a password worth
+ * looking for: at least 4 bytes, and no '*', '\\' or '.', which could come
+ * from the mask, an escape or the "..." that cuts a long value rather than
+ * from the password; nor may it appear twice in s (it could not be told
+ * apart from the other copy) */
+static char *password_candidate(const char *s, const char *p, size_t n)
+{
+	if (n < 4)
+		return NULL;
+	char *pw = xmemdup(p, n);
+	if (strpbrk(pw, "*\\.") || strstr(strstr(s, pw) + 1, pw)) {
+		free(pw);
+		return NULL;
+	}
+	return pw;
+}
+
+/* the raw password text of a URL, malloc'ed, or NULL: of a redis:// or
+ * rediss:// URL, between the first ':' and the last '@'; of a unix:// URL,
+ * which takes none, the same in the user info before its path, or else the
+ * value of a password= query parameter */
 static char *raw_password(const char *s)
 {
 	const char *rest;
@@ -37,21 +57,21 @@ static char *raw_password(const char *s)
 		rest = s + 8;
 	else if (has_prefix_nocase(s, "rediss://"))
 		rest = s + 9;
+	else if (has_prefix_nocase(s, "unix://"))
+		rest = s + 7;
 	else
 		return NULL;
 	const char *at = strrchr(rest, '@');
 	const char *colon = at ? memchr(rest, ':', at - rest) : NULL;
-	if (!colon || at - (colon + 1) < 4)
+	if (colon && !(rest == s + 7 && *rest == '/'))
+		return password_candidate(s, colon + 1, at - (colon + 1));
+	const char *q = rest == s + 7 ? strstr(rest, "?password=") : NULL;
+	if (!q)
+		q = rest == s + 7 ? strstr(rest, "&password=") : NULL;
+	if (!q)
 		return NULL;
-	char *pw = xmemdup(colon + 1, at - (colon + 1));
-	/* '*', '\\' and '.' could come from the mask, an escape or the "..."
-	 * that cuts a long value rather than from the password; a password
-	 * that also appears elsewhere in the URL cannot be told apart from it */
-	if (strpbrk(pw, "*\\.") || strstr(strstr(s, pw) + 1, pw)) {
-		free(pw);
-		return NULL;
-	}
-	return pw;
+	q += 10;
+	return password_candidate(s, q, strcspn(q, "&"));
 }
 
 /* the quoted URL at the start of an error line: "URL" what is wrong */

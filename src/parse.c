@@ -110,44 +110,102 @@ static const char *skip_prefix(const char *s, const char *prefix)
 	return s;
 }
 
-/* where the password of a URL-like string starts and ends, so error lines
- * can hide it; both NULL when there is none (unix: and file: have none, and
- * an '@' in their paths is not a separator) */
-static void find_password(const char *s, const char **start, const char **end)
-{
-	const char *p = strstr(s, "://"), *at, *colon;
+/* the secrets an error line may not show: at most this many ranges, then
+ * the rest of the value is hidden whole */
+#define SECRETS_MAX 8
 
-	*start = *end = NULL;
-	if (skip_prefix(s, "unix:") || skip_prefix(s, "file:"))
+struct secrets {
+	const char *start[SECRETS_MAX], *end[SECRETS_MAX];
+	int n;
+};
+
+static void add_secret(struct secrets *sc, const char *start, const char *end)
+{
+	if (start >= end)
 		return;
-	p = p ? p + 3 : s;
-	at = strrchr(p, '@');
-	if (!at)
+	if (sc->n == SECRETS_MAX) {
+		sc->end[SECRETS_MAX - 1] = end + strlen(end); /* hide all that is left */
 		return;
-	colon = memchr(p, ':', at - p);
-	if (!colon || colon + 1 == at)
+	}
+	sc->start[sc->n] = start;
+	sc->end[sc->n++] = end;
+}
+
+/* the password of USER:PASSWORD in the n bytes of user info at p (no ':',
+ * no password) */
+static void userinfo_secret(struct secrets *sc, const char *p, const char *at)
+{
+	const char *colon = memchr(p, ':', at - p);
+
+	if (colon)
+		add_secret(sc, colon + 1, at);
+}
+
+/* where the secrets of a URL-like string are, so error lines can hide them:
+ * the password of redis://USER:PASSWORD@HOST (the last '@' ends it: no host
+ * holds one); and in unix: and file: URLs, which take neither, whatever a
+ * user may still have put there: the password of unix://USER:PASSWORD@/PATH
+ * and the value of every query parameter but db (?password=...). Hiding too
+ * much is harmless here, showing a password is not. */
+static void find_secrets(const char *s, struct secrets *sc)
+{
+	const char *rest = skip_prefix(s, "unix:");
+
+	sc->n = 0;
+	if (!rest)
+		rest = skip_prefix(s, "file:");
+	if (!rest) {
+		const char *p = strstr(s, "://"), *at;
+
+		p = p ? p + 3 : s;
+		at = strrchr(p, '@');
+		if (at)
+			userinfo_secret(sc, p, at);
 		return;
-	*start = colon + 1;
-	*end = at;
+	}
+	for (int i = 0; i < 2 && *rest == '/'; i++)
+		rest++; /* "unix://", or a mistyped "unix:/" */
+	if (*rest != '/') {
+		const char *at = strrchr(rest, '@');
+		if (at) {
+			/* no user name is known here: all of it may be the secret */
+			if (memchr(rest, ':', at - rest))
+				userinfo_secret(sc, rest, at);
+			else
+				add_secret(sc, rest, at);
+			rest = at + 1;
+		}
+	}
+	/* a query parameter follows a '?', or an '&' even with no '?' before it */
+	const char *q = rest + strcspn(rest, "?&");
+	while (*q) {
+		const char *param = q + 1, *next = strchr(param, '&');
+		const char *param_end = next ? next : param + strlen(param);
+		const char *eq = memchr(param, '=', param_end - param);
+		if (!(param_end - param >= 3 && strncmp(param, "db=", 3) == 0))
+			add_secret(sc, eq ? eq + 1 : param, param_end);
+		q = param_end;
+	}
 }
 
 /* a printable copy of a user's value for an error line: control bytes
- * escaped, long values cut, and with mask a URL's password shown as "***" */
+ * escaped, long values cut, and with mask a URL's secrets shown as "***" */
 static char *quote(const char *s, int mask)
 {
 	struct buf b = {0};
-	const char *pw = NULL, *pw_end = NULL;
+	struct secrets sc = {.n = 0};
 	size_t shown = 0;
+	int next = 0;
 
 	if (mask)
-		find_password(s, &pw, &pw_end);
+		find_secrets(s, &sc);
 	buf_append(&b, "", 0);
 	for (const char *p = s; *p; p++) {
 		unsigned char c = *p;
 
-		if (p == pw) {
+		if (next < sc.n && p == sc.start[next]) {
 			buf_append(&b, "***", 3);
-			p = pw_end - 1;
+			p = sc.end[next++] - 1;
 			continue;
 		}
 		if (shown++ == QUOTE_MAX) {
@@ -577,12 +635,12 @@ static int parse_unix_query(const char *url, const char *q, struct url *u)
 		const char *e;
 
 		if (n < 3 || strncmp(q, "db=", 3) != 0) {
-			bad_value(url, 0, "has an unknown parameter (only ?db=N is known)");
+			bad_value(url, 1, "has an unknown parameter (only ?db=N is known)");
 			return -1;
 		}
 		e = scan_uint(q + 3, INT_MAX, &v);
 		if (!e || e != q + n || seen) {
-			bad_value(url, 0, "has a bad db parameter (use one ?db=N with N 0 or more)");
+			bad_value(url, 1, "has a bad db parameter (use one ?db=N with N 0 or more)");
 			return -1;
 		}
 		u->db = (int)v;
@@ -600,22 +658,22 @@ static int parse_unix(const char *url, const char *rest, struct url *u)
 	size_t n = strcspn(rest, "?");
 
 	if (rest[0] != '/') {
-		bad_value(url, 0, "does not name an absolute socket path "
+		bad_value(url, 1, "does not name an absolute socket path "
 			  "(use unix:///PATH, with three slashes)");
 		return -1;
 	}
 	if (memchr(rest, '#', n)) {
-		bad_value(url, 0, "has a '#' in the path (write it as %%23)");
+		bad_value(url, 1, "has a '#' in the path (write it as %%23)");
 		return -1;
 	}
 	if (pct_decode(url, rest, n, "path", &u->path) < 0)
 		return -1;
 	if (strcmp(u->path, "/") == 0) {
-		bad_value(url, 0, "has no socket path (use unix:///PATH)");
+		bad_value(url, 1, "has no socket path (use unix:///PATH)");
 		return -1;
 	}
 	if (strlen(u->path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-		bad_value(url, 0, "has a socket path too long for the system (at most %zu bytes)",
+		bad_value(url, 1, "has a socket path too long for the system (at most %zu bytes)",
 			  sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
 		return -1;
 	}
@@ -633,12 +691,12 @@ static int parse_file(const char *url, const char *rest, struct url *u)
 	if (local && *local == '/')
 		p = local;
 	if (*p != '/') {
-		bad_value(url, 0, "does not name a directory on this host "
+		bad_value(url, 1, "does not name a directory on this host "
 			  "(use file:///DIR, with three slashes)");
 		return -1;
 	}
 	if (strpbrk(p, "?#")) {
-		bad_value(url, 0, "has a '?' or '#' in the path (write them as %%3F and %%23)");
+		bad_value(url, 1, "has a '?' or '#' in the path (write them as %%3F and %%23)");
 		return -1;
 	}
 	if (pct_decode(url, p, strlen(p), "path", &u->path) < 0)

@@ -69,7 +69,7 @@ static int read_value(struct resp_reader *rd, uint64_t want, bool inlined, char 
 	return resp_crlf(rd);
 }
 
-/* the entry part of a hit: age, meta, stdout, stderr, refresh flag */
+/* the entry part of a hit: age, meta, stdout, stderr, refresh flag, run id */
 static int read_entry_body(struct resp_reader *rd, struct entry_reply *er)
 {
 	struct lookup *res = er->res;
@@ -82,9 +82,11 @@ static int read_entry_body(struct resp_reader *rd, struct entry_reply *er)
 	res->age_ms = age;
 	/* olen and elen are each below 2^63 (entry_meta_decode), so no overflow */
 	bool inlined = res->meta.out_len + res->meta.err_len <= er->inline_max;
+	if (inlined) /* the value comes in this reply: allow its time */
+		resp_reader_extend(rd, res->meta.out_len + res->meta.err_len);
 	if (read_value(rd, res->meta.out_len, inlined, &out) < 0 ||
 	    read_value(rd, res->meta.err_len, inlined, &err) < 0 ||
-	    resp_number(rd, ':', &refresh) < 0)
+	    resp_number(rd, ':', &refresh) < 0 || small_bulk(rd, er->rid, sizeof(er->rid)) == -2)
 		goto out;
 	er->big = !inlined;
 	res->refresh = refresh == 1;
@@ -139,7 +141,7 @@ int entry_reply_read(struct resp_reader *rd, void *ctx)
 		res->holder[TOKEN_LEN] = '\0';
 		return 0;
 	}
-	if (n == 6 && (!strcmp(w, "hit") || !strcmp(w, "stale") || !strcmp(w, "done"))) {
+	if (n == 7 && (!strcmp(w, "hit") || !strcmp(w, "stale") || !strcmp(w, "done"))) {
 		res->verdict = entry_verdict(w);
 		return read_entry_body(rd, er);
 	}
@@ -148,19 +150,51 @@ malformed:
 	return -1;
 }
 
-int value_reply_read(struct resp_reader *rd, void *ctx)
+static void discard(void *ctx, const char *p, size_t n)
 {
-	struct value_reply *vr = ctx;
+	(void)ctx;
+	(void)p;
+	(void)n;
+}
+
+/* one bulk string of the body: exactly want bytes to fn, or with
+ * skip any length (or nil) to nowhere */
+static int body_value(struct resp_reader *rd, uint64_t want, bool skip, resp_piece_fn fn,
+		      void *ctx)
+{
 	int64_t len;
 
 	int rc = resp_number(rd, '$', &len);
 	if (rc < 0)
 		return rc;
-	if (len < 0 || (uint64_t)len != vr->want) {
-		err_set("the entry changed while it was being read");
+	if (skip && len < 0)
+		return 0;
+	if (!skip && (len < 0 || (uint64_t)len != want)) {
+		err_set("the stored entry's sizes do not match its bytes");
 		return -1;
 	}
-	if (resp_stream(rd, vr->want, vr->piece, vr->ctx) < 0)
+	resp_reader_extend(rd, (uint64_t)len);
+	if (resp_stream(rd, (uint64_t)len, skip ? discard : fn, ctx) < 0)
 		return -1;
 	return resp_crlf(rd);
+}
+
+int body_reply_read(struct resp_reader *rd, void *ctx)
+{
+	struct body_reply *br = ctx;
+	char rid[64];
+	int64_t n;
+
+	int rc = resp_number(rd, '*', &n);
+	if (rc < 0)
+		return rc;
+	if (n != 3 || small_bulk(rd, rid, sizeof(rid)) == -2) {
+		err_set("the store's reply is malformed");
+		return -1;
+	}
+	br->changed = strcmp(rid, br->rid) != 0;
+	rc = body_value(rd, br->out_len, br->changed, br->out, br->ctx);
+	if (rc == 0)
+		rc = body_value(rd, br->err_len, br->changed, br->err, br->ctx);
+	return rc;
 }

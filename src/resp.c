@@ -1,20 +1,85 @@
-/* resp: RESP2 reading and writing on a file descriptor, in bounded memory. */
+/* resp: RESP2 reading and writing on a file descriptor, in bounded memory
+ * and bounded time: no read or write waits past the exchange's deadline. */
 #include "resp.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "util.h"
 
+int64_t resp_budget_ms(uint64_t n)
+{
+	return (int64_t)(n / RESP_MIN_RATE * 1000 + ((n % RESP_MIN_RATE) * 1000 + RESP_MIN_RATE - 1) / RESP_MIN_RATE);
+}
+
+int resp_wait(int fd, short events, int64_t deadline)
+{
+	struct pollfd pfd = {.fd = fd, .events = events};
+
+	for (;;) {
+		int64_t left = deadline ? deadline - monotonic_ms() : -1;
+		if (deadline && left <= 0)
+			return 0;
+		int n = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+		if (n > 0)
+			return 1;
+		if (n < 0 && errno != EINTR) {
+			err_set("poll: %s", strerror(errno));
+			return -1;
+		}
+	}
+}
+
+/* read or write without blocking on a socket; a pipe (tests, the fuzzer)
+ * takes plain read(2) and write(2) */
+static ssize_t recv_some(int fd, void *p, size_t n)
+{
+	ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
+
+	return r < 0 && errno == ENOTSOCK ? read(fd, p, n) : r;
+}
+
+static ssize_t send_some(int fd, const void *p, size_t n)
+{
+	ssize_t r = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+	return r < 0 && errno == ENOTSOCK ? write(fd, p, n) : r;
+}
+
+int resp_peek_error(int fd, char *out, size_t max)
+{
+	char buf[1024];
+	ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+
+	if (n < 2 || buf[0] != '-')
+		return 0;
+	buf[n] = '\0';
+	size_t len = strcspn(buf + 1, "\r\n");
+	if (len >= max)
+		len = max - 1;
+	memcpy(out, buf + 1, len);
+	out[len] = '\0';
+	return 1;
+}
+
 void resp_reader_init(struct resp_reader *r, int fd, const char *seed, size_t seed_len)
 {
 	r->fd = fd;
+	r->deadline = 0;
 	r->pos = 0;
 	r->len = seed_len < sizeof(r->buf) ? seed_len : sizeof(r->buf);
 	if (r->len)
 		memcpy(r->buf, seed, r->len);
+}
+
+void resp_reader_extend(struct resp_reader *r, uint64_t n)
+{
+	if (r->deadline)
+		r->deadline += resp_budget_ms(n);
 }
 
 /* read more bytes into the buffer, after moving what is left to its start */
@@ -26,17 +91,22 @@ static int fill(struct resp_reader *r)
 		r->pos = 0;
 	}
 	for (;;) {
-		ssize_t n = read(r->fd, r->buf + r->len, sizeof(r->buf) - r->len);
+		int ready = resp_wait(r->fd, POLLIN, r->deadline);
+		if (ready < 0)
+			return -1;
+		if (ready == 0) {
+			err_set("no whole reply within --redis-timeout (and the time its size allows)");
+			return -1;
+		}
+		ssize_t n = recv_some(r->fd, r->buf + r->len, sizeof(r->buf) - r->len);
 		if (n > 0) {
 			r->len += n;
 			return 0;
 		}
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 			continue;
 		if (n == 0)
 			err_set("the connection closed in the middle of a reply");
-		else if (errno == EAGAIN || errno == EWOULDBLOCK)
-			err_set("timed out in the middle of a reply (see --redis-timeout)");
 		else
 			err_set("cannot read a reply: %s", strerror(errno));
 		return -1;
@@ -53,21 +123,24 @@ int resp_header(struct resp_reader *r, char *type, char *line, size_t max)
 				return -1;
 			}
 			size_t n = cr - (r->buf + r->pos);
-			if (n == 0 || n - 1 >= max) {
+			bool error = n > 0 && r->buf[r->pos] == '-';
+			if (n == 0 || (n - 1 >= max && !error)) {
 				err_set("a reply line is empty or too long");
 				return -1;
 			}
-			if (memchr(r->buf + r->pos, '\0', n)) {
+			size_t keep = n - 1 < max ? n - 1 : max - 1;
+			if (memchr(r->buf + r->pos, '\0', keep + 1)) {
 				err_set("a reply line holds a NUL byte");
 				return -1;
 			}
 			*type = r->buf[r->pos];
-			memcpy(line, r->buf + r->pos + 1, n - 1);
-			line[n - 1] = '\0';
+			memcpy(line, r->buf + r->pos + 1, keep);
+			line[keep] = '\0';
 			r->pos += n + 2;
 			return 0;
 		}
-		if (r->len - r->pos >= max + 3) {
+		bool error = r->len > r->pos && r->buf[r->pos] == '-';
+		if ((r->len - r->pos >= max + 3 && !error) || r->len - r->pos == sizeof(r->buf)) {
 			err_set("a reply line is too long");
 			return -1;
 		}
@@ -160,17 +233,40 @@ int resp_stream(struct resp_reader *r, uint64_t n, resp_piece_fn fn, void *ctx)
 /* the writer: one buffer, flushed when full and at the end */
 struct writer {
 	int fd;
+	int64_t deadline;
 	size_t len;
 	char buf[65536];
 };
 
+/* write n bytes to the writer's fd before its deadline */
+static int write_before(struct writer *w, const char *p, size_t n)
+{
+	while (n > 0) {
+		int ready = resp_wait(w->fd, POLLOUT, w->deadline);
+		if (ready < 0)
+			return -1;
+		if (ready == 0) {
+			err_set("cannot send a command: not sent within --redis-timeout (and the time "
+				"its size allows)");
+			return -1;
+		}
+		ssize_t k = send_some(w->fd, p, n);
+		if (k < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (k < 0) {
+			err_set("cannot send a command: %s", strerror(errno));
+			return -1;
+		}
+		p += k;
+		n -= k;
+	}
+	return 0;
+}
+
 static int flush(struct writer *w)
 {
-	if (w->len && write_all(w->fd, w->buf, w->len) < 0) {
-		err_set("cannot send a command: %s",
-			errno == EAGAIN ? "timed out (see --redis-timeout)" : strerror(errno));
+	if (w->len && write_before(w, w->buf, w->len) < 0)
 		return -1;
-	}
 	w->len = 0;
 	return 0;
 }
@@ -179,13 +275,8 @@ static int put(struct writer *w, const void *p, size_t n)
 {
 	if (w->len + n > sizeof(w->buf) && flush(w) < 0)
 		return -1;
-	if (n > sizeof(w->buf)) {
-		if (write_all(w->fd, p, n) < 0) {
-			err_set("cannot send a command: %s", strerror(errno));
-			return -1;
-		}
-		return 0;
-	}
+	if (n > sizeof(w->buf))
+		return write_before(w, p, n);
 	memcpy(w->buf + w->len, p, n);
 	w->len += n;
 	return 0;
@@ -210,12 +301,34 @@ static int put_file(struct writer *w, int fd, uint64_t len)
 	return 0;
 }
 
-int resp_send(int fd, const struct resp_arg *args, int n)
+/* the decimal digits of v */
+static int digits(uint64_t v)
+{
+	int d = 1;
+
+	while (v >= 10) {
+		v /= 10;
+		d++;
+	}
+	return d;
+}
+
+uint64_t resp_size(const struct resp_arg *args, int n)
+{
+	uint64_t size = 3 + digits((uint64_t)n);
+
+	for (int i = 0; i < n; i++)
+		size += 5 + digits(args[i].len) + args[i].len;
+	return size;
+}
+
+int resp_send(int fd, const struct resp_arg *args, int n, int64_t deadline)
 {
 	static struct writer w; /* 64 KiB: kept off the stack */
 	char head[32];
 
 	w.fd = fd;
+	w.deadline = deadline;
 	w.len = 0;
 	snprintf(head, sizeof(head), "*%d\r\n", n);
 	if (put(&w, head, strlen(head)) < 0)

@@ -6,22 +6,49 @@
 #ifndef CACHEFENCE_RESP_H
 #define CACHEFENCE_RESP_H
 
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The deadline of an exchange (a command and its reply) is absolute, on the
+ * monotonic clock (util.h's monotonic_ms), so the timeout bounds the whole
+ * exchange rather than each read or write of it: a link that trickles a
+ * byte at a time cannot stretch it. A value of n bytes adds resp_budget_ms(n)
+ * to it, the time it takes at the slowest rate taken for a working link. */
+#define RESP_MIN_RATE (1024 * 1024) /* bytes per second */
+
+/* the time n bytes take at RESP_MIN_RATE, in ms, rounded up */
+int64_t resp_budget_ms(uint64_t n);
+/* wait until fd is ready for events (POLLIN or POLLOUT) or the deadline
+ * (0: none) passes; 1 ready, 0 timed out, -1 with err_set() */
+int resp_wait(int fd, short events, int64_t deadline);
+
+/* after a failed send: whether the server had already sent an error
+ * reply (a refusal it sends before closing, such as "-DENIED ..." from a
+ * server in protected mode, or "-ERR max number of clients reached"); 1
+ * with its text (cut to max - 1 bytes) in out, else 0. Never waits. */
+int resp_peek_error(int fd, char *out, size_t max);
+
 /* a buffered reader of replies from fd */
 struct resp_reader {
 	int fd;
+	int64_t deadline; /* no read waits past it; 0: none */
 	size_t pos, len;
 	char buf[65536];
 };
 
-/* start reading replies from fd; seed holds bytes already read from it */
+/* start reading replies from fd, with no deadline; seed holds bytes already
+ * read from it */
 void resp_reader_init(struct resp_reader *r, int fd, const char *seed, size_t seed_len);
+/* allow the reader n more bytes' worth of time (resp_budget_ms), once a
+ * reply says how large its value is; nothing without a deadline */
+void resp_reader_extend(struct resp_reader *r, uint64_t n);
 
 /* read a reply's type byte and its line (without CRLF) into line; 0, or -1
- * with err_set() (a closed connection, a timeout, a line longer than max) */
+ * with err_set() (a closed connection, a timeout, a line longer than max).
+ * An error line ('-') longer than max is cut to fit: its text is the
+ * server's message to the operator, however long. */
 int resp_header(struct resp_reader *r, char *type, char *line, size_t max);
 /* read a header that must be of type want ('*', '$' or ':') and its number;
  * a '-' error reply becomes err_set() with its text and -2; -1 otherwise */
@@ -44,8 +71,10 @@ struct resp_arg {
 	int fd;
 };
 
-/* send one command made of args to fd, reading file arguments in pieces;
- * 0, or -1 with err_set() */
-int resp_send(int fd, const struct resp_arg *args, int n);
+/* the bytes args take on the wire, as resp_send writes them */
+uint64_t resp_size(const struct resp_arg *args, int n);
+/* send one command made of args to fd, reading file arguments in pieces,
+ * all of it before deadline (0: none); 0, or -1 with err_set() */
+int resp_send(int fd, const struct resp_arg *args, int n, int64_t deadline);
 
 #endif

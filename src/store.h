@@ -153,7 +153,10 @@ struct store_ops {
 	/* describe one key: its entry and its lock; 0 or -1 */
 	int (*inspect)(struct store *s, const char *key, size_t key_len, struct entry_info *info);
 	/* call fn for every entry of the namespace whose key matches glob (NULL:
-	 * all), walking without blocking the store; 0 or -1 */
+	 * all), walking without blocking the store; a store may also call it,
+	 * with info->present false and info->locked true, for the key of every
+	 * lock it meets (a running leader, maybe with no entry yet), so that
+	 * invalidate --match can fence it; a key may come both ways. 0 or -1 */
 	int (*list)(struct store *s, const char *glob, list_fn fn, void *ctx);
 	/* delete every entry filed under tag, and the tag, fencing out leaders
 	 * running for it; the count deleted, or -1 */

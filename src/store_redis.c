@@ -3,11 +3,28 @@
  * server's clock (src/lua/); this file maps user keys to Redis keys, sends
  * the scripts, and turns replies into the interface's results.
  *
- * Key layout: NS:{K} is the entry (a hash), NS:{K}:lock the lock,
- * NS:{K}:done:TOKEN a failed round's result for its waiters, and NS:{K}:wake
- * the pub/sub channel that wakes them. K is the user key with '%' and '}'
- * percent-escaped, so the hash tag holds the whole key and one entry's keys
- * share a cluster slot, whatever bytes the key holds. */
+ * Key layout: every name is NS:{...}..., one brace tag per entry:
+ *
+ *   NS:{K}               the entry (a hash)
+ *   NS:{K}:lock          the lock
+ *   NS:{K}:done:TOKEN    a failed round's result for its waiters
+ *   NS:{K}:stage:TOKEN   a result being written
+ *   NS:{K}:wake          the pub/sub channel that wakes the waiters
+ *   NS:{%tag:T}          the set of user keys filed under tag T
+ *   NS:{%run:T}          the keys whose leader runs with tag T and has not
+ *                        finished (so that invalidate --tag can fence it)
+ *   NS:{%stats}          the namespace's counters (a hash)
+ *   NS:{%ping}...        probe keys of ping, deleted after
+ *
+ * K is the user key and T the tag name with '%' and '}' written %25 and %7D,
+ * so a brace tag holds the whole name, and one entry's keys share a cluster
+ * slot, whatever bytes the key holds. The mapping is injective: the
+ * namespace holds no '{' (options.c refuses one, and so does open), so the
+ * first '{' ends it; the first '}' ends the brace tag; an escaped key holds
+ * '%' only in %25 or %7D, so no key's brace tag starts with '%' like a tag
+ * set's, a run set's, the counters' or ping's; and the suffix after the '}'
+ * says which part of the entry a name is. No tag, key or namespace can name
+ * another's key. */
 #include "store.h"
 
 #include <errno.h>
@@ -34,11 +51,13 @@ struct redis_store {
 	char *ns;
 	int64_t timeout_ms;
 	char *lock_value_suffix; /* " host=H pid=P", after the token */
-	char *stats_key;         /* NS:stats */
+	char *stats_key;         /* NS:{%stats} */
 	struct resp_reader *rd;  /* for streamed replies; malloc'ed on first use */
 	bool broken;             /* a streamed reply was cut: the connection is unusable */
 	bool refused;            /* the server refused our credentials */
 	char *password;          /* CACHEFENCE_PASSWORD's, for a URL without one */
+	const char *const *tags; /* the run's tags, from its lookup: renew keeps them */
+	int ntags;
 };
 
 static struct redis_store *to_redis(struct store *s)
@@ -49,11 +68,35 @@ static struct redis_store *to_redis(struct store *s)
 /* tags one entry may carry: each is a key of the finish script */
 #define MAX_TAGS 32
 
-/* the Redis name of a tag's set: NS:tag:NAME, into out */
+/* append the n bytes at p with '%' and '}' escaped, for inside a brace tag */
+static void append_escaped(struct buf *out, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '%')
+			buf_append(out, "%25", 3);
+		else if (p[i] == '}')
+			buf_append(out, "%7D", 3);
+		else
+			buf_append(out, p + i, 1);
+	}
+}
+
+/* the Redis name of a tag's set: NS:{%tag:escaped tag}, into out */
 static void tag_name(struct buf *out, const char *ns, const char *tag)
 {
 	out->len = 0;
-	buf_appendf(out, "%s:tag:%s", ns, tag);
+	buf_appendf(out, "%s:{%%tag:", ns);
+	append_escaped(out, tag, strlen(tag));
+	buf_append(out, "}", 1);
+}
+
+/* the Redis name of a tag's running leaders: NS:{%run:escaped tag}, into out */
+static void run_set_name(struct buf *out, const char *ns, const char *tag)
+{
+	out->len = 0;
+	buf_appendf(out, "%s:{%%run:", ns);
+	append_escaped(out, tag, strlen(tag));
+	buf_append(out, "}", 1);
 }
 
 /* the Redis name of one of key's parts: NS:{escaped key}suffix, into out */
@@ -62,14 +105,7 @@ static void redis_name(struct buf *out, const char *ns, const char *key, size_t 
 {
 	out->len = 0;
 	buf_appendf(out, "%s:{", ns);
-	for (size_t i = 0; i < len; i++) {
-		if (key[i] == '%')
-			buf_append(out, "%25", 3);
-		else if (key[i] == '}')
-			buf_append(out, "%7D", 3);
-		else
-			buf_append(out, key + i, 1);
-	}
+	append_escaped(out, key, len);
 	buf_append(out, "}", 1);
 	buf_append(out, suffix, strlen(suffix));
 }
@@ -91,20 +127,117 @@ static void context_error(const struct redis_store *rs, const redisContext *c, c
 	free(where);
 }
 
+/* Mark a context unusable, with why as its error: an exchange stopped part
+ * way, and a reply still on its way would be read as the next command's.
+ * hiredis then refuses every further command on it. */
+static void context_fail(redisContext *c, const char *why)
+{
+	c->err = REDIS_ERR_IO;
+	snprintf(c->errstr, sizeof(c->errstr), "%s", why);
+}
+
+/* after a failed send on c: the refusal the server sent before it closed
+ * (protected mode, too many clients) as the error, if there is one; else
+ * the context's own error */
+static void send_error(const struct redis_store *rs, redisContext *c)
+{
+	char said[512];
+
+	if (resp_peek_error(c->fd, said, sizeof(said))) {
+		char *where = url_display(&rs->url);
+		err_set("redis %s: the server refused us: %s", where, said);
+		free(where);
+		return;
+	}
+	context_error(rs, c, "redis");
+}
+
+/* Write what the context's output buffer holds and read one reply, all
+ * before deadline. hiredis bounds each read and write by --redis-timeout
+ * (SO_RCVTIMEO), not the exchange, so a reply that trickles in could take
+ * that long per byte; here it waits with poll(2) for what is left of the
+ * deadline (resp_wait, which moves with the connection object of #13), and
+ * hiredis only reads what is already there. The reply (an error reply
+ * included), or NULL with err_set() and the context marked failed. */
+static redisReply *exchange(struct redis_store *rs, redisContext *c, int64_t deadline)
+{
+	void *reply = NULL;
+	int done = 0, ready;
+
+	if (c->err) {
+		context_error(rs, c, "redis");
+		return NULL;
+	}
+	while (!done) {
+		ready = resp_wait(c->fd, POLLOUT, deadline);
+		if (ready == 1 && redisBufferWrite(c, &done) == REDIS_OK)
+			continue;
+		if (ready == 1) {
+			send_error(rs, c);
+			return NULL;
+		}
+		context_fail(c, ready == 0 ? "cannot send a command within --redis-timeout" : err_msg());
+		context_error(rs, c, "redis");
+		return NULL;
+	}
+	for (;;) {
+		if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
+			context_error(rs, c, "redis");
+			return NULL;
+		}
+		if (reply)
+			return reply;
+		ready = resp_wait(c->fd, POLLIN, deadline);
+		if (ready == 1 && redisBufferRead(c) == REDIS_OK)
+			continue;
+		if (ready != 1)
+			context_fail(c, ready == 0 ? "no whole reply within --redis-timeout" : err_msg());
+		context_error(rs, c, "redis");
+		return NULL;
+	}
+}
+
+/* the deadline of an exchange that sends and receives about n bytes of values */
+static int64_t deadline_for(const struct redis_store *rs, uint64_t n)
+{
+	return monotonic_ms() + rs->timeout_ms + resp_budget_ms(n);
+}
+
+/* whether an error reply is the server turning the client away (it then
+ * closes the connection): protected mode, or out of connections */
+static bool is_refusal(const char *text)
+{
+	return strncmp(text, "DENIED", 6) == 0 || strstr(text, "max number of clients");
+}
+
+/* send one command and read its reply within --redis-timeout (and the time
+ * its arguments' size allows); the reply, error replies included, or NULL
+ * with err_set() on I/O failure. The caller frees the reply. */
+static redisReply *raw_command(struct redis_store *rs, redisContext *c, int argc,
+			       const char **argv, const size_t *lens)
+{
+	uint64_t size = 0;
+
+	for (int i = 0; i < argc; i++)
+		size += lens[i];
+	if (!c->err && redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) {
+		context_error(rs, c, "redis");
+		return NULL;
+	}
+	return exchange(rs, c, deadline_for(rs, size));
+}
+
 /* send one command; the reply, or NULL with err_set() on I/O failure or an
  * error reply. The caller frees the reply. */
 static redisReply *command(struct redis_store *rs, redisContext *c, int argc, const char **argv,
 			   const size_t *lens)
 {
-	redisReply *r = redisCommandArgv(c, argc, argv, lens);
+	redisReply *r = raw_command(rs, c, argc, argv, lens);
 
-	if (!r) {
-		context_error(rs, c, "redis");
-		return NULL;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
+	if (r && r->type == REDIS_REPLY_ERROR) {
 		char *where = url_display(&rs->url);
-		err_set("redis %s: %.*s", where, (int)r->len, r->str);
+		err_set("redis %s: %s%.*s", where, is_refusal(r->str) ? "the server refused us: " : "",
+			(int)r->len, r->str);
 		free(where);
 		freeReplyObject(r);
 		return NULL;
@@ -173,7 +306,7 @@ struct script_call {
 	const struct lua_script *script;
 	int nkeys;
 	int argc; /* keys and args together, after the numkeys word */
-	struct resp_arg args[64];
+	struct resp_arg args[128];
 };
 
 static void call_push(struct script_call *sc, const void *p, size_t len)
@@ -202,8 +335,8 @@ static void script_error(struct redis_store *rs, const struct script_call *sc, c
 /* a small-argument script call through hiredis; the reply, or NULL with err_set() */
 static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 {
-	const char *argv[67];
-	size_t lens[67];
+	const char *argv[131];
+	size_t lens[131];
 	char nkeys[8];
 
 	snprintf(nkeys, sizeof(nkeys), "%d", sc->nkeys);
@@ -217,19 +350,17 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 		argv[3 + i] = sc->args[i].p;
 		lens[3 + i] = sc->args[i].len;
 	}
-	redisReply *r = redisCommandArgv(rs->c, sc->argc + 3, argv, lens);
+	redisReply *r = raw_command(rs, rs->c, sc->argc + 3, argv, lens);
 	if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
 		freeReplyObject(r);
 		argv[0] = "EVAL";
 		lens[0] = 4;
 		argv[1] = sc->script->src;
 		lens[1] = sc->script->len;
-		r = redisCommandArgv(rs->c, sc->argc + 3, argv, lens);
+		r = raw_command(rs, rs->c, sc->argc + 3, argv, lens);
 	}
-	if (!r) {
-		context_error(rs, rs->c, "redis");
+	if (!r)
 		return NULL;
-	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		script_error(rs, sc, r->str);
 		freeReplyObject(r);
@@ -241,29 +372,52 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 /* reads one reply of a streamed call; 0, -1 failed, -2 an error reply */
 typedef int (*reply_fn)(struct resp_reader *rd, void *ctx);
 
+/* Start an exchange on the command connection, outside hiredis: send args
+ * and ready rs->rd for the reply, with the exchange's deadline (see resp.h):
+ * --redis-timeout from now, plus the time the bytes sent take at
+ * RESP_MIN_RATE; the reply's reader adds the time of any value it meets.
+ * 0, or -1 with err_set() (the connection is then unusable). */
+static int exchange_start(struct redis_store *rs, const struct resp_arg *args, int n)
+{
+	if (rs->broken || rs->c->err) {
+		err_set("the connection to redis broke earlier in this run");
+		return -1;
+	}
+	if (!rs->rd)
+		rs->rd = xmalloc(sizeof(*rs->rd));
+	resp_reader_init(rs->rd, rs->c->fd, NULL, 0);
+	rs->rd->deadline = deadline_for(rs, resp_size(args, n));
+	if (resp_send(rs->c->fd, args, n, rs->rd->deadline) == 0)
+		return 0;
+	char said[512];
+	if (resp_peek_error(rs->c->fd, said, sizeof(said)))
+		err_set("the server refused us: %s", said);
+	return -1;
+}
+
+/* the connection can no longer be trusted to be between replies */
+static void break_connection(struct redis_store *rs)
+{
+	rs->broken = true;
+	context_fail(rs->c, "the connection broke in the middle of an exchange");
+}
+
 /* A script call whose reply streams: read by read_reply straight from the
  * socket, so a large value is never whole in memory. 0, or -1 with
  * err_set(); a connection left mid-reply is marked broken. */
 static int stream_script(struct redis_store *rs, struct script_call *sc, reply_fn read_reply,
 			 void *ctx)
 {
-	struct resp_arg all[67];
+	struct resp_arg all[131];
 	char nkeys[8];
 
-	if (rs->broken) {
-		err_set("the connection to redis broke earlier in this run");
-		return -1;
-	}
 	snprintf(nkeys, sizeof(nkeys), "%d", sc->nkeys);
 	all[0] = (struct resp_arg){.p = "EVALSHA", .len = 7, .fd = -1};
 	all[1] = (struct resp_arg){.p = sc->script->sha, .len = 40, .fd = -1};
 	all[2] = (struct resp_arg){.p = nkeys, .len = strlen(nkeys), .fd = -1};
 	memcpy(all + 3, sc->args, sc->argc * sizeof(*all));
 	for (int attempt = 0;; attempt++) {
-		if (!rs->rd)
-			rs->rd = xmalloc(sizeof(*rs->rd));
-		resp_reader_init(rs->rd, rs->c->fd, NULL, 0);
-		int rc = resp_send(rs->c->fd, all, sc->argc + 3);
+		int rc = exchange_start(rs, all, sc->argc + 3);
 		if (rc == 0)
 			rc = read_reply(rs->rd, ctx);
 		if (rc == 0 && rs->rd->pos != rs->rd->len) {
@@ -274,6 +428,15 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 			all[0] = (struct resp_arg){.p = "EVAL", .len = 4, .fd = -1};
 			all[1] = (struct resp_arg){.p = sc->script->src, .len = sc->script->len, .fd = -1};
 			continue;
+		}
+		if (rc == -2 && is_refusal(err_msg())) {
+			char why[512];
+			char *where = url_display(&rs->url);
+			snprintf(why, sizeof(why), "%s", err_msg());
+			err_set("redis %s: the server refused us: %s", where, why);
+			free(where);
+			break_connection(rs); /* it closes the connection after saying so */
+			return -1;
 		}
 		if (rc == -2) {
 			/* a server that wants a password we did not give */
@@ -294,7 +457,8 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 			snprintf(why, sizeof(why), "%s", err_msg());
 			err_set("redis %s: %s", where, why);
 			free(where);
-			rs->broken = true;
+			if (!rs->broken)
+				break_connection(rs);
 		}
 		return rc;
 	}
@@ -326,8 +490,12 @@ static int decode_meta(const redisReply *m, struct entry_meta *meta)
 /* Stored values up to this size (INLINE_MAX in lib.lua) come inside the
  * script's reply and are read whole before any byte is written, so a
  * connection that breaks mid-value leaves nothing partial behind. Larger ones
- * come as nil there and are streamed with HGET after; a break mid-value is
- * then reported as a cut output. */
+ * come as nil there, with the entry's run id, and are streamed after with
+ * one HMGET of the run id and both values: one command's reply is one
+ * moment of the entry, so a run id that matches the metadata's proves the
+ * bytes are the same run's, checked before any is written (a refresh in
+ * between once gave one run's bytes with another's status). A break
+ * mid-value is then reported as a cut output. */
 #define INLINE_MAX (1024 * 1024)
 
 static void piece_to_sink(void *ctx, const char *p, size_t n)
@@ -360,14 +528,8 @@ static struct entry_reply entry_reply_to(struct lookup *res, struct sink *sink)
 static int plain_command(struct redis_store *rs, const struct resp_arg *args, int n,
 			 reply_fn read_reply, void *ctx)
 {
-	if (rs->broken) {
-		err_set("the connection to redis broke earlier in this run");
-		return -1;
-	}
-	if (!rs->rd)
-		rs->rd = xmalloc(sizeof(*rs->rd));
-	resp_reader_init(rs->rd, rs->c->fd, NULL, 0);
-	int rc = resp_send(rs->c->fd, args, n);
+	int rc = exchange_start(rs, args, n);
+
 	if (rc == 0)
 		rc = read_reply(rs->rd, ctx);
 	if (rc < 0) {
@@ -376,29 +538,47 @@ static int plain_command(struct redis_store *rs, const struct resp_arg *args, in
 		snprintf(why, sizeof(why), "%s", err_msg());
 		err_set("redis %s: %s", where, why);
 		free(where);
-		rs->broken = rc == -1;
+		if (rc == -1 && !rs->broken)
+			break_connection(rs);
 		return -1;
 	}
 	return 0;
 }
 
-/* stream the stdout and stderr of a large entry (or round result) at name */
+/* how often a read of a large entry starts again when another run replaced
+ * the entry between its metadata and its bytes, before giving up */
+#define BIG_READ_ATTEMPTS 8
+
+/* Stream the stdout and stderr of a large entry (or round result) at name,
+ * whose metadata m came with run id rid: one HMGET of the run id and both
+ * values, a snapshot of one moment, checked before a byte is handed on.
+ * 1 written, 0 the entry is another run's now (nothing written), -1. */
 static int fetch_big(struct redis_store *rs, const struct buf *name, const struct entry_meta *m,
-		     struct sink *sink)
+		     const char *rid, struct sink *sink)
 {
-	struct value_reply out = {m->out_len, piece_to_sink, sink};
-	struct value_reply err = {m->err_len, piece_to_sink_err, sink};
-	struct resp_arg args[3] = {
-		{.p = "HGET", .len = 4, .fd = -1},
+	struct body_reply br = {
+		.rid = rid,
+		.out_len = m->out_len,
+		.err_len = m->err_len,
+		.out = piece_to_sink,
+		.err = piece_to_sink_err,
+		.ctx = sink,
+	};
+	struct resp_arg args[5] = {
+		{.p = "HMGET", .len = 5, .fd = -1},
 		{.p = name->data, .len = name->len, .fd = -1},
+		{.p = "rid", .len = 3, .fd = -1},
 		{.p = "out", .len = 3, .fd = -1},
+		{.p = "err", .len = 3, .fd = -1},
 	};
 
-	if (plain_command(rs, args, 3, value_reply_read, &out) < 0)
+	if (plain_command(rs, args, 5, body_reply_read, &br) < 0)
 		return -1;
-	args[2] = (struct resp_arg){.p = "err", .len = 3, .fd = -1};
-	return plain_command(rs, args, 3, value_reply_read, &err);
+	return br.changed ? 0 : 1;
 }
+
+static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
+			 enum abandon_reason why);
 
 static int redis_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
 			struct sink *sink)
@@ -407,6 +587,8 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	struct buf entry = {0}, lock = {0}, done = {0}, lock_value = {0};
 	struct script_call sc = {.script = &lua_lookup, .nkeys = 4};
 	struct entry_reply er = entry_reply_to(res, sink);
+	struct buf tags[MAX_TAGS] = {{0}};
+	int ntags = req->ntags < MAX_TAGS ? req->ntags : MAX_TAGS;
 	char lease[24], beta[32], draw[32];
 
 	memset(res, 0, sizeof(*res));
@@ -422,6 +604,13 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push(&sc, lock.data, lock.len);
 	call_push(&sc, done.data, done.len);
 	call_push_str(&sc, rs->stats_key);
+	rs->tags = req->tags;
+	rs->ntags = ntags;
+	for (int i = 0; i < ntags; i++) {
+		run_set_name(&tags[i], rs->ns, req->tags[i]);
+		call_push(&sc, tags[i].data, tags[i].len);
+		sc.nkeys++;
+	}
 	call_push_str(&sc, req->token);
 	call_push_str(&sc, lease);
 	call_push(&sc, lock_value.data, lock_value.len);
@@ -429,20 +618,49 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push_str(&sc, req->force ? "1" : "0");
 	call_push_str(&sc, beta);
 	call_push_str(&sc, draw);
-	int rc = stream_script(rs, &sc, entry_reply_read, &er);
-	if (rc == 0 && strcmp(er.verdict, "none") == 0) {
-		err_set("the store's lookup reply is malformed");
-		rc = -1;
+	call_push(&sc, req->key, req->key_len);
+	bool locked = false; /* an attempt took the lock for a refresh */
+	int rc;
+	for (int attempt = 1;; attempt++) {
+		er = entry_reply_to(res, sink);
+		rc = stream_script(rs, &sc, entry_reply_read, &er);
+		if (rc == 0 && strcmp(er.verdict, "none") == 0) {
+			err_set("the store's lookup reply is malformed");
+			rc = -1;
+		}
+		if (rc < 0 || !er.big)
+			break;
+		locked = locked || res->refresh;
+		rc = fetch_big(rs, res->verdict == VERDICT_DONE ? &done : &entry, &res->meta, er.rid,
+			       sink);
+		if (rc != 0)
+			break;
+		if (attempt == BIG_READ_ATTEMPTS) {
+			err_set("the entry was replaced %d times while it was being read", attempt);
+			rc = -1;
+			break;
+		}
+		/* another run replaced the entry: look again, from the start */
+		memset(res, 0, sizeof(*res));
 	}
-	if (rc == 0 && er.big)
-		rc = fetch_big(rs, res->verdict == VERDICT_DONE ? &done : &entry, &res->meta, sink);
+	rc = rc < 0 ? -1 : 0;
+	/* a lock an earlier attempt took, that this one does not use, goes back */
+	if (locked && (rc < 0 || (!res->refresh && res->verdict != VERDICT_LEAD)))
+		redis_abandon(s, req->key, req->key_len, req->token, ABANDON_INTERRUPTED);
 	buf_free(&entry);
 	buf_free(&lock);
 	buf_free(&done);
 	buf_free(&lock_value);
+	for (int i = 0; i < ntags; i++)
+		buf_free(&tags[i]);
 	return rc;
 }
 
+/* Listen on key's wake channel. A waiter that cannot (an ACL user without
+ * SUBSCRIBE or the channels, a server out of connections) polls instead:
+ * wait then sleeps to the next look, and the single flight still holds,
+ * only the wake-up is up to a poll interval late. Silent: ping names the
+ * missing permission. */
 static int redis_watch(struct store *s, const char *key, size_t key_len)
 {
 	struct redis_store *rs = to_redis(s);
@@ -452,14 +670,17 @@ static int redis_watch(struct store *s, const char *key, size_t key_len)
 		return 0;
 	rs->sub = connect_one(rs);
 	if (!rs->sub)
-		return -1;
+		return 0;
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
 	const char *argv[2] = {"SUBSCRIBE", channel.data};
 	size_t lens[2] = {9, channel.len};
 	redisReply *r = command(rs, rs->sub, 2, argv, lens);
 	buf_free(&channel);
-	if (!r)
-		return -1;
+	if (!r) {
+		redisFree(rs->sub);
+		rs->sub = NULL;
+		return 0;
+	}
 	freeReplyObject(r);
 	return 0;
 }
@@ -483,10 +704,11 @@ static int drain_messages(struct redis_store *rs)
 static int redis_wait(struct store *s, int64_t timeout_ms)
 {
 	struct redis_store *rs = to_redis(s);
-	struct pollfd pfd = {.fd = rs->sub->fd, .events = POLLIN};
+	struct pollfd pfd = {.fd = rs->sub ? rs->sub->fd : -1, .events = POLLIN};
 
 	if (timeout_ms < 0)
 		timeout_ms = 0;
+	/* without a subscription (see redis_watch) this only sleeps */
 	int n = poll(&pfd, 1, timeout_ms > 60000 ? 60000 : (int)timeout_ms);
 	if (n < 0) {
 		if (errno == EINTR)
@@ -496,28 +718,14 @@ static int redis_wait(struct store *s, int64_t timeout_ms)
 	}
 	if (n == 0)
 		return 0;
-	if (redisBufferRead(rs->sub) != REDIS_OK) {
-		context_error(rs, rs->sub, "redis");
-		return -1;
+	if (redisBufferRead(rs->sub) != REDIS_OK || drain_messages(rs) < 0) {
+		/* the subscription broke: poll from now on; the next lookup
+		 * tells whether the server itself is gone */
+		redisFree(rs->sub);
+		rs->sub = NULL;
+		return 1;
 	}
-	return drain_messages(rs) < 0 ? -1 : 1;
-}
-
-/* a script call on one key part with the token and one more argument */
-static redisReply *call_on_lock(struct redis_store *rs, const struct lua_script *script,
-				const char *key, size_t key_len, const char *token,
-				const char *arg)
-{
-	struct buf lock = {0};
-	struct script_call sc = {.script = script, .nkeys = 1};
-
-	redis_name(&lock, rs->ns, key, key_len, ":lock");
-	call_push(&sc, lock.data, lock.len);
-	call_push_str(&sc, token);
-	call_push_str(&sc, arg);
-	redisReply *r = call_script(rs, &sc);
-	buf_free(&lock);
-	return r;
+	return 1;
 }
 
 static int integer_reply(redisReply *r)
@@ -534,17 +742,34 @@ static int integer_reply(redisReply *r)
 static int redis_renew(struct store *s, const char *key, size_t key_len, const char *token,
 		       int64_t lease_ms)
 {
+	struct redis_store *rs = to_redis(s);
+	struct buf lock = {0}, tags[MAX_TAGS] = {{0}};
+	struct script_call sc = {.script = &lua_renew, .nkeys = 1};
 	char lease[24];
 
 	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
-	return integer_reply(call_on_lock(to_redis(s), &lua_renew, key, key_len, token, lease));
+	redis_name(&lock, rs->ns, key, key_len, ":lock");
+	call_push(&sc, lock.data, lock.len);
+	for (int i = 0; i < rs->ntags; i++) {
+		run_set_name(&tags[i], rs->ns, rs->tags[i]);
+		call_push(&sc, tags[i].data, tags[i].len);
+		sc.nkeys++;
+	}
+	call_push_str(&sc, token);
+	call_push_str(&sc, lease);
+	call_push(&sc, key, key_len);
+	int rc = integer_reply(call_script(rs, &sc));
+	buf_free(&lock);
+	for (int i = 0; i < rs->ntags; i++)
+		buf_free(&tags[i]);
+	return rc;
 }
 
 static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
 			 enum abandon_reason why)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf lock = {0}, channel = {0}, done = {0};
+	struct buf lock = {0}, channel = {0}, done = {0}, runs[MAX_TAGS] = {{0}};
 	struct script_call sc = {.script = &lua_abandon, .nkeys = 3};
 	char mark_ms[24] = "";
 
@@ -555,10 +780,16 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 	call_push(&sc, lock.data, lock.len);
 	call_push_str(&sc, rs->stats_key);
 	call_push(&sc, done.data, done.len);
+	for (int i = 0; i < rs->ntags; i++) {
+		run_set_name(&runs[i], rs->ns, rs->tags[i]);
+		call_push(&sc, runs[i].data, runs[i].len);
+		sc.nkeys++;
+	}
 	call_push_str(&sc, token);
 	call_push(&sc, channel.data, channel.len);
 	int counter = abandon_counter(why);
 	call_push_str(&sc, counter >= 0 ? stat_names[counter] : "");
+	call_push(&sc, key, key_len);
 	/* the round's waiters run COMMAND themselves (VERDICT_BYPASS) */
 	if (why == ABANDON_TOO_LARGE)
 		snprintf(mark_ms, sizeof(mark_ms), "%d", BYPASS_MARK_MS);
@@ -567,6 +798,8 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 	buf_free(&lock);
 	buf_free(&channel);
 	buf_free(&done);
+	for (int i = 0; i < rs->ntags; i++)
+		buf_free(&runs[i]);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -581,10 +814,11 @@ static int read_integer_reply(struct resp_reader *rd, void *ctx)
 /* Write the whole result, bytes included, to the stage key with one HSET,
  * the values streamed from the spool files, then give the stage a TTL so a
  * leader that dies here leaves nothing behind for long. */
-static int write_stage(struct redis_store *rs, const struct buf *stage, const struct result *res)
+static int write_stage(struct redis_store *rs, const struct buf *stage, const char *token,
+		       const struct result *res)
 {
 	struct entry_field f[ENTRY_NFIELDS];
-	struct resp_arg args[2 + 2 * ENTRY_NFIELDS + 4];
+	struct resp_arg args[2 + 2 * ENTRY_NFIELDS + 6];
 	int n = 0;
 	int64_t reply;
 
@@ -595,6 +829,9 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const st
 		args[n++] = (struct resp_arg){.p = f[i].name, .len = strlen(f[i].name), .fd = -1};
 		args[n++] = (struct resp_arg){.p = f[i].value, .len = strlen(f[i].value), .fd = -1};
 	}
+	/* the run id: a reader of a large entry checks its bytes are this run's */
+	args[n++] = (struct resp_arg){.p = "rid", .len = 3, .fd = -1};
+	args[n++] = (struct resp_arg){.p = token, .len = TOKEN_LEN, .fd = -1};
 	args[n++] = (struct resp_arg){.p = "out", .len = 3, .fd = -1};
 	args[n++] = (struct resp_arg){.len = res->meta.out_len, .fd = res->out_fd};
 	args[n++] = (struct resp_arg){.p = "err", .len = 3, .fd = -1};
@@ -616,8 +853,9 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	struct redis_store *rs = to_redis(s);
 	struct buf entry = {0}, lock = {0}, done = {0}, channel = {0}, stage = {0};
 	struct script_call sc = {.script = &lua_finish, .nkeys = 5};
-	struct buf tags[MAX_TAGS] = {{0}};
+	struct buf tags[MAX_TAGS] = {{0}}, runs[MAX_TAGS] = {{0}};
 	int ntags = res->ntags < MAX_TAGS ? res->ntags : MAX_TAGS;
+	char ntags_arg[16];
 	char expiry[24], handoff[24];
 	int64_t stored = -1;
 
@@ -631,7 +869,7 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	redis_name(&stage, rs->ns, key, key_len, ":stage:");
 	buf_append(&stage, token, TOKEN_LEN);
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
-	int rc = write_stage(rs, &stage, res);
+	int rc = write_stage(rs, &stage, token, res);
 	if (rc < 0)
 		goto out;
 	call_push(&sc, entry.data, entry.len);
@@ -644,12 +882,19 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 		call_push(&sc, tags[i].data, tags[i].len);
 		sc.nkeys++;
 	}
+	for (int i = 0; i < ntags; i++) {
+		run_set_name(&runs[i], rs->ns, res->tags[i]);
+		call_push(&sc, runs[i].data, runs[i].len);
+		sc.nkeys++;
+	}
+	snprintf(ntags_arg, sizeof(ntags_arg), "%d", ntags);
 	call_push_str(&sc, token);
 	call_push_str(&sc, res->cacheable ? "1" : "0");
 	call_push_str(&sc, expiry);
 	call_push_str(&sc, handoff);
 	call_push(&sc, channel.data, channel.len);
 	call_push(&sc, key, key_len);
+	call_push_str(&sc, ntags_arg);
 	rc = stream_script(rs, &sc, read_integer_reply, &stored);
 out:
 	buf_free(&entry);
@@ -657,8 +902,10 @@ out:
 	buf_free(&done);
 	buf_free(&stage);
 	buf_free(&channel);
-	for (int i = 0; i < ntags; i++)
+	for (int i = 0; i < ntags; i++) {
 		buf_free(&tags[i]);
+		buf_free(&runs[i]);
+	}
 	return rc < 0 ? -1 : stored == 1;
 }
 
@@ -674,9 +921,21 @@ static int redis_get(struct store *s, const char *key, size_t key_len, bool fres
 	redis_name(&entry, rs->ns, key, key_len, "");
 	call_push(&sc, entry.data, entry.len);
 	call_push_str(&sc, fresh_only ? "1" : "0");
-	int rc = stream_script(rs, &sc, entry_reply_read, &er);
-	if (rc == 0 && er.big && strcmp(er.verdict, "none") != 0)
-		rc = fetch_big(rs, &entry, &res.meta, sink);
+	int rc;
+	for (int attempt = 1;; attempt++) {
+		er = entry_reply_to(&res, sink);
+		rc = stream_script(rs, &sc, entry_reply_read, &er);
+		if (rc < 0 || !er.big || strcmp(er.verdict, "none") == 0)
+			break;
+		rc = fetch_big(rs, &entry, &res.meta, er.rid, sink);
+		if (rc != 0)
+			break;
+		if (attempt == BIG_READ_ATTEMPTS) {
+			err_set("the entry was replaced %d times while it was being read", attempt);
+			rc = -1;
+			break;
+		}
+	}
 	buf_free(&entry);
 	if (rc < 0)
 		return -1;
@@ -756,41 +1015,53 @@ out:
 
 /* MATCH pattern that narrows the walk to the glob's literal start: the
  * glob itself applies to user keys, and one escaped byte ("%7D") is three
- * bytes of the Redis name, so the exact match is fnmatch(3) on the user key */
+ * bytes of the Redis name, so the exact match is fnmatch(3) on the user key.
+ * The pattern is open after the key: it finds entries and their locks. */
 static void scan_pattern(struct buf *out, const char *ns, const char *glob)
 {
 	size_t literal = glob ? strcspn(glob, "*?[\\") : 0;
 
 	redis_name(out, ns, glob ? glob : "", literal, "");
 	out->len--; /* drop the closing brace: the rest of the key is open */
-	buf_append(out, "*}", 2);
+	buf_append(out, "*", 1);
 }
 
-/* the user key inside an entry's Redis name NS:{...}; 0, or -1 when the
- * name is not an entry's (a lock, a tag set, stats) */
-static int user_key_of(struct buf *out, const char *ns, const char *name, size_t len)
+/* what a Redis name of the namespace is */
+enum name_kind {
+	NAME_OTHER, /* a round result, a stage, a tag set, the counters */
+	NAME_ENTRY, /* NS:{K} */
+	NAME_LOCK,  /* NS:{K}:lock */
+};
+
+/* the user key inside a Redis name NS:{K}suffix into out, and which part of
+ * the entry the name is */
+static enum name_kind user_key_of(struct buf *out, const char *ns, const char *name, size_t len)
 {
-	size_t pre = strlen(ns) + 2;
+	size_t pre = strlen(ns) + 2, i;
 
 	out->len = 0;
-	if (len < pre + 1 || name[len - 1] != '}' || memcmp(name + pre - 2, ":{", 2) != 0)
-		return -1;
-	for (size_t i = pre; i < len - 1; i++) {
-		if (name[i] == '}')
-			return -1;
-		if (name[i] == '%' && i + 2 < len - 1 && memcmp(name + i, "%25", 3) == 0) {
+	if (len < pre + 1 || memcmp(name, ns, pre - 2) != 0 || memcmp(name + pre - 2, ":{", 2) != 0)
+		return NAME_OTHER;
+	for (i = pre; i < len && name[i] != '}'; i++) {
+		if (name[i] == '%' && i + 3 < len && memcmp(name + i, "%25", 3) == 0) {
 			buf_append(out, "%", 1);
 			i += 2;
-		} else if (name[i] == '%' && i + 2 < len - 1 && memcmp(name + i, "%7D", 3) == 0) {
+		} else if (name[i] == '%' && i + 3 < len && memcmp(name + i, "%7D", 3) == 0) {
 			buf_append(out, "}", 1);
 			i += 2;
+		} else if (name[i] == '%') {
+			return NAME_OTHER; /* a tag set or the counters, not an escaped key */
 		} else {
 			buf_append(out, name + i, 1);
 		}
 	}
 	if (!out->data)
 		buf_append(out, "", 0);
-	return 0;
+	if (i == len - 1)
+		return NAME_ENTRY;
+	if (i + 6 == len && memcmp(name + i, "}:lock", 6) == 0)
+		return NAME_LOCK;
+	return NAME_OTHER;
 }
 
 /* server time in ms from a TIME reply; -1 if malformed */
@@ -802,8 +1073,9 @@ static int64_t time_reply_ms(const redisReply *t)
 	return strtoll(t->element[0]->str, NULL, 10) * 1000 + strtoll(t->element[1]->str, NULL, 10) / 1000;
 }
 
-/* One SCAN batch: pipeline TIME and an HMGET of every name, then report
- * each one that holds an entry; 0, 1 when fn asked to stop, or -1. */
+/* One SCAN batch: report every lock whose key matches glob, then pipeline
+ * TIME and an HMGET of every entry whose key matches and report each that
+ * decodes; 0, 1 when fn asked to stop, or -1. */
 static int list_batch(struct redis_store *rs, redisReply *names, const char *glob, list_fn fn,
 		      void *ctx)
 {
@@ -811,39 +1083,59 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 					    "dt", "olen", "elen", "host"};
 	const size_t nargs = sizeof(hmget) / sizeof(hmget[0]);
 	struct buf user = {0};
+	size_t *entries = xcalloc(names->elements + 1, sizeof(*entries)), nentries = 0;
 	int rc = 0;
 
-	redisAppendCommand(rs->c, "TIME");
 	for (size_t i = 0; i < names->elements; i++) {
+		redisReply *n = names->element[i];
+		if (!is_string(n))
+			continue;
+		enum name_kind kind = user_key_of(&user, rs->ns, n->str, n->len);
+		/* keys hold no NUL, so the user key reads as a C string for fnmatch */
+		if (kind == NAME_OTHER || (glob && fnmatch(glob, user.data, 0) != 0))
+			continue;
+		if (kind == NAME_ENTRY) {
+			entries[nentries++] = i;
+			continue;
+		}
+		struct entry_info lock = {.locked = true, .lease_left_ms = -1};
+		if (rc == 0 && fn(ctx, user.data, user.len, &lock))
+			rc = 1;
+	}
+	/* one deadline for the whole pipeline, with room for each reply */
+	int64_t deadline = deadline_for(rs, (uint64_t)nentries * 1024);
+	if (rc != 0 || nentries == 0)
+		goto out;
+	if (!rs->c->err)
+		redisAppendCommand(rs->c, "TIME");
+	for (size_t e = 0; e < nentries && !rs->c->err; e++) {
+		redisReply *n = names->element[entries[e]];
 		const char *argv[sizeof(hmget) / sizeof(hmget[0])];
 		size_t lens[sizeof(hmget) / sizeof(hmget[0])];
 		for (size_t j = 0; j < nargs; j++) {
-			argv[j] = j == 1 ? names->element[i]->str : hmget[j];
-			lens[j] = j == 1 ? names->element[i]->len : strlen(hmget[j]);
+			argv[j] = j == 1 ? n->str : hmget[j];
+			lens[j] = j == 1 ? n->len : strlen(hmget[j]);
 		}
 		redisAppendCommandArgv(rs->c, nargs, argv, lens);
 	}
-	redisReply *t = NULL;
-	if (redisGetReply(rs->c, (void **)&t) != REDIS_OK) {
-		context_error(rs, rs->c, "redis");
-		return -1;
+	redisReply *t = exchange(rs, rs->c, deadline);
+	if (!t) {
+		rc = -1;
+		goto out;
 	}
 	int64_t now = time_reply_ms(t);
 	freeReplyObject(t);
-	for (size_t i = 0; i < names->elements; i++) {
-		redisReply *m = NULL;
+	for (size_t e = 0; e < nentries; e++) {
 		struct entry_meta meta;
 		struct entry_info info = {0};
-		if (redisGetReply(rs->c, (void **)&m) != REDIS_OK) {
-			context_error(rs, rs->c, "redis");
+		redisReply *m = exchange(rs, rs->c, deadline);
+		if (!m) {
 			rc = -1;
 			break;
 		}
-		redisReply *n = names->element[i];
-		/* keys hold no NUL, so the user key reads as a C string for fnmatch */
+		redisReply *n = names->element[entries[e]];
 		if (rc == 0 && now >= 0 && decode_meta(m, &meta) == 0 &&
-		    user_key_of(&user, rs->ns, n->str, n->len) == 0 &&
-		    (!glob || fnmatch(glob, user.data, 0) == 0)) {
+		    user_key_of(&user, rs->ns, n->str, n->len) == NAME_ENTRY) {
 			int64_t age = now > meta.created_ms ? now - meta.created_ms : 0;
 			fill_info(&info, &meta, age);
 			if (info.freshness != ENTRY_EXPIRED && fn(ctx, user.data, user.len, &info))
@@ -851,6 +1143,8 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 		}
 		freeReplyObject(m);
 	}
+out:
+	free(entries);
 	buf_free(&user);
 	return rc;
 }
@@ -898,22 +1192,20 @@ static int redis_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 	return rc < 0 ? -1 : 0;
 }
 
-static long redis_invalidate_tag(struct store *s, const char *tag)
+/* invalidate every member of the set named set (and delete it); the count
+ * of entries deleted, or -1 */
+static long invalidate_members(struct store *s, const struct buf *set)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf set = {0};
 	char cursor[32] = "0";
 	long deleted = 0;
 
-	tag_name(&set, rs->ns, tag);
 	do {
-		const char *argv[5] = {"SSCAN", set.data, cursor, "COUNT", "1000"};
-		size_t lens[5] = {5, set.len, strlen(cursor), 5, 4};
+		const char *argv[5] = {"SSCAN", set->data, cursor, "COUNT", "1000"};
+		size_t lens[5] = {5, set->len, strlen(cursor), 5, 4};
 		redisReply *r = scan_step(rs, 5, argv, lens, cursor);
-		if (!r) {
-			deleted = -1;
-			break;
-		}
+		if (!r)
+			return -1;
 		redisReply *members = r->element[1];
 		for (size_t i = 0; i < members->elements && deleted >= 0; i++) {
 			int one = s->ops->invalidate(s, members->element[i]->str, members->element[i]->len);
@@ -922,15 +1214,29 @@ static long redis_invalidate_tag(struct store *s, const char *tag)
 		freeReplyObject(r);
 	} while (deleted >= 0 && strcmp(cursor, "0") != 0);
 	if (deleted >= 0) {
-		const char *argv[2] = {"DEL", set.data};
-		size_t lens[2] = {3, set.len};
+		const char *argv[2] = {"DEL", set->data};
+		size_t lens[2] = {3, set->len};
 		redisReply *r = command(rs, rs->c, 2, argv, lens);
 		if (!r)
 			deleted = -1;
 		freeReplyObject(r);
 	}
-	buf_free(&set);
 	return deleted;
+}
+
+/* the entries filed under tag, and the leaders running with it (whose
+ * locks invalidate deletes: they store nothing) */
+static long redis_invalidate_tag(struct store *s, const char *tag)
+{
+	struct redis_store *rs = to_redis(s);
+	struct buf set = {0};
+
+	run_set_name(&set, rs->ns, tag);
+	long running = invalidate_members(s, &set);
+	tag_name(&set, rs->ns, tag);
+	long deleted = running < 0 ? -1 : invalidate_members(s, &set);
+	buf_free(&set);
+	return deleted < 0 ? -1 : running + deleted;
 }
 
 static int redis_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)
@@ -964,41 +1270,188 @@ static void redis_count(struct store *s, enum counter which)
 		return;
 	const char *argv[4] = {"HINCRBY", rs->stats_key, stat_names[which], "1"};
 	size_t lens[4] = {7, strlen(rs->stats_key), strlen(stat_names[which]), 1};
-	freeReplyObject(redisCommandArgv(rs->c, 4, argv, lens));
+	freeReplyObject(raw_command(rs, rs->c, 4, argv, lens));
+}
+
+/* --- ping: every permission a run needs ----------------------------------------------- */
+
+/* err_set() the line ping prints when the probe of cmd failed with the
+ * server's text: a command renamed away, or an ACL without the command, the
+ * keys or the channels, and what a run would suffer for it */
+static void probe_failed(const struct redis_store *rs, const char *cmd, const char *text,
+			 const char *consequence)
+{
+	const char *ns = rs->ns;
+
+	if (strstr(text, "unknown command"))
+		err_set("the server has no %s command (renamed or disabled): %s", cmd, consequence);
+	else if (strstr(text, "NOPERM") && strstr(text, "keys"))
+		err_set("the ACL user cannot access keys %s:* (add ~%s:* to it): %s", ns, ns,
+			consequence);
+	else if (strstr(text, "can't access") && strstr(text, "keys"))
+		err_set("the ACL user cannot access keys %s:* with %s (add ~%s:* to it): %s", ns, cmd,
+			ns, consequence);
+	else if ((strstr(text, "NOPERM") || strstr(text, "can't")) && strstr(text, "channel"))
+		err_set("the ACL user cannot run %s (channels %s:*): %s", cmd, ns, consequence);
+	else if (strstr(text, "NOPERM") || strstr(text, "can't"))
+		err_set("the ACL user cannot run %s: %s", cmd, consequence);
+	else
+		err_set("%s failed: %.300s: %s", cmd, text, consequence);
+}
+
+/* one probe: send argv on c; 0 when it ran (any reply but an error), else
+ * -1 with probe_failed()'s line (or the I/O failure) */
+static int probe(struct redis_store *rs, redisContext *c, int argc, const char **argv,
+		 const char *consequence)
+{
+	size_t lens[8];
+
+	for (int i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	redisReply *r = raw_command(rs, c, argc, argv, lens);
+	if (!r)
+		return -1;
+	int rc = 0;
+	if (r->type == REDIS_REPLY_ERROR) {
+		probe_failed(rs, argv[0], r->str, consequence);
+		rc = -1;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+/* The probe script (ping.lua) with EVAL, then EVALSHA: runs call EVALSHA,
+ * and EVAL when the server has lost the script (a restart, SCRIPT FLUSH).
+ * The script runs every command of the others, with the keys and the
+ * channel a run uses. 0, or -1 with the line that names what is missing. */
+static int probe_scripts(struct redis_store *rs, const char *key, const char *key2,
+			 const char *channel)
+{
+	static const char fail_open[] = "every run would fail open";
+	const char *ev[6] = {"EVAL", lua_ping.src, "2", key, key2, channel};
+	size_t lens[6] = {4, lua_ping.len, 1, strlen(key), strlen(key2), strlen(channel)};
+
+	for (int pass = 0; pass < 2; pass++) {
+		redisReply *r = raw_command(rs, rs->c, 6, ev, lens);
+		if (!r)
+			return -1;
+		int rc = 0;
+		if (r->type == REDIS_REPLY_ERROR) {
+			probe_failed(rs, ev[0], r->str, fail_open);
+			rc = -1;
+		} else if (is_string(r) && r->len > 0) {
+			/* "COMMAND\nerror": a command inside the scripts */
+			char cmd[32];
+			const char *nl = memchr(r->str, '\n', r->len);
+			snprintf(cmd, sizeof(cmd), "%.*s", nl ? (int)(nl - r->str) : 0, r->str);
+			if (strcmp(cmd, "PUBLISH") == 0)
+				probe_failed(rs, cmd, nl ? nl + 1 : "", "waiters would not be woken");
+			else
+				probe_failed(rs, cmd, nl ? nl + 1 : "", fail_open);
+			rc = -1;
+		} else if (!is_string(r)) {
+			err_set("the probe script's reply is malformed");
+			rc = -1;
+		}
+		freeReplyObject(r);
+		if (rc < 0)
+			return -1;
+		ev[0] = "EVALSHA";
+		ev[1] = lua_ping.sha;
+		lens[0] = 7;
+		lens[1] = 40;
+	}
+	return 0;
+}
+
+/* the commands runs and the operator subcommands send outside scripts */
+static int probe_commands(struct redis_store *rs, const char *key, const char *pattern)
+{
+	struct {
+		int argc;
+		const char *argv[6];
+		const char *consequence;
+	} steps[] = {
+		{4, {"HSET", key, "f", "v"}, "no result could be stored"},
+		{3, {"PEXPIRE", key, "10000"}, "no result could be stored"},
+		{3, {"HMGET", key, "f"}, "hits over 1 MiB, list and invalidate --match would fail"},
+		{4, {"HINCRBY", key, "n", "1"}, "stats would miss the fail-open runs"},
+		{2, {"DEL", key}, "invalidate --tag would fail"},
+		{1, {"TIME"}, "list and invalidate --match would fail"},
+		{6, {"SCAN", "0", "MATCH", pattern, "COUNT", "10"}, "list and invalidate --match would fail"},
+		{3, {"SSCAN", key, "0"}, "invalidate --tag would fail"},
+	};
+
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+		if (probe(rs, rs->c, steps[i].argc, steps[i].argv, steps[i].consequence) < 0)
+			return -1;
+	return 0;
+}
+
+/* SUBSCRIBE on a connection of its own, as a waiter does */
+static int probe_subscribe(struct redis_store *rs, const char *channel)
+{
+	const char *argv[2] = {"SUBSCRIBE", channel};
+	redisContext *c = connect_one(rs);
+
+	if (!c)
+		return -1;
+	int rc = probe(rs, c, 2, argv, "waiters would not be woken");
+	redisFree(c);
+	return rc;
 }
 
 static int redis_ping(struct store *s, struct buf *out)
 {
 	struct redis_store *rs = to_redis(s);
 	char version[64] = "unknown";
+	const char *loaded = "scripts loaded";
 
 	struct timespec a, b;
+	const char *ping[1] = {"PING"}, *info[2] = {"INFO", "server"};
+	size_t ping_len[1] = {4}, info_len[2] = {4, 6};
 	clock_gettime(CLOCK_MONOTONIC, &a);
-	redisReply *r = redisCommand(rs->c, "PING");
+	redisReply *r = command(rs, rs->c, 1, ping, ping_len);
 	clock_gettime(CLOCK_MONOTONIC, &b);
-	if (!r) {
-		context_error(rs, rs->c, "redis");
+	if (!r)
 		return -1;
-	}
 	freeReplyObject(r);
 	double rtt = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
-	r = redisCommand(rs->c, "INFO server");
+	r = raw_command(rs, rs->c, 2, info, info_len);
 	if (r && r->type == REDIS_REPLY_STRING) {
 		const char *v = strstr(r->str, "redis_version:");
 		if (v)
 			sscanf(v + 14, "%63[^\r\n]", version);
 	}
 	freeReplyObject(r);
+
+	/* probe names of their own (NS:{%ping}...: no escaped key spells them) */
+	char *key = xasprintf("%s:{%%ping}", rs->ns), *key2 = xasprintf("%s:{%%ping}:2", rs->ns);
+	char *channel = xasprintf("%s:{%%ping}:wake", rs->ns), *pattern = xasprintf("%s:{%%ping}*", rs->ns);
+	int rc = probe_scripts(rs, key, key2, channel);
+	if (rc == 0)
+		rc = probe_commands(rs, key, pattern);
+	if (rc == 0)
+		rc = probe_subscribe(rs, channel);
+	free(key);
+	free(key2);
+	free(channel);
+	free(pattern);
+	if (rc < 0)
+		return -1;
+	/* load them all now; a user who may not run SCRIPT still has them
+	 * loaded by EVAL on first use */
 	for (const struct lua_script *const *sp = lua_all; *sp; sp++) {
 		const char *argv[3] = {"SCRIPT", "LOAD", (*sp)->src};
 		size_t lens[3] = {6, 4, (*sp)->len};
-		r = command(rs, rs->c, 3, argv, lens);
+		r = raw_command(rs, rs->c, 3, argv, lens);
 		if (!r)
 			return -1;
+		if (r->type == REDIS_REPLY_ERROR)
+			loaded = "scripts load on first use (SCRIPT LOAD is refused)";
 		freeReplyObject(r);
 	}
-	buf_appendf(out, "%s: Redis %s, scripts loaded, round trip %.3f ms", rs->base.desc, version,
-		    rtt);
+	buf_appendf(out, "%s: Redis %s, %s, round trip %.3f ms", rs->base.desc, version, loaded, rtt);
 	return 0;
 }
 
@@ -1075,11 +1528,18 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	char host[256] = "unknown";
 
 	rs->base.ops = &redis_ops;
+	if (strchr(cfg->ns, '{')) {
+		/* the first '{' must end the namespace, or names could collide */
+		err_set("--namespace: \"%s\" holds a '{', which Redis key names use to end it", cfg->ns);
+		*refused = true;
+		free(rs);
+		return NULL;
+	}
 	url_copy(&rs->url, cfg->url);
 	rs->base.desc = url_display(&rs->url);
 	rs->ns = xstrdup(cfg->ns);
 	rs->password = cfg->password ? xstrdup(cfg->password) : NULL;
-	rs->stats_key = xasprintf("%s:stats", cfg->ns);
+	rs->stats_key = xasprintf("%s:{%%stats}", cfg->ns);
 	rs->timeout_ms = cfg->timeout_ms;
 	gethostname(host, sizeof(host) - 1);
 	rs->lock_value_suffix = xasprintf(" host=%s pid=%ld", host, (long)getpid());

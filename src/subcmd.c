@@ -249,6 +249,8 @@ static int list_one(void *arg, const char *key, size_t len, const struct entry_i
 	struct list_ctx *c = arg;
 	char a[32], t[32];
 
+	if (!i->present)
+		return 0; /* a lock without an entry is no entry to list */
 	c->count++;
 	if (c->o->json) {
 		buf_append(&c->out, "{\"key\":", 7);
@@ -300,8 +302,9 @@ static int collect_key(void *arg, const char *key, size_t len, const struct entr
 	return 0;
 }
 
-/* invalidate every entry whose key matches glob: walk first, then delete,
- * so the walk does not see its own deletions */
+/* invalidate every entry whose key matches glob, and fence out every
+ * leader of such a key already running (the walk also reports locks):
+ * walk first, then delete, so the walk does not see its own deletions */
 static long invalidate_matching(struct store *s, const char *glob)
 {
 	struct key_list l = {0};

@@ -108,7 +108,7 @@ redis_info() {
 # the namespace's counter NAME, 0 when unset
 stat_value() {
 	local v
-	v=$(rcli HGET cachefence:stats "$1")
+	v=$(rcli HGET "cachefence:{%stats}" "$1")
 	echo "${v:-0}"
 }
 

@@ -785,11 +785,11 @@ redis_calls() {
 		# the tag set lives exactly as long as its longest-lived entry
 		e1=$(rcli PTTL 'cachefence:{t1}')
 		e2=$(rcli PTTL 'cachefence:{t2}')
-		tag=$(rcli PTTL 'cachefence:tag:users')
+		tag=$(rcli PTTL 'cachefence:{%tag:users}')
 		((tag > 0)) || { echo "tag set has no expiry (PTTL $tag)" >&2; false; }
 		((tag <= e2)) || { echo "tag set outlives its entries: PTTL $tag > $e2" >&2; false; }
 		((tag > e1)) || { echo "tag set dies with its shortest-lived entry: PTTL $tag <= $e1" >&2; false; }
-		assert_eq "$(rcli TYPE 'cachefence:tag:users')" set "type of the tag"
+		assert_eq "$(rcli TYPE 'cachefence:{%tag:users}')" set "type of the tag"
 	fi
 
 	cf_to users invalidate --tag users
@@ -819,7 +819,7 @@ redis_calls() {
 	cf_to last get t4
 	assert_status 0 last
 	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
-		assert_eq "$(rcli EXISTS 'cachefence:tag:users' 'cachefence:tag:feed')" 0 "tag sets left after invalidate --tag"
+		assert_eq "$(rcli EXISTS 'cachefence:{%tag:users}' 'cachefence:{%tag:feed}')" 0 "tag sets left after invalidate --tag"
 	fi
 }
 
@@ -827,13 +827,13 @@ redis_calls() {
 	require_redis
 	cf_to short -t 300ms -k brief --tag ephemeral -- printf x
 	assert_status 0 short
-	pttl=$(rcli PTTL 'cachefence:tag:ephemeral')
+	pttl=$(rcli PTTL 'cachefence:{%tag:ephemeral}')
 	((pttl > 0 && pttl <= 300)) || { echo "tag PTTL $pttl, entry TTL 300 ms" >&2; false; }
 	for _ in $(seq 50); do
-		[[ $(rcli EXISTS 'cachefence:tag:ephemeral') == 0 ]] && break
+		[[ $(rcli EXISTS 'cachefence:{%tag:ephemeral}') == 0 ]] && break
 		sleep 0.1
 	done
-	assert_eq "$(rcli EXISTS 'cachefence:tag:ephemeral' 'cachefence:{brief}')" 0 "tag and entry left"
+	assert_eq "$(rcli EXISTS 'cachefence:{%tag:ephemeral}' 'cachefence:{brief}')" 0 "tag and entry left"
 }
 
 # --- namespaces ------------------------------------------------------------------------------------

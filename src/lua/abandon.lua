@@ -1,21 +1,24 @@
 -- abandon: release our lock without a result (COMMAND was interrupted, its
 -- output was too large to store, or the store refused it), and wake the
 -- waiters so one of them takes over at once.
--- KEYS[1] lock, KEYS[2] stats, KEYS[3] this round's result (for waiters);
+-- KEYS[1] lock, KEYS[2] stats, KEYS[3] this round's result (for waiters),
+-- KEYS[4..] the run sets of the run's tags (see pending_tags);
 -- ARGV[1] token, ARGV[2] channel, ARGV[3] the counter to add one to, or "",
--- ARGV[4] "" or, for output over --max-size, how many ms to leave the
--- round's waiters the mark 'too-large' in KEYS[3]: their lookup then tells
--- them to run COMMAND themselves at once (nothing will be stored), instead
--- of taking the lock one after another. Returns 1 released, 0 not ours.
+-- ARGV[4] the user key, ARGV[5] "" or, for output over --max-size, how many
+-- ms to leave the round's waiters the mark 'too-large' in KEYS[3]: their
+-- lookup then tells them to run COMMAND themselves at once (nothing will be
+-- stored), instead of taking the lock one after another.
+-- Returns 1 released, 0 not ours.
 -- The counter and the mark may fail: a server out of memory refuses them
 -- (they may grow memory) but still takes DEL and PUBLISH, and the waiters
 -- must be woken either way.
 local released = 0
 if lock_is(redis.call('GET', KEYS[1]), ARGV[1]) then
   redis.call('DEL', KEYS[1])
+  for i = 4, #KEYS do redis.pcall('SREM', KEYS[i], ARGV[4]) end
   released = 1
 end
-if ARGV[4] ~= '' then redis.pcall('SET', KEYS[3], 'too-large', 'PX', ARGV[4]) end
-redis.call('PUBLISH', ARGV[2], ARGV[1])
+if ARGV[5] ~= '' then redis.pcall('SET', KEYS[3], 'too-large', 'PX', ARGV[5]) end
+redis.pcall('PUBLISH', ARGV[2], ARGV[1]) -- waiters also poll: see finish.lua
 if ARGV[3] ~= '' then redis.pcall('HINCRBY', KEYS[2], ARGV[3], 1) end
 return released

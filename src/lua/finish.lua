@@ -4,14 +4,16 @@
 -- to its own stage key with plain commands (streamed: no value passes through
 -- Lua); this script only renames the stage into place, an O(1) step.
 -- KEYS[1] entry, KEYS[2] lock, KEYS[3] this round's result (for waiters),
--- KEYS[4] stats, KEYS[5] the stage, KEYS[6..] tag sets to file the entry under
+-- KEYS[4] stats, KEYS[5] the stage, then ARGV[7] tag sets to file the entry
+-- under, then as many run sets of the same tags (see pending_tags)
 -- ARGV[1] token, ARGV[2] "1" to store as the entry, "0" for waiters only,
 -- ARGV[3] entry expiry ms, ARGV[4] round-result expiry ms, ARGV[5] channel,
--- ARGV[6] the user key (tag members). Returns 1 stored, 0 fenced out.
+-- ARGV[6] the user key (tag members), ARGV[7] the number of tags.
+-- Returns 1 stored, 0 fenced out.
 if not lock_is(redis.call('GET', KEYS[2]), ARGV[1]) then
   redis.call('DEL', KEYS[5])
   redis.call('HINCRBY', KEYS[4], 'stores_skipped_lost_lock', 1)
-  redis.call('PUBLISH', ARGV[5], ARGV[1])
+  redis.pcall('PUBLISH', ARGV[5], ARGV[1])
   return 0
 end
 if redis.call('EXISTS', KEYS[5]) == 0 then
@@ -26,14 +28,19 @@ redis.call('PEXPIRE', target, expiry)
 
 -- a tag set lives as long as its longest-lived entry, so a tag whose
 -- entries have all expired costs nothing
+local ntags = tonumber(ARGV[7])
 if ARGV[2] == '1' then
-  for i = 6, #KEYS do
+  for i = 6, 5 + ntags do
     redis.call('SADD', KEYS[i], ARGV[6])
     if redis.call('PTTL', KEYS[i]) < tonumber(expiry) then
       redis.call('PEXPIRE', KEYS[i], expiry)
     end
   end
 end
+-- the run is over: the lock was ours, so no other run of the key is pending
+for i = 6 + ntags, #KEYS do redis.call('SREM', KEYS[i], ARGV[6]) end
 redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', ARGV[5], ARGV[1])
+-- pcall: a user who may not publish has still stored the result; its
+-- waiters find it when they next look (ping names the missing permission)
+redis.pcall('PUBLISH', ARGV[5], ARGV[1])
 return 1

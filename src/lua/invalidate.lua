@@ -3,6 +3,6 @@
 -- KEYS[1] entry, KEYS[2] lock; ARGV[1] channel. Returns 1 deleted, 0 absent.
 local deleted = redis.call('DEL', KEYS[1])
 if redis.call('DEL', KEYS[2]) > 0 then
-  redis.call('PUBLISH', ARGV[1], '')
+  redis.pcall('PUBLISH', ARGV[1], '') -- waiters also poll: see finish.lua
 end
 return deleted

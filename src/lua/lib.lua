@@ -17,13 +17,17 @@ local HOST_MAX = 256            -- ENTRY_HOST_MAX in entry.h
 
 -- Values up to this size travel inside a script's reply; larger ones cost
 -- seconds to pass through Lua, so the script returns false for them and the
--- client streams them with a plain HGET.
+-- client streams them with a plain HMGET (see read_entry).
 local INLINE_MAX = 1048576
 
 -- Read an entry hash. Returns meta (values in META order), out, err (both
--- false when too large to inline), or nil when the key is absent, not a hash,
--- of another format version, or does not decode: every such entry is a
--- miss, never an error. HSTRLEN checks the sizes without copying the bytes.
+-- false when too large to inline) and the run id, or nil when the key is
+-- absent, not a hash, of another format version, or does not decode: every
+-- such entry is a miss, never an error. HSTRLEN checks the sizes without
+-- copying the bytes. The run id ('rid': the token of the leader that stored
+-- it, '' for an entry written before it existed) comes only with a value
+-- too large to inline: the client fetches those bytes with a later HMGET,
+-- and a run id that differs there means another run replaced the entry.
 local function read_entry(key)
   if redis.call('TYPE', key).ok ~= 'hash' then return nil end
   local m = redis.call('HMGET', key, unpack(META))
@@ -41,9 +45,11 @@ local function read_entry(key)
   if #m[10] >= HOST_MAX then return nil end
   local olen, elen = redis.call('HSTRLEN', key, 'out'), redis.call('HSTRLEN', key, 'err')
   if olen ~= tonumber(m[8]) or elen ~= tonumber(m[9]) then return nil end
-  if olen + elen > INLINE_MAX then return m, false, false end
+  if olen + elen > INLINE_MAX then
+    return m, false, false, redis.call('HGET', key, 'rid') or ''
+  end
   local body = redis.call('HMGET', key, 'out', 'err')
-  return m, body[1] or '', body[2] or ''
+  return m, body[1] or '', body[2] or '', ''
 end
 
 -- Age of an entry on the server clock; a created-at in the future (a
@@ -58,4 +64,16 @@ end
 -- operations match on it.
 local function lock_is(lock_value, token)
   return lock_value and string.sub(lock_value, 1, 32) == token
+end
+
+-- File member under the run sets KEYS[first..] (NS:{%run:TAG}: the keys
+-- whose leader runs with the tag and has not finished), and keep each at
+-- least lease ms (renew keeps extending it): invalidate --tag walks them
+-- beside the tag sets and deletes each member's lock, which fences the run
+-- out before it has stored anything. finish and abandon take the member out.
+local function pending_tags(first, member, lease)
+  for i = first, #KEYS do
+    redis.call('SADD', KEYS[i], member)
+    if redis.call('PTTL', KEYS[i]) < lease then redis.call('PEXPIRE', KEYS[i], lease) end
+  end
 end

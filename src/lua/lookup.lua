@@ -1,20 +1,27 @@
 -- lookup: the whole decision of one call, in one round trip.
 -- KEYS[1] entry, KEYS[2] lock, KEYS[3] round result of the awaited leader,
--- KEYS[4] the namespace's stats hash (counted here: no extra round trip)
+-- KEYS[4] the namespace's stats hash (counted here: no extra round trip),
+-- KEYS[5..] the run sets of the run's tags (see pending_tags)
 -- ARGV[1] our token, ARGV[2] lease ms, ARGV[3] lock value to set,
 -- ARGV[4] "1" when we are waiting on a leader (KEYS[3] is meaningful),
 -- ARGV[5] "1" to ignore the entry (--refresh), ARGV[6] beta, ARGV[7] a
--- uniform draw in (0, 1] (scripts get no usable randomness of their own)
--- Returns {'hit', age, meta, out, err, refresh} | {'stale', age, meta, out, err, refresh}
---       | {'done', 0, meta, out, err, 0} | {'bypass'} | {'lead', fallback}
+-- uniform draw in (0, 1] (scripts get no usable randomness of their own),
+-- ARGV[8] the user key
+-- Returns {'hit', age, meta, out, err, refresh, run id}
+--       | {'stale', age, meta, out, err, refresh, run id}
+--       | {'done', 0, meta, out, err, 0, run id} | {'bypass'} | {'lead', fallback}
 --       | {'wait', pttl, holder}
 local now = now_ms()
 
--- take the lock if it is free (or already ours); returns true, or false and the holder
+-- take the lock if it is free (or already ours); returns true, or false and the holder.
+-- A lock taken files the key in the run sets of its tags at once
+-- (pending_tags), so that invalidate --tag finds and fences a run that has
+-- stored nothing yet.
 local function take_lock()
   local holder = redis.call('GET', KEYS[2])
   if not holder then
     redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+    pending_tags(5, ARGV[8], tonumber(ARGV[2]))
     return true
   end
   if lock_is(holder, ARGV[1]) then return true end
@@ -34,7 +41,7 @@ local function lead(fallback)
 end
 
 if ARGV[5] ~= '1' then
-  local m, out, err = read_entry(KEYS[1])
+  local m, out, err, rid = read_entry(KEYS[1])
   if m then
     local age = entry_age(m, now)
     local ttl, sw, se, dt = tonumber(m[4]), tonumber(m[5]), tonumber(m[6]), tonumber(m[7])
@@ -48,27 +55,27 @@ if ARGV[5] ~= '1' then
       end
       count('hits')
       if early then count('early_refreshes') end
-      return {'hit', age, m, out, err, flag(early)}
+      return {'hit', age, m, out, err, flag(early), rid}
     end
     if age < ttl + sw then
       local refresh = take_lock()
       count('stale_served')
       if refresh then count('background_refreshes') end
-      return {'stale', age, m, out, err, flag(refresh)}
+      return {'stale', age, m, out, err, flag(refresh), rid}
     end
     if age < ttl + se then
       -- stale-if-error: refresh now, and serve this entry if that fails;
       -- while someone else refreshes, serve it at once
       if take_lock() then return lead(1) end
       count('stale_served')
-      return {'stale', age, m, out, err, 0}
+      return {'stale', age, m, out, err, 0, rid}
     end
   end
 end
 
 if ARGV[4] == '1' then
-  local dm, dout, derr = read_entry(KEYS[3])
-  if dm then return {'done', 0, dm, dout, derr, 0} end
+  local dm, dout, derr, drid = read_entry(KEYS[3])
+  if dm then return {'done', 0, dm, dout, derr, 0, drid} end
   -- the awaited leader's output was over --max-size (abandon.lua)
   if redis.call('TYPE', KEYS[3]).ok == 'string' and redis.call('GET', KEYS[3]) == 'too-large' then
     return {'bypass'}

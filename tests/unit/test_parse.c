@@ -507,6 +507,51 @@ static void test_secrets_stay_out_of_errors(void)
 	}
 }
 
+/* unix: and file: URLs take no password, but one written there anyway (as
+ * user info or as a query parameter) is hidden like redis://'s */
+static void test_secrets_of_path_urls_stay_out_of_errors(void)
+{
+	struct url u_unused;
+	static const struct {
+		const char *url, *shown;
+	} bad[] = {
+		{"unix://:hunter2@/tmp/r.sock", "unix://:***@/tmp/r.sock"},
+		{"unix://user:hunter2@/tmp/r.sock", "unix://user:***@/tmp/r.sock"},
+		{"unix://:hun@ter2@/tmp/r.sock", "unix://:***@/tmp/r.sock"},
+		{"unix://:hunter2@tmp/r.sock", "unix://:***@tmp/r.sock"},
+		{"unix:///tmp/r.sock?password=hunter2", "unix:///tmp/r.sock?password=***"},
+		{"unix:///tmp/r.sock?db=1&password=hunter2", "unix:///tmp/r.sock?db=1&password=***"},
+		{"unix:///tmp/r.sock?password=hunter2&db=1", "unix:///tmp/r.sock?password=***&db=1"},
+		{"unix:///tmp/r.sock?hunter2", "unix:///tmp/r.sock?***"},
+		{"unix://:hunter2@/tmp/r.sock?pass=hunter2", "unix://:***@/tmp/r.sock?pass=***"},
+		{"unix:/:hunter2@/tmp/r.sock", "unix:/:***@/tmp/r.sock"},
+		{"UNIX://:hunter2@/tmp/r.sock", "UNIX://:***@/tmp/r.sock"},
+		{"file://:hunter2@localhost/srv", "file://:***@localhost/srv"},
+		{"file:///srv?password=hunter2", "file:///srv?password=***"},
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		struct url u;
+		char want[128];
+
+		snprintf(want, sizeof(want), "\"%s\"", bad[i].shown);
+		err_clear();
+		int rc = url_parse(bad[i].url, &u);
+		ok(rc == -1 && has_error() && !strstr(err_msg(), "hunter2") &&
+			   !strstr(err_msg(), "ter2") && strncmp(err_msg(), want, strlen(want)) == 0,
+		   "the error for %s hides its password (%s)", bad[i].shown, err_msg());
+	}
+	/* db is no secret, and a path with ':' and '@' but no user info shows whole */
+	err_clear();
+	ok(url_parse("unix:///tmp/r.sock?db=x", &u_unused) == -1 &&
+		   error_says("\"unix:///tmp/r.sock?db=x\""),
+	   "the db parameter of a bad unix URL is shown (%s)", err_msg());
+	err_clear();
+	ok(url_parse("unix:///a:b@c/?db=x", &u_unused) == -1 &&
+		   error_says("\"unix:///a:b@c/?db=x\""),
+	   "a unix socket path with ':' and '@' is shown as it is (%s)", err_msg());
+}
+
 static void test_error_lines(void)
 {
 	char long_value[300];
@@ -591,6 +636,7 @@ int main(void)
 	test_tcp_urls();
 	test_other_urls();
 	test_secrets_stay_out_of_errors();
+	test_secrets_of_path_urls_stay_out_of_errors();
 	test_error_lines();
 	test_url_struct_handling();
 	return done_testing();

@@ -14,8 +14,9 @@
 #include "util.h"
 
 /* a peer process writing data to the returned descriptor in pieces of
- * `piece` bytes, then closing it; the caller reaps it with waitpid */
-static int peer(const char *data, size_t len, size_t piece, pid_t *pid)
+ * `piece` bytes, one every `usec` microseconds, then closing it; the caller
+ * reaps it with waitpid */
+static int peer_every(const char *data, size_t len, size_t piece, int usec, pid_t *pid)
 {
 	int sv[2];
 
@@ -28,12 +29,17 @@ static int peer(const char *data, size_t len, size_t piece, pid_t *pid)
 			size_t n = len - off < piece ? len - off : piece;
 			if (write_all(sv[1], data + off, n) < 0)
 				_exit(1);
-			usleep(200);
+			usleep(usec);
 		}
 		_exit(0);
 	}
 	close(sv[1]);
 	return sv[0];
+}
+
+static int peer(const char *data, size_t len, size_t piece, pid_t *pid)
+{
+	return peer_every(data, len, piece, 200, pid);
 }
 
 struct collected {
@@ -138,19 +144,64 @@ static void test_send_file_argument(void)
 		{.p = "k", .len = 1, .fd = -1},
 		{.len = 6, .fd = fd},
 	};
-	ok(resp_send(p[1], args, 3) == 0, "a command with a file argument is sent");
+	ok(resp_send(p[1], args, 3, 0) == 0, "a command with a file argument is sent");
 	close(p[1]);
 	ssize_t n = read_full(p[0], got, sizeof(got));
 	static const char want[] = "*3\r\n$4\r\nHSET\r\n$1\r\nk\r\n$6\r\na\0b\r\nc\r\n";
 	ok(n == (ssize_t)sizeof(want) - 1 && memcmp(got, want, n) == 0,
 	   "the file's bytes go out as one bulk string, NUL and CRLF included");
+	ok(resp_size(args, 3) == sizeof(want) - 1, "resp_size counts the bytes resp_send writes");
 	close(p[0]);
 	args[2].len = 100;
 	lseek(fd, 0, SEEK_SET);
 	int devnull = open("/dev/null", O_WRONLY);
-	ok(resp_send(devnull, args, 3) < 0, "a file shorter than its argument's length is an error");
+	ok(resp_send(devnull, args, 3, 0) < 0, "a file shorter than its argument's length is an error");
 	close(devnull);
 	close(fd);
+}
+
+/* a reply that trickles in, a byte every 20 ms, fails at the exchange's
+ * deadline however often a byte comes; and a peer that reads nothing stops a
+ * send at its deadline */
+static void test_deadlines(void)
+{
+	static char reply[400];
+	struct resp_reader *r = xmalloc(sizeof(*r));
+	char type, line[512];
+	pid_t pid;
+
+	memset(reply, 'x', sizeof(reply));
+	reply[0] = '+';
+	memcpy(reply + sizeof(reply) - 2, "\r\n", 2);
+	int fd = peer_every(reply, sizeof(reply), 1, 20000, &pid);
+	resp_reader_init(r, fd, NULL, 0);
+	r->deadline = monotonic_ms() + 300;
+	int64_t start = monotonic_ms();
+	int rc = resp_header(r, &type, line, sizeof(line));
+	int64_t took = monotonic_ms() - start;
+	ok(rc < 0 && strstr(err_msg(), "--redis-timeout") && took >= 250 && took < 2000,
+	   "a trickling reply fails at the deadline (%lld ms: %s)", (long long)took, err_msg());
+	close(fd);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	static char big[8 << 20];
+	struct resp_arg args[1] = {{.p = big, .len = sizeof(big), .fd = -1}};
+	start = monotonic_ms();
+	rc = resp_send(sv[0], args, 1, monotonic_ms() + 300);
+	took = monotonic_ms() - start;
+	ok(rc < 0 && strstr(err_msg(), "--redis-timeout") && took >= 250 && took < 2000,
+	   "a send nobody reads fails at the deadline (%lld ms: %s)", (long long)took, err_msg());
+	close(sv[0]);
+	close(sv[1]);
+
+	ok(resp_budget_ms(0) == 0 && resp_budget_ms(1) == 1 && resp_budget_ms(RESP_MIN_RATE) == 1000 &&
+		   resp_budget_ms((uint64_t)64 * RESP_MIN_RATE + 1) == 64001,
+	   "a value's time budget is its size at RESP_MIN_RATE, rounded up");
+	free(r);
 }
 
 int main(void)
@@ -160,5 +211,6 @@ int main(void)
 	test_cut_mid_value();
 	test_bad_replies();
 	test_send_file_argument();
+	test_deadlines();
 	return done_testing();
 }
