@@ -97,9 +97,16 @@ sys.stdout.buffer.write(data if i < 0 else data[:i] + data[i + len(block):])' "$
 # a short description of FILE's content for a failure message
 show() {
 	local n
-	n=$(wc -c <"$1")
+	n=$(wc -c <"$1" 2>/dev/null || echo 0)
 	printf '%s bytes' "$n"
-	((n == 0)) || printf ': %q' "$(head -c 160 "$1" | tr '\0' '@')"
+	((n == 0)) || printf ' [%s]' "$(head -c 100 "$1" | tr '\n' '|' | tr -c '[:print:]' '.')"
+}
+
+# how FILE differs from the EXPECTED one, for a failure message
+differ() {
+	local at
+	at=$(cmp "$1" "$2" 2>&1 | grep -o 'byte [0-9]*' | head -1)
+	printf '%s bytes, expected %s (differs at %s)' "$(wc -c <"$1")" "$(wc -c <"$2")" "${at:-the end}"
 }
 
 # --- what a COMMAND's bytes could do to the store ---------------------------------------
@@ -208,7 +215,7 @@ judge() {
 		return
 	fi
 	if [[ ,$combo, != *,1,* ]]; then
-		cmp -s "$name.out" "$out" || problem "$label: stdout is $(show "$name.out"), expected $(show "$out")"
+		cmp -s "$name.out" "$out" || problem "$label: stdout is $(differ "$name.out" "$out")"
 		[[ $status == "$expect" ]] || problem "$label: exit $status, expected $expect; stderr: $(show "$name.err")"
 		if [[ ,$combo, != *,2,* ]]; then
 			cmp -s "$name.err" "$err" || problem "$label: stderr is $(show "$name.err"), expected $(show "$err")"
@@ -494,6 +501,397 @@ down_url() {
 		cmp -s "$mode.out" expected || problem "--$mode TERM,HUP: stdout $(show "$mode.out"), expected begin and end"
 		cf get "nohup-$mode" >"$mode.got" 2>/dev/null || true
 		cmp -s "$mode.got" expected || problem "--$mode TERM,HUP: the stored entry is $(show "$mode.got"), expected begin and end"
+	done
+	problems_report
+}
+
+# --- 3. low resource limits ---------------------------------------------------------------
+#
+# COMMAND runs, cached or (when cachefence cannot do its part) uncached with
+# one warning line; its output and status reach the caller; never a crash.
+
+# hl_piped NAME [hostile_launch.py OPTION]... -- ARG...: like hl, but stdout
+# goes through a pipe to `cat` (an RLIMIT_FSIZE must not apply to the file
+# the test keeps the output in)
+hl_piped() {
+	local name=$1 opts=()
+	shift
+	while (($#)) && [[ $1 != -- ]]; do
+		opts+=("$1")
+		shift
+	done
+	shift
+	"$PY" "$LIB/hostile_launch.py" --kill-after "${HL_KILL_AFTER:-30}" "${opts[@]}" -- \
+		"$CACHEFENCE_BIN" "$@" 2>"$name.err" 3>&- </dev/null | cat >"$name.out"
+	status=${PIPESTATUS[0]}
+}
+
+# Judge a run NAME (LABEL in messages) that should give the bytes of file
+# OUT and exit STATUS, with at most one line on stderr besides the bytes of
+# file ERR (COMMAND's own stderr, when given)
+judge_run() {
+	local label=$1 name=$2 out=$3 expect=$4 err=${5:-}
+	if ((status >= 128)); then
+		problem "$label: exit $status (a crash or a kill), stderr $(show "$name.err")"
+		return
+	fi
+	[[ $status == "$expect" ]] || problem "$label: exit $status, expected $expect; stderr $(show "$name.err")"
+	cmp -s "$name.out" "$out" || problem "$label: stdout $(differ "$name.out" "$out")"
+	if [[ -n $err ]]; then
+		without_block "$name.err" "$err" >"$name.err.rest"
+		cmp -s "$name.err" "$name.err.rest" && problem "$label: COMMAND's stderr did not reach the caller"
+	else
+		cp "$name.err" "$name.err.rest"
+	fi
+	at_most_one_line "$name.err.rest" || problem "$label: stderr $(show "$name.err.rest"), expected one warning at most"
+}
+
+# Judge a `get` NAME (LABEL): the bytes of file OUT and exit 0, or when it
+# cannot read the store, nothing on stdout, exit 1 (no entry) or 125 (one line)
+judge_get() {
+	local label=$1 name=$2 out=$3
+	case $status in
+	0) cmp -s "$name.out" "$out" || problem "$label: exit 0 with stdout $(differ "$name.out" "$out")" ;;
+	1 | 125) [[ ! -s $name.out ]] || problem "$label: exit $status with stdout $(show "$name.out")" ;;
+	*) problem "$label: exit $status, stderr $(show "$name.err")" ;;
+	esac
+	at_most_one_line "$name.err" || problem "$label: stderr $(show "$name.err"), expected one line at most"
+}
+
+# ./rl: prints data (a file made by the test) on stdout, "rl stderr" on
+# stderr, exits 3; builtins and cat only
+make_rlcmd() {
+	cat >"$SCRATCH/rl" <<-EOF
+		#!/bin/sh
+		cat "$SCRATCH/data"
+		echo "rl stderr" >&2
+		exit 3
+	EOF
+	chmod +x "$SCRATCH/rl"
+	echo "rl stderr" >"$SCRATCH/rl.err-expected"
+}
+
+@test "low RLIMIT_NOFILE (6, 8, 10, 16): a miss, a hit, get, --cache-stderr, --stdin and a stale hit give COMMAND's output and status, one warning at most" {
+	make_rlcmd
+	head -c 100000 /dev/urandom >data
+	for n in 6 8 10 16; do
+		lim=(--rlimit "NOFILE=$n")
+		hl "miss$n" "${lim[@]}" -- -t 1h -k "nf$n" --cache-failures -- ./rl
+		judge_run "NOFILE=$n, a miss" "miss$n" data 3 rl.err-expected
+		# a hit of an entry stored without the limit
+		cf -t 1h -k "nf-hit$n" --cache-failures -- ./rl >/dev/null 2>&1 || true
+		hl "hit$n" "${lim[@]}" -- -t 1h -k "nf-hit$n" --cache-failures -- ./rl
+		judge_run "NOFILE=$n, a hit" "hit$n" data 3
+		hl "get$n" "${lim[@]}" -- get "nf-hit$n"
+		judge_get "NOFILE=$n, get" "get$n" data
+		hl "cse$n" "${lim[@]}" -- -t 1h -k "nf-cse$n" --cache-stderr --cache-failures -- ./rl
+		judge_run "NOFILE=$n, a --cache-stderr miss" "cse$n" data 3 rl.err-expected
+		hl "stdin$n" "${lim[@]}" -- -t 1h --stdin -- cat <data
+		judge_run "NOFILE=$n, a --stdin miss" "stdin$n" data 0
+	done
+	# stale hits: the entries go stale together
+	for n in 6 8 10 16; do
+		cf -t 1s -s 1h --beta 0 -k "nf-stale$n" --cache-failures -- ./rl >/dev/null 2>&1 || true
+	done
+	sleep 1.5
+	for n in 6 8 10 16; do
+		hl "stale$n" --rlimit "NOFILE=$n" -- -t 1h -s 1h --beta 0 -k "nf-stale$n" --cache-failures -- ./rl
+		judge_run "NOFILE=$n, a stale hit" "stale$n" data 3
+	done
+	problems_report
+}
+
+# a directory that user nobody owns, for the tests that run as nobody
+# (RLIMIT_NPROC does not bind root); skips the test where that cannot be
+nobody_dir() {
+	[[ $(id -u) == 0 ]] || skip "needs root to run as nobody"
+	id nobody >/dev/null 2>&1 || skip "no user nobody"
+	NOBODY_DIR=$(mktemp -d /tmp/cachefence-nobody.XXXXXX)
+	chmod 755 "$NOBODY_DIR"
+	chown nobody "$NOBODY_DIR"
+}
+
+@test "RLIMIT_NPROC reached (fork fails): a miss, --cache-stderr, --stdin, --timeout, a hit and a stale hit run or replay COMMAND with its output and status, one warning at most" {
+	nobody_dir
+	head -c 100000 /dev/urandom >"$NOBODY_DIR/data"
+	cp "$NOBODY_DIR/data" data
+	cat >"$NOBODY_DIR/np" <<-EOF
+		#!/bin/sh
+		cat "$NOBODY_DIR/data"
+		echo "rl stderr" >&2
+		exit 3
+	EOF
+	chmod 755 "$NOBODY_DIR/np"
+	echo "rl stderr" >rl.err-expected
+	url=$CACHEFENCE_URL
+	[[ $CACHEFENCE_TEST_STORE == redis ]] || url=file://$NOBODY_DIR/store
+	as=(--user nobody)
+	# entries stored by nobody without the limit: one fresh, one to go stale
+	hl prep-hit "${as[@]}" -- -u "$url" -t 1h -k np-hit --cache-failures -- "$NOBODY_DIR/np"
+	hl prep-stale "${as[@]}" -- -u "$url" -t 1s -s 1h --beta 0 -k np-stale --cache-failures -- "$NOBODY_DIR/np"
+	sleep 1.5
+	# one process of nobody's (cachefence itself) is all there may be:
+	# every fork fails, exec does not
+	as+=(--rlimit NPROC=1)
+	hl miss "${as[@]}" -- -u "$url" -t 1h -k np-miss --cache-failures -- "$NOBODY_DIR/np"
+	judge_run "NPROC, a miss" miss data 3 rl.err-expected
+	hl cse "${as[@]}" -- -u "$url" -t 1h -k np-cse --cache-stderr --cache-failures -- "$NOBODY_DIR/np"
+	judge_run "NPROC, a --cache-stderr miss" cse data 3 rl.err-expected
+	hl stdin "${as[@]}" -- -u "$url" -t 1h --stdin -- cat <data
+	judge_run "NPROC, a --stdin miss" stdin data 0
+	hl timeout "${as[@]}" -- -u "$url" -t 1h -k np-timeout --timeout 30s --cache-failures -- "$NOBODY_DIR/np"
+	judge_run "NPROC, a miss with --timeout" timeout data 3 rl.err-expected
+	hl hit "${as[@]}" -- -u "$url" -t 1h -k np-hit --cache-failures -- "$NOBODY_DIR/np"
+	judge_run "NPROC, a hit" hit data 3
+	hl stale "${as[@]}" -- -u "$url" -t 1h -s 1h --beta 0 -k np-stale --cache-failures -- "$NOBODY_DIR/np"
+	judge_run "NPROC, a stale hit (its refresh cannot fork)" stale data 3
+	problems_report
+}
+
+@test "low RLIMIT_FSIZE (16 KiB, below the output): no SIGXFSZ death; a miss, --cache-stderr, --stdin, a hit and get give COMMAND's output and status, one warning at most" {
+	make_rlcmd
+	head -c 200000 /dev/urandom >data
+	cf -t 1h -k fs-hit --cache-failures -- ./rl >/dev/null 2>&1 || true
+	lim=(--rlimit FSIZE=16384)
+	hl_piped miss "${lim[@]}" -- -t 1h -k fs-miss --cache-failures -- ./rl
+	judge_run "FSIZE, a miss" miss data 3 rl.err-expected
+	hl_piped again "${lim[@]}" -- -t 1h -k fs-miss --cache-failures -- ./rl
+	judge_run "FSIZE, the same key again" again data 3
+	hl_piped cse "${lim[@]}" -- -t 1h -k fs-cse --cache-stderr --cache-failures -- ./rl
+	judge_run "FSIZE, a --cache-stderr miss" cse data 3 rl.err-expected
+	"$PY" "$LIB/hostile_launch.py" "${lim[@]}" -- "$CACHEFENCE_BIN" -t 1h --stdin -- cat <data 2>stdin.err | cat >stdin.out
+	status=${PIPESTATUS[0]}
+	judge_run "FSIZE, a --stdin miss" stdin data 0
+	hl_piped hit "${lim[@]}" -- -t 1h -k fs-hit --cache-failures -- ./rl
+	judge_run "FSIZE, a hit" hit data 3
+	hl_piped get "${lim[@]}" -- get fs-hit
+	judge_get "FSIZE, get" get data
+	problems_report
+}
+
+@test "low RLIMIT_AS (12 and 24 MiB): misses, hits and gets of 1 MiB - 1, 1 MiB, 1 MiB + 1 and 3 MiB give the whole output and status" {
+	if nm -D "$CACHEFENCE_BIN" 2>/dev/null | grep -q __asan_init; then
+		skip "a sanitizer build reserves terabytes of address space"
+	fi
+	make_rlcmd
+	for as in 12 24; do
+		lim=(--rlimit "AS=$((as << 20))")
+		for size in 1048575 1048576 1048577 3145728; do
+			head -c "$size" /dev/urandom >data
+			c="AS=${as}M, $size bytes"
+			hl "m$as-$size" "${lim[@]}" -- -t 1h -k "as$as-$size" --cache-failures -- ./rl
+			judge_run "$c, a miss" "m$as-$size" data 3 rl.err-expected
+			hl "h$as-$size" "${lim[@]}" -- -t 1h -k "as$as-$size" --cache-failures -- ./rl
+			judge_run "$c, a hit" "h$as-$size" data 3
+			hl "g$as-$size" "${lim[@]}" -- get "as$as-$size"
+			judge_get "$c, get" "g$as-$size" data
+		done
+	done
+	problems_report
+}
+
+# --- 4. non-blocking and full pipes ----------------------------------------------------------
+
+# pr NAME [pipe_reader.py OPTION]... -- ARG...: cachefence ARGS with its
+# stdout on a pipe that pipe_reader.py reads into NAME.out; stderr in
+# NAME.err, status in $status
+pr() {
+	local name=$1 opts=()
+	shift
+	while (($#)) && [[ $1 != -- ]]; do
+		opts+=("$1")
+		shift
+	done
+	shift
+	status=0
+	"$PY" "$LIB/pipe_reader.py" --kill-after 120 --delay 0.3 --slow 0.5 "${opts[@]}" \
+		--out "$name.out" --err "$name.err" -- "$CACHEFENCE_BIN" "$@" 3>&- || status=$?
+}
+
+@test "stdout a non-blocking pipe with a slow reader, or a pipe full before the start: a miss, a hit and get of 1 KiB, 2 MiB and 50 MiB deliver every byte and the right status" {
+	for size in 1024 2097152 52428800; do
+		head -c "$size" /dev/urandom >"data$size"
+		for mode in nonblock prefill nonblock-prefill; do
+			case $mode in
+			nonblock) opts=(--nonblock) ;;
+			prefill) opts=(--prefill) ;;
+			nonblock-prefill) opts=(--nonblock --prefill) ;;
+			esac
+			c="$size bytes, $mode"
+			pr "m$size-$mode" "${opts[@]}" -- -t 1h -k "p$size-$mode" --cache-failures -- sh -c "cat '$SCRATCH/data$size'; exit 3"
+			judge_run "$c, a miss" "m$size-$mode" "data$size" 3
+			pr "h$size-$mode" "${opts[@]}" -- -t 1h -k "p$size-$mode" --cache-failures -- sh -c "cat '$SCRATCH/data$size'; exit 3"
+			judge_run "$c, a hit" "h$size-$mode" "data$size" 3
+			pr "g$size-$mode" "${opts[@]}" -- get "p$size-$mode"
+			judge_run "$c, get" "g$size-$mode" "data$size" 0
+			rm -f "m$size-$mode.out" "h$size-$mode.out" "g$size-$mode.out"
+		done
+		rm -f "data$size"
+		cf invalidate --match 'p*' >/dev/null 2>&1 || true
+	done
+	problems_report
+}
+
+# --- 5. full file systems ------------------------------------------------------------------
+
+# mount a tmpfs with OPTIONS on DIR (created if missing), or skip the test
+# where this sandbox does not allow it; teardown unmounts it
+mount_tmpfs() {
+	local dir=$1 opts=$2 why
+	mkdir -p -m 700 "$dir"
+	if ! why=$(mount -t tmpfs -o "$opts" tmpfs "$dir" 2>&1); then
+		skip "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): $why"
+	fi
+	echo "$dir" >>"$BATS_TEST_TMPDIR/mounts"
+}
+
+# fill the file system of DIR: every block (blocks), every inode (inodes),
+# or both; the filler files are DIR/fill*
+fill_blocks() {
+	dd if=/dev/zero of="$1/fill-blocks" bs=4096 >/dev/null 2>&1 || true
+	# a last partial page, whatever remains
+	head -c 4096 /dev/zero >>"$1/fill-blocks" 2>/dev/null || true
+}
+fill_inodes() {
+	local i=0
+	while true 2>/dev/null >"$1/fill-inode.$i"; do
+		i=$((i + 1))
+	done
+	rm -f "$1/fill-inode.$i"
+}
+
+# sh code for COMMAND that fills the store's file system mid-run: blocks,
+# inodes, or every inode but one (`true`, not `:`: a failed redirection of a
+# special builtin ends sh)
+fill_code() {
+	local d=$1
+	case $2 in
+	blocks) echo "dd if=/dev/zero of='$d/fill-blocks' bs=4096 >/dev/null 2>&1; head -c 4096 /dev/zero >>'$d/fill-blocks' 2>/dev/null" ;;
+	inodes) echo "i=0; while true 2>/dev/null >'$d/fill-inode.'\$i; do i=\$((i+1)); done" ;;
+	inodes-but-one) echo "i=0; while true 2>/dev/null >'$d/fill-inode.'\$i; do i=\$((i+1)); done; rm -f '$d/fill-inode.0'" ;;
+	esac
+}
+
+@test "local store: a full file system at each step (directory, lock, lock token, counters, temporary file, tag record) gives COMMAND's output and status with one warning at most, operator commands answer in one line, and the store works again once there is room" {
+	require_file
+	NS=$STORE_DIR/cachefence
+	for step in dir lock lock-token counters temp temp-inode tag; do
+		rm -rf "$STORE_DIR"
+		mount_tmpfs "$STORE_DIR" size=512k,nr_inodes=64,mode=0700
+		fill=true
+		case $step in
+		dir) fill_blocks "$STORE_DIR"; fill_inodes "$STORE_DIR" ;;
+		lock | lock-token)
+			# the namespace directory, counters and commit lock exist
+			cf -t 1h -k other -- echo other >/dev/null 2>&1
+			fill_blocks "$STORE_DIR"
+			[[ $step == lock ]] && fill_inodes "$STORE_DIR"
+			;;
+		counters)
+			# the namespace directory exists, the counters file not yet
+			mkdir -m 700 "$NS"
+			fill_blocks "$STORE_DIR"
+			;;
+		temp) cf -t 1h -k other -- echo other >/dev/null 2>&1; fill=$(fill_code "$STORE_DIR" blocks) ;;
+		temp-inode) cf -t 1h -k other -- echo other >/dev/null 2>&1; fill=$(fill_code "$STORE_DIR" inodes) ;;
+		tag)
+			# the entry's temporary file still fits, the tag file does not
+			cf -t 1h -k other -- echo other >/dev/null 2>&1
+			fill=$(fill_code "$STORE_DIR" inodes-but-one)
+			;;
+		esac
+		printf 'full %s: part one\nfull %s: part two\n' "$step" "$step" >"expected-$step"
+		cmd=(sh -c "echo 'full $step: part one'; $fill; echo 'full $step: part two'; exit 3")
+		args=(-t 1h -k "full-$step" --cache-failures --tag "t-$step")
+
+		cf_to "run-$step" "${args[@]}" -- "${cmd[@]}"
+		judge_run "full at $step, a first call" "run-$step" "expected-$step" 3
+		cf_to "again-$step" "${args[@]}" -- "${cmd[@]}"
+		judge_run "full at $step, a second call" "again-$step" "expected-$step" 3
+		cf_to "get-$step" get "full-$step"
+		judge_get "full at $step, get" "get-$step" "expected-$step"
+		for sub in inspect list stats ping "invalidate --tag t-$step"; do
+			cf_to "sub-$step" $sub $([[ $sub == inspect ]] && echo "full-$step")
+			((status == 0 || status == 1 || status == 125)) || problem "full at $step, $sub: exit $status, stderr $(show "sub-$step.err")"
+			at_most_one_line "sub-$step.err" || problem "full at $step, $sub: stderr $(show "sub-$step.err")"
+		done
+		# an entry filed under a tag must not outlive invalidate --tag
+		# that said it succeeded
+		if [[ $status == 0 ]]; then
+			cf_to "after-$step" get "full-$step"
+			[[ $status == 1 ]] || problem "full at $step: invalidate --tag t-$step exited 0 (\"$(cat "sub-$step.out")\") but get still finds the entry"
+		fi
+
+		# room again: the store works (a miss that is stored, then a hit)
+		rm -f "$STORE_DIR"/fill-*
+		cmd2=(sh -c "echo \$\$ >>'$SCRATCH/room-$step.runs'; echo room")
+		cf_to "room1-$step" -t 1h -k "room-$step" -- "${cmd2[@]}"
+		cf_to "room2-$step" -t 1h -k "room-$step" -- "${cmd2[@]}"
+		[[ $(cat "room2-$step.out") == room && $(wc -l <"room-$step.runs") == 1 ]] ||
+			problem "full at $step: with room again, two calls ran COMMAND $(wc -l <"room-$step.runs") times (status $status, stderr $(show "room2-$step.err"))"
+		[[ -z $(find "$STORE_DIR" -name '*.tmp') ]] || problem "full at $step: temporary files left: $(find "$STORE_DIR" -name '*.tmp' | tr '\n' ' ')"
+		umount "$STORE_DIR"
+	done
+	problems_report
+}
+
+@test "a full TMPDIR (nothing free, or 64 KiB free for 200 kB of output): a miss, --cache-stderr, --stdin, stale-if-error refreshes, a hit and get give COMMAND's or the stale output and status, one warning at most" {
+	head -c 200000 /dev/urandom >data
+	echo old >old
+	cf -t 1h -k tmp-hit --cache-failures -- sh -c "cat '$SCRATCH/data'; exit 3" >/dev/null 2>&1 || true
+	for free in 0 64k; do
+		mount_tmpfs "$SCRATCH/tmp-$free" size=128k,mode=0700
+		if [[ $free == 0 ]]; then
+			fill_blocks "$SCRATCH/tmp-$free"
+		else
+			head -c 65536 /dev/zero >"$SCRATCH/tmp-$free/fill" || true
+		fi
+		# entries that are stale when the calls below come
+		cf -t 1s --stale-if-error 1h -k "sie-fail-$free" -- echo old >/dev/null 2>&1
+		cf -t 1s --stale-if-error 1h -k "sie-ok-$free" -- echo old >/dev/null 2>&1
+		sleep 1.5
+		export TMPDIR=$SCRATCH/tmp-$free
+		c="TMPDIR with $free free"
+		cf_to "miss-$free" -t 1h -k "tmp-miss-$free" --cache-failures -- sh -c "cat '$SCRATCH/data'; exit 3"
+		judge_run "$c, a miss" "miss-$free" data 3
+		cf_to "cse-$free" -t 1h -k "tmp-cse-$free" --cache-stderr --cache-failures -- sh -c "cat '$SCRATCH/data'; echo cse >&2; exit 3"
+		echo cse >cse.err-expected
+		judge_run "$c, a --cache-stderr miss" "cse-$free" data 3 cse.err-expected
+		status=0
+		cf -t 1h --stdin -- cat <data >"stdin-$free.out" 2>"stdin-$free.err" || status=$?
+		judge_run "$c, a --stdin miss" "stdin-$free" data 0
+		cf_to "sie-fail-$free" -t 1h --stale-if-error 1h -k "sie-fail-$free" -- sh -c "cat '$SCRATCH/data'; exit 3"
+		judge_run "$c, a failed stale-if-error refresh (the stale entry is served)" "sie-fail-$free" old 0
+		cf_to "sie-ok-$free" -t 1h --stale-if-error 1h -k "sie-ok-$free" -- sh -c "cat '$SCRATCH/data'"
+		judge_run "$c, a stale-if-error refresh that succeeds" "sie-ok-$free" data 0
+		cf_to "hit-$free" -t 1h -k tmp-hit --cache-failures -- sh -c "cat '$SCRATCH/data'; exit 3"
+		judge_run "$c, a hit" "hit-$free" data 3
+		cf_to "get-$free" get tmp-hit
+		judge_get "$c, get" "get-$free" data
+		unset TMPDIR
+	done
+	problems_report
+}
+
+# --- 6. stdout on /dev/full -------------------------------------------------------------------
+
+@test "stdout on /dev/full: a miss, a hit, a stale hit, get, inspect, list, stats, ping, invalidate, --version and --help exit non-zero with one line" {
+	cmd=$(counter_cmd full 'echo "full output $n"')
+	cf -t 1h -k full-hit -- "$cmd" >/dev/null
+	cf -t 1s -s 1h --beta 0 -k full-stale -- "$cmd" >/dev/null
+	cf -t 1h -k full-listed -- "$cmd" >/dev/null
+	sleep 1.5
+	calls=("-t 1h -k full-miss -- $cmd" "-t 1h -k full-hit -- $cmd" "-t 1h -s 1h -k full-stale -- $cmd"
+		"get full-hit" "inspect full-hit" "inspect --json full-hit" "list" "list --json" "stats" "stats --json"
+		"stats --prometheus" "ping" "invalidate full-listed" "--version" "--help")
+	for call in "${calls[@]}"; do
+		status=0
+		timeout -s KILL "$CF_TIMEOUT" "$CACHEFENCE_BIN" $call >/dev/full 2>dev-full.err || status=$?
+		label="cachefence ${call%% -- *} >/dev/full"
+		if ((status == 0 || status >= 128)); then
+			problem "$label: exit $status, expected a non-zero exit below 128"
+		fi
+		one_line dev-full.err || problem "$label: stderr $(show dev-full.err), expected one line"
 	done
 	problems_report
 }
