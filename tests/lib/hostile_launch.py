@@ -16,7 +16,7 @@ ignored SIGINT), then gets what the options ask for, in this order:
   --close FDS        close these descriptors (comma list of 0, 1, 2); every
                      descriptor above 2 is closed in any case
 
-then execs PROGRAM (searched in PATH). The launcher waits for it, at most
+then execs PROGRAM (searched in PATH before the fork). The launcher waits for it, at most
 --kill-after SECONDS (default 60): past that the child is killed with
 SIGKILL and the launcher exits 137 after one line on its own stderr.
 Otherwise the launcher exits with the child's status (128+N for signal N).
@@ -26,6 +26,7 @@ Otherwise the launcher exits with the child's status (128+N for signal N).
 import os
 import pwd
 import resource
+import shutil
 import signal
 import sys
 import time
@@ -79,6 +80,10 @@ def main():
     if not args or len(args) < 2:
         usage("no program")
     argv = args[1:]
+    # resolved now: after a low RLIMIT_AS, searching PATH could fail to allocate
+    path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+    if path is None:
+        usage("%s: command not found" % argv[0])
 
     start = time.monotonic()
     pid = os.fork()
@@ -103,7 +108,7 @@ def main():
             os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0] + 1)
             for fd in close:
                 os.close(fd)
-            os.execvp(argv[0], argv)
+            os.execv(path, argv)
         except BaseException as e:  # noqa: BLE001: report anything, never return
             try:
                 os.write(2, ("hostile_launch.py: %s: %s\n" % (argv[0], e)).encode())
