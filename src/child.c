@@ -215,7 +215,7 @@ static void handle_output(struct tee *t, struct stream *s)
 		return;
 	}
 	*s->len += n;
-	if (s->live_fd >= 0 && !*s->live_failed && write_all(s->live_fd, chunk, n) < 0)
+	if (s->live_fd >= 0 && !*s->live_failed && out_write(s->live_fd, chunk, n) < 0)
 		*s->live_failed = true;
 	spool_chunk(t, s, chunk, n);
 }

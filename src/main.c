@@ -1,8 +1,10 @@
 /* cachefence: run a command once for everyone who asks at the same time,
  * and cache its standard output. main() reads like the table of contents:
- * parse, dispatch, flush. */
+ * make the world sane, parse, dispatch, flush. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include <config.h>
 
@@ -42,9 +44,15 @@ int main(int argc, char **argv)
 {
 	struct options o;
 
-	/* A store that goes away mid-write must be an error we report, not a
-	 * signal that kills us before COMMAND's output reaches the caller.
-	 * Whatever we exec gets the default back (child.c). */
+	/* Make the world sane before anything is opened: a closed stdout must
+	 * not become the store's socket or a lock file. */
+	if (std_fds_init() < 0) {
+		log_error("%s", err_msg());
+		return 125;
+	}
+	/* A store or a reader that goes away mid-write must be an error we
+	 * handle, not a signal that kills us before COMMAND's output reaches
+	 * the caller. Whatever we exec gets the default back (child.c). */
 	signal(SIGPIPE, SIG_IGN);
 
 	options_init(&o);
@@ -55,11 +63,8 @@ int main(int argc, char **argv)
 	}
 	log_init(o.verbose, o.quiet);
 	int status = dispatch(&o);
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		log_error("cannot write to standard output");
-		if (status == 0)
-			status = 125;
-	}
+	if (fflush(stdout) != 0 || ferror(stdout))
+		out_lost(STDOUT_FILENO, errno);
 	options_free(&o);
-	return status;
+	return out_status(status);
 }

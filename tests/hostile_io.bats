@@ -1,0 +1,246 @@
+#!/usr/bin/env bats
+# A hostile start and a hostile caller, on both stores: standard descriptors
+# closed in every combination, a full or non-blocking or stalled stdout, a
+# reader that goes away, signals ignored or blocked at start, grandchildren
+# that outlive COMMAND, and no process, descriptor or spool space to spare.
+# Each time COMMAND's output and status reach the caller, or the caller
+# learns with one line and a non-zero status that they could not; nothing
+# of COMMAND's ever reaches the store as a command, and nobody else waits on
+# one caller's slow reading.
+
+load lib/common
+
+SLOW_READER=$BATS_TEST_DIRNAME/lib/slow_reader.py
+
+setup_file() { store_start; }
+teardown_file() { store_stop; }
+setup() { common_setup; }
+teardown() { common_teardown; }
+
+# cf_closed FDS NAME ARGS...: cachefence ARGS... with the standard
+# descriptors named in FDS (a word of 0, 1 and 2) closed; what it writes to
+# those left open goes to NAME.out and NAME.err; sets $status
+cf_closed() {
+	local fds=$1 name=$2
+	shift 2
+	status=0
+	(
+		if [[ $fds == *0* ]]; then exec 0<&-; fi
+		if [[ $fds == *1* ]]; then exec 1>&-; fi
+		if [[ $fds == *2* ]]; then exec 2>&-; fi
+		exec timeout -s KILL "$CF_TIMEOUT" "$CACHEFENCE_BIN" "$@"
+	) >"$name.out" 2>"$name.err" || status=$?
+}
+
+# fail if any Redis key starts with one of PREFIXES: a command that COMMAND's
+# output would have run (nothing to check on the local store)
+assert_not_injected() {
+	[[ $CACHEFENCE_TEST_STORE == redis ]] || return 0
+	local p found
+	for p in "$@"; do
+		found=$(rcli --scan --pattern "$p*")
+		[[ -z $found ]] || { echo "injected into Redis: $found" >&2; return 1; }
+	done
+}
+
+# --- closed standard descriptors ------------------------------------------------------
+
+@test "stdout closed: COMMAND's output never reaches the store as a command; the miss and the hit fail with one line" {
+	cmd=$(counter_cmd inject "printf 'SET injected%s x\\r\\n' \$n")
+
+	cf_closed 1 miss -t 1m -k inject -- "$cmd"
+	assert_status 125 miss
+	assert_one_line miss.err
+	grep -q 'cannot write to standard output: it is closed' miss.err
+	cf_closed 1 hit -t 1m -k inject -- "$cmd"
+	assert_status 125 hit
+	assert_one_line hit.err
+	assert_eq "$(runs inject)" 1 "runs of COMMAND"
+	assert_not_injected injected
+	# the run was stored whole all the same: only its caller lost it
+	cf_to got get inject
+	assert_status 0 got
+	assert_bytes got.out 'SET injected1 x\r\n'
+	cf_to again -t 1m -k inject -- "$cmd"
+	assert_bytes again.out 'SET injected1 x\r\n'
+}
+
+@test "a stored DEL replayed with stdout closed deletes nothing: the hit and get fail with one line" {
+	victim=$(counter_cmd victim 'echo "the victim entry"')
+	deleter=$(counter_cmd deleter "printf 'DEL cachefence:{victim}\\r\\nDEL cachefence:{victim}:lock\\r\\n'")
+	cf_to v -t 1h -k victim -- "$victim"
+	cf_to d -t 1h -k deleter -- "$deleter"
+	assert_status 0 d
+
+	for i in 1 2 3; do
+		cf_closed 1 "hit$i" -t 1h -k deleter -- "$deleter"
+		assert_status 125 "hit$i"
+		assert_one_line "hit$i.err"
+	done
+	cf_closed 1 got get deleter
+	assert_status 125 got
+	assert_one_line got.err
+	assert_eq "$(runs deleter)" 1 "runs of the deleter"
+
+	cf_to still get victim
+	assert_status 0 still
+	assert_bytes still.out 'the victim entry\n'
+	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
+		assert_eq "$(rcli EXISTS 'cachefence:{victim}')" 1 "the victim's Redis key"
+	fi
+}
+
+@test "stderr closed with --cache-stderr: COMMAND's stderr never reaches the store as a command; the run fails instead of dropping it" {
+	cmd=$(counter_cmd errinject "echo out; printf 'SET errinjected%s x\\r\\n' \$n >&2")
+
+	cf_closed 2 miss --cache-stderr -t 1m -k errinject -- "$cmd"
+	assert_status 125 miss
+	assert_bytes miss.out 'out\n'
+	cf_closed 2 hit --cache-stderr -t 1m -k errinject -- "$cmd"
+	assert_status 125 hit
+	assert_bytes hit.out 'out\n'
+	assert_eq "$(runs errinject)" 1 "runs of COMMAND"
+	assert_not_injected errinjected
+	cf_to again --cache-stderr -t 1m -k errinject -- "$cmd"
+	assert_status 0 again
+	assert_bytes again.out 'out\n'
+	assert_bytes again.err 'SET errinjected1 x\r\n'
+}
+
+@test "every combination of closed stdin, stdout and stderr on a miss, a hit, get and --refresh with --cache-stderr: a closed stream is a write error, nothing reaches the store" {
+	cmd=$(counter_cmd combo "printf 'SET o%s x\\r\\n' \$n; printf 'SET e%s x\\r\\n' \$n >&2")
+
+	for fds in 0 1 2 01 02 12 012; do
+		opts=(--cache-stderr -t 1m -k "combo$fds")
+		for what in miss hit get refresh; do
+			case $what in
+			get) cf_closed "$fds" "$what$fds" get "combo$fds" ;;
+			refresh) cf_closed "$fds" "$what$fds" --refresh "${opts[@]}" -- "$cmd" ;;
+			*) cf_closed "$fds" "$what$fds" "${opts[@]}" -- "$cmd" ;;
+			esac
+			fails=0
+			[[ $fds == *1* ]] && fails=1
+			[[ $fds == *2* && $what != get ]] && fails=1
+			if ((fails)); then
+				assert_status 125 "$what$fds"
+			else
+				assert_status 0 "$what$fds"
+			fi
+			# one line when stdout failed and stderr can carry it
+			if [[ $fds == *1* && $fds != *2* ]]; then
+				assert_eq "$(grep -c '^cachefence: ' "$what$fds.err")" 1 \
+					"cachefence lines of $what with $fds closed"
+			fi
+		done
+		n=$(grep -c . "combo.runs")
+		assert_not_injected "o" "e"
+		cf_to "final$fds" --cache-stderr -t 1m -k "combo$fds" -- "$cmd"
+		assert_status 0 "final$fds"
+		assert_bytes "final$fds.out" "SET o$n x\\r\\n"
+		assert_bytes "final$fds.err" "SET e$n x\\r\\n"
+	done
+	assert_eq "$(runs combo)" 14 "runs of COMMAND (a miss and a refresh per combination)"
+}
+
+@test "a stale hit with every standard descriptor closed fails with 125, and its background refresh still stores the new result" {
+	cmd=$(counter_cmd stale "printf 'SET stale%s x\\r\\n' \$n")
+	cf_to first -t 1s -s 1h -k stale -- "$cmd"
+	sleep 1.2
+
+	cf_closed 012 hit -t 1s -s 1h -k stale -- "$cmd"
+	assert_status 125 hit
+	for i in $(seq 100); do
+		[[ $(runs stale) == 2 ]] && break
+		sleep 0.1
+	done
+	assert_eq "$(runs stale)" 2 "runs of COMMAND"
+	for i in $(seq 100); do
+		cf_to got get stale
+		[[ $(cat got.out) == "SET stale2 x"* ]] && break
+		sleep 0.1
+	done
+	assert_bytes got.out 'SET stale2 x\r\n'
+	assert_not_injected stale
+}
+
+@test "stdin closed: COMMAND finds it closed (a read fails), and --stdin refuses it with one line" {
+	cf_closed 0 run -t 1m -k readin -- sh -c 'timeout 5 cat; echo "cat: status $?"'
+	assert_status 0 run
+	assert_bytes run.out 'cat: status 1\n'
+	grep -q 'Bad file descriptor' run.err
+
+	cf_closed 0 spooled --stdin -t 1m -- cat
+	assert_status 125 spooled
+	assert_empty spooled.out
+	assert_one_line spooled.err
+	grep -q 'cannot read standard input' spooled.err
+}
+
+# --- a stdout that fails, blocks or goes away -----------------------------------------------
+
+@test "stdout on a full device (/dev/full): a miss, a hit and get exit 125 with one line, and the result is stored whole" {
+	cmd=$(counter_cmd full 'seq 1 100000')
+
+	for what in miss hit get; do
+		status=0
+		if [[ $what == get ]]; then
+			cf get full >/dev/full 2>"$what.err" || status=$?
+		else
+			cf -t 1m -k full -- "$cmd" >/dev/full 2>"$what.err" || status=$?
+		fi
+		assert_status 125 "$what"
+		assert_one_line "$what.err"
+		grep -q 'cannot write to standard output: No space left on device' "$what.err"
+	done
+	assert_eq "$(runs full)" 1 "runs of COMMAND"
+	cf_to got get full
+	seq 1 100000 >expected
+	cmp got.out expected
+}
+
+@test "a non-blocking stdout pipe with a slow reader gets all 1,000,000 bytes on a miss and on a hit" {
+	head -c 1000000 /dev/urandom >data.bin
+	cmd=$(counter_cmd emit "cat '$SCRATCH/data.bin'")
+
+	for what in miss hit; do
+		status=0
+		python3 "$SLOW_READER" --nonblock --stall 0.5 --rate 2000000 "$what.out" -- \
+			"$CACHEFENCE_BIN" -t 1m -k nonblock -- "$cmd" 2>"$what.err" || status=$?
+		assert_status 0 "$what"
+		cmp "$what.out" data.bin
+		assert_empty "$what.err"
+	done
+	assert_eq "$(runs emit)" 1 "runs of COMMAND"
+}
+
+@test "a non-blocking stdout pipe with a slow reader gets all of a 50 MiB hit" {
+	head -c 52428800 /dev/urandom >big.bin
+	cmd=$(counter_cmd emit "cat '$SCRATCH/big.bin'")
+	cf_to miss -t 1m -k big -- "$cmd"
+	assert_status 0 miss
+	rm miss.out
+
+	status=0
+	python3 "$SLOW_READER" --nonblock --stall 1 --rate 60000000 hit.out -- \
+		"$CACHEFENCE_BIN" -t 1m -k big -- "$cmd" 2>hit.err || status=$?
+	assert_status 0 hit
+	cmp hit.out big.bin
+	assert_empty hit.err
+	assert_eq "$(runs emit)" 1 "runs of COMMAND"
+}
+
+@test "a reader that goes away (| head -c 10): no message, exit 141 as for SIGPIPE, and the leader still stores the whole result" {
+	head -c 1000000 /dev/urandom >data.bin
+	cmd=$(counter_cmd emit "cat '$SCRATCH/data.bin'")
+
+	for what in miss hit; do
+		cf -t 1m -k gone -- "$cmd" 2>"$what.err" | head -c 10 >"$what.out"
+		st=${PIPESTATUS[0]}
+		assert_eq "$st" 141 "status of the $what"
+		assert_empty "$what.err"
+		cmp -n 10 "$what.out" data.bin
+	done
+	assert_eq "$(runs emit)" 1 "runs of COMMAND"
+	cf_to got get gone
+	cmp got.out data.bin
+}
