@@ -18,6 +18,8 @@
 #define KILL_GRACE_MS 2000
 
 static int signal_pipe[2] = {-1, -1};
+/* the signals the caller handed us ignored (see child_signals_init) */
+static sigset_t ignored_at_start;
 
 static void on_signal(int sig)
 {
@@ -35,6 +37,29 @@ struct saved_signals {
 	struct sigaction old[NPASSED];
 	struct sigaction old_pipe;
 };
+
+void child_signals_init(void)
+{
+	struct sigaction sa;
+
+	sigemptyset(&ignored_at_start);
+	for (size_t i = 0; i < NPASSED; i++)
+		if (sigaction(passed_signals[i], NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+			sigaddset(&ignored_at_start, passed_signals[i]);
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+		sigaddset(&ignored_at_start, SIGPIPE);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* what sig was when we started: ignored, or (for all we touch) the default */
+static void restore_start_disposition(int sig)
+{
+	struct sigaction sa = {0};
+
+	sa.sa_handler = sigismember(&ignored_at_start, sig) == 1 ? SIG_IGN : SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	sigaction(sig, &sa, NULL);
+}
 
 static void set_cloexec(int fd)
 {
@@ -56,8 +81,15 @@ static int install_handlers(struct saved_signals *saved)
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
-	for (size_t i = 0; i < NPASSED; i++)
-		sigaction(passed_signals[i], &sa, &saved->old[i]);
+	for (size_t i = 0; i < NPASSED; i++) {
+		int sig = passed_signals[i];
+		/* what the caller ignores (nohup's SIGHUP) is no interruption;
+		 * SIGCHLD is ours to see whatever the caller did with it */
+		if (sig != SIGCHLD && sigismember(&ignored_at_start, sig) == 1)
+			sigaction(sig, NULL, &saved->old[i]);
+		else
+			sigaction(sig, &sa, &saved->old[i]);
+	}
 	/* a caller that stops reading (| head) must not kill the leader: the
 	 * result is still spooled and stored for everyone else */
 	sa.sa_handler = SIG_IGN;
@@ -81,21 +113,19 @@ struct exec_plan {
 	int in_fd, out_fd, err_fd; /* -1: keep ours */
 	bool own_group;            /* its own process group, so --timeout reaches grandchildren */
 	int err_pipe;              /* close-on-exec: carries errno if exec fails */
-	const sigset_t *mask;
+	const sigset_t *mask;      /* the caller's signal mask, for COMMAND */
 };
 
 /* In the child, between fork and exec: async-signal-safe calls only. On
  * failure the errno goes up the close-on-exec pipe for the parent to report. */
 static void exec_child(const struct exec_plan *p)
 {
-	struct sigaction dfl = {0};
 	int e;
 
-	dfl.sa_handler = SIG_DFL;
-	sigemptyset(&dfl.sa_mask);
+	/* COMMAND gets the dispositions the caller gave us, ignored ones too */
 	for (size_t i = 0; i < NPASSED; i++)
-		sigaction(passed_signals[i], &dfl, NULL);
-	sigaction(SIGPIPE, &dfl, NULL);
+		restore_start_disposition(passed_signals[i]);
+	restore_start_disposition(SIGPIPE);
 	sigprocmask(SIG_SETMASK, p->mask, NULL);
 	if (p->own_group && setpgid(0, 0) < 0)
 		goto fail;
@@ -122,10 +152,12 @@ static int exec_failure_status(const char *cmd, int e)
 
 int child_exec(char *const *argv)
 {
-	/* an ignored signal stays ignored across exec: give COMMAND the default */
-	signal(SIGPIPE, SIG_DFL);
+	/* SIGPIPE is the one signal we changed: COMMAND gets it as we did */
+	restore_start_disposition(SIGPIPE);
 	execvp(argv[0], argv);
-	return exec_failure_status(argv[0], errno);
+	int e = errno;
+	signal(SIGPIPE, SIG_IGN);
+	return exec_failure_status(argv[0], e);
 }
 
 static int status_of(int wstatus)
@@ -330,7 +362,7 @@ static int make_pipes(const struct child_spec *spec, int out[2], int err[2], int
 int child_run(const struct child_spec *spec, struct child_result *res)
 {
 	struct saved_signals saved;
-	sigset_t all, old_mask;
+	sigset_t all, old_mask, run_mask;
 	int out[2], err[2], exe[2];
 	struct tee t = {.spec = spec, .res = res};
 
@@ -354,7 +386,10 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 	if (t.pid == 0)
 		exec_child(&plan);
 	int fork_errno = errno;
-	sigprocmask(SIG_SETMASK, &old_mask, NULL);
+	/* the caller's mask, but SIGCHLD, which the loop needs to see */
+	run_mask = old_mask;
+	sigdelset(&run_mask, SIGCHLD);
+	sigprocmask(SIG_SETMASK, &run_mask, NULL);
 	close(out[1]);
 	if (err[1] >= 0)
 		close(err[1]);
@@ -364,6 +399,7 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 		if (err[0] >= 0)
 			close(err[0]);
 		close(exe[0]);
+		sigprocmask(SIG_SETMASK, &old_mask, NULL);
 		restore_handlers(&saved);
 		err_set("fork: %s", strerror(fork_errno));
 		return -1;
@@ -377,6 +413,7 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 							  &res->err_len, &res->out_failed};
 	tee_loop(&t);
 	res->compute_ms = monotonic_ms() - start;
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	restore_handlers(&saved);
 	if (e) {
 		res->exec_failed = true;

@@ -39,6 +39,11 @@ struct child_result {
 	bool out_failed;     /* the caller's stdout went away; COMMAND ran on and was spooled */
 };
 
+/* note the signals the caller ignores (nohup's SIGHUP) and then ignore
+ * SIGPIPE; once in main(), before anything else touches a signal. Signals
+ * ignored at start stay ignored, for cachefence and for COMMAND. */
+void child_signals_init(void);
+
 /* run COMMAND to its end as described; 0 with *res filled, or -1 with
  * err_set() when it could not even be forked */
 int child_run(const struct child_spec *spec, struct child_result *res);

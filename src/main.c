@@ -2,12 +2,12 @@
  * and cache its standard output. main() reads like the table of contents:
  * make the world sane, parse, dispatch, flush. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include <config.h>
 
+#include "child.h"
 #include "options.h"
 #include "run.h"
 #include "subcmd.h"
@@ -50,10 +50,10 @@ int main(int argc, char **argv)
 		log_error("%s", err_msg());
 		return 125;
 	}
-	/* A store or a reader that goes away mid-write must be an error we
-	 * handle, not a signal that kills us before COMMAND's output reaches
-	 * the caller. Whatever we exec gets the default back (child.c). */
-	signal(SIGPIPE, SIG_IGN);
+	/* Note what the caller ignores (nohup's SIGHUP), to keep it so for us
+	 * and for COMMAND; then ignore SIGPIPE: a store or a reader that goes
+	 * away mid-write is an error we handle, not a signal that kills us. */
+	child_signals_init();
 
 	options_init(&o);
 	if (options_parse(&o, argc, argv) < 0) {

@@ -11,6 +11,7 @@
 load lib/common
 
 SLOW_READER=$BATS_TEST_DIRNAME/lib/slow_reader.py
+SIGEXEC=$BATS_TEST_DIRNAME/lib/sigexec.py
 
 setup_file() { store_start; }
 teardown_file() { store_stop; }
@@ -32,6 +33,22 @@ cf_closed() {
 	) >"$name.out" 2>"$name.err" || status=$?
 }
 
+# bg NAME COMMAND...: like cf_bg, for any command line (nohup, sigexec.py,
+# slow_reader.py): its pid to NAME.pid, stdout to NAME.out, stderr to
+# NAME.err, and when it ends its status to NAME.status (see bg_status)
+bg() {
+	local name=$1
+	shift
+	(
+		"$@" >"$name.out" 2>"$name.err" &
+		echo $! >"$name.pid"
+		st=0
+		wait $! || st=$?
+		echo $st >"$name.status.tmp"
+		mv "$name.status.tmp" "$name.status"
+	) </dev/null 3>&- 8>&- &
+}
+
 # fail if any Redis key starts with one of PREFIXES: a command that COMMAND's
 # output would have run (nothing to check on the local store)
 assert_not_injected() {
@@ -41,6 +58,15 @@ assert_not_injected() {
 		found=$(rcli --scan --pattern "$p*")
 		[[ -z $found ]] || { echo "injected into Redis: $found" >&2; return 1; }
 	done
+}
+
+# the bit of signal SIG (a name) in a /proc/PID/status mask such as SigIgn
+# of FILE: prints 1 or 0
+sig_bit() {
+	local file=$1 field=$2 num mask
+	num=$(kill -l "$3")
+	mask=$(awk -v f="$field:" '$1 == f { print $2 }' "$file")
+	echo $(((0x$mask >> (num - 1)) & 1))
 }
 
 # --- closed standard descriptors ------------------------------------------------------
@@ -243,4 +269,68 @@ assert_not_injected() {
 	assert_eq "$(runs emit)" 1 "runs of COMMAND"
 	cf_to got get gone
 	cmp got.out data.bin
+}
+
+# --- signals the caller ignores or blocks -------------------------------------------------
+
+@test "nohup: SIGHUP ignored at start stays ignored: the leader neither dies of it nor passes it on, and COMMAND inherits it ignored" {
+	cmd=$(counter_cmd hup "grep -E '^Sig(Ign|Blk)' /proc/self/status >'$SCRATCH/hup.sigs'; touch '$SCRATCH/started'; $(hold_until "$SCRATCH/go"); echo \"run \$n done\"")
+
+	bg leader nohup "$CACHEFENCE_BIN" -t 1m -k hup -- "$cmd"
+	wait_for_file started 30
+	kill -HUP "$(bg_pid leader)"
+	sleep 0.5
+	proc_alive "$(bg_pid leader)" || { echo "SIGHUP ended the leader" >&2; false; }
+	touch go
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	assert_bytes leader.out 'run 1 done\n'
+	assert_eq "$(sig_bit hup.sigs SigIgn HUP)" 1 "SIGHUP ignored in COMMAND"
+	cf_to got get hup
+	assert_bytes got.out 'run 1 done\n'
+}
+
+@test "signals ignored at start reach COMMAND ignored, and only those: as leader and as a fail-open run" {
+	cmd=$(counter_cmd sigs "grep -E '^Sig(Ign|Blk)' /proc/self/status >\"$SCRATCH/sigs.\$n\"")
+	dead=redis://127.0.0.1:1
+
+	dfl=(--default HUP --default TERM --default CHLD)
+
+	python3 "$SIGEXEC" "${dfl[@]}" --ignore PIPE --ignore INT --ignore TERM -- \
+		"$CACHEFENCE_BIN" -t 1m -k sigs -- "$cmd"
+	python3 "$SIGEXEC" "${dfl[@]}" --ignore PIPE --ignore HUP -- \
+		"$CACHEFENCE_BIN" -q -u "$dead" -t 1m -k sigs -- "$cmd"
+	python3 "$SIGEXEC" "${dfl[@]}" -- "$CACHEFENCE_BIN" -t 1m -k sigs2 -- "$cmd"
+	python3 "$SIGEXEC" "${dfl[@]}" -- "$CACHEFENCE_BIN" -q -u "$dead" -t 1m -k sigs2 -- "$cmd"
+	assert_eq "$(runs sigs)" 4 "runs of COMMAND"
+	for sig in PIPE INT TERM; do
+		assert_eq "$(sig_bit sigs.1 SigIgn "$sig")" 1 "SIG$sig ignored in the leader's COMMAND"
+	done
+	for sig in PIPE HUP; do
+		assert_eq "$(sig_bit sigs.2 SigIgn "$sig")" 1 "SIG$sig ignored in the fail-open COMMAND"
+	done
+	for n in 3 4; do
+		for sig in PIPE INT TERM HUP CHLD; do
+			assert_eq "$(sig_bit "sigs.$n" SigIgn "$sig")" 0 "SIG$sig ignored in COMMAND run $n"
+		done
+	done
+}
+
+@test "a caller that blocks SIGCHLD: the leader returns as soon as COMMAND ends, and COMMAND gets the caller's mask" {
+	cmd=$(counter_cmd masked "echo done; exec >&- 2>&-; sleep 1")
+	blocked=(python3 "$SIGEXEC" --block CHLD --block USR1 -- "$CACHEFENCE_BIN" --lock-lease 30s -t 1m)
+
+	SECONDS=0
+	status=0
+	timeout -s KILL "$CF_TIMEOUT" "${blocked[@]}" -k masked -- "$cmd" >masked.out 2>masked.err || status=$?
+	took=$SECONDS
+	assert_status 0 masked
+	assert_bytes masked.out 'done\n'
+	((took <= 6)) || { echo "the leader returned ${took}s after COMMAND started" >&2; false; }
+	# not through sh, which unblocks every signal at start
+	status=0
+	timeout -s KILL "$CF_TIMEOUT" "${blocked[@]}" -k mask -- grep '^Sig' /proc/self/status \
+		>mask.out 2>mask.err || status=$?
+	assert_status 0 mask
+	assert_eq "$(sig_bit mask.out SigBlk CHLD)" 1 "SIGCHLD blocked in COMMAND"
+	assert_eq "$(sig_bit mask.out SigBlk USR1)" 1 "SIGUSR1 blocked in COMMAND"
 }
