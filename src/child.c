@@ -16,6 +16,9 @@
 
 /* after --timeout's SIGTERM, how long COMMAND has before SIGKILL */
 #define KILL_GRACE_MS 2000
+/* after the SIGKILL, how long a process that left COMMAND's group (setsid)
+ * may keep its output pipes open before the leader stops reading them */
+#define ESCAPED_GRACE_MS 1000
 
 static int signal_pipe[2] = {-1, -1};
 /* the signals the caller handed us ignored (see child_signals_init) */
@@ -186,20 +189,32 @@ struct tee {
 	pid_t pid;
 	struct stream streams[2];
 	int nstreams;
-	bool reaped;
-	int wstatus;
-	int64_t term_at, kill_at; /* --timeout deadlines; 0: none */
+	bool exited;   /* COMMAND ended; left unreaped (a zombie) until the loop
+			* ends, so its pid, the id of its process group, cannot be
+			* taken by another process while we may still signal it */
+	int64_t term_at, kill_at, escaped_at; /* --timeout deadlines; 0: none */
 };
 
-/* send sig to COMMAND, and to its process group when it has one */
+/* send sig to COMMAND, and to its process group when it has one: a group
+ * lives on after COMMAND exits while a grandchild (sleep 30 &) is in it */
 static void signal_child(struct tee *t, int sig)
 {
-	if (t->reaped)
-		return;
 	if (t->spec->timeout_ms > 0)
 		kill(-t->pid, sig);
-	else
+	else if (!t->exited)
 		kill(t->pid, sig);
+}
+
+/* note whether COMMAND ended, without reaping it */
+static void check_exited(struct tee *t)
+{
+	siginfo_t si;
+
+	if (t->exited)
+		return;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PID, t->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == t->pid)
+		t->exited = true;
 }
 
 static void handle_signals(struct tee *t)
@@ -216,8 +231,6 @@ static void handle_signals(struct tee *t)
 			signal_child(t, sigs[i]);
 		}
 	}
-	if (!t->reaped && waitpid(t->pid, &t->wstatus, WNOHANG) == t->pid)
-		t->reaped = true;
 }
 
 static void spool_chunk(struct tee *t, struct stream *s, const char *chunk, size_t n)
@@ -260,13 +273,23 @@ static bool streams_open(const struct tee *t)
 	return false;
 }
 
+static void close_streams(struct tee *t)
+{
+	for (int i = 0; i < t->nstreams; i++) {
+		if (t->streams[i].pipe_fd >= 0)
+			close(t->streams[i].pipe_fd);
+		t->streams[i].pipe_fd = -1;
+	}
+}
+
 /* the poll timeout until the next tick or deadline; -1 for none */
 static int next_timeout(const struct tee *t, int64_t next_tick)
 {
 	int64_t now = monotonic_ms(), soonest = -1;
-	int64_t candidates[3] = {t->spec->tick_ms > 0 ? next_tick : 0, t->term_at, t->kill_at};
+	int64_t candidates[4] = {t->spec->tick_ms > 0 ? next_tick : 0, t->term_at, t->kill_at,
+				 t->escaped_at};
 
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		if (candidates[i] && (soonest < 0 || candidates[i] < soonest))
 			soonest = candidates[i];
 	if (soonest < 0)
@@ -287,6 +310,12 @@ static void check_deadlines(struct tee *t)
 	if (t->kill_at && now >= t->kill_at) {
 		signal_child(t, SIGKILL);
 		t->kill_at = 0;
+		t->escaped_at = now + ESCAPED_GRACE_MS;
+	}
+	if (t->escaped_at && now >= t->escaped_at) {
+		/* whoever still holds the pipes left the group: stop listening */
+		close_streams(t);
+		t->escaped_at = 0;
 	}
 }
 
@@ -297,7 +326,7 @@ static void tee_loop(struct tee *t)
 
 	if (spec->timeout_ms > 0)
 		t->term_at = monotonic_ms() + spec->timeout_ms;
-	while (streams_open(t) || !t->reaped) {
+	while (streams_open(t) || !t->exited) {
 		struct pollfd pfd[3] = {{.fd = signal_pipe[0], .events = POLLIN}};
 		for (int i = 0; i < t->nstreams; i++)
 			pfd[i + 1] = (struct pollfd){.fd = t->streams[i].pipe_fd, .events = POLLIN};
@@ -314,13 +343,11 @@ static void tee_loop(struct tee *t)
 			next_tick = monotonic_ms() + spec->tick_ms;
 		}
 		check_deadlines(t);
-		/* SIGCHLD may have come before the handler saw the pid: look anyway */
-		if (!t->reaped && !streams_open(t) &&
-		    waitpid(t->pid, &t->wstatus, WNOHANG) == t->pid)
-			t->reaped = true;
+		/* SIGCHLD may have come before the handler saw the pid, or be
+		 * blocked by the caller: look anyway */
+		check_exited(t);
 	}
-	if (!t->reaped && waitpid(t->pid, &t->wstatus, 0) == t->pid)
-		t->reaped = true;
+	close_streams(t);
 }
 
 /* read the exec errno the child sent, if any; 0 when exec succeeded */
@@ -338,9 +365,11 @@ static void close_pair(int p[2])
 		close(p[0]);
 	if (p[1] >= 0)
 		close(p[1]);
+	p[0] = p[1] = -1;
 }
 
-/* make the pipes: COMMAND's stdout, stderr (when captured), exec errors */
+/* make the pipes: COMMAND's stdout, stderr (when captured), exec errors;
+ * every end close-on-exec (dup2 gives COMMAND its own copies) */
 static int make_pipes(const struct child_spec *spec, int out[2], int err[2], int exe[2])
 {
 	out[0] = out[1] = err[0] = err[1] = exe[0] = exe[1] = -1;
@@ -351,12 +380,22 @@ static int make_pipes(const struct child_spec *spec, int out[2], int err[2], int
 		close_pair(exe);
 		return -1;
 	}
-	set_cloexec(out[0]);
-	if (err[0] >= 0)
-		set_cloexec(err[0]);
-	set_cloexec(exe[0]);
-	set_cloexec(exe[1]);
+	int *ends[] = {out, err, exe};
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 2; j++)
+			if (ends[i][j] >= 0)
+				set_cloexec(ends[i][j]);
 	return 0;
+}
+
+/* reap COMMAND and return its wait status */
+static int reap(pid_t pid)
+{
+	int wstatus = 0;
+
+	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+		;
+	return wstatus;
 }
 
 int child_run(const struct child_spec *spec, struct child_result *res)
@@ -412,6 +451,7 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 		t.streams[t.nstreams++] = (struct stream){err[0], spec->err_fd, spec->err_spool_fd,
 							  &res->err_len, &res->out_failed};
 	tee_loop(&t);
+	int wstatus = reap(t.pid);
 	res->compute_ms = monotonic_ms() - start;
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	restore_handlers(&saved);
@@ -420,6 +460,6 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 		res->status = exec_failure_status(spec->argv[0], e);
 		return 0;
 	}
-	res->status = res->timed_out ? 124 : status_of(t.wstatus);
+	res->status = res->timed_out ? 124 : status_of(wstatus);
 	return 0;
 }

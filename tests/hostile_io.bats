@@ -271,6 +271,37 @@ sig_bit() {
 	cmp got.out data.bin
 }
 
+# --- hangs ----------------------------------------------------------------------------------
+
+@test "--timeout kills COMMAND's whole process group even after its shell exited: (sleep 20) & and sleep infinity & end within seconds" {
+	for body in '(sleep 20) & echo $! >"$PWD/grand1.pid"; echo started' \
+		'sleep infinity & echo $! >"$PWD/grand2.pid"; echo started'; do
+		SECONDS=0
+		cf_to grand --timeout 1s -t 1m -k "grand$RANDOM" -- sh -c "$body"
+		took=$SECONDS
+		assert_status 124 grand
+		assert_bytes grand.out 'started\n'
+		assert_one_line grand.err
+		((took <= 8)) || { echo "--timeout 1s returned after ${took}s: $body" >&2; false; }
+	done
+	for f in grand1.pid grand2.pid; do
+		for i in $(seq 50); do
+			proc_alive "$(cat "$f")" || break
+			sleep 0.1
+		done
+		! proc_alive "$(cat "$f")" || { echo "the grandchild of $f still runs" >&2; false; }
+	done
+}
+
+@test "--timeout: a grandchild that left COMMAND's group (setsid) with the output pipe open stops holding the caller a moment after SIGKILL" {
+	SECONDS=0
+	cf_to escaped --timeout 1s -t 1m -k escaped -- sh -c 'setsid sleep 30 & echo $! >"$PWD/escaped.pid"; echo started'
+	took=$SECONDS
+	assert_status 124 escaped
+	assert_bytes escaped.out 'started\n'
+	((took <= 10)) || { echo "--timeout 1s returned after ${took}s" >&2; false; }
+}
+
 # --- signals the caller ignores or blocks -------------------------------------------------
 
 @test "nohup: SIGHUP ignored at start stays ignored: the leader neither dies of it nor passes it on, and COMMAND inherits it ignored" {
