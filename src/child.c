@@ -1,6 +1,7 @@
 /* child: fork/exec, the tee, time limits and signal passing. Signals arrive
  * through a self-pipe so the main loop sees them between reads, never inside
- * one. */
+ * one. The loop never writes to the caller: the feed's thread does, so a
+ * caller that stops reading delays no tick, deadline or signal. */
 #include "child.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "feed.h"
 #include "util.h"
 
 /* after --timeout's SIGTERM, how long COMMAND has before SIGKILL */
@@ -74,7 +76,7 @@ static int install_handlers(struct saved_signals *saved)
 	struct sigaction sa = {0};
 
 	if (pipe(signal_pipe) < 0) {
-		err_set("pipe: %s", strerror(errno));
+		err_set("cannot make a pipe for signals: %s", strerror(errno));
 		return -1;
 	}
 	for (int i = 0; i < 2; i++) {
@@ -172,14 +174,14 @@ static int status_of(int wstatus)
 	return 125;
 }
 
-/* one of COMMAND's output streams: read from a pipe, teed to the caller and
- * to a spool */
+/* one of COMMAND's output streams: read from a pipe, spooled, and fed to
+ * the caller */
 struct stream {
-	int pipe_fd;   /* read end; -1 at EOF */
-	int live_fd;   /* the caller's fd, -1 for none */
-	int spool_fd;  /* -1 for none */
-	uint64_t *len; /* the byte count in the result */
-	bool *live_failed;
+	int pipe_fd;      /* read end; -1 at EOF */
+	int caller_fd;    /* the caller's stream it feeds */
+	int spool_fd;     /* -1 for none */
+	uint64_t *len;    /* the byte count in the result */
+	uint64_t spooled; /* bytes in spool_fd */
 };
 
 /* the state of the tee loop */
@@ -192,6 +194,8 @@ struct tee {
 	bool exited;   /* COMMAND ended; left unreaped (a zombie) until the loop
 			* ends, so its pid, the id of its process group, cannot be
 			* taken by another process while we may still signal it */
+	bool gave_up;  /* the result can no longer be stored */
+	bool holding;  /* output kept from the feed (spec->hold) */
 	int64_t term_at, kill_at, escaped_at; /* --timeout deadlines; 0: none */
 };
 
@@ -233,18 +237,50 @@ static void handle_signals(struct tee *t)
 	}
 }
 
-static void spool_chunk(struct tee *t, struct stream *s, const char *chunk, size_t n)
+/* spool what fits; returns how many of the n bytes the spool now holds */
+static size_t spool_chunk(struct tee *t, struct stream *s, const char *chunk, size_t n)
 {
 	struct child_result *res = t->res;
+	size_t done = 0;
 
 	if (s->spool_fd < 0 || res->spool_failed || res->too_large)
-		return;
+		return 0;
 	if (t->spec->max_spool && res->out_len + res->err_len > t->spec->max_spool) {
 		res->too_large = true;
-		return;
+		return 0;
 	}
-	if (write_all(s->spool_fd, chunk, n) < 0)
-		res->spool_failed = true;
+	while (done < n) {
+		ssize_t w = write(s->spool_fd, chunk + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			res->spool_failed = true;
+			res->spool_errno = w < 0 ? errno : EIO;
+			break;
+		}
+		done += w;
+	}
+	s->spooled += done;
+	return done;
+}
+
+/* The result can no longer be stored: say so once (the lock goes back at
+ * once: nobody should wait for what will not come), stop the ticks, and
+ * if the output was held back, let the caller have it after all. */
+static void give_up(struct tee *t)
+{
+	const struct child_spec *spec = t->spec;
+
+	t->gave_up = true;
+	if (spec->give_up)
+		spec->give_up(spec->ctx, t->res->too_large);
+	if (!t->holding)
+		return;
+	t->holding = false;
+	for (int i = 0; i < t->nstreams; i++) {
+		struct stream *s = &t->streams[i];
+		feed_spooled(spec->feed, s->caller_fd, s->spool_fd, 0, s->spooled);
+	}
 }
 
 static void handle_output(struct tee *t, struct stream *s)
@@ -260,9 +296,17 @@ static void handle_output(struct tee *t, struct stream *s)
 		return;
 	}
 	*s->len += n;
-	if (s->live_fd >= 0 && !*s->live_failed && out_write(s->live_fd, chunk, n) < 0)
-		*s->live_failed = true;
-	spool_chunk(t, s, chunk, n);
+	size_t k = spool_chunk(t, s, chunk, n);
+	bool was_holding = t->holding;
+	if (!t->gave_up && (t->res->too_large || t->res->spool_failed))
+		give_up(t);
+	if (!t->spec->feed || t->holding)
+		return;
+	/* what a spool holds is read back from it; a give_up that just ended
+	 * the hold has queued this chunk's spooled part already */
+	if (!was_holding && k)
+		feed_spooled(t->spec->feed, s->caller_fd, s->spool_fd, s->spooled - k, k);
+	feed_copy(t->spec->feed, s->caller_fd, chunk + k, n - k);
 }
 
 static bool streams_open(const struct tee *t)
@@ -282,12 +326,16 @@ static void close_streams(struct tee *t)
 	}
 }
 
+static bool ticking(const struct tee *t)
+{
+	return t->spec->tick_ms > 0 && !t->gave_up;
+}
+
 /* the poll timeout until the next tick or deadline; -1 for none */
 static int next_timeout(const struct tee *t, int64_t next_tick)
 {
 	int64_t now = monotonic_ms(), soonest = -1;
-	int64_t candidates[4] = {t->spec->tick_ms > 0 ? next_tick : 0, t->term_at, t->kill_at,
-				 t->escaped_at};
+	int64_t candidates[4] = {ticking(t) ? next_tick : 0, t->term_at, t->kill_at, t->escaped_at};
 
 	for (int i = 0; i < 4; i++)
 		if (candidates[i] && (soonest < 0 || candidates[i] < soonest))
@@ -327,10 +375,16 @@ static void tee_loop(struct tee *t)
 	if (spec->timeout_ms > 0)
 		t->term_at = monotonic_ms() + spec->timeout_ms;
 	while (streams_open(t) || !t->exited) {
-		struct pollfd pfd[3] = {{.fd = signal_pipe[0], .events = POLLIN}};
+		/* a feed that is full takes no more: leave COMMAND's output in
+		 * its pipe (it blocks, as it would writing to the caller), and
+		 * listen for room instead */
+		bool full = spec->feed && !t->holding && streams_open(t) && feed_full(spec->feed);
+		struct pollfd pfd[4] = {{.fd = signal_pipe[0], .events = POLLIN}};
 		for (int i = 0; i < t->nstreams; i++)
-			pfd[i + 1] = (struct pollfd){.fd = t->streams[i].pipe_fd, .events = POLLIN};
-		int n = poll(pfd, t->nstreams + 1, next_timeout(t, next_tick));
+			pfd[i + 1] = (struct pollfd){.fd = full ? -1 : t->streams[i].pipe_fd,
+						     .events = POLLIN};
+		pfd[3] = (struct pollfd){.fd = full ? feed_wake_fd(spec->feed) : -1, .events = POLLIN};
+		int n = poll(pfd, 4, next_timeout(t, next_tick));
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n > 0 && pfd[0].revents)
@@ -338,8 +392,10 @@ static void tee_loop(struct tee *t)
 		for (int i = 0; n > 0 && i < t->nstreams; i++)
 			if (t->streams[i].pipe_fd >= 0 && pfd[i + 1].revents)
 				handle_output(t, &t->streams[i]);
-		if (spec->tick_ms > 0 && monotonic_ms() >= next_tick) {
-			spec->tick(spec->tick_ctx);
+		if (n > 0 && pfd[3].revents)
+			feed_drain_wake(spec->feed);
+		if (ticking(t) && monotonic_ms() >= next_tick) {
+			spec->tick(spec->ctx);
 			next_tick = monotonic_ms() + spec->tick_ms;
 		}
 		check_deadlines(t);
@@ -374,7 +430,7 @@ static int make_pipes(const struct child_spec *spec, int out[2], int err[2], int
 {
 	out[0] = out[1] = err[0] = err[1] = exe[0] = exe[1] = -1;
 	if (pipe(out) < 0 || (spec->capture_err && pipe(err) < 0) || pipe(exe) < 0) {
-		err_set("pipe: %s", strerror(errno));
+		err_set("cannot make a pipe for COMMAND: %s", strerror(errno));
 		close_pair(out);
 		close_pair(err);
 		close_pair(exe);
@@ -403,7 +459,7 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 	struct saved_signals saved;
 	sigset_t all, old_mask, run_mask;
 	int out[2], err[2], exe[2];
-	struct tee t = {.spec = spec, .res = res};
+	struct tee t = {.spec = spec, .res = res, .holding = spec->hold && spec->feed};
 
 	memset(res, 0, sizeof(*res));
 	if (make_pipes(spec, out, err, exe) < 0)
@@ -440,19 +496,20 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 		close(exe[0]);
 		sigprocmask(SIG_SETMASK, &old_mask, NULL);
 		restore_handlers(&saved);
-		err_set("fork: %s", strerror(fork_errno));
+		err_set("cannot fork to run COMMAND: %s", strerror(fork_errno));
 		return -1;
 	}
 	int e = exec_errno(exe[0]);
 	close(exe[0]);
-	t.streams[t.nstreams++] = (struct stream){out[0], spec->out_fd, spec->spool_fd,
-						  &res->out_len, &res->out_failed};
+	t.streams[t.nstreams++] = (struct stream){out[0], STDOUT_FILENO, spec->spool_fd,
+						  &res->out_len, 0};
 	if (err[0] >= 0)
-		t.streams[t.nstreams++] = (struct stream){err[0], spec->err_fd, spec->err_spool_fd,
-							  &res->err_len, &res->out_failed};
+		t.streams[t.nstreams++] = (struct stream){err[0], STDERR_FILENO, spec->err_spool_fd,
+							  &res->err_len, 0};
 	tee_loop(&t);
 	int wstatus = reap(t.pid);
 	res->compute_ms = monotonic_ms() - start;
+	res->held = t.holding;
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	restore_handlers(&saved);
 	if (e) {

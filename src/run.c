@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "feed.h"
 #include "key.h"
 #include "store.h"
 #include "util.h"
@@ -42,6 +43,7 @@ struct run_ctx {
 	int stdin_spool;      /* --stdin: standard input, kept for COMMAND; else -1 */
 	bool lock_lost;       /* a renewal found the lock gone */
 	bool renew_failed;    /* a renewal could not reach the store */
+	bool released;        /* the lock went back before COMMAND ended */
 };
 
 /* how a leader runs COMMAND */
@@ -146,6 +148,25 @@ static void release(struct run_ctx *ctx, enum abandon_reason why)
 	ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token, why);
 }
 
+/* release(), unless the lock went back already */
+static void release_once(struct run_ctx *ctx, enum abandon_reason why)
+{
+	if (!ctx->released)
+		release(ctx, why);
+	ctx->released = true;
+}
+
+/* child.c's give_up: the result cannot be stored (too large, a spool that
+ * cannot be written), so nobody should wait for it: the lock goes back
+ * now, while COMMAND still runs for its own caller */
+static void give_up_lock(void *arg, bool too_large)
+{
+	struct run_ctx *ctx = arg;
+
+	log_verbose("key=%s: the result cannot be stored; lock released", key_for_log(ctx));
+	release_once(ctx, too_large ? ABANDON_TOO_LARGE : ABANDON_INTERRUPTED);
+}
+
 /* the spools of one run: stdout, and stderr with --cache-stderr */
 struct spools {
 	int out, err;
@@ -244,48 +265,92 @@ static int serve_stale_entry(struct run_ctx *ctx, const struct child_result *cr)
 	return meta.status;
 }
 
-/* write what a held-back run produced to the caller */
-static void replay_spools(struct spools *sp, const struct child_result *cr)
+/* queue what a held-back run produced for the caller */
+static void feed_spools(struct feed *feed, const struct spools *sp, const struct child_result *cr)
 {
-	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
-
-	if (spools_rewind(sp) < 0)
+	if (!feed)
 		return;
-	sink_copy(&sink, sink.out_fd, sp->out, cr->out_len);
+	feed_spooled(feed, STDOUT_FILENO, sp->out, 0, cr->out_len);
 	if (sp->err >= 0)
-		sink_copy(&sink, sink.err_fd, sp->err, cr->err_len);
+		feed_spooled(feed, STDERR_FILENO, sp->err, 0, cr->err_len);
 }
 
 static void prepare_spec(struct run_ctx *ctx, struct child_spec *spec, const struct spools *sp,
-			 enum lead_mode mode)
+			 struct feed *feed, enum lead_mode mode)
 {
 	const struct options *o = ctx->o;
-	bool live = mode == LEAD_LIVE;
 
 	*spec = (struct child_spec){
 		.argv = o->command,
 		.in_fd = -1,
-		.out_fd = live ? STDOUT_FILENO : -1,
+		.feed = feed,
+		.hold = mode == LEAD_FALLBACK,
 		.spool_fd = sp->out,
 		.capture_err = sp->err >= 0,
-		.err_fd = live ? STDERR_FILENO : -1,
 		.err_spool_fd = sp->err,
 		.max_spool = o->max_size,
 		.timeout_ms = o->timeout_ms,
 		.tick_ms = o->lease_ms / 3,
 		.tick = renew_lease,
-		.tick_ctx = ctx,
+		.give_up = give_up_lock,
+		.ctx = ctx,
 	};
 	if (ctx->stdin_spool >= 0 && lseek(ctx->stdin_spool, 0, SEEK_SET) == 0)
 		spec->in_fd = ctx->stdin_spool;
 }
 
-/* We hold the lock: run COMMAND, tee its output, keep the lease, store. */
+/* COMMAND ended: store its result, or serve the stale entry in its place;
+ * returns the exit status */
+static int settle(struct run_ctx *ctx, const struct child_result *cr, struct spools *sp,
+		  struct feed *feed)
+{
+	if (cr->signal_received) {
+		log_verbose("interrupted by signal %d: nothing stored, lock released",
+			    cr->signal_received);
+		release_once(ctx, ABANDON_INTERRUPTED);
+		return 128 + cr->signal_received;
+	}
+	if (cr->held && cr->status != 0) {
+		/* the old entry stays, for stale-if-error; the lock goes back
+		 * before it is served, so nobody waits on our caller's reading */
+		release_once(ctx, ABANDON_INTERRUPTED);
+		int status = serve_stale_entry(ctx, cr);
+		if (status >= 0)
+			return status;
+		/* it went away meanwhile: the caller gets this run as it was */
+		feed_spools(feed, sp, cr);
+		return cr->status;
+	}
+	if (cr->timed_out)
+		log_error("COMMAND timed out after --timeout %lldms; nothing stored",
+			  (long long)ctx->o->timeout_ms);
+	if (cr->too_large) {
+		log_warn("output of key=%s is larger than --max-size %llu bytes: not stored",
+			 key_for_log(ctx), (unsigned long long)ctx->o->max_size);
+		release_once(ctx, ABANDON_TOO_LARGE);
+	} else if (cr->spool_failed) {
+		log_warn("cannot write the spool file: %s; result not stored",
+			 strerror(cr->spool_errno));
+		release_once(ctx, ABANDON_INTERRUPTED);
+	} else {
+		store_result(ctx, cr, sp);
+	}
+	/* stored and the waiters woken: now the caller may read at its pace */
+	if (cr->held)
+		feed_spools(feed, sp, cr);
+	return cr->status;
+}
+
+/* We hold the lock: run COMMAND, tee its output, keep the lease, store. The
+ * caller is fed by a thread of its own (feed.c) from the spools, so its
+ * reading holds up neither the lease, --timeout, the store nor the
+ * waiters; once they are done, we stay until the caller has it all. */
 static int lead(struct run_ctx *ctx, enum lead_mode mode)
 {
 	struct child_result cr;
 	struct child_spec spec;
 	struct spools sp;
+	struct feed *feed = NULL;
 
 	log_verbose("%s key=%s: running COMMAND", mode == LEAD_BACKGROUND ? "refresh" : "lead",
 		    key_for_log(ctx));
@@ -294,39 +359,22 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 		release(ctx, ABANDON_INTERRUPTED);
 		return mode == LEAD_BACKGROUND ? 0 : exec_uncached(ctx);
 	}
-	prepare_spec(ctx, &spec, &sp, mode);
-	if (child_run(&spec, &cr) < 0) {
+	if (mode != LEAD_BACKGROUND && !(feed = feed_new())) {
 		log_error("%s", err_msg());
 		release(ctx, ABANDON_INTERRUPTED);
 		spools_close(&sp);
 		return 125;
 	}
-	int status = cr.status;
-	if (cr.signal_received) {
-		log_verbose("interrupted by signal %d: nothing stored, lock released",
-			    cr.signal_received);
+	prepare_spec(ctx, &spec, &sp, feed, mode);
+	if (child_run(&spec, &cr) < 0) {
+		log_error("%s", err_msg());
 		release(ctx, ABANDON_INTERRUPTED);
-		status = 128 + cr.signal_received;
-	} else if (mode == LEAD_FALLBACK && cr.status != 0 && (status = serve_stale_entry(ctx, &cr)) >= 0) {
-		release(ctx, ABANDON_INTERRUPTED); /* the old entry stays, for stale-if-error */
-	} else {
-		status = cr.status;
-		if (mode == LEAD_FALLBACK)
-			replay_spools(&sp, &cr);
-		if (cr.timed_out)
-			log_error("COMMAND timed out after --timeout %lldms; nothing stored",
-				  (long long)ctx->o->timeout_ms);
-		if (cr.too_large) {
-			log_warn("output of key=%s is larger than --max-size %llu bytes: not stored",
-				 key_for_log(ctx), (unsigned long long)ctx->o->max_size);
-			release(ctx, ABANDON_TOO_LARGE);
-		} else if (cr.spool_failed) {
-			log_warn("cannot write the spool file: %s; result not stored", strerror(errno));
-			release(ctx, ABANDON_INTERRUPTED);
-		} else {
-			store_result(ctx, &cr, &sp);
-		}
+		feed_finish(feed);
+		spools_close(&sp);
+		return 125;
 	}
+	int status = settle(ctx, &cr, &sp, feed);
+	feed_finish(feed);
 	spools_close(&sp);
 	return status;
 }

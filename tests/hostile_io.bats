@@ -16,7 +16,16 @@ SIGEXEC=$BATS_TEST_DIRNAME/lib/sigexec.py
 setup_file() { store_start; }
 teardown_file() { store_stop; }
 setup() { common_setup; }
-teardown() { common_teardown; }
+teardown() {
+	common_teardown
+	local m
+	if [[ -f $BATS_TEST_TMPDIR/mounts ]]; then
+		while read -r m; do
+			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		done < <(tac "$BATS_TEST_TMPDIR/mounts")
+		rm -f "$BATS_TEST_TMPDIR/mounts"
+	fi
+}
 
 # cf_closed FDS NAME ARGS...: cachefence ARGS... with the standard
 # descriptors named in FDS (a word of 0, 1 and 2) closed; what it writes to
@@ -47,6 +56,33 @@ bg() {
 		echo $st >"$name.status.tmp"
 		mv "$name.status.tmp" "$name.status"
 	) </dev/null 3>&- 8>&- &
+}
+
+# slow_bg NAME STALL ARGS...: cachefence ARGS... in the background with its
+# stdout a pipe that nobody reads for STALL seconds; then read at full speed
+# into NAME.out (stderr: NAME.err, status: bg_status NAME)
+slow_bg() {
+	local name=$1 stall=$2
+	shift 2
+	(
+		python3 "$SLOW_READER" --stall "$stall" "$name.out" -- "$CACHEFENCE_BIN" "$@" \
+			2>"$name.err" &
+		echo $! >"$name.pid"
+		st=0
+		wait $! || st=$?
+		echo $st >"$name.status.tmp"
+		mv "$name.status.tmp" "$name.status"
+	) </dev/null 3>&- 8>&- &
+}
+
+# mount a tmpfs of SIZE on DIR, or skip the test where that is not allowed
+mount_small_tmpfs() {
+	local dir=$1 size=$2 why
+	mkdir -p "$dir"
+	if ! why=$(mount -t tmpfs -o "size=$size,mode=1777" tmpfs "$dir" 2>&1); then
+		skip "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): $why"
+	fi
+	echo "$dir" >>"$BATS_TEST_TMPDIR/mounts"
 }
 
 # fail if any Redis key starts with one of PREFIXES: a command that COMMAND's
@@ -271,6 +307,48 @@ sig_bit() {
 	cmp got.out data.bin
 }
 
+# --- --stale-if-error when the spool stops short ------------------------------------------
+
+@test "--stale-if-error: a refresh whose output outgrows --max-size reaches its caller whole, with its own status" {
+	cmd=$(counter_cmd sie 'if [ $n -eq 1 ]; then echo old; else head -c 200000 /dev/zero | tr "\0" y; exit $((n - 2)); fi')
+	head -c 200000 /dev/zero | tr '\0' y >expected
+	cf_to first -t 1s --stale-if-error 1h -k sie -- "$cmd"
+	assert_bytes first.out 'old\n'
+	sleep 1.2
+
+	cf_to ok -t 1s --stale-if-error 1h --max-size 100k -k sie -- "$cmd"
+	assert_status 0 ok
+	cmp ok.out expected
+	assert_one_line ok.err "cachefence: warning: "
+	grep -q -- '--max-size' ok.err
+	# once bytes went out, a failure cannot be swapped for the old entry
+	cf_to failed -t 1s --stale-if-error 1h --max-size 100k -k sie -- "$cmd"
+	assert_status 1 failed
+	cmp failed.out expected
+	assert_eq "$(runs sie)" 3 "runs of COMMAND"
+	cf_to got get sie
+	assert_bytes got.out 'old\n'
+}
+
+@test "--stale-if-error with TMPDIR full: a refresh's output reaches its caller whole, and a live leader's too" {
+	mount_small_tmpfs "$SCRATCH/tmp" 64k
+	cmd=$(counter_cmd sie 'if [ $n -eq 1 ]; then echo old; else head -c 200000 /dev/zero | tr "\0" z; fi')
+	head -c 200000 /dev/zero | tr '\0' z >expected
+	cf_to first -t 1s --stale-if-error 1h -k siefull -- "$cmd"
+	sleep 1.2
+
+	TMPDIR=$SCRATCH/tmp cf_to refresh -t 1s --stale-if-error 1h -k siefull -- "$cmd"
+	assert_status 0 refresh
+	cmp refresh.out expected
+	assert_one_line refresh.err "cachefence: warning: "
+	grep -q 'No space left on device' refresh.err
+
+	TMPDIR=$SCRATCH/tmp cf_to live -t 1m -k livefull -- "$cmd"
+	assert_status 0 live
+	cmp live.out expected
+	assert_one_line live.err "cachefence: warning: "
+}
+
 # --- hangs ----------------------------------------------------------------------------------
 
 @test "--timeout kills COMMAND's whole process group even after its shell exited: (sleep 20) & and sleep infinity & end within seconds" {
@@ -300,6 +378,47 @@ sig_bit() {
 	assert_status 124 escaped
 	assert_bytes escaped.out 'started\n'
 	((took <= 10)) || { echo "--timeout 1s returned after ${took}s" >&2; false; }
+}
+
+@test "a leader whose caller does not read for 15 s renews its lease, stores the result and wakes its waiters at once: one run" {
+	cmd=$(counter_cmd slow 'echo "run $n"; head -c 1000000 /dev/zero | tr "\0" x; sleep 2; echo end')
+	{ echo "run 1"; head -c 1000000 /dev/zero | tr '\0' x; echo end; } >expected
+
+	slow_bg leader 15 --lock-lease 1s -t 1m -k slow -- "$cmd"
+	wait_for_file slow.runs 30
+	SECONDS=0
+	for i in 1 2 3; do
+		cf_bg "waiter$i" --lock-lease 1s -t 1m -k slow -- "$cmd"
+	done
+	for i in 1 2 3; do
+		assert_eq "$(bg_status "waiter$i" 60)" 0 "status of waiter $i"
+	done
+	took=$SECONDS
+	assert_eq "$(runs slow)" 1 "runs of COMMAND"
+	((took <= 10)) || { echo "the waiters took ${took}s: they waited for the leader's reader" >&2; false; }
+	for i in 1 2 3; do
+		cmp "waiter$i.out" expected
+	done
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	cmp leader.out expected
+	assert_empty leader.err
+}
+
+@test "--timeout fires on time while the leader's caller does not read" {
+	cmd=$(counter_cmd stuck "echo \$\$ >'$SCRATCH/stuck.pid'; head -c 1000000 /dev/zero | tr '\\0' s; exec sleep 30")
+
+	slow_bg leader 20 --timeout 3s --lock-lease 1s -t 1m -k stuck -- "$cmd"
+	wait_for_file stuck.pid 30
+	pid=$(cat stuck.pid)
+	SECONDS=0
+	while proc_alive "$pid" && ((SECONDS < 15)); do
+		sleep 0.2
+	done
+	took=$SECONDS
+	! proc_alive "$pid" || { echo "COMMAND still runs ${took}s after it started (--timeout 3s)" >&2; false; }
+	((took <= 10)) || { echo "--timeout 3s fired after ${took}s" >&2; false; }
+	assert_eq "$(bg_status leader 60)" 124 "status of the leader"
+	assert_eq "$(wc -c <leader.out)" 1000000 "bytes the leader's caller got"
 }
 
 # --- signals the caller ignores or blocks -------------------------------------------------
