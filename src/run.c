@@ -58,9 +58,13 @@ static const char *key_for_log(struct run_ctx *ctx)
 	return key_printable(&ctx->printable, ctx->key.data, ctx->key.len);
 }
 
-/* replace this process with COMMAND, uncached, with --stdin's bytes as its input */
+/* replace this process with COMMAND, uncached, with --stdin's bytes as its
+ * input; the store goes first, so that neither its connection nor its lock
+ * file goes with COMMAND */
 static int exec_uncached(struct run_ctx *ctx)
 {
+	store_close(ctx->store);
+	ctx->store = NULL;
 	if (ctx->stdin_spool >= 0 &&
 	    (lseek(ctx->stdin_spool, 0, SEEK_SET) < 0 || dup2(ctx->stdin_spool, STDIN_FILENO) < 0)) {
 		log_error("--stdin: cannot replay standard input: %s", strerror(errno));
@@ -81,8 +85,6 @@ static int fail_open(struct run_ctx *ctx, const char *why)
 	log_warn("%s; running COMMAND uncached", why);
 	if (ctx->store)
 		ctx->store->ops->count(ctx->store, STAT_FAIL_OPEN);
-	store_close(ctx->store);
-	ctx->store = NULL;
 	return exec_uncached(ctx);
 }
 
@@ -299,6 +301,16 @@ static void prepare_spec(struct run_ctx *ctx, struct child_spec *spec, const str
 		spec->in_fd = ctx->stdin_spool;
 }
 
+/* COMMAND could not start under the lock for a reason of this host (no
+ * spool file, no pipe, no fork, no thread): give the lock back and run it
+ * uncached in place, as fail-open does */
+static int run_uncached_instead(struct run_ctx *ctx, enum lead_mode mode)
+{
+	log_warn("%s; running COMMAND uncached", err_msg());
+	release_once(ctx, ABANDON_INTERRUPTED);
+	return mode == LEAD_BACKGROUND ? 0 : exec_uncached(ctx);
+}
+
 /* COMMAND ended: store its result, or serve the stale entry in its place;
  * returns the exit status */
 static int settle(struct run_ctx *ctx, const struct child_result *cr, struct spools *sp,
@@ -354,24 +366,17 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 
 	log_verbose("%s key=%s: running COMMAND", mode == LEAD_BACKGROUND ? "refresh" : "lead",
 		    key_for_log(ctx));
-	if (spools_open(&sp, ctx->o->cache_stderr) < 0) {
-		log_warn("%s; running COMMAND uncached", err_msg());
-		release(ctx, ABANDON_INTERRUPTED);
-		return mode == LEAD_BACKGROUND ? 0 : exec_uncached(ctx);
-	}
+	if (spools_open(&sp, ctx->o->cache_stderr) < 0)
+		return run_uncached_instead(ctx, mode);
 	if (mode != LEAD_BACKGROUND && !(feed = feed_new())) {
-		log_error("%s", err_msg());
-		release(ctx, ABANDON_INTERRUPTED);
 		spools_close(&sp);
-		return 125;
+		return run_uncached_instead(ctx, mode);
 	}
 	prepare_spec(ctx, &spec, &sp, feed, mode);
 	if (child_run(&spec, &cr) < 0) {
-		log_error("%s", err_msg());
-		release(ctx, ABANDON_INTERRUPTED);
 		feed_finish(feed);
 		spools_close(&sp);
-		return 125;
+		return run_uncached_instead(ctx, mode);
 	}
 	int status = settle(ctx, &cr, &sp, feed);
 	feed_finish(feed);

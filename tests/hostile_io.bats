@@ -25,6 +25,7 @@ teardown() {
 		done < <(tac "$BATS_TEST_TMPDIR/mounts")
 		rm -f "$BATS_TEST_TMPDIR/mounts"
 	fi
+	[[ -z ${NOBODY_DIR:-} ]] || rm -rf "$NOBODY_DIR"
 }
 
 # cf_closed FDS NAME ARGS...: cachefence ARGS... with the standard
@@ -483,4 +484,57 @@ sig_bit() {
 	assert_status 0 mask
 	assert_eq "$(sig_bit mask.out SigBlk CHLD)" 1 "SIGCHLD blocked in COMMAND"
 	assert_eq "$(sig_bit mask.out SigBlk USR1)" 1 "SIGUSR1 blocked in COMMAND"
+}
+
+# --- nothing to spare: processes, descriptors, spool space ---------------------------
+
+@test "no process to spare (RLIMIT_NPROC): COMMAND runs uncached in place with one warning, and the lock is given back" {
+	id nobody >/dev/null 2>&1 || skip "no user nobody"
+	for tool in setpriv prlimit perl; do
+		command -v "$tool" >/dev/null || skip "needs $tool"
+	done
+	# root is exempt from RLIMIT_NPROC: run as nobody, with a store nobody can use
+	url=$CACHEFENCE_URL
+	if [[ $CACHEFENCE_TEST_STORE == file ]]; then
+		NOBODY_DIR=$(mktemp -d /tmp/cachefence-nproc.XXXXXX)
+		chmod 755 "$NOBODY_DIR"
+		chown nobody "$NOBODY_DIR"
+		url=file://$NOBODY_DIR/store
+	fi
+	as_nobody=(setpriv --reuid="$(id -u nobody)" --regid="$(id -g nobody)" --clear-groups)
+
+	# 1: not even a thread; 2: a thread, but no fork
+	for n in 1 2; do
+		bg "limited$n" prlimit --nproc="$n" "${as_nobody[@]}" "$CACHEFENCE_BIN" -u "$url" \
+			-t 1m -k "nproc$n" -- perl -e '$| = 1; print "uncached run\n"; sleep 3; exit 3'
+		wait_for_text "limited$n.out" 'uncached run' 30
+		# the lock is free while the uncached COMMAND still runs
+		status=0
+		timeout -s KILL "$CF_TIMEOUT" "${as_nobody[@]}" "$CACHEFENCE_BIN" -u "$url" -w 2s -t 1m \
+			-k "nproc$n" -- echo "cached run" >"other$n.out" 2>"other$n.err" || status=$?
+		assert_status 0 "other$n"
+		assert_bytes "other$n.out" 'cached run\n'
+		assert_eq "$(bg_status "limited$n" 30)" 3 "status of the run without processes ($n)"
+		assert_bytes "limited$n.out" 'uncached run\n'
+		assert_one_line "limited$n.err" "cachefence: warning: "
+		grep -q 'running COMMAND uncached' "limited$n.err"
+	done
+}
+
+@test "at every descriptor limit from 4 to 24: COMMAND's output and status come through, cached or uncached with one warning, never 125, and the lock is given back" {
+	for n in $(seq 4 24); do
+		status=0
+		(
+			ulimit -n "$n"
+			exec "$CACHEFENCE_BIN" --cache-stderr -t 1m -k "fd$n" -- ls -d / /nonexistent-cf
+		) >"fd$n.out" 2>"fd$n.err" 3>&- || status=$?
+		assert_status 2 "fd$n"
+		assert_bytes "fd$n.out" '/\n'
+		grep -q 'nonexistent-cf' "fd$n.err"
+		lines=$(grep -c '^cachefence: ' "fd$n.err" || true)
+		((lines <= 1)) || { echo "$lines lines from cachefence at ulimit -n $n:" >&2; cat "fd$n.err" >&2; false; }
+		((lines == 0)) || grep -q '^cachefence: warning: .*running COMMAND uncached' "fd$n.err"
+		cf_to "again$n" --cache-stderr -w 2s -t 1m -k "fd$n" -- ls -d / /nonexistent-cf
+		assert_status 2 "again$n"
+	done
 }
