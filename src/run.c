@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -41,6 +43,10 @@ struct run_ctx {
 	char token[TOKEN_LEN + 1];
 	char awaited[TOKEN_LEN + 1];
 	int stdin_spool;      /* --stdin: standard input, kept for COMMAND; else -1 */
+	off_t stdin_start;    /* --stdin: where standard input stood, or -1 (a pipe) */
+	bool stdin_partial;   /* --stdin: the spool stopped short (see keep_stdin) */
+	uint64_t stdin_spooled; /* bytes in stdin_spool */
+	struct buf stdin_held;  /* bytes read after those, which no spool took */
 	bool lock_lost;       /* a renewal found the lock gone */
 	bool renew_failed;    /* a renewal could not reach the store */
 	bool released;        /* the lock went back before COMMAND ended */
@@ -58,6 +64,75 @@ static const char *key_for_log(struct run_ctx *ctx)
 	return key_printable(&ctx->printable, ctx->key.data, ctx->key.len);
 }
 
+static void close_inherited_fds(void);
+
+/* --stdin could not be kept whole: what was read (the spool's first bytes,
+ * then stdin_held) and what was not (still in fd 0) reach COMMAND in order,
+ * through a pipe that a detached process fills; a seekable stdin is simply
+ * rewound. 0, or -1 with err_set(). */
+static int give_back_stdin(struct run_ctx *ctx)
+{
+	int p[2];
+
+	if (ctx->stdin_start >= 0 && lseek(STDIN_FILENO, ctx->stdin_start, SEEK_SET) >= 0)
+		return 0;
+	if (pipe(p) < 0) {
+		err_set("pipe: %s", strerror(errno));
+		return -1;
+	}
+	fcntl(p[0], F_SETFD, FD_CLOEXEC);
+	fcntl(p[1], F_SETFD, FD_CLOEXEC);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* a grandchild, so that it is nobody's zombie once done */
+		pid_t g = fork();
+		if (g != 0)
+			_exit(g < 0 ? 1 : 0);
+		close(p[0]);
+		int null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			if (null > STDERR_FILENO)
+				close(null);
+		}
+		close_inherited_fds();
+		if ((ctx->stdin_spooled &&
+		     (lseek(ctx->stdin_spool, 0, SEEK_SET) < 0 ||
+		      copy_fd(ctx->stdin_spool, p[1], ctx->stdin_spooled) < 0)) ||
+		    write_all(p[1], ctx->stdin_held.data, ctx->stdin_held.len) < 0)
+			_exit(1);
+		char chunk[65536];
+		ssize_t n;
+		while ((n = read(STDIN_FILENO, chunk, sizeof(chunk))) != 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 || write_all(p[1], chunk, n) < 0)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	int e = errno, wstatus = 0;
+	if (pid > 0)
+		while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+			;
+	if (pid < 0 || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+		err_set("fork: %s", strerror(pid < 0 ? e : EAGAIN));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	close(p[1]);
+	int rc = dup2(p[0], STDIN_FILENO);
+	e = errno;
+	close(p[0]);
+	if (rc < 0) {
+		err_set("dup2: %s", strerror(e));
+		return -1;
+	}
+	return 0;
+}
+
 /* replace this process with COMMAND, uncached, with --stdin's bytes as its
  * input; the store goes first, so that neither its connection nor its lock
  * file goes with COMMAND */
@@ -65,7 +140,12 @@ static int exec_uncached(struct run_ctx *ctx)
 {
 	store_close(ctx->store);
 	ctx->store = NULL;
-	if (ctx->stdin_spool >= 0 &&
+	if (ctx->stdin_partial && give_back_stdin(ctx) < 0) {
+		log_error("--stdin: cannot hand what was read of standard input to COMMAND: %s",
+			  err_msg());
+		return 125;
+	}
+	if (!ctx->stdin_partial && ctx->stdin_spool >= 0 &&
 	    (lseek(ctx->stdin_spool, 0, SEEK_SET) < 0 || dup2(ctx->stdin_spool, STDIN_FILENO) < 0)) {
 		log_error("--stdin: cannot replay standard input: %s", strerror(errno));
 		return 125;
@@ -533,16 +613,50 @@ static int decide(struct run_ctx *ctx)
 	}
 }
 
-/* --stdin: keep standard input in a spool and put its digest in the key */
-static int read_stdin(struct run_ctx *ctx, unsigned char digest[32])
+/* key_digest_read's keep for --stdin: into the spool while it takes it;
+ * the piece it cannot take is held in memory, and reading stops there */
+static int keep_stdin(void *arg, const char *p, size_t n)
 {
-	ctx->stdin_spool = open_spool();
-	if (ctx->stdin_spool < 0)
-		return -1;
-	return key_digest_copy(STDIN_FILENO, ctx->stdin_spool, digest);
+	struct run_ctx *ctx = arg;
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t w = write(ctx->stdin_spool, p + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			err_set("--stdin: cannot keep standard input in a spool file: %s (set TMPDIR)",
+				strerror(w < 0 ? errno : EIO));
+			ctx->stdin_spooled += done;
+			ctx->stdin_partial = true;
+			buf_append(&ctx->stdin_held, p + done, n - done);
+			return -1;
+		}
+		done += w;
+	}
+	ctx->stdin_spooled += done;
+	return 0;
 }
 
-/* the user key: --key, or derived from COMMAND and the scopes; 0 or -1 */
+/* --stdin: keep standard input in a spool and put its digest in the key;
+ * 0, -1 when it cannot be read, or 1 when it cannot be kept (COMMAND then
+ * runs uncached, and gets it all the same); err_set() says why */
+static int read_stdin(struct run_ctx *ctx, unsigned char digest[32])
+{
+	struct stat st;
+
+	ctx->stdin_start = -1;
+	if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode))
+		ctx->stdin_start = lseek(STDIN_FILENO, 0, SEEK_CUR);
+	ctx->stdin_spool = open_spool();
+	if (ctx->stdin_spool < 0)
+		return 1; /* nothing read: COMMAND gets standard input untouched */
+	int rc = key_digest_read(STDIN_FILENO, keep_stdin, ctx, digest);
+	return rc < 0 && ctx->stdin_partial ? 1 : rc;
+}
+
+/* the user key: --key, or derived from COMMAND and the scopes; 0, -1, or
+ * 1 when COMMAND must run uncached (see read_stdin) */
 static int make_key(struct run_ctx *ctx)
 {
 	const struct options *o = ctx->o;
@@ -560,8 +674,9 @@ static int make_key(struct run_ctx *ctx)
 		return 0;
 	}
 	if (o->use_stdin) {
-		if (read_stdin(ctx, digest) < 0)
-			return -1;
+		int rc = read_stdin(ctx, digest);
+		if (rc != 0)
+			return rc;
 		scope.stdin_digest = digest;
 	}
 	return key_derive(&ctx->key, o->command, &scope);
@@ -574,8 +689,14 @@ int run_command(const struct options *o)
 				   .password = o->password};
 	bool refused;
 	int status = 125;
+	int rc = make_key(&ctx);
 
-	if (make_key(&ctx) < 0 || random_hex(ctx.token, TOKEN_LEN / 2) < 0) {
+	if (rc > 0) {
+		log_warn("%s; running COMMAND uncached", err_msg());
+		status = exec_uncached(&ctx);
+		goto out;
+	}
+	if (rc < 0 || random_hex(ctx.token, TOKEN_LEN / 2) < 0) {
 		log_error("%s", err_msg());
 		goto out;
 	}
@@ -594,5 +715,6 @@ out:
 		close(ctx.stdin_spool);
 	buf_free(&ctx.key);
 	buf_free(&ctx.printable);
+	buf_free(&ctx.stdin_held);
 	return status;
 }

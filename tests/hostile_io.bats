@@ -538,3 +538,27 @@ sig_bit() {
 		assert_status 2 "again$n"
 	done
 }
+
+@test "--stdin when TMPDIR is missing or full: COMMAND runs uncached with one warning and gets every byte of its input" {
+	head -c 1000000 /dev/urandom >in
+	want=$(md5sum <in)
+
+	status=0
+	cat in | TMPDIR=$SCRATCH/missing cf --stdin -t 1m -- md5sum >missing.out 2>missing.err || status=$?
+	assert_status 0 missing
+	assert_eq "$(cat missing.out)" "$want" "COMMAND's input with TMPDIR missing"
+	assert_one_line missing.err "cachefence: warning: "
+
+	mount_small_tmpfs "$SCRATCH/tmp" 64k
+	status=0
+	cat in | TMPDIR=$SCRATCH/tmp cf --stdin -t 1m -- md5sum >piped.out 2>piped.err || status=$?
+	assert_status 0 piped
+	assert_eq "$(cat piped.out)" "$want" "COMMAND's input from a pipe with TMPDIR full"
+	assert_one_line piped.err "cachefence: warning: "
+	grep -q 'No space left on device' piped.err
+	status=0
+	TMPDIR=$SCRATCH/tmp cf --stdin -t 1m -- md5sum <in >file.out 2>file.err || status=$?
+	assert_status 0 file
+	assert_eq "$(cat file.out)" "$want" "COMMAND's input from a file with TMPDIR full"
+	assert_one_line file.err "cachefence: warning: "
+}
