@@ -1,6 +1,7 @@
 /* child: fork/exec, the tee, time limits and signal passing. Signals arrive
  * through a self-pipe so the main loop sees them between reads, never inside
- * one. */
+ * one. The loop never writes to the caller: the feed's thread does, so a
+ * caller that stops reading delays no tick, deadline or signal. */
 #include "child.h"
 
 #include <errno.h>
@@ -12,12 +13,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "feed.h"
 #include "util.h"
 
 /* after --timeout's SIGTERM, how long COMMAND has before SIGKILL */
 #define KILL_GRACE_MS 2000
+/* after the SIGKILL, how long a process that left COMMAND's group (setsid)
+ * may keep its output pipes open before the leader stops reading them */
+#define ESCAPED_GRACE_MS 1000
 
 static int signal_pipe[2] = {-1, -1};
+/* the signals the caller handed us ignored (see child_signals_init) */
+static sigset_t ignored_at_start;
 
 static void on_signal(int sig)
 {
@@ -36,6 +43,29 @@ struct saved_signals {
 	struct sigaction old_pipe;
 };
 
+void child_signals_init(void)
+{
+	struct sigaction sa;
+
+	sigemptyset(&ignored_at_start);
+	for (size_t i = 0; i < NPASSED; i++)
+		if (sigaction(passed_signals[i], NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+			sigaddset(&ignored_at_start, passed_signals[i]);
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+		sigaddset(&ignored_at_start, SIGPIPE);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* what sig was when we started: ignored, or (for all we touch) the default */
+static void restore_start_disposition(int sig)
+{
+	struct sigaction sa = {0};
+
+	sa.sa_handler = sigismember(&ignored_at_start, sig) == 1 ? SIG_IGN : SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	sigaction(sig, &sa, NULL);
+}
+
 static void set_cloexec(int fd)
 {
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -46,7 +76,7 @@ static int install_handlers(struct saved_signals *saved)
 	struct sigaction sa = {0};
 
 	if (pipe(signal_pipe) < 0) {
-		err_set("pipe: %s", strerror(errno));
+		err_set("cannot make a pipe for signals: %s", strerror(errno));
 		return -1;
 	}
 	for (int i = 0; i < 2; i++) {
@@ -56,8 +86,15 @@ static int install_handlers(struct saved_signals *saved)
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
-	for (size_t i = 0; i < NPASSED; i++)
-		sigaction(passed_signals[i], &sa, &saved->old[i]);
+	for (size_t i = 0; i < NPASSED; i++) {
+		int sig = passed_signals[i];
+		/* what the caller ignores (nohup's SIGHUP) is no interruption;
+		 * SIGCHLD is ours to see whatever the caller did with it */
+		if (sig != SIGCHLD && sigismember(&ignored_at_start, sig) == 1)
+			sigaction(sig, NULL, &saved->old[i]);
+		else
+			sigaction(sig, &sa, &saved->old[i]);
+	}
 	/* a caller that stops reading (| head) must not kill the leader: the
 	 * result is still spooled and stored for everyone else */
 	sa.sa_handler = SIG_IGN;
@@ -81,21 +118,19 @@ struct exec_plan {
 	int in_fd, out_fd, err_fd; /* -1: keep ours */
 	bool own_group;            /* its own process group, so --timeout reaches grandchildren */
 	int err_pipe;              /* close-on-exec: carries errno if exec fails */
-	const sigset_t *mask;
+	const sigset_t *mask;      /* the caller's signal mask, for COMMAND */
 };
 
 /* In the child, between fork and exec: async-signal-safe calls only. On
  * failure the errno goes up the close-on-exec pipe for the parent to report. */
 static void exec_child(const struct exec_plan *p)
 {
-	struct sigaction dfl = {0};
 	int e;
 
-	dfl.sa_handler = SIG_DFL;
-	sigemptyset(&dfl.sa_mask);
+	/* COMMAND gets the dispositions the caller gave us, ignored ones too */
 	for (size_t i = 0; i < NPASSED; i++)
-		sigaction(passed_signals[i], &dfl, NULL);
-	sigaction(SIGPIPE, &dfl, NULL);
+		restore_start_disposition(passed_signals[i]);
+	restore_start_disposition(SIGPIPE);
 	sigprocmask(SIG_SETMASK, p->mask, NULL);
 	if (p->own_group && setpgid(0, 0) < 0)
 		goto fail;
@@ -122,10 +157,12 @@ static int exec_failure_status(const char *cmd, int e)
 
 int child_exec(char *const *argv)
 {
-	/* an ignored signal stays ignored across exec: give COMMAND the default */
-	signal(SIGPIPE, SIG_DFL);
+	/* SIGPIPE is the one signal we changed: COMMAND gets it as we did */
+	restore_start_disposition(SIGPIPE);
 	execvp(argv[0], argv);
-	return exec_failure_status(argv[0], errno);
+	int e = errno;
+	signal(SIGPIPE, SIG_IGN);
+	return exec_failure_status(argv[0], e);
 }
 
 static int status_of(int wstatus)
@@ -137,14 +174,14 @@ static int status_of(int wstatus)
 	return 125;
 }
 
-/* one of COMMAND's output streams: read from a pipe, teed to the caller and
- * to a spool */
+/* one of COMMAND's output streams: read from a pipe, spooled, and fed to
+ * the caller */
 struct stream {
-	int pipe_fd;   /* read end; -1 at EOF */
-	int live_fd;   /* the caller's fd, -1 for none */
-	int spool_fd;  /* -1 for none */
-	uint64_t *len; /* the byte count in the result */
-	bool *live_failed;
+	int pipe_fd;      /* read end; -1 at EOF */
+	int caller_fd;    /* the caller's stream it feeds */
+	int spool_fd;     /* -1 for none */
+	uint64_t *len;    /* the byte count in the result */
+	uint64_t spooled; /* bytes in spool_fd */
 };
 
 /* the state of the tee loop */
@@ -154,20 +191,34 @@ struct tee {
 	pid_t pid;
 	struct stream streams[2];
 	int nstreams;
-	bool reaped;
-	int wstatus;
-	int64_t term_at, kill_at; /* --timeout deadlines; 0: none */
+	bool exited;   /* COMMAND ended; left unreaped (a zombie) until the loop
+			* ends, so its pid, the id of its process group, cannot be
+			* taken by another process while we may still signal it */
+	bool gave_up;  /* the result can no longer be stored */
+	bool holding;  /* output kept from the feed (spec->hold) */
+	int64_t term_at, kill_at, escaped_at; /* --timeout deadlines; 0: none */
 };
 
-/* send sig to COMMAND, and to its process group when it has one */
+/* send sig to COMMAND, and to its process group when it has one: a group
+ * lives on after COMMAND exits while a grandchild (sleep 30 &) is in it */
 static void signal_child(struct tee *t, int sig)
 {
-	if (t->reaped)
-		return;
 	if (t->spec->timeout_ms > 0)
 		kill(-t->pid, sig);
-	else
+	else if (!t->exited)
 		kill(t->pid, sig);
+}
+
+/* note whether COMMAND ended, without reaping it */
+static void check_exited(struct tee *t)
+{
+	siginfo_t si;
+
+	if (t->exited)
+		return;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PID, t->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == t->pid)
+		t->exited = true;
 }
 
 static void handle_signals(struct tee *t)
@@ -184,22 +235,52 @@ static void handle_signals(struct tee *t)
 			signal_child(t, sigs[i]);
 		}
 	}
-	if (!t->reaped && waitpid(t->pid, &t->wstatus, WNOHANG) == t->pid)
-		t->reaped = true;
 }
 
-static void spool_chunk(struct tee *t, struct stream *s, const char *chunk, size_t n)
+/* spool what fits; returns how many of the n bytes the spool now holds */
+static size_t spool_chunk(struct tee *t, struct stream *s, const char *chunk, size_t n)
 {
 	struct child_result *res = t->res;
+	size_t done = 0;
 
 	if (s->spool_fd < 0 || res->spool_failed || res->too_large)
-		return;
+		return 0;
 	if (t->spec->max_spool && res->out_len + res->err_len > t->spec->max_spool) {
 		res->too_large = true;
-		return;
+		return 0;
 	}
-	if (write_all(s->spool_fd, chunk, n) < 0)
-		res->spool_failed = true;
+	while (done < n) {
+		ssize_t w = write(s->spool_fd, chunk + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			res->spool_failed = true;
+			res->spool_errno = w < 0 ? errno : EIO;
+			break;
+		}
+		done += w;
+	}
+	s->spooled += done;
+	return done;
+}
+
+/* The result can no longer be stored: say so once (the lock goes back at
+ * once: nobody should wait for what will not come), stop the ticks, and
+ * if the output was held back, let the caller have it after all. */
+static void give_up(struct tee *t)
+{
+	const struct child_spec *spec = t->spec;
+
+	t->gave_up = true;
+	if (spec->give_up)
+		spec->give_up(spec->ctx, t->res->too_large);
+	if (!t->holding)
+		return;
+	t->holding = false;
+	for (int i = 0; i < t->nstreams; i++) {
+		struct stream *s = &t->streams[i];
+		feed_spooled(spec->feed, s->caller_fd, s->spool_fd, 0, s->spooled);
+	}
 }
 
 static void handle_output(struct tee *t, struct stream *s)
@@ -215,9 +296,17 @@ static void handle_output(struct tee *t, struct stream *s)
 		return;
 	}
 	*s->len += n;
-	if (s->live_fd >= 0 && !*s->live_failed && write_all(s->live_fd, chunk, n) < 0)
-		*s->live_failed = true;
-	spool_chunk(t, s, chunk, n);
+	size_t k = spool_chunk(t, s, chunk, n);
+	bool was_holding = t->holding;
+	if (!t->gave_up && (t->res->too_large || t->res->spool_failed))
+		give_up(t);
+	if (!t->spec->feed || t->holding)
+		return;
+	/* what a spool holds is read back from it; a give_up that just ended
+	 * the hold has queued this chunk's spooled part already */
+	if (!was_holding && k)
+		feed_spooled(t->spec->feed, s->caller_fd, s->spool_fd, s->spooled - k, k);
+	feed_copy(t->spec->feed, s->caller_fd, chunk + k, n - k);
 }
 
 static bool streams_open(const struct tee *t)
@@ -228,13 +317,27 @@ static bool streams_open(const struct tee *t)
 	return false;
 }
 
+static void close_streams(struct tee *t)
+{
+	for (int i = 0; i < t->nstreams; i++) {
+		if (t->streams[i].pipe_fd >= 0)
+			close(t->streams[i].pipe_fd);
+		t->streams[i].pipe_fd = -1;
+	}
+}
+
+static bool ticking(const struct tee *t)
+{
+	return t->spec->tick_ms > 0 && !t->gave_up;
+}
+
 /* the poll timeout until the next tick or deadline; -1 for none */
 static int next_timeout(const struct tee *t, int64_t next_tick)
 {
 	int64_t now = monotonic_ms(), soonest = -1;
-	int64_t candidates[3] = {t->spec->tick_ms > 0 ? next_tick : 0, t->term_at, t->kill_at};
+	int64_t candidates[4] = {ticking(t) ? next_tick : 0, t->term_at, t->kill_at, t->escaped_at};
 
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		if (candidates[i] && (soonest < 0 || candidates[i] < soonest))
 			soonest = candidates[i];
 	if (soonest < 0)
@@ -255,6 +358,12 @@ static void check_deadlines(struct tee *t)
 	if (t->kill_at && now >= t->kill_at) {
 		signal_child(t, SIGKILL);
 		t->kill_at = 0;
+		t->escaped_at = now + ESCAPED_GRACE_MS;
+	}
+	if (t->escaped_at && now >= t->escaped_at) {
+		/* whoever still holds the pipes left the group: stop listening */
+		close_streams(t);
+		t->escaped_at = 0;
 	}
 }
 
@@ -265,11 +374,17 @@ static void tee_loop(struct tee *t)
 
 	if (spec->timeout_ms > 0)
 		t->term_at = monotonic_ms() + spec->timeout_ms;
-	while (streams_open(t) || !t->reaped) {
-		struct pollfd pfd[3] = {{.fd = signal_pipe[0], .events = POLLIN}};
+	while (streams_open(t) || !t->exited) {
+		/* a feed that is full takes no more: leave COMMAND's output in
+		 * its pipe (it blocks, as it would writing to the caller), and
+		 * listen for room instead */
+		bool full = spec->feed && !t->holding && streams_open(t) && feed_full(spec->feed);
+		struct pollfd pfd[4] = {{.fd = signal_pipe[0], .events = POLLIN}};
 		for (int i = 0; i < t->nstreams; i++)
-			pfd[i + 1] = (struct pollfd){.fd = t->streams[i].pipe_fd, .events = POLLIN};
-		int n = poll(pfd, t->nstreams + 1, next_timeout(t, next_tick));
+			pfd[i + 1] = (struct pollfd){.fd = full ? -1 : t->streams[i].pipe_fd,
+						     .events = POLLIN};
+		pfd[3] = (struct pollfd){.fd = full ? feed_wake_fd(spec->feed) : -1, .events = POLLIN};
+		int n = poll(pfd, 4, next_timeout(t, next_tick));
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n > 0 && pfd[0].revents)
@@ -277,18 +392,18 @@ static void tee_loop(struct tee *t)
 		for (int i = 0; n > 0 && i < t->nstreams; i++)
 			if (t->streams[i].pipe_fd >= 0 && pfd[i + 1].revents)
 				handle_output(t, &t->streams[i]);
-		if (spec->tick_ms > 0 && monotonic_ms() >= next_tick) {
-			spec->tick(spec->tick_ctx);
+		if (n > 0 && pfd[3].revents)
+			feed_drain_wake(spec->feed);
+		if (ticking(t) && monotonic_ms() >= next_tick) {
+			spec->tick(spec->ctx);
 			next_tick = monotonic_ms() + spec->tick_ms;
 		}
 		check_deadlines(t);
-		/* SIGCHLD may have come before the handler saw the pid: look anyway */
-		if (!t->reaped && !streams_open(t) &&
-		    waitpid(t->pid, &t->wstatus, WNOHANG) == t->pid)
-			t->reaped = true;
+		/* SIGCHLD may have come before the handler saw the pid, or be
+		 * blocked by the caller: look anyway */
+		check_exited(t);
 	}
-	if (!t->reaped && waitpid(t->pid, &t->wstatus, 0) == t->pid)
-		t->reaped = true;
+	close_streams(t);
 }
 
 /* read the exec errno the child sent, if any; 0 when exec succeeded */
@@ -306,33 +421,45 @@ static void close_pair(int p[2])
 		close(p[0]);
 	if (p[1] >= 0)
 		close(p[1]);
+	p[0] = p[1] = -1;
 }
 
-/* make the pipes: COMMAND's stdout, stderr (when captured), exec errors */
+/* make the pipes: COMMAND's stdout, stderr (when captured), exec errors;
+ * every end close-on-exec (dup2 gives COMMAND its own copies) */
 static int make_pipes(const struct child_spec *spec, int out[2], int err[2], int exe[2])
 {
 	out[0] = out[1] = err[0] = err[1] = exe[0] = exe[1] = -1;
 	if (pipe(out) < 0 || (spec->capture_err && pipe(err) < 0) || pipe(exe) < 0) {
-		err_set("pipe: %s", strerror(errno));
+		err_set("cannot make a pipe for COMMAND: %s", strerror(errno));
 		close_pair(out);
 		close_pair(err);
 		close_pair(exe);
 		return -1;
 	}
-	set_cloexec(out[0]);
-	if (err[0] >= 0)
-		set_cloexec(err[0]);
-	set_cloexec(exe[0]);
-	set_cloexec(exe[1]);
+	int *ends[] = {out, err, exe};
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 2; j++)
+			if (ends[i][j] >= 0)
+				set_cloexec(ends[i][j]);
 	return 0;
+}
+
+/* reap COMMAND and return its wait status */
+static int reap(pid_t pid)
+{
+	int wstatus = 0;
+
+	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+		;
+	return wstatus;
 }
 
 int child_run(const struct child_spec *spec, struct child_result *res)
 {
 	struct saved_signals saved;
-	sigset_t all, old_mask;
+	sigset_t all, old_mask, run_mask;
 	int out[2], err[2], exe[2];
-	struct tee t = {.spec = spec, .res = res};
+	struct tee t = {.spec = spec, .res = res, .holding = spec->hold && spec->feed};
 
 	memset(res, 0, sizeof(*res));
 	if (make_pipes(spec, out, err, exe) < 0)
@@ -354,7 +481,10 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 	if (t.pid == 0)
 		exec_child(&plan);
 	int fork_errno = errno;
-	sigprocmask(SIG_SETMASK, &old_mask, NULL);
+	/* the caller's mask, but SIGCHLD, which the loop needs to see */
+	run_mask = old_mask;
+	sigdelset(&run_mask, SIGCHLD);
+	sigprocmask(SIG_SETMASK, &run_mask, NULL);
 	close(out[1]);
 	if (err[1] >= 0)
 		close(err[1]);
@@ -364,25 +494,29 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 		if (err[0] >= 0)
 			close(err[0]);
 		close(exe[0]);
+		sigprocmask(SIG_SETMASK, &old_mask, NULL);
 		restore_handlers(&saved);
-		err_set("fork: %s", strerror(fork_errno));
+		err_set("cannot fork to run COMMAND: %s", strerror(fork_errno));
 		return -1;
 	}
 	int e = exec_errno(exe[0]);
 	close(exe[0]);
-	t.streams[t.nstreams++] = (struct stream){out[0], spec->out_fd, spec->spool_fd,
-						  &res->out_len, &res->out_failed};
+	t.streams[t.nstreams++] = (struct stream){out[0], STDOUT_FILENO, spec->spool_fd,
+						  &res->out_len, 0};
 	if (err[0] >= 0)
-		t.streams[t.nstreams++] = (struct stream){err[0], spec->err_fd, spec->err_spool_fd,
-							  &res->err_len, &res->out_failed};
+		t.streams[t.nstreams++] = (struct stream){err[0], STDERR_FILENO, spec->err_spool_fd,
+							  &res->err_len, 0};
 	tee_loop(&t);
+	int wstatus = reap(t.pid);
 	res->compute_ms = monotonic_ms() - start;
+	res->held = t.holding;
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	restore_handlers(&saved);
 	if (e) {
 		res->exec_failed = true;
 		res->status = exec_failure_status(spec->argv[0], e);
 		return 0;
 	}
-	res->status = res->timed_out ? 124 : status_of(t.wstatus);
+	res->status = res->timed_out ? 124 : status_of(wstatus);
 	return 0;
 }

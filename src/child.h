@@ -1,29 +1,38 @@
 /* child: running COMMAND. Fork and exec with the exit statuses of env(1),
- * a tee of its stdout (and stderr, when it is cached) to the caller and to
- * spool files while it runs, signals passed on, a time limit, and a periodic
- * tick (the lease renewal) meanwhile. */
+ * a tee of its stdout (and stderr, when it is cached) to spool files and to
+ * the caller's feed while it runs, signals passed on, a time limit on its
+ * whole process group, and a periodic tick (the lease renewal) meanwhile. */
 #ifndef CACHEFENCE_CHILD_H
 #define CACHEFENCE_CHILD_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+struct feed;
+
 /* called every tick_ms while COMMAND runs */
 typedef void (*child_tick_fn)(void *ctx);
+/* called once when the result can no longer be stored (too_large: past
+ * max_spool; else a spool could not be written) */
+typedef void (*child_give_up_fn)(void *ctx, bool too_large);
 
 struct child_spec {
 	char *const *argv;  /* COMMAND and its arguments */
 	int in_fd;          /* COMMAND's stdin; -1 to inherit ours */
-	int out_fd;         /* where COMMAND's stdout streams live; -1 for nowhere */
+	struct feed *feed;  /* the caller's copy of the output; NULL for none */
+	bool hold;          /* keep the output from the feed while the result can still be
+			     * stored (the caller may get another entry instead); once it
+			     * cannot, feed what the spools hold and go on live */
 	int spool_fd;       /* a copy of stdout for the store; -1 for none */
-	bool capture_err;   /* also tee stderr (to err_fd and err_spool_fd) */
-	int err_fd;
+	bool capture_err;   /* also take stderr through a pipe (to the feed and err_spool_fd) */
 	int err_spool_fd;
 	uint64_t max_spool; /* spool at most this many bytes (stdout + stderr); 0: no limit */
-	int64_t timeout_ms; /* 0: none; else SIGTERM then, SIGKILL 2 s later */
+	int64_t timeout_ms; /* 0: none; else SIGTERM to COMMAND's process group then,
+			     * SIGKILL 2 s later */
 	int64_t tick_ms;    /* 0: no ticks */
-	child_tick_fn tick;
-	void *tick_ctx;
+	child_tick_fn tick; /* the lease renewal; no more ticks after give_up */
+	child_give_up_fn give_up; /* may be NULL */
+	void *ctx;          /* for tick and give_up */
 };
 
 struct child_result {
@@ -36,11 +45,18 @@ struct child_result {
 	uint64_t err_len;    /* bytes of stderr, when captured */
 	bool too_large;      /* past max_spool: the spool is incomplete */
 	bool spool_failed;   /* a spool could not be written: the result is incomplete */
-	bool out_failed;     /* the caller's stdout went away; COMMAND ran on and was spooled */
+	int spool_errno;     /* why, when spool_failed */
+	bool held;           /* hold was asked and kept: nothing went to the feed */
 };
 
+/* note the signals the caller ignores (nohup's SIGHUP) and then ignore
+ * SIGPIPE; once in main(), before anything else touches a signal. Signals
+ * ignored at start stay ignored, for cachefence and for COMMAND. */
+void child_signals_init(void);
+
 /* run COMMAND to its end as described; 0 with *res filled, or -1 with
- * err_set() when it could not even be forked */
+ * err_set() when it could not even be started (no pipe, no fork): then
+ * COMMAND did not run */
 int child_run(const struct child_spec *spec, struct child_result *res);
 
 /* replace this process with COMMAND (the uncached, fail-open path); returns

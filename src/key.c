@@ -105,13 +105,14 @@ int key_derive(struct buf *out, char *const *argv, const struct key_scope *scope
 	return 0;
 }
 
-int key_digest_copy(int in_fd, int out_fd, unsigned char digest[32])
+int key_digest_read(int in_fd, int (*keep)(void *ctx, const char *p, size_t n), void *ctx,
+		    unsigned char digest[32])
 {
-	struct sha256_ctx ctx;
+	struct sha256_ctx sha;
 	char chunk[65536];
 	ssize_t n;
 
-	sha256_init(&ctx);
+	sha256_init(&sha);
 	while ((n = read(in_fd, chunk, sizeof(chunk))) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
@@ -119,14 +120,11 @@ int key_digest_copy(int in_fd, int out_fd, unsigned char digest[32])
 			err_set("--stdin: cannot read standard input: %s", strerror(errno));
 			return -1;
 		}
-		sha256_update(&ctx, n, (const unsigned char *)chunk);
-		if (write_all(out_fd, chunk, n) < 0) {
-			err_set("--stdin: cannot keep standard input in a temporary file: %s",
-				strerror(errno));
+		sha256_update(&sha, n, (const unsigned char *)chunk);
+		if (keep(ctx, chunk, n) < 0)
 			return -1;
-		}
 	}
-	sha256_digest(&ctx, SHA256_DIGEST_SIZE, digest);
+	sha256_digest(&sha, SHA256_DIGEST_SIZE, digest);
 	return 0;
 }
 

@@ -32,9 +32,12 @@ struct key_scope {
  * -1 with err_set() when the working directory cannot be read. */
 int key_derive(struct buf *out, char *const *argv, const struct key_scope *scope);
 
-/* copy all of in_fd to out_fd, computing its SHA-256 into digest (32
- * bytes); 0, or -1 with err_set() */
-int key_digest_copy(int in_fd, int out_fd, unsigned char digest[32]);
+/* read all of in_fd, handing each piece to keep (which keeps it somewhere
+ * for later) and computing the SHA-256 of it all into digest (32 bytes);
+ * 0, -1 with err_set() when in_fd cannot be read, or keep's -1 when it
+ * could not keep a piece (then reading stops: the rest is still in in_fd) */
+int key_digest_read(int in_fd, int (*keep)(void *ctx, const char *p, size_t n), void *ctx,
+		    unsigned char digest[32]);
 
 /* lowercase hex SHA-256 of len bytes at p */
 void key_hash_hex(char out[KEY_HASH_HEX], const void *p, size_t len);

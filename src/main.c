@@ -1,11 +1,13 @@
 /* cachefence: run a command once for everyone who asks at the same time,
  * and cache its standard output. main() reads like the table of contents:
- * parse, dispatch, flush. */
-#include <signal.h>
+ * make the world sane, parse, dispatch, flush. */
+#include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include <config.h>
 
+#include "child.h"
 #include "options.h"
 #include "run.h"
 #include "subcmd.h"
@@ -42,10 +44,16 @@ int main(int argc, char **argv)
 {
 	struct options o;
 
-	/* A store that goes away mid-write must be an error we report, not a
-	 * signal that kills us before COMMAND's output reaches the caller.
-	 * Whatever we exec gets the default back (child.c). */
-	signal(SIGPIPE, SIG_IGN);
+	/* Make the world sane before anything is opened: a closed stdout must
+	 * not become the store's socket or a lock file. */
+	if (std_fds_init() < 0) {
+		log_error("%s", err_msg());
+		return 125;
+	}
+	/* Note what the caller ignores (nohup's SIGHUP), to keep it so for us
+	 * and for COMMAND; then ignore SIGPIPE: a store or a reader that goes
+	 * away mid-write is an error we handle, not a signal that kills us. */
+	child_signals_init();
 
 	options_init(&o);
 	if (options_parse(&o, argc, argv) < 0) {
@@ -55,11 +63,8 @@ int main(int argc, char **argv)
 	}
 	log_init(o.verbose, o.quiet);
 	int status = dispatch(&o);
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		log_error("cannot write to standard output");
-		if (status == 0)
-			status = 125;
-	}
+	if (fflush(stdout) != 0 || ferror(stdout))
+		out_lost(STDOUT_FILENO, errno);
 	options_free(&o);
-	return status;
+	return out_status(status);
 }

@@ -19,9 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "child.h"
+#include "feed.h"
 #include "key.h"
 #include "store.h"
 #include "util.h"
@@ -40,8 +43,13 @@ struct run_ctx {
 	char token[TOKEN_LEN + 1];
 	char awaited[TOKEN_LEN + 1];
 	int stdin_spool;      /* --stdin: standard input, kept for COMMAND; else -1 */
+	off_t stdin_start;    /* --stdin: where standard input stood, or -1 (a pipe) */
+	bool stdin_partial;   /* --stdin: the spool stopped short (see keep_stdin) */
+	uint64_t stdin_spooled; /* bytes in stdin_spool */
+	struct buf stdin_held;  /* bytes read after those, which no spool took */
 	bool lock_lost;       /* a renewal found the lock gone */
 	bool renew_failed;    /* a renewal could not reach the store */
+	bool released;        /* the lock went back before COMMAND ended */
 };
 
 /* how a leader runs COMMAND */
@@ -56,10 +64,88 @@ static const char *key_for_log(struct run_ctx *ctx)
 	return key_printable(&ctx->printable, ctx->key.data, ctx->key.len);
 }
 
-/* replace this process with COMMAND, uncached, with --stdin's bytes as its input */
+static void close_inherited_fds(void);
+
+/* --stdin could not be kept whole: what was read (the spool's first bytes,
+ * then stdin_held) and what was not (still in fd 0) reach COMMAND in order,
+ * through a pipe that a detached process fills; a seekable stdin is simply
+ * rewound. 0, or -1 with err_set(). */
+static int give_back_stdin(struct run_ctx *ctx)
+{
+	int p[2];
+
+	if (ctx->stdin_start >= 0 && lseek(STDIN_FILENO, ctx->stdin_start, SEEK_SET) >= 0)
+		return 0;
+	if (pipe(p) < 0) {
+		err_set("pipe: %s", strerror(errno));
+		return -1;
+	}
+	fcntl(p[0], F_SETFD, FD_CLOEXEC);
+	fcntl(p[1], F_SETFD, FD_CLOEXEC);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* a grandchild, so that it is nobody's zombie once done */
+		pid_t g = fork();
+		if (g != 0)
+			_exit(g < 0 ? 1 : 0);
+		close(p[0]);
+		int null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			if (null > STDERR_FILENO)
+				close(null);
+		}
+		close_inherited_fds();
+		if ((ctx->stdin_spooled &&
+		     (lseek(ctx->stdin_spool, 0, SEEK_SET) < 0 ||
+		      copy_fd(ctx->stdin_spool, p[1], ctx->stdin_spooled) < 0)) ||
+		    write_all(p[1], ctx->stdin_held.data, ctx->stdin_held.len) < 0)
+			_exit(1);
+		char chunk[65536];
+		ssize_t n;
+		while ((n = read(STDIN_FILENO, chunk, sizeof(chunk))) != 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 || write_all(p[1], chunk, n) < 0)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	int e = errno, wstatus = 0;
+	if (pid > 0)
+		while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+			;
+	if (pid < 0 || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+		err_set("fork: %s", strerror(pid < 0 ? e : EAGAIN));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	close(p[1]);
+	int rc = dup2(p[0], STDIN_FILENO);
+	e = errno;
+	close(p[0]);
+	if (rc < 0) {
+		err_set("dup2: %s", strerror(e));
+		return -1;
+	}
+	return 0;
+}
+
+/* replace this process with COMMAND, uncached, with --stdin's bytes as its
+ * input; the store goes first, so that neither its connection nor its lock
+ * file goes with COMMAND */
 static int exec_uncached(struct run_ctx *ctx)
 {
-	if (ctx->stdin_spool >= 0 &&
+	store_close(ctx->store);
+	ctx->store = NULL;
+	if (ctx->stdin_partial && give_back_stdin(ctx) < 0) {
+		log_error("--stdin: cannot hand what was read of standard input to COMMAND: %s",
+			  err_msg());
+		return 125;
+	}
+	if (!ctx->stdin_partial && ctx->stdin_spool >= 0 &&
 	    (lseek(ctx->stdin_spool, 0, SEEK_SET) < 0 || dup2(ctx->stdin_spool, STDIN_FILENO) < 0)) {
 		log_error("--stdin: cannot replay standard input: %s", strerror(errno));
 		return 125;
@@ -79,8 +165,6 @@ static int fail_open(struct run_ctx *ctx, const char *why)
 	log_warn("%s; running COMMAND uncached", why);
 	if (ctx->store)
 		ctx->store->ops->count(ctx->store, STAT_FAIL_OPEN);
-	store_close(ctx->store);
-	ctx->store = NULL;
 	return exec_uncached(ctx);
 }
 
@@ -144,6 +228,25 @@ static int open_spool(void)
 static void release(struct run_ctx *ctx, enum abandon_reason why)
 {
 	ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token, why);
+}
+
+/* release(), unless the lock went back already */
+static void release_once(struct run_ctx *ctx, enum abandon_reason why)
+{
+	if (!ctx->released)
+		release(ctx, why);
+	ctx->released = true;
+}
+
+/* child.c's give_up: the result cannot be stored (too large, a spool that
+ * cannot be written), so nobody should wait for it: the lock goes back
+ * now, while COMMAND still runs for its own caller */
+static void give_up_lock(void *arg, bool too_large)
+{
+	struct run_ctx *ctx = arg;
+
+	log_verbose("key=%s: the result cannot be stored; lock released", key_for_log(ctx));
+	release_once(ctx, too_large ? ABANDON_TOO_LARGE : ABANDON_INTERRUPTED);
 }
 
 /* the spools of one run: stdout, and stderr with --cache-stderr */
@@ -244,89 +347,119 @@ static int serve_stale_entry(struct run_ctx *ctx, const struct child_result *cr)
 	return meta.status;
 }
 
-/* write what a held-back run produced to the caller */
-static void replay_spools(struct spools *sp, const struct child_result *cr)
+/* queue what a held-back run produced for the caller */
+static void feed_spools(struct feed *feed, const struct spools *sp, const struct child_result *cr)
 {
-	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
-
-	if (spools_rewind(sp) < 0)
+	if (!feed)
 		return;
-	sink_copy(&sink, sink.out_fd, sp->out, cr->out_len);
+	feed_spooled(feed, STDOUT_FILENO, sp->out, 0, cr->out_len);
 	if (sp->err >= 0)
-		sink_copy(&sink, sink.err_fd, sp->err, cr->err_len);
+		feed_spooled(feed, STDERR_FILENO, sp->err, 0, cr->err_len);
 }
 
 static void prepare_spec(struct run_ctx *ctx, struct child_spec *spec, const struct spools *sp,
-			 enum lead_mode mode)
+			 struct feed *feed, enum lead_mode mode)
 {
 	const struct options *o = ctx->o;
-	bool live = mode == LEAD_LIVE;
 
 	*spec = (struct child_spec){
 		.argv = o->command,
 		.in_fd = -1,
-		.out_fd = live ? STDOUT_FILENO : -1,
+		.feed = feed,
+		.hold = mode == LEAD_FALLBACK,
 		.spool_fd = sp->out,
 		.capture_err = sp->err >= 0,
-		.err_fd = live ? STDERR_FILENO : -1,
 		.err_spool_fd = sp->err,
 		.max_spool = o->max_size,
 		.timeout_ms = o->timeout_ms,
 		.tick_ms = o->lease_ms / 3,
 		.tick = renew_lease,
-		.tick_ctx = ctx,
+		.give_up = give_up_lock,
+		.ctx = ctx,
 	};
 	if (ctx->stdin_spool >= 0 && lseek(ctx->stdin_spool, 0, SEEK_SET) == 0)
 		spec->in_fd = ctx->stdin_spool;
 }
 
-/* We hold the lock: run COMMAND, tee its output, keep the lease, store. */
+/* COMMAND could not start under the lock for a reason of this host (no
+ * spool file, no pipe, no fork, no thread): give the lock back and run it
+ * uncached in place, as fail-open does */
+static int run_uncached_instead(struct run_ctx *ctx, enum lead_mode mode)
+{
+	log_warn("%s; running COMMAND uncached", err_msg());
+	release_once(ctx, ABANDON_INTERRUPTED);
+	return mode == LEAD_BACKGROUND ? 0 : exec_uncached(ctx);
+}
+
+/* COMMAND ended: store its result, or serve the stale entry in its place;
+ * returns the exit status */
+static int settle(struct run_ctx *ctx, const struct child_result *cr, struct spools *sp,
+		  struct feed *feed)
+{
+	if (cr->signal_received) {
+		log_verbose("interrupted by signal %d: nothing stored, lock released",
+			    cr->signal_received);
+		release_once(ctx, ABANDON_INTERRUPTED);
+		return 128 + cr->signal_received;
+	}
+	if (cr->held && cr->status != 0) {
+		/* the old entry stays, for stale-if-error; the lock goes back
+		 * before it is served, so nobody waits on our caller's reading */
+		release_once(ctx, ABANDON_INTERRUPTED);
+		int status = serve_stale_entry(ctx, cr);
+		if (status >= 0)
+			return status;
+		/* it went away meanwhile: the caller gets this run as it was */
+		feed_spools(feed, sp, cr);
+		return cr->status;
+	}
+	if (cr->timed_out)
+		log_error("COMMAND timed out after --timeout %lldms; nothing stored",
+			  (long long)ctx->o->timeout_ms);
+	if (cr->too_large) {
+		log_warn("output of key=%s is larger than --max-size %llu bytes: not stored",
+			 key_for_log(ctx), (unsigned long long)ctx->o->max_size);
+		release_once(ctx, ABANDON_TOO_LARGE);
+	} else if (cr->spool_failed) {
+		log_warn("cannot write the spool file: %s; result not stored",
+			 strerror(cr->spool_errno));
+		release_once(ctx, ABANDON_INTERRUPTED);
+	} else {
+		store_result(ctx, cr, sp);
+	}
+	/* stored and the waiters woken: now the caller may read at its pace */
+	if (cr->held)
+		feed_spools(feed, sp, cr);
+	return cr->status;
+}
+
+/* We hold the lock: run COMMAND, tee its output, keep the lease, store. The
+ * caller is fed by a thread of its own (feed.c) from the spools, so its
+ * reading holds up neither the lease, --timeout, the store nor the
+ * waiters; once they are done, we stay until the caller has it all. */
 static int lead(struct run_ctx *ctx, enum lead_mode mode)
 {
 	struct child_result cr;
 	struct child_spec spec;
 	struct spools sp;
+	struct feed *feed = NULL;
 
 	log_verbose("%s key=%s: running COMMAND", mode == LEAD_BACKGROUND ? "refresh" : "lead",
 		    key_for_log(ctx));
-	if (spools_open(&sp, ctx->o->cache_stderr) < 0) {
-		log_warn("%s; running COMMAND uncached", err_msg());
-		release(ctx, ABANDON_INTERRUPTED);
-		return mode == LEAD_BACKGROUND ? 0 : exec_uncached(ctx);
-	}
-	prepare_spec(ctx, &spec, &sp, mode);
-	if (child_run(&spec, &cr) < 0) {
-		log_error("%s", err_msg());
-		release(ctx, ABANDON_INTERRUPTED);
+	if (spools_open(&sp, ctx->o->cache_stderr) < 0)
+		return run_uncached_instead(ctx, mode);
+	if (mode != LEAD_BACKGROUND && !(feed = feed_new())) {
 		spools_close(&sp);
-		return 125;
+		return run_uncached_instead(ctx, mode);
 	}
-	int status = cr.status;
-	if (cr.signal_received) {
-		log_verbose("interrupted by signal %d: nothing stored, lock released",
-			    cr.signal_received);
-		release(ctx, ABANDON_INTERRUPTED);
-		status = 128 + cr.signal_received;
-	} else if (mode == LEAD_FALLBACK && cr.status != 0 && (status = serve_stale_entry(ctx, &cr)) >= 0) {
-		release(ctx, ABANDON_INTERRUPTED); /* the old entry stays, for stale-if-error */
-	} else {
-		status = cr.status;
-		if (mode == LEAD_FALLBACK)
-			replay_spools(&sp, &cr);
-		if (cr.timed_out)
-			log_error("COMMAND timed out after --timeout %lldms; nothing stored",
-				  (long long)ctx->o->timeout_ms);
-		if (cr.too_large) {
-			log_warn("output of key=%s is larger than --max-size %llu bytes: not stored",
-				 key_for_log(ctx), (unsigned long long)ctx->o->max_size);
-			release(ctx, ABANDON_TOO_LARGE);
-		} else if (cr.spool_failed) {
-			log_warn("cannot write the spool file: %s; result not stored", strerror(errno));
-			release(ctx, ABANDON_INTERRUPTED);
-		} else {
-			store_result(ctx, &cr, &sp);
-		}
+	prepare_spec(ctx, &spec, &sp, feed, mode);
+	if (child_run(&spec, &cr) < 0) {
+		feed_finish(feed);
+		spools_close(&sp);
+		return run_uncached_instead(ctx, mode);
 	}
+	int status = settle(ctx, &cr, &sp, feed);
+	feed_finish(feed);
 	spools_close(&sp);
 	return status;
 }
@@ -497,16 +630,50 @@ static int decide(struct run_ctx *ctx)
 	}
 }
 
-/* --stdin: keep standard input in a spool and put its digest in the key */
-static int read_stdin(struct run_ctx *ctx, unsigned char digest[32])
+/* key_digest_read's keep for --stdin: into the spool while it takes it;
+ * the piece it cannot take is held in memory, and reading stops there */
+static int keep_stdin(void *arg, const char *p, size_t n)
 {
-	ctx->stdin_spool = open_spool();
-	if (ctx->stdin_spool < 0)
-		return -1;
-	return key_digest_copy(STDIN_FILENO, ctx->stdin_spool, digest);
+	struct run_ctx *ctx = arg;
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t w = write(ctx->stdin_spool, p + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			err_set("--stdin: cannot keep standard input in a spool file: %s (set TMPDIR)",
+				strerror(w < 0 ? errno : EIO));
+			ctx->stdin_spooled += done;
+			ctx->stdin_partial = true;
+			buf_append(&ctx->stdin_held, p + done, n - done);
+			return -1;
+		}
+		done += w;
+	}
+	ctx->stdin_spooled += done;
+	return 0;
 }
 
-/* the user key: --key, or derived from COMMAND and the scopes; 0 or -1 */
+/* --stdin: keep standard input in a spool and put its digest in the key;
+ * 0, -1 when it cannot be read, or 1 when it cannot be kept (COMMAND then
+ * runs uncached, and gets it all the same); err_set() says why */
+static int read_stdin(struct run_ctx *ctx, unsigned char digest[32])
+{
+	struct stat st;
+
+	ctx->stdin_start = -1;
+	if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode))
+		ctx->stdin_start = lseek(STDIN_FILENO, 0, SEEK_CUR);
+	ctx->stdin_spool = open_spool();
+	if (ctx->stdin_spool < 0)
+		return 1; /* nothing read: COMMAND gets standard input untouched */
+	int rc = key_digest_read(STDIN_FILENO, keep_stdin, ctx, digest);
+	return rc < 0 && ctx->stdin_partial ? 1 : rc;
+}
+
+/* the user key: --key, or derived from COMMAND and the scopes; 0, -1, or
+ * 1 when COMMAND must run uncached (see read_stdin) */
 static int make_key(struct run_ctx *ctx)
 {
 	const struct options *o = ctx->o;
@@ -524,8 +691,9 @@ static int make_key(struct run_ctx *ctx)
 		return 0;
 	}
 	if (o->use_stdin) {
-		if (read_stdin(ctx, digest) < 0)
-			return -1;
+		int rc = read_stdin(ctx, digest);
+		if (rc != 0)
+			return rc;
 		scope.stdin_digest = digest;
 	}
 	return key_derive(&ctx->key, o->command, &scope);
@@ -538,8 +706,14 @@ int run_command(const struct options *o)
 				   .password = o->password};
 	bool refused;
 	int status = 125;
+	int rc = make_key(&ctx);
 
-	if (make_key(&ctx) < 0 || random_hex(ctx.token, TOKEN_LEN / 2) < 0) {
+	if (rc > 0) {
+		log_warn("%s; running COMMAND uncached", err_msg());
+		status = exec_uncached(&ctx);
+		goto out;
+	}
+	if (rc < 0 || random_hex(ctx.token, TOKEN_LEN / 2) < 0) {
 		log_error("%s", err_msg());
 		goto out;
 	}
@@ -558,5 +732,6 @@ out:
 		close(ctx.stdin_spool);
 	buf_free(&ctx.key);
 	buf_free(&ctx.printable);
+	buf_free(&ctx.stdin_held);
 	return status;
 }

@@ -68,7 +68,7 @@ void sink_write(struct sink *sink, int fd, const void *p, size_t n)
 	if (fd < 0 || sink->write_failed || n == 0)
 		return;
 	sink->partial = true;
-	if (write_all(fd, p, n) < 0)
+	if (out_write(fd, p, n) < 0)
 		sink->write_failed = true;
 }
 

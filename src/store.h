@@ -21,7 +21,7 @@
 struct sink {
 	int out_fd;
 	int err_fd;
-	bool write_failed; /* set when the caller's output went away (EPIPE) */
+	bool write_failed; /* a write to the caller failed (EPIPE, ENOSPC, ...): no more are tried */
 	bool partial;      /* some bytes went out (sink_write): if the store fails after, they
 			    * cannot be taken back, and COMMAND must not run on top of them */
 };
@@ -200,9 +200,10 @@ struct store *store_open(const struct store_config *cfg, bool *refused);
 /* close a store from store_open(); accepts NULL */
 void store_close(struct store *s);
 
-/* write n stored bytes to fd unless an earlier write failed, and mark the
- * sink partial when any bytes were to go out; a vanished reader (EPIPE) is
- * recorded in the sink, not an error */
+/* write n stored bytes to fd through the output path (out_write) unless an
+ * earlier write failed, and mark the sink partial when any bytes were to go
+ * out; a failed write is recorded in the sink and by the output path (which
+ * sets the exit status), not returned */
 void sink_write(struct sink *sink, int fd, const void *p, size_t n);
 
 /* the counter an abandoned round adds one to, or -1 for none */

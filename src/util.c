@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,11 @@
 
 static char last_error[1024];
 static int verbose_on, quiet_on;
+/* the caller's stdout (1) and stderr (2): 0 while every byte went out, else
+ * the errno of the first failed write */
+static int out_errno[3];
+
+static int write_wait(int fd, const void *p, size_t n);
 
 void err_set(const char *fmt, ...)
 {
@@ -59,7 +66,7 @@ static void log_line(const char *prefix, const char *fmt, va_list ap)
 		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
 			line[i] = '?';
 	line[n++] = '\n';
-	(void)write_all(STDERR_FILENO, line, n);
+	(void)write_wait(STDERR_FILENO, line, n);
 }
 
 void log_error(const char *fmt, ...)
@@ -217,6 +224,107 @@ int write_all(int fd, const void *p, size_t n)
 		c += w;
 		n -= w;
 	}
+	return 0;
+}
+
+int std_fds_init(void)
+{
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		/* the wrong way round on purpose: it holds the number, and a read
+		 * of stdin or a write to stdout fails with EBADF as when closed */
+		int null = open("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY);
+		if (null < 0) {
+			err_set("descriptor %d is closed and /dev/null cannot be opened in its place: %s",
+				fd, strerror(errno));
+			return -1;
+		}
+		if (null != fd) {
+			int rc = dup2(null, fd);
+			close(null);
+			if (rc < 0) {
+				err_set("cannot put /dev/null on closed descriptor %d: %s", fd,
+					strerror(errno));
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* write_all, and on a non-blocking descriptor wait for room instead of
+ * failing with EAGAIN */
+static int write_wait(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -1;
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+				return -1;
+			continue;
+		}
+		c += w;
+		n -= w;
+	}
+	return 0;
+}
+
+void out_lost(int fd, int err)
+{
+	if (fd != STDOUT_FILENO && fd != STDERR_FILENO)
+		return;
+	if (out_errno[fd])
+		return;
+	out_errno[fd] = err ? err : EIO;
+	if (err == EPIPE)
+		return; /* the reader went away on purpose (| head): nothing to say */
+	const char *what = fd == STDOUT_FILENO ? "output" : "error";
+	if (err == EBADF)
+		log_error("cannot write to standard %s: it is closed (to discard it, send it to "
+			  "/dev/null)", what);
+	else
+		log_error("cannot write to standard %s: %s", what, strerror(err));
+}
+
+bool out_failed(int fd)
+{
+	return (fd == STDOUT_FILENO || fd == STDERR_FILENO) && out_errno[fd];
+}
+
+int out_write(int fd, const void *p, size_t n)
+{
+	bool std = fd == STDOUT_FILENO || fd == STDERR_FILENO;
+
+	if (std && out_errno[fd]) {
+		errno = out_errno[fd];
+		return -1;
+	}
+	if (write_wait(fd, p, n) == 0)
+		return 0;
+	int e = errno;
+	out_lost(fd, e);
+	errno = e;
+	return -1;
+}
+
+int out_status(int status)
+{
+	if (status != 0)
+		return status;
+	for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++)
+		if (out_errno[fd] && out_errno[fd] != EPIPE)
+			return 125;
+	for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++)
+		if (out_errno[fd] == EPIPE)
+			return 128 + SIGPIPE;
 	return 0;
 }
 

@@ -5,6 +5,7 @@
 #define CACHEFENCE_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -50,6 +51,33 @@ void buf_free(struct buf *b);
 
 /* write all n bytes, retrying on EINTR and short writes; 0 or -1 with errno */
 int write_all(int fd, const void *p, size_t n);
+
+/* The caller's standard descriptors. Before anything else is opened, a
+ * closed stdin, stdout or stderr is given /dev/null opened the other way
+ * round (stdin write-only, stdout and stderr read-only): no socket or lock
+ * file can take its number, and every read or write on it still fails with
+ * EBADF, for cachefence and for COMMAND, as on a closed descriptor. 0, or
+ * -1 with err_set() when /dev/null cannot be opened. */
+int std_fds_init(void);
+
+/* Write n bytes to the caller's stdout or stderr: the one path for every
+ * byte of output (hits, the leader's tee, get, replays). It retries EINTR
+ * and short writes, waits with poll(2) when the descriptor is non-blocking
+ * (EAGAIN: its flags are shared with other processes, so they are left
+ * alone), stays quiet when the reader went away (EPIPE), and prints one
+ * line for any other error. After a failure the stream takes no more bytes.
+ * 0, or -1 with errno. */
+int out_write(int fd, const void *p, size_t n);
+/* whether a write to the caller's fd failed (no more bytes go there) */
+bool out_failed(int fd);
+/* record that bytes meant for the caller's fd were lost before the write
+ * (a spool that cannot be read back): the same as a write error err */
+void out_lost(int fd, int err);
+/* the exit status once the output is done: status itself when every byte
+ * went out or status is already non-zero; else 141 (128+SIGPIPE, as a
+ * command killed by SIGPIPE) when the reader went away, and 125 after any
+ * other write error */
+int out_status(int status);
 /* read up to n bytes, retrying on EINTR and until EOF or n; bytes read or -1 */
 ssize_t read_full(int fd, void *p, size_t n);
 /* read len bytes from fd at its current offset, handing them to fn in
