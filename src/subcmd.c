@@ -1,6 +1,7 @@
 /* subcmd: operator subcommands, on any store through the store interface. */
 #include "subcmd.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,13 +41,13 @@ static int check_keys(const struct options *o, const char *cmd)
 	return 0;
 }
 
-/* write b to stdout; 0, or 125 after printing why */
+/* write b to stdout through the one output path (a non-blocking stdout is
+ * waited on, a reader gone away is quiet: main's out_status() gives the
+ * exit); 0, or 125 after any other write error */
 static int put(const struct buf *b)
 {
-	if (b->len && write_all(STDOUT_FILENO, b->data, b->len) < 0) {
-		log_error("cannot write to standard output");
+	if (b->len && out_write(STDOUT_FILENO, b->data, b->len) < 0 && errno != EPIPE)
 		return 125;
-	}
 	return 0;
 }
 
@@ -240,6 +241,8 @@ static int flush_list(struct list_ctx *c)
 		c->failed = true;
 		return 1;
 	}
+	if (out_failed(STDOUT_FILENO))
+		return 1; /* the reader went away: no use walking on */
 	c->out.len = 0;
 	return 0;
 }
