@@ -38,6 +38,13 @@ static void on_signal(int sig)
 static const int passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD};
 #define NPASSED (sizeof(passed_signals) / sizeof(passed_signals[0]))
 
+/* ignored for all of our life: a store or a reader that goes away mid-write
+ * (SIGPIPE), a spool or a store file past RLIMIT_FSIZE (SIGXFSZ) are errors
+ * we handle (EPIPE, EFBIG), not signals that may kill us before COMMAND's
+ * output reaches the caller */
+static const int changed_signals[] = {SIGPIPE, SIGXFSZ};
+#define NCHANGED (sizeof(changed_signals) / sizeof(changed_signals[0]))
+
 struct saved_signals {
 	struct sigaction old[NPASSED];
 	struct sigaction old_pipe;
@@ -51,10 +58,13 @@ void child_signals_init(void)
 	for (size_t i = 0; i < NPASSED; i++)
 		if (sigaction(passed_signals[i], NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
 			sigaddset(&ignored_at_start, passed_signals[i]);
-	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-		sigaddset(&ignored_at_start, SIGPIPE);
-	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < NCHANGED; i++) {
+		if (sigaction(changed_signals[i], NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+			sigaddset(&ignored_at_start, changed_signals[i]);
+		signal(changed_signals[i], SIG_IGN);
+	}
 }
+
 
 /* what sig was when we started: ignored, or (for all we touch) the default */
 static void restore_start_disposition(int sig)
@@ -64,6 +74,13 @@ static void restore_start_disposition(int sig)
 	sa.sa_handler = sigismember(&ignored_at_start, sig) == 1 ? SIG_IGN : SIG_DFL;
 	sigemptyset(&sa.sa_mask);
 	sigaction(sig, &sa, NULL);
+}
+
+/* give COMMAND the dispositions we changed for ourselves back as we got them */
+static void restore_changed_signals(void)
+{
+	for (size_t i = 0; i < NCHANGED; i++)
+		restore_start_disposition(changed_signals[i]);
 }
 
 static void set_cloexec(int fd)
@@ -130,7 +147,7 @@ static void exec_child(const struct exec_plan *p)
 	/* COMMAND gets the dispositions the caller gave us, ignored ones too */
 	for (size_t i = 0; i < NPASSED; i++)
 		restore_start_disposition(passed_signals[i]);
-	restore_start_disposition(SIGPIPE);
+	restore_changed_signals();
 	sigprocmask(SIG_SETMASK, p->mask, NULL);
 	if (p->own_group && setpgid(0, 0) < 0)
 		goto fail;
@@ -157,11 +174,12 @@ static int exec_failure_status(const char *cmd, int e)
 
 int child_exec(char *const *argv)
 {
-	/* SIGPIPE is the one signal we changed: COMMAND gets it as we did */
-	restore_start_disposition(SIGPIPE);
+	/* COMMAND gets what we changed for ourselves as we got it */
+	restore_changed_signals();
 	execvp(argv[0], argv);
 	int e = errno;
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);
 	return exec_failure_status(argv[0], e);
 }
 
@@ -182,6 +200,7 @@ struct stream {
 	int spool_fd;     /* -1 for none */
 	uint64_t *len;    /* the byte count in the result */
 	uint64_t spooled; /* bytes in spool_fd */
+	struct buf *tail; /* while holding: what the spool did not take */
 };
 
 /* the state of the tee loop */
@@ -265,8 +284,9 @@ static size_t spool_chunk(struct tee *t, struct stream *s, const char *chunk, si
 }
 
 /* The result can no longer be stored: say so once (the lock goes back at
- * once: nobody should wait for what will not come), stop the ticks, and
- * if the output was held back, let the caller have it after all. */
+ * once: nobody should wait for what will not come) and stop the ticks. A
+ * hold goes on in memory (handle_output), so that a failure can still be
+ * answered with the stale entry. */
 static void give_up(struct tee *t)
 {
 	const struct child_spec *spec = t->spec;
@@ -274,12 +294,29 @@ static void give_up(struct tee *t)
 	t->gave_up = true;
 	if (spec->give_up)
 		spec->give_up(spec->ctx, t->res->too_large);
-	if (!t->holding)
-		return;
+}
+
+/* the held output that no spool took, in all */
+static size_t held_in_memory(const struct tee *t)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < t->nstreams; i++)
+		n += t->streams[i].tail->len;
+	return n;
+}
+
+/* The held output can no longer be kept whole: let the caller have what
+ * came so far (each stream's spooled start, then its end in memory) and go
+ * on live; the stale entry is given up. */
+static void end_hold(struct tee *t)
+{
 	t->holding = false;
 	for (int i = 0; i < t->nstreams; i++) {
 		struct stream *s = &t->streams[i];
-		feed_spooled(spec->feed, s->caller_fd, s->spool_fd, 0, s->spooled);
+		feed_spooled(t->spec->feed, s->caller_fd, s->spool_fd, 0, s->spooled);
+		feed_copy(t->spec->feed, s->caller_fd, s->tail->data, s->tail->len);
+		buf_free(s->tail);
 	}
 }
 
@@ -297,15 +334,22 @@ static void handle_output(struct tee *t, struct stream *s)
 	}
 	*s->len += n;
 	size_t k = spool_chunk(t, s, chunk, n);
-	bool was_holding = t->holding;
 	if (!t->gave_up && (t->res->too_large || t->res->spool_failed))
 		give_up(t);
-	if (!t->spec->feed || t->holding)
+	if (!t->spec->feed)
 		return;
-	/* what a spool holds is read back from it; a give_up that just ended
-	 * the hold has queued this chunk's spooled part already */
-	if (!was_holding && k)
+	if (t->holding) {
+		if (k == (size_t)n)
+			return;
+		if (held_in_memory(t) + (n - k) <= HOLD_MEMORY_MAX) {
+			buf_append(s->tail, chunk + k, n - k);
+			return;
+		}
+		end_hold(t); /* feeds this chunk's spooled part too */
+	} else if (k) {
+		/* what a spool holds is read back from it */
 		feed_spooled(t->spec->feed, s->caller_fd, s->spool_fd, s->spooled - k, k);
+	}
 	feed_copy(t->spec->feed, s->caller_fd, chunk + k, n - k);
 }
 
@@ -454,6 +498,12 @@ static int reap(pid_t pid)
 	return wstatus;
 }
 
+void child_result_free(struct child_result *res)
+{
+	buf_free(&res->held_tail[0]);
+	buf_free(&res->held_tail[1]);
+}
+
 int child_run(const struct child_spec *spec, struct child_result *res)
 {
 	struct saved_signals saved;
@@ -502,10 +552,10 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 	int e = exec_errno(exe[0]);
 	close(exe[0]);
 	t.streams[t.nstreams++] = (struct stream){out[0], STDOUT_FILENO, spec->spool_fd,
-						  &res->out_len, 0};
+						  &res->out_len, 0, &res->held_tail[0]};
 	if (err[0] >= 0)
 		t.streams[t.nstreams++] = (struct stream){err[0], STDERR_FILENO, spec->err_spool_fd,
-							  &res->err_len, 0};
+							  &res->err_len, 0, &res->held_tail[1]};
 	tee_loop(&t);
 	int wstatus = reap(t.pid);
 	res->compute_ms = monotonic_ms() - start;

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "util.h"
+
 struct feed;
 
 /* called every tick_ms while COMMAND runs */
@@ -47,10 +49,21 @@ struct child_result {
 	bool spool_failed;   /* a spool could not be written: the result is incomplete */
 	int spool_errno;     /* why, when spool_failed */
 	bool held;           /* hold was asked and kept: nothing went to the feed */
+	struct buf held_tail[2]; /* held: the end of stdout and of stderr that no spool
+				  * took (full TMPDIR, past max_spool), in memory, at
+				  * most HOLD_MEMORY_MAX in all; child_result_free() */
 };
 
+/* how much held output that no spool takes is kept in memory before the
+ * hold ends and the caller gets the output live */
+#define HOLD_MEMORY_MAX (1024 * 1024)
+
+/* release what a child_result holds (held_tail); accepts a zeroed one */
+void child_result_free(struct child_result *res);
+
 /* note the signals the caller ignores (nohup's SIGHUP) and then ignore
- * SIGPIPE; once in main(), before anything else touches a signal. Signals
+ * SIGPIPE and SIGXFSZ (COMMAND gets them back as they were); once in
+ * main(), before anything else touches a signal. Signals
  * ignored at start stay ignored, for cachefence and for COMMAND. */
 void child_signals_init(void);
 

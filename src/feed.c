@@ -70,6 +70,10 @@ static void deliver(const struct piece *p, char *buf, size_t bufsize)
 	}
 }
 
+/* the writer thread's stack: its 64 KiB buffer and what out_write needs,
+ * with room for sanitizers */
+#define FEED_STACK (512 * 1024)
+
 static void *feed_main(void *arg)
 {
 	struct feed *f = arg;
@@ -121,7 +125,15 @@ struct feed *feed_new(void)
 	/* signals are the leader's business (its self-pipe): none for the thread */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	int rc = pthread_create(&f->thread, NULL, feed_main, f);
+	/* a small stack of its own: the default is RLIMIT_STACK (8 MiB) of
+	 * address space, which a low RLIMIT_AS cannot spare */
+	pthread_attr_t attr;
+	int rc = pthread_attr_init(&attr);
+	if (rc == 0) {
+		(void)pthread_attr_setstacksize(&attr, FEED_STACK);
+		rc = pthread_create(&f->thread, &attr, feed_main, f);
+		pthread_attr_destroy(&attr);
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		err_set("cannot start a thread to write the output: %s", strerror(rc));

@@ -347,14 +347,20 @@ static int serve_stale_entry(struct run_ctx *ctx, const struct child_result *cr)
 	return meta.status;
 }
 
-/* queue what a held-back run produced for the caller */
+/* queue what a held-back run produced for the caller: each stream's start
+ * from its spool, then the end no spool took, from memory */
 static void feed_spools(struct feed *feed, const struct spools *sp, const struct child_result *cr)
 {
+	const struct buf *out = &cr->held_tail[0], *err = &cr->held_tail[1];
+
 	if (!feed)
 		return;
-	feed_spooled(feed, STDOUT_FILENO, sp->out, 0, cr->out_len);
-	if (sp->err >= 0)
-		feed_spooled(feed, STDERR_FILENO, sp->err, 0, cr->err_len);
+	feed_spooled(feed, STDOUT_FILENO, sp->out, 0, cr->out_len - out->len);
+	feed_copy(feed, STDOUT_FILENO, out->data, out->len);
+	if (sp->err >= 0) {
+		feed_spooled(feed, STDERR_FILENO, sp->err, 0, cr->err_len - err->len);
+		feed_copy(feed, STDERR_FILENO, err->data, err->len);
+	}
 }
 
 static void prepare_spec(struct run_ctx *ctx, struct child_spec *spec, const struct spools *sp,
@@ -460,6 +466,7 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 	}
 	int status = settle(ctx, &cr, &sp, feed);
 	feed_finish(feed);
+	child_result_free(&cr);
 	spools_close(&sp);
 	return status;
 }

@@ -317,15 +317,11 @@ int out_write(int fd, const void *p, size_t n)
 
 int out_status(int status)
 {
-	if (status != 0)
+	/* stdout only: stderr carries diagnostics, and a stderr that fails
+	 * leaves nowhere to say why the status changed */
+	if (status != 0 || out_errno[STDOUT_FILENO] == 0)
 		return status;
-	for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++)
-		if (out_errno[fd] && out_errno[fd] != EPIPE)
-			return 125;
-	for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++)
-		if (out_errno[fd] == EPIPE)
-			return 128 + SIGPIPE;
-	return 0;
+	return out_errno[STDOUT_FILENO] == EPIPE ? 128 + SIGPIPE : 125;
 }
 
 ssize_t read_full(int fd, void *p, size_t n)

@@ -74,9 +74,9 @@ bool out_failed(int fd);
  * (a spool that cannot be read back): the same as a write error err */
 void out_lost(int fd, int err);
 /* the exit status once the output is done: status itself when every byte
- * went out or status is already non-zero; else 141 (128+SIGPIPE, as a
- * command killed by SIGPIPE) when the reader went away, and 125 after any
- * other write error */
+ * of stdout went out or status is already non-zero; else 141 (128+SIGPIPE,
+ * as a command killed by SIGPIPE) when stdout's reader went away, and 125
+ * after any other write error on stdout (stderr's never count) */
 int out_status(int status);
 /* read up to n bytes, retrying on EINTR and until EOF or n; bytes read or -1 */
 ssize_t read_full(int fd, void *p, size_t n);

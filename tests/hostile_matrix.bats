@@ -671,8 +671,10 @@ nobody_dir() {
 	lim=(--rlimit FSIZE=16384)
 	hl_piped miss "${lim[@]}" -- -t 1h -k fs-miss --cache-failures -- ./rl
 	judge_run "FSIZE, a miss" miss data 3 rl.err-expected
+	# nothing could be stored (the spool cannot grow past the limit): a
+	# miss again, COMMAND's own stderr and one warning
 	hl_piped again "${lim[@]}" -- -t 1h -k fs-miss --cache-failures -- ./rl
-	judge_run "FSIZE, the same key again" again data 3
+	judge_run "FSIZE, the same key again" again data 3 rl.err-expected
 	hl_piped cse "${lim[@]}" -- -t 1h -k fs-cse --cache-stderr --cache-failures -- ./rl
 	judge_run "FSIZE, a --cache-stderr miss" cse data 3 rl.err-expected
 	"$PY" "$LIB/hostile_launch.py" "${lim[@]}" -- "$CACHEFENCE_BIN" -t 1h --stdin -- cat <data 2>stdin.err | cat >stdin.out
