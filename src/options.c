@@ -77,7 +77,7 @@ static const struct opt_def opt_defs[] = {
 	{{"scope-cwd", no_argument, NULL, OPT_SCOPE_CWD}, GROUP_RUN},
 	{{"scope-env", required_argument, NULL, OPT_SCOPE_ENV}, GROUP_RUN},
 	{{"scope-file", required_argument, NULL, OPT_SCOPE_FILE}, GROUP_RUN},
-	{{"stdin", no_argument, NULL, OPT_STDIN}, GROUP_RUN},
+	{{"stdin", optional_argument, NULL, OPT_STDIN}, GROUP_RUN},
 	{{"tag", required_argument, NULL, OPT_TAG}, GROUP_RUN},
 	{{"fresh", no_argument, NULL, OPT_FRESH}, GROUP_GET},
 	{{"json", no_argument, NULL, OPT_JSON}, GROUP_JSON},
@@ -185,7 +185,8 @@ void options_usage(void)
 	      "      --scope-file PATH   put PATH's size and mtime into the derived key\n"
 	      "                          (repeatable)\n"
 	      "      --stdin             hash standard input into the key and feed it to\n"
-	      "                          COMMAND\n"
+	      "                          COMMAND (--stdin=ignore: COMMAND may read it, the\n"
+	      "                          key does not depend on it: no warning)\n"
 	      "      --tag NAME          file the entry under a tag (repeatable)\n"
 	      "      --fail-closed       exit 125 instead of running uncached when the\n"
 	      "                          store is unreachable\n"
@@ -353,6 +354,17 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		push_value(&o->scope_file, &o->nscope_file, arg);
 		return 0;
 	case OPT_STDIN:
+		/* --stdin=ignore: COMMAND may read stdin, and the key is meant
+		 * not to depend on it; no warning when it does */
+		if (arg && strcmp(arg, "ignore") == 0) {
+			o->stdin_ignored = true;
+			return 0;
+		}
+		if (arg) {
+			err_set("--stdin: \"%s\" is not a choice (--stdin hashes standard input into "
+				"the key; --stdin=ignore says it does not matter)", arg);
+			return -1;
+		}
 		o->use_stdin = true;
 		return 0;
 	case OPT_TAG:

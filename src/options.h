@@ -52,6 +52,7 @@ struct options {
 	const char **scope_file; /* --scope-file PATHs */
 	int nscope_file;
 	bool use_stdin;          /* --stdin: hash stdin into the key, feed it to COMMAND */
+	bool stdin_ignored;      /* --stdin=ignore: COMMAND may read stdin; the key ignores it */
 	const char **tags;       /* --tag NAMEs */
 	int ntags;
 	char **command;          /* COMMAND and its arguments, NULL-terminated (points into argv) */

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -439,6 +440,50 @@ static int settle(struct run_ctx *ctx, const struct child_result *cr, struct spo
 	return cr->status;
 }
 
+/* What standard input held before COMMAND ran, to tell afterwards whether
+ * COMMAND read it: the offset of a regular file, or the bytes waiting in a
+ * pipe or socket. A terminal, /dev/null or a closed stdin cannot mislead. */
+struct stdin_probe {
+	bool watched;
+	bool regular;
+	off_t offset;
+	int waiting;
+};
+
+static void stdin_probe_start(const struct run_ctx *ctx, struct stdin_probe *p)
+{
+	struct stat st;
+
+	*p = (struct stdin_probe){0};
+	if (ctx->o->use_stdin || ctx->o->stdin_ignored || fstat(STDIN_FILENO, &st) < 0)
+		return;
+	if (S_ISREG(st.st_mode)) {
+		p->offset = lseek(STDIN_FILENO, 0, SEEK_CUR);
+		p->watched = p->regular = p->offset >= 0 && p->offset < st.st_size;
+	} else if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+		p->watched = ioctl(STDIN_FILENO, FIONREAD, &p->waiting) == 0 && p->waiting > 0;
+	}
+}
+
+/* COMMAND consumed standard input that is not part of the key: a later
+ * call with other input would get this result. Say so once. */
+static void stdin_probe_check(const struct stdin_probe *p)
+{
+	int waiting = 0;
+	bool read;
+
+	if (!p->watched)
+		return;
+	if (p->regular)
+		read = lseek(STDIN_FILENO, 0, SEEK_CUR) != p->offset;
+	else
+		read = ioctl(STDIN_FILENO, FIONREAD, &waiting) == 0 && waiting < p->waiting;
+	if (read)
+		log_warn("COMMAND read standard input, which is not part of the key: a later call "
+			 "with other input gets this result (key on it with --stdin, or say "
+			 "--stdin=ignore)");
+}
+
 /* We hold the lock: run COMMAND, tee its output, keep the lease, store. The
  * caller is fed by a thread of its own (feed.c) from the spools, so its
  * reading holds up neither the lease, --timeout, the store nor the
@@ -459,11 +504,14 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 		return run_uncached_instead(ctx, mode);
 	}
 	prepare_spec(ctx, &spec, &sp, feed, mode);
+	struct stdin_probe probe;
+	stdin_probe_start(ctx, &probe);
 	if (child_run(&spec, &cr) < 0) {
 		feed_finish(feed);
 		spools_close(&sp);
 		return run_uncached_instead(ctx, mode);
 	}
+	stdin_probe_check(&probe);
 	int status = settle(ctx, &cr, &sp, feed);
 	feed_finish(feed);
 	child_result_free(&cr);

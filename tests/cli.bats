@@ -344,3 +344,35 @@ teardown() {
 	done
 	assert_eq "$(runs ttl)" 2 "runs of COMMAND"
 }
+
+@test "a COMMAND that reads standard input that is not in the key gets one warning; one that does not read it, or --stdin=ignore, gets none" {
+	# the pipe is full before cachefence starts: no race with the writer
+	seq 1 70 | { sleep 0.3; cf -t 1h -k piped -- wc -l >piped.out 2>piped.err; }
+	assert_bytes piped.out '70\n'
+	assert_one_line piped.err "cachefence: warning: "
+	grep -q -- '--stdin' piped.err
+	# the trap the warning is about: other input, the same key, a hit
+	seq 1 700 | { sleep 0.3; cf -t 1h -k piped -- wc -l >again.out 2>again.err; }
+	assert_bytes again.out '70\n'
+	seq 1 70 | { sleep 0.3; cf -t 1h -k unread -- echo hi >unread.out 2>unread.err; }
+	assert_bytes unread.out 'hi\n'
+	assert_empty unread.err
+	seq 1 70 | { sleep 0.3; cf -t 1h -k ignored --stdin=ignore -- wc -l >ignored.out 2>ignored.err; }
+	assert_bytes ignored.out '70\n'
+	assert_empty ignored.err
+	seq 1 5 >file
+	cf -t 1h -k file -- wc -l <file >file.out 2>file.err
+	assert_bytes file.out '5\n'
+	assert_one_line file.err "cachefence: warning: "
+	cf -t 1h -k null -- wc -l </dev/null >null.out 2>null.err
+	assert_bytes null.out '0\n'
+	assert_empty null.err
+}
+
+@test "--stdin takes no value but ignore: anything else is one line and 125" {
+	cmd=$(counter_cmd never)
+	cf_to bad -t 1h --stdin=yes -- "$cmd"
+	assert_usage_error bad
+	grep -q -- '--stdin=ignore' bad.err
+	assert_eq "$(runs never)" 0 "runs of COMMAND"
+}
