@@ -15,36 +15,7 @@ setup() {
 	common_setup
 	NS_DIR=$STORE_DIR/cachefence
 }
-teardown() {
-	common_teardown
-	unmount_all
-}
-
-# sha256 hex of the bytes of $1
-sha() {
-	printf '%s' "$1" | sha256sum | cut -d' ' -f1
-}
-
-# mount a tmpfs with OPTIONS on DIR (created 0700 if missing), or skip the
-# test when this sandbox does not allow it; teardown unmounts it
-mount_tmpfs() {
-	local dir=$1 opts=$2 why
-	mkdir -p -m 700 "$dir"
-	if ! why=$(mount -t tmpfs -o "$opts" tmpfs "$dir" 2>&1); then
-		skip "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): $why"
-	fi
-	echo "$dir" >>"$BATS_TEST_TMPDIR/mounts"
-}
-
-# unmount what mount_tmpfs mounted, last first
-unmount_all() {
-	local m
-	[[ -f $BATS_TEST_TMPDIR/mounts ]] || return 0
-	while read -r m; do
-		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-	done < <(tac "$BATS_TEST_TMPDIR/mounts")
-	rm -f "$BATS_TEST_TMPDIR/mounts"
-}
+teardown() { common_teardown; }
 
 # fill the file system of DIR, leaving exactly PAGES 4 KiB pages free
 # (tmpfs counts file data in pages): pads of one page each are written
@@ -99,7 +70,7 @@ os.execv(sys.argv[2], sys.argv[2:])
 	long=$(head -c 4080 /dev/zero | tr '\0' a)
 	cf_to first -t 1h -k "$long" --tag batch -- "$cmd"
 	assert_status 0 first
-	assert_eq "$(stat -c %s "$NS_DIR/tag-$(sha batch)")" 4086 "bytes in the tag file"
+	assert_eq "$(stat -c %s "$NS_DIR/tag-$(key_hash batch)")" 4086 "bytes in the tag file"
 
 	# room for the second key's lock file and entry, none for the next
 	# page of the tag file: the record would be cut after 10 bytes
@@ -131,7 +102,7 @@ os.execv(sys.argv[2], sys.argv[2:])
 	done
 	# the way cachefence 0.1 wrote records (LEN:KEY), with the middle one
 	# cut short by a crash
-	printf '4:key1\n12:second-\n4:key3\n' >"$NS_DIR/tag-$(sha batch)"
+	printf '4:key1\n12:second-\n4:key3\n' >"$NS_DIR/tag-$(key_hash batch)"
 
 	cf_to inval invalidate --tag batch
 	assert_status 125 inval
@@ -215,7 +186,7 @@ start_held_leader() {
 	assert_status 3 old
 
 	# a reader's shared lock, as inspect (or a waiter looking) takes one
-	flock -s "$NS_DIR/$(sha racy).lock" sleep 2 </dev/null >/dev/null 2>&1 3>&- &
+	flock -s "$NS_DIR/$(key_hash racy).lock" sleep 2 </dev/null >/dev/null 2>&1 3>&- &
 	sleep 0.3
 	cf_to new -t 1m -k racy -- "$ok"
 	assert_status 0 new

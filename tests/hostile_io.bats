@@ -18,13 +18,6 @@ teardown_file() { store_stop; }
 setup() { common_setup; }
 teardown() {
 	common_teardown
-	local m
-	if [[ -f $BATS_TEST_TMPDIR/mounts ]]; then
-		while read -r m; do
-			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-		done < <(tac "$BATS_TEST_TMPDIR/mounts")
-		rm -f "$BATS_TEST_TMPDIR/mounts"
-	fi
 	[[ -z ${NOBODY_DIR:-} ]] || rm -rf "$NOBODY_DIR"
 }
 
@@ -76,14 +69,10 @@ slow_bg() {
 	) </dev/null 3>&- 8>&- &
 }
 
-# mount a tmpfs of SIZE on DIR, or skip the test where that is not allowed
+# mount a tmpfs of SIZE on DIR that anyone may write to, or skip the test
+# where that is not allowed
 mount_small_tmpfs() {
-	local dir=$1 size=$2 why
-	mkdir -p "$dir"
-	if ! why=$(mount -t tmpfs -o "size=$size,mode=1777" tmpfs "$dir" 2>&1); then
-		skip "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): $why"
-	fi
-	echo "$dir" >>"$BATS_TEST_TMPDIR/mounts"
+	mount_tmpfs "$1" "size=$2,mode=1777"
 }
 
 # fail if any Redis key starts with one of PREFIXES: a command that COMMAND's

@@ -32,12 +32,6 @@ setup() {
 }
 teardown() {
 	common_teardown
-	local m
-	if [[ -f $BATS_TEST_TMPDIR/mounts ]]; then
-		while read -r m; do
-			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-		done < <(tac "$BATS_TEST_TMPDIR/mounts")
-	fi
 	[[ -n ${NOBODY_DIR:-} ]] && rm -rf "$NOBODY_DIR"
 	return 0
 }
@@ -752,17 +746,6 @@ pr() {
 }
 
 # --- 5. full file systems ------------------------------------------------------------------
-
-# mount a tmpfs with OPTIONS on DIR (created if missing), or skip the test
-# where this sandbox does not allow it; teardown unmounts it
-mount_tmpfs() {
-	local dir=$1 opts=$2 why
-	mkdir -p -m 700 "$dir"
-	if ! why=$(mount -t tmpfs -o "$opts" tmpfs "$dir" 2>&1); then
-		skip "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): $why"
-	fi
-	echo "$dir" >>"$BATS_TEST_TMPDIR/mounts"
-}
 
 # fill the file system of DIR: every block (blocks), every inode (inodes),
 # or both; the filler files are DIR/fill*

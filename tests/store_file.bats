@@ -17,41 +17,7 @@ setup() {
 	common_setup
 	NS_DIR=$STORE_DIR/cachefence
 }
-teardown() {
-	common_teardown
-	unmount_all
-}
-
-# sha256 hex of the user key KEY: the stem of its file names
-key_hash() {
-	printf '%s' "$1" | sha256sum | cut -d' ' -f1
-}
-
-# mount a tmpfs with OPTIONS on DIR (created 0700 if missing), or skip the
-# test when this sandbox does not allow it; teardown unmounts it
-mount_tmpfs() {
-	local dir=$1 opts=$2 why
-	mkdir -p -m 700 "$dir"
-	if ! why=$(mount -t tmpfs -o "$opts" tmpfs "$dir" 2>&1); then
-		skip "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): $why"
-	fi
-	echo "$dir" >>"$BATS_TEST_TMPDIR/mounts"
-}
-
-# remount DIR (from mount_tmpfs) read-only
-remount_ro() {
-	mount -o remount,ro "$1"
-}
-
-# unmount what mount_tmpfs mounted, last first
-unmount_all() {
-	local m
-	[[ -f $BATS_TEST_TMPDIR/mounts ]] || return 0
-	while read -r m; do
-		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-	done < <(tac "$BATS_TEST_TMPDIR/mounts")
-	rm -f "$BATS_TEST_TMPDIR/mounts"
-}
+teardown() { common_teardown; }
 
 # fail if DIR holds a temporary (*.tmp) file
 assert_no_tmp_files() {

@@ -98,6 +98,11 @@ file_store_unmount() {
 	done < <(awk -v d="$top" 'index($2, d "/") == 1 { print $2 }' /proc/mounts | sort -r)
 }
 
+# sha256 hex of the user key KEY: the stem of its local store file names
+key_hash() {
+	printf '%s' "$1" | sha256sum | cut -d' ' -f1
+}
+
 # give the local store's entry FILE the checksum of its header as it now
 # is, as cachefence would have written it (see entry_header_write): a test
 # that edits a header reseals it to reach the checks behind the checksum
@@ -228,9 +233,39 @@ common_setup() {
 	cd "$SCRATCH" || return
 }
 
+# --- file systems of a test's own --------------------------------------------------
+
+# mount a tmpfs with OPTIONS on DIR (created 0700 if missing), or skip the
+# test when this sandbox does not allow it; common_teardown unmounts it
+mount_tmpfs() {
+	local dir=$1 opts=$2 why
+	mkdir -p -m 700 "$dir"
+	if ! why=$(mount -t tmpfs -o "$opts" tmpfs "$dir" 2>&1); then
+		skip "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): $why"
+	fi
+	echo "$dir" >>"$BATS_TEST_TMPDIR/mounts"
+}
+
+# remount DIR (from mount_tmpfs) read-only
+remount_ro() {
+	mount -o remount,ro "$1"
+}
+
+# unmount what mount_tmpfs mounted, last first
+unmount_all() {
+	local m
+	[[ -f $BATS_TEST_TMPDIR/mounts ]] || return 0
+	while read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done < <(tac "$BATS_TEST_TMPDIR/mounts")
+	rm -f "$BATS_TEST_TMPDIR/mounts"
+}
+
 # kill what the test started in the background and may have left running:
-# the pids in *.pid and *.runs, if they still run in the scratch directory
+# the pids in *.pid and *.runs, if they still run in the scratch directory;
+# unmount what it mounted
 common_teardown() {
+	unmount_all
 	[[ -n ${REDIS_PID:-} ]] && kill -CONT "$REDIS_PID" 2>/dev/null
 	local f pid
 	for f in "$SCRATCH"/*.pid "$SCRATCH"/*.runs; do
