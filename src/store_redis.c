@@ -245,6 +245,68 @@ static redisReply *command(struct redis_store *rs, redisContext *c, int argc, co
 	return r;
 }
 
+/* how many databases the server has (CONFIG GET databases); 0 when it
+ * will not say: CONFIG renamed away, or an ACL user without it */
+static int server_databases(struct redis_store *rs, redisContext *c)
+{
+	const char *argv[3] = {"CONFIG", "GET", "databases"};
+	size_t lens[3] = {6, 3, 9};
+	redisReply *r = raw_command(rs, c, 3, argv, lens);
+	int n = 0;
+
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[1]->type == REDIS_REPLY_STRING)
+		n = atoi(r->element[1]->str);
+	freeReplyObject(r);
+	return n > 0 ? n : 0;
+}
+
+/* SELECT the URL's database on c; 0, or -1 with err_set(). A database the
+ * server does not have will not appear by retrying: like a refused
+ * password, it is a usage error (rs->refused), told with the range the
+ * server has, not a reason to run uncached. */
+static int select_db(struct redis_store *rs, redisContext *c)
+{
+	char db[16];
+	snprintf(db, sizeof(db), "%d", rs->url.db);
+	const char *argv[2] = {"SELECT", db};
+	size_t lens[2] = {6, strlen(db)};
+	redisReply *r = raw_command(rs, c, 2, argv, lens);
+
+	if (!r)
+		return -1;
+	if (r->type != REDIS_REPLY_ERROR) {
+		freeReplyObject(r);
+		return 0;
+	}
+	char *where = url_display(&rs->url);
+	/* the same database in the URL's own spelling */
+	const char *sel = rs->url.kind == URL_REDIS_UNIX ? "?db=" : "/";
+	if (strstr(r->str, "out of range") || strstr(r->str, "invalid DB index")) {
+		int n = server_databases(rs, c);
+		if (n > 1)
+			err_set("%s: database %d does not exist on this server (it has %d: see "
+				"'databases' in redis.conf); use %s0 to %s%d", where, rs->url.db, n, sel,
+				sel, n - 1);
+		else if (n == 1)
+			err_set("%s: database %d does not exist on this server (it has only one: see "
+				"'databases' in redis.conf); use %s0", where, rs->url.db, sel);
+		else
+			err_set("%s: database %d does not exist on this server (see 'databases' in its "
+				"redis.conf: 16 by default, %s0 to %s15)", where, rs->url.db, sel, sel);
+		rs->refused = true;
+	} else if (strstr(r->str, "cluster mode")) {
+		err_set("%s: a Redis Cluster has only database 0: drop %s%d from the URL", where, sel,
+			rs->url.db);
+		rs->refused = true;
+	} else {
+		err_set("redis %s: SELECT %d: %s", where, rs->url.db, r->str);
+	}
+	free(where);
+	freeReplyObject(r);
+	return -1;
+}
+
 /* open one connection, authenticated and on the right database */
 static redisContext *connect_one(struct redis_store *rs)
 {
@@ -285,17 +347,9 @@ static redisContext *connect_one(struct redis_store *rs)
 		}
 		freeReplyObject(r);
 	}
-	if (rs->url.db != 0) {
-		char db[16];
-		snprintf(db, sizeof(db), "%d", rs->url.db);
-		const char *argv[2] = {"SELECT", db};
-		size_t lens[2] = {6, strlen(db)};
-		redisReply *r = command(rs, c, 2, argv, lens);
-		if (!r) {
-			redisFree(c);
-			return NULL;
-		}
-		freeReplyObject(r);
+	if (rs->url.db != 0 && select_db(rs, c) < 0) {
+		redisFree(c);
+		return NULL;
 	}
 	return c;
 }
