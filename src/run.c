@@ -143,7 +143,17 @@ static int open_spool(void)
 /* give the lock back without a result, so a waiter takes over at once */
 static void release(struct run_ctx *ctx, enum abandon_reason why)
 {
-	ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token, why);
+	ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token, why, 0);
+}
+
+/* A stale-if-error refresh failed and the old entry was served: give the
+ * lock back, and hold off the next refresh for a while (store.h) so that
+ * the callers after us get the old entry at once instead of each running
+ * the failing COMMAND again. */
+static void back_off(struct run_ctx *ctx, const struct child_result *cr)
+{
+	ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token,
+				 ABANDON_REFRESH_FAILED, refresh_backoff_ms(cr->compute_ms));
 }
 
 /* the spools of one run: stdout, and stderr with --cache-stderr */
@@ -308,7 +318,7 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 		release(ctx, ABANDON_INTERRUPTED);
 		status = 128 + cr.signal_received;
 	} else if (mode == LEAD_FALLBACK && cr.status != 0 && (status = serve_stale_entry(ctx, &cr)) >= 0) {
-		release(ctx, ABANDON_INTERRUPTED); /* the old entry stays, for stale-if-error */
+		back_off(ctx, &cr); /* the old entry stays, for stale-if-error */
 	} else {
 		status = cr.status;
 		if (mode == LEAD_FALLBACK)

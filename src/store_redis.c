@@ -632,7 +632,7 @@ static int fetch_big(struct redis_store *rs, const struct buf *name, const struc
 }
 
 static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
-			 enum abandon_reason why);
+			 enum abandon_reason why, int64_t backoff_ms);
 
 static int redis_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
 			struct sink *sink)
@@ -700,7 +700,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	rc = rc < 0 ? -1 : 0;
 	/* a lock an earlier attempt took, that this one does not use, goes back */
 	if (locked && (rc < 0 || (!res->refresh && res->verdict != VERDICT_LEAD)))
-		redis_abandon(s, req->key, req->key_len, req->token, ABANDON_INTERRUPTED);
+		redis_abandon(s, req->key, req->key_len, req->token, ABANDON_INTERRUPTED, 0);
 	buf_free(&entry);
 	buf_free(&lock);
 	buf_free(&done);
@@ -820,20 +820,22 @@ static int redis_renew(struct store *s, const char *key, size_t key_len, const c
 }
 
 static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
-			 enum abandon_reason why)
+			 enum abandon_reason why, int64_t backoff_ms)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf lock = {0}, channel = {0}, done = {0}, runs[MAX_TAGS] = {{0}};
-	struct script_call sc = {.script = &lua_abandon, .nkeys = 3};
-	char mark_ms[24] = "";
+	struct buf lock = {0}, channel = {0}, done = {0}, entry = {0}, runs[MAX_TAGS] = {{0}};
+	struct script_call sc = {.script = &lua_abandon, .nkeys = 4};
+	char mark_ms[24] = "", backoff[24] = "";
 
 	redis_name(&lock, rs->ns, key, key_len, ":lock");
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
 	redis_name(&done, rs->ns, key, key_len, ":done:");
 	buf_append(&done, token, TOKEN_LEN);
+	redis_name(&entry, rs->ns, key, key_len, "");
 	call_push(&sc, lock.data, lock.len);
 	call_push_str(&sc, rs->stats_key);
 	call_push(&sc, done.data, done.len);
+	call_push(&sc, entry.data, entry.len);
 	for (int i = 0; i < rs->ntags; i++) {
 		run_set_name(&runs[i], rs->ns, rs->tags[i]);
 		call_push(&sc, runs[i].data, runs[i].len);
@@ -848,10 +850,15 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 	if (why == ABANDON_TOO_LARGE)
 		snprintf(mark_ms, sizeof(mark_ms), "%d", BYPASS_MARK_MS);
 	call_push_str(&sc, mark_ms);
+	/* the callers after us serve the entry at once for a while (lookup.lua) */
+	if (why == ABANDON_REFRESH_FAILED && backoff_ms > 0)
+		snprintf(backoff, sizeof(backoff), "%lld", (long long)backoff_ms);
+	call_push_str(&sc, backoff);
 	int rc = integer_reply(call_script(rs, &sc));
 	buf_free(&lock);
 	buf_free(&channel);
 	buf_free(&done);
+	buf_free(&entry);
 	for (int i = 0; i < rs->ntags; i++)
 		buf_free(&runs[i]);
 	return rc < 0 ? -1 : 0;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bats
 # Habits a new user brings (issue #12): a Redis database index the server
-# does not have.
+# does not have, and a failing backend under --stale-if-error without -s
+# (the back-off). Timing is bounded generously, and each "at once" is
+# backed by a count of COMMAND's runs.
 
 load lib/common
 
@@ -88,4 +90,93 @@ assert_faster() {
 	assert_usage_error run
 	assert_eq "$(cat run.err)" "cachefence: redis://cfnoconfig:***@127.0.0.1:$REDIS_PORT/99: database 99 does not exist on this server (see 'databases' in its redis.conf: 16 by default, /0 to /15)" "the line"
 	assert_eq "$(runs db)" 0 "runs of COMMAND"
+}
+
+# --- the back-off of a failing stale-if-error refresh ----------------------------------------
+
+@test "after a stale-if-error refresh fails, the next callers get the old bytes and status at once without running COMMAND" {
+	cmd=$(counter_cmd sie 'if [ $n -eq 1 ]; then echo "good $n"; exit 0; fi; sleep 1; echo "bad $n"; exit 3')
+
+	cf_to first -t 1s --stale-if-error 1m -k sie -- "$cmd"
+	assert_status 0 first
+	sleep 1.5
+	stale_before=$(stat stale_served)
+
+	# the first caller past the TTL refreshes, fails after 1 s, gets the old entry
+	timed_cf_to lead -t 1s --stale-if-error 1m -k sie -- "$cmd"
+	assert_status 0 lead
+	assert_bytes lead.out 'good 1\n'
+	assert_eq "$(cat lead.err)" 'cachefence: warning: refresh of key=sie failed (status 3), serving stale' "stderr"
+	((elapsed >= 1000)) || { echo "the refresh took ${elapsed}ms: COMMAND did not run" >&2; false; }
+	assert_eq "$(runs sie)" 2 "runs of COMMAND after the failed refresh"
+
+	# the next four: the old entry at once, COMMAND left alone
+	for i in 1 2 3 4; do
+		timed_cf_to "next$i" -t 1s --stale-if-error 1m -k sie -- "$cmd"
+		assert_status 0 "next$i"
+		assert_bytes "next$i.out" 'good 1\n'
+		assert_empty "next$i.err"
+		assert_faster 500 "caller $i after the failed refresh"
+	done
+	assert_eq "$(runs sie)" 2 "runs of COMMAND after four more callers"
+	assert_eq "$(($(stat stale_served) - stale_before))" 4 "stale_served"
+}
+
+@test "when the back-off has passed, one caller runs COMMAND again; a success replaces the entry" {
+	# run 2 and 3 fail at once (a back-off of 1 s each), run 4 succeeds
+	cmd=$(counter_cmd sie 'case $n in 1|4) echo "good $n"; exit 0 ;; esac; echo "bad $n"; exit 3')
+
+	cf_to first -t 1s --stale-if-error 1m -k retry -- "$cmd"
+	sleep 1.5
+	cf_to a -t 1s --stale-if-error 1m -k retry -- "$cmd"
+	assert_bytes a.out 'good 1\n'
+	cf_to b -t 1s --stale-if-error 1m -k retry -- "$cmd"
+	assert_bytes b.out 'good 1\n'
+	assert_eq "$(runs sie)" 2 "runs of COMMAND inside the back-off"
+
+	# past the back-off (1 s, more if the failed run was slow): one retry, failing again
+	sleep 2.5
+	cf_to c -t 1s --stale-if-error 1m -k retry -- "$cmd"
+	assert_status 0 c
+	assert_bytes c.out 'good 1\n'
+	grep -q 'refresh of key=retry failed (status 3), serving stale' c.err
+	cf_to d -t 1s --stale-if-error 1m -k retry -- "$cmd"
+	assert_bytes d.out 'good 1\n'
+	assert_eq "$(runs sie)" 3 "runs of COMMAND after the first back-off"
+
+	# past the second back-off: the retry succeeds and its result is the entry
+	sleep 2.5
+	cf_to e -t 1s --stale-if-error 1m -k retry -- "$cmd"
+	assert_status 0 e
+	assert_bytes e.out 'good 4\n'
+	assert_empty e.err
+	cf_to f -t 1s --stale-if-error 1m -k retry -- "$cmd"
+	assert_bytes f.out 'good 4\n'
+	assert_eq "$(runs sie)" 4 "runs of COMMAND"
+}
+
+@test "a success ends the back-off: the new entry's first failed refresh runs COMMAND at once" {
+	# run 2 fails after 0.5 s (a back-off of about 5 s), run 3 succeeds, run 4 fails
+	cmd=$(counter_cmd sie 'case $n in 1|3) echo "good $n"; exit 0 ;; 2) sleep 0.5 ;; esac; echo "bad $n"; exit 3')
+
+	cf_to first -t 1s --stale-if-error 1m -k clear -- "$cmd"
+	sleep 1.5
+	cf_to a -t 1s --stale-if-error 1m -k clear -- "$cmd"
+	assert_bytes a.out 'good 1\n'
+	cf_to b -t 1s --stale-if-error 1m -k clear -- "$cmd"
+	assert_bytes b.out 'good 1\n'
+	assert_eq "$(runs sie)" 2 "runs of COMMAND inside the back-off"
+
+	# --refresh ignores the back-off; its success stores a new entry
+	cf_to refresh -t 1s --stale-if-error 1m --refresh -k clear -- "$cmd"
+	assert_status 0 refresh
+	assert_bytes refresh.out 'good 3\n'
+
+	# the new entry past its TTL, inside the old back-off: refreshed at once
+	sleep 1.5
+	cf_to c -t 1s --stale-if-error 1m -k clear -- "$cmd"
+	assert_status 0 c
+	assert_bytes c.out 'good 3\n'
+	grep -q 'refresh of key=clear failed (status 3), serving stale' c.err
+	assert_eq "$(runs sie)" 4 "runs of COMMAND"
 }
