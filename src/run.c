@@ -76,6 +76,11 @@ static int fail_open(struct run_ctx *ctx, const char *why)
 		log_error("%s; not running COMMAND (--fail-closed)", why);
 		return 125;
 	}
+	if (ctx->o->warm) {
+		/* nothing to warm, and COMMAND's output is not wanted */
+		log_warn("%s; nothing warmed (--warm)", why);
+		return 0;
+	}
 	log_warn("%s; running COMMAND uncached", why);
 	if (ctx->store)
 		ctx->store->ops->count(ctx->store, STAT_FAIL_OPEN);
@@ -449,6 +454,29 @@ static int run_bypassed(struct run_ctx *ctx)
 	return exec_uncached(ctx);
 }
 
+/* --warm: see to it that the key will be fresh, printing nothing and
+ * waiting for nothing. A fresh entry is left as it is (XFetch may still
+ * refresh it early); else, with the lock free, it is refreshed in a
+ * detached background process, as a stale hit is; with the lock held,
+ * another process is at it already. --refresh counts no entry as fresh. */
+static int warm(struct run_ctx *ctx, const struct lookup_req *req)
+{
+	struct sink none = {.out_fd = -1, .err_fd = -1};
+	struct lookup l;
+
+	if (ctx->store->ops->lookup(ctx->store, req, &l, &none) < 0)
+		return store_failed(ctx);
+	if (l.verdict == VERDICT_HIT || l.verdict == VERDICT_STALE) {
+		served(ctx, &l);
+	} else if (l.verdict == VERDICT_LEAD) {
+		log_verbose("warm key=%s: refreshing in the background", key_for_log(ctx));
+		refresh_in_background(ctx);
+	} else {
+		log_verbose("warm key=%s: another process is running COMMAND", key_for_log(ctx));
+	}
+	return 0;
+}
+
 static int decide(struct run_ctx *ctx)
 {
 	const struct options *o = ctx->o;
@@ -468,6 +496,8 @@ static int decide(struct run_ctx *ctx)
 	int64_t deadline = o->wait_ms ? monotonic_ms() + o->wait_ms : 0;
 	bool watching = false;
 
+	if (o->warm)
+		return warm(ctx, &req);
 	for (;;) {
 		if (ctx->store->ops->lookup(ctx->store, &req, &l, &sink) < 0)
 			return sink.partial ? output_cut(ctx) : store_failed(ctx);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # Habits a new user brings (issue #12): a Redis database index the server
-# does not have, and a failing backend under --stale-if-error without -s
-# (the back-off). Timing is bounded generously, and each "at once" is
-# backed by a count of COMMAND's runs.
+# does not have, a failing backend under --stale-if-error without -s (the
+# back-off), and bkt's --warm. Timing is bounded generously, and each
+# "at once" is backed by a count of COMMAND's runs.
 
 load lib/common
 
@@ -179,4 +179,93 @@ assert_faster() {
 	assert_bytes c.out 'good 3\n'
 	grep -q 'refresh of key=clear failed (status 3), serving stale' c.err
 	assert_eq "$(runs sie)" 4 "runs of COMMAND"
+}
+
+# --- --warm ----------------------------------------------------------------------------------
+
+@test "--warm on a miss returns at once with nothing printed and exit 0; the entry appears within the command's time" {
+	cmd=$(counter_cmd slow 'sleep 2; echo "value $n"')
+
+	timed_cf_to warm --warm -t 1m -k warm -- "$cmd"
+	assert_status 0 warm
+	assert_empty warm.out
+	assert_empty warm.err
+	assert_faster 1500 "--warm on a miss"
+
+	for i in $(seq 100); do
+		cf_to got get warm
+		[[ $status == 0 ]] && break
+		sleep 0.1
+	done
+	assert_status 0 got
+	assert_bytes got.out 'value 1\n'
+	assert_eq "$(runs slow)" 1 "runs of COMMAND"
+}
+
+@test "--warm on a fresh entry prints nothing, exits 0 and does not run COMMAND" {
+	cmd=$(counter_cmd fresh 'echo "value $n"')
+
+	cf_to first -t 1h -k fresh -- "$cmd"
+	assert_bytes first.out 'value 1\n'
+	cf_to warm --warm --beta 0 -t 1h -k fresh -- "$cmd"
+	assert_status 0 warm
+	assert_empty warm.out
+	assert_empty warm.err
+	sleep 1
+	assert_eq "$(runs fresh)" 1 "runs of COMMAND"
+	cf_to got get fresh
+	assert_bytes got.out 'value 1\n'
+}
+
+@test "--warm while another caller runs COMMAND exits 0 at once without running it" {
+	cmd=$(counter_cmd held "$(hold_until "$SCRATCH/go"); echo \"value \$n\"")
+
+	cf_bg leader -t 1h -k held -- "$cmd"
+	wait_for_file "$SCRATCH/held.runs" 30
+	timed_cf_to warm --warm -t 1h -k held -- "$cmd"
+	assert_status 0 warm
+	assert_empty warm.out
+	assert_empty warm.err
+	assert_faster 1500 "--warm while the lock is held"
+	touch "$SCRATCH/go"
+	assert_eq "$(bg_status leader 30)" 0 "the leader's status"
+	assert_bytes leader.out 'value 1\n'
+	assert_eq "$(runs held)" 1 "runs of COMMAND"
+}
+
+@test "--warm --refresh refreshes even a fresh entry, in the background" {
+	cmd=$(counter_cmd again 'sleep 1; echo "value $n"')
+
+	cf_to first -t 1h -k again -- "$cmd"
+	assert_bytes first.out 'value 1\n'
+	timed_cf_to warm --warm --refresh -t 1h -k again -- "$cmd"
+	assert_status 0 warm
+	assert_empty warm.out
+	assert_empty warm.err
+	assert_faster 900 "--warm --refresh"
+
+	for i in $(seq 100); do
+		cf_to got get again
+		[[ $(cat got.out) == 'value 2' ]] && break
+		sleep 0.1
+	done
+	assert_bytes got.out 'value 2\n'
+	assert_eq "$(runs again)" 2 "runs of COMMAND"
+}
+
+@test "--warm with the store out of reach warns and exits 0 without running COMMAND; with --fail-closed it is 125" {
+	require_redis
+	cmd=$(counter_cmd gone)
+	port=$((REDIS_PORT == 65535 ? 65534 : REDIS_PORT + 1))
+	port_is_free "$port" || skip "port $port is in use"
+
+	cf_to warm -u "redis://127.0.0.1:$port" --warm -t 1m -- "$cmd"
+	assert_status 0 warm
+	assert_empty warm.out
+	assert_one_line warm.err
+	grep -q 'nothing warmed (--warm)' warm.err
+	cf_to closed -u "redis://127.0.0.1:$port" --warm --fail-closed -t 1m -- "$cmd"
+	assert_usage_error closed
+	sleep 0.5
+	assert_eq "$(runs gone)" 0 "runs of COMMAND"
 }
