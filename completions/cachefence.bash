@@ -15,7 +15,7 @@ _cachefence_subcommands='run get inspect list invalidate stats ping'
 
 _cachefence_global_opts='--url --namespace --redis-timeout --verbose --quiet --help --version'
 _cachefence_run_opts='--key --ttl --stale --stale-if-error --beta --lock-lease --wait
-	--timeout --refresh --cache-failures --failure-ttl --cache-stderr --max-size
+	--timeout --refresh --warm --cache-failures --failure-ttl --cache-stderr --max-size
 	--scope-cwd --scope-env --scope-file --stdin --tag --fail-closed'
 
 # the long options of one subcommand, beyond the global ones

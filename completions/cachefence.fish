@@ -50,7 +50,7 @@ function __cachefence_where
                 set skip 1
             case '--key=*' '--ttl=*' '--stale=*' '--stale-if-error=*' '--beta=*' '--lock-lease=*' \
                 '--wait=*' '--timeout=*' '--failure-ttl=*' '--max-size=*' '--scope-env=*' \
-                '--scope-file=*' '--tag=*' --refresh --cache-failures --cache-stderr --scope-cwd \
+                '--scope-file=*' '--tag=*' --refresh --warm --cache-failures --cache-stderr --scope-cwd \
                 --stdin --fail-closed
                 set saw_run 1
             case '--*'
@@ -142,6 +142,7 @@ complete -c cachefence -n $r -l lock-lease -x -a $durations -d 'lease of the sin
 complete -c cachefence -n $r -s w -l wait -x -a $durations -d "longest wait for another run's result"
 complete -c cachefence -n $r -l timeout -x -a $durations -d 'kill COMMAND after this long'
 complete -c cachefence -n $r -l refresh -d 'run COMMAND now under the lock and replace the entry'
+complete -c cachefence -n $r -l warm -d 'print nothing; refresh in the background unless fresh'
 complete -c cachefence -n $r -l cache-failures -d 'also store results with a non-zero status'
 complete -c cachefence -n $r -l failure-ttl -x -a $durations -d 'TTL of a stored failure'
 complete -c cachefence -n $r -l cache-stderr -d 'also store stderr and replay it on a hit'

@@ -35,6 +35,7 @@ enum {
 	OPT_RESET,
 	OPT_MATCH,
 	OPT_INV_TAG,
+	OPT_WARM,
 };
 
 /* which options a subcommand takes, beyond the global ones */
@@ -71,6 +72,7 @@ static const struct opt_def opt_defs[] = {
 	{{"stale-if-error", required_argument, NULL, OPT_STALE_IF_ERROR}, GROUP_RUN},
 	{{"beta", required_argument, NULL, OPT_BETA}, GROUP_RUN},
 	{{"refresh", no_argument, NULL, OPT_REFRESH}, GROUP_RUN},
+	{{"warm", no_argument, NULL, OPT_WARM}, GROUP_RUN},
 	{{"timeout", required_argument, NULL, OPT_TIMEOUT}, GROUP_RUN},
 	{{"cache-stderr", no_argument, NULL, OPT_CACHE_STDERR}, GROUP_RUN},
 	{{"max-size", required_argument, NULL, OPT_MAX_SIZE}, GROUP_RUN},
@@ -174,6 +176,9 @@ void options_usage(void)
 	      "                          up to DUR past its TTL\n"
 	      "      --beta X            XFetch early refresh factor (default 1.0; 0: off)\n"
 	      "      --refresh           run COMMAND now, under the lock, and replace the entry\n"
+	      "      --warm              print nothing and exit 0 at once; refresh the entry\n"
+	      "                          in the background unless it is fresh (--refresh:\n"
+	      "                          even then) or another process is refreshing it\n"
 	      "      --timeout DUR       kill COMMAND after DUR (SIGTERM, SIGKILL 2s later);\n"
 	      "                          exit 124, nothing stored\n"
 	      "      --cache-failures    also store results with a non-zero status\n"
@@ -327,6 +332,9 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		return parse_nonneg_double(arg, &o->beta) < 0 ? option_error("--beta") : 0;
 	case OPT_REFRESH:
 		o->refresh = true;
+		return 0;
+	case OPT_WARM:
+		o->warm = true;
 		return 0;
 	case OPT_TIMEOUT:
 		o->timeout_set = true;

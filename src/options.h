@@ -42,6 +42,7 @@ struct options {
 	int64_t sie_ms;          /* --stale-if-error */
 	double beta;             /* XFetch; 0 turns early refresh off */
 	bool refresh;            /* run now under the lock and replace the entry */
+	bool warm;               /* --warm: refresh in the background if needed, print nothing */
 	int64_t timeout_ms;      /* --timeout; 0: none */
 	bool timeout_set;
 	bool cache_stderr;

@@ -163,6 +163,11 @@ static int fail_open(struct run_ctx *ctx, const char *why)
 		log_error("%s; not running COMMAND (--fail-closed)", why);
 		return 125;
 	}
+	if (ctx->o->warm) {
+		/* nothing to warm, and COMMAND's output is not wanted */
+		log_warn("%s; nothing warmed (--warm)", why);
+		return 0;
+	}
 	log_warn("%s; running COMMAND uncached", why);
 	if (ctx->store)
 		ctx->store->ops->count(ctx->store, STAT_FAIL_OPEN);
@@ -228,7 +233,19 @@ static int open_spool(void)
 /* give the lock back without a result, so a waiter takes over at once */
 static void release(struct run_ctx *ctx, enum abandon_reason why)
 {
-	ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token, why);
+	ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token, why, 0);
+}
+
+/* A stale-if-error refresh failed and the old entry was served: give the
+ * lock back, and hold off the next refresh for a while (store.h) so that
+ * the callers after us get the old entry at once instead of each running
+ * the failing COMMAND again. */
+static void back_off(struct run_ctx *ctx, const struct child_result *cr)
+{
+	if (!ctx->released)
+		ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token,
+					 ABANDON_REFRESH_FAILED, refresh_backoff_ms(cr->compute_ms));
+	ctx->released = true;
 }
 
 /* release(), unless the lock went back already */
@@ -410,9 +427,10 @@ static int settle(struct run_ctx *ctx, const struct child_result *cr, struct spo
 		return 128 + cr->signal_received;
 	}
 	if (cr->held && cr->status != 0) {
-		/* the old entry stays, for stale-if-error; the lock goes back
-		 * before it is served, so nobody waits on our caller's reading */
-		release_once(ctx, ABANDON_INTERRUPTED);
+		/* the old entry stays, for stale-if-error; the lock goes back,
+		 * with a back-off for the next refresh, before it is served, so
+		 * nobody waits on our caller's reading */
+		back_off(ctx, cr);
 		int status = serve_stale_entry(ctx, cr);
 		if (status >= 0)
 			return status;
@@ -627,6 +645,29 @@ static int run_bypassed(struct run_ctx *ctx)
 	return exec_uncached(ctx);
 }
 
+/* --warm: see to it that the key will be fresh, printing nothing and
+ * waiting for nothing. A fresh entry is left as it is (XFetch may still
+ * refresh it early); else, with the lock free, it is refreshed in a
+ * detached background process, as a stale hit is; with the lock held,
+ * another process is at it already. --refresh counts no entry as fresh. */
+static int warm(struct run_ctx *ctx, const struct lookup_req *req)
+{
+	struct sink none = {.out_fd = -1, .err_fd = -1};
+	struct lookup l;
+
+	if (ctx->store->ops->lookup(ctx->store, req, &l, &none) < 0)
+		return store_failed(ctx);
+	if (l.verdict == VERDICT_HIT || l.verdict == VERDICT_STALE) {
+		served(ctx, &l);
+	} else if (l.verdict == VERDICT_LEAD) {
+		log_verbose("warm key=%s: refreshing in the background", key_for_log(ctx));
+		refresh_in_background(ctx);
+	} else {
+		log_verbose("warm key=%s: another process is running COMMAND", key_for_log(ctx));
+	}
+	return 0;
+}
+
 static int decide(struct run_ctx *ctx)
 {
 	const struct options *o = ctx->o;
@@ -646,6 +687,8 @@ static int decide(struct run_ctx *ctx)
 	int64_t deadline = o->wait_ms ? monotonic_ms() + o->wait_ms : 0;
 	bool watching = false;
 
+	if (o->warm)
+		return warm(ctx, &req);
 	for (;;) {
 		if (ctx->store->ops->lookup(ctx->store, &req, &l, &sink) < 0)
 			return sink.partial ? output_cut(ctx) : store_failed(ctx);

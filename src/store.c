@@ -58,9 +58,19 @@ int abandon_counter(enum abandon_reason why)
 	case ABANDON_STORE_FAILED:
 		return STAT_STORE_FAILED;
 	case ABANDON_INTERRUPTED:
+	case ABANDON_REFRESH_FAILED:
 		break;
 	}
 	return -1;
+}
+
+int64_t refresh_backoff_ms(int64_t failed_run_ms)
+{
+	if (failed_run_ms <= REFRESH_BACKOFF_MIN_MS / 10)
+		return REFRESH_BACKOFF_MIN_MS;
+	if (failed_run_ms >= REFRESH_BACKOFF_MAX_MS / 10)
+		return REFRESH_BACKOFF_MAX_MS;
+	return failed_run_ms * 10;
 }
 
 void sink_write(struct sink *sink, int fd, const void *p, size_t n)

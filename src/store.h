@@ -91,7 +91,20 @@ enum abandon_reason {
 	ABANDON_INTERRUPTED, /* a signal, or a local failure */
 	ABANDON_TOO_LARGE,   /* the output was above --max-size */
 	ABANDON_STORE_FAILED, /* the store refused the result (out of memory, disk full) */
+	ABANDON_REFRESH_FAILED, /* a stale-if-error refresh failed and the old entry was
+				 * served: hold off the next refresh (back-off) */
 };
+
+/* How long a failed stale-if-error refresh holds off the next one, from how
+ * long the failed run took: ten times that, at least REFRESH_BACKOFF_MIN_MS
+ * and at most REFRESH_BACKOFF_MAX_MS. Meanwhile the entry is served at once,
+ * as a stale hit, to every caller in its stale-if-error window; the first
+ * caller after it takes the lock and tries again. A failing backend then
+ * costs at most a tenth of the time in runs that fail, and a recovered one
+ * is noticed within a minute. */
+#define REFRESH_BACKOFF_MIN_MS 1000
+#define REFRESH_BACKOFF_MAX_MS 60000
+int64_t refresh_backoff_ms(int64_t failed_run_ms);
 
 /* what inspect and list report of one key */
 struct entry_info {
@@ -141,9 +154,13 @@ struct store_ops {
 		      const struct result *r);
 	/* release our lock without a result and wake the waiters to take over;
 	 * with ABANDON_TOO_LARGE, also leave the round's waiters a mark, for
-	 * BYPASS_MARK_MS, that makes their lookup a BYPASS; 0 or -1 */
+	 * BYPASS_MARK_MS, that makes their lookup a BYPASS; with
+	 * ABANDON_REFRESH_FAILED, while the lock is still ours, hold off the
+	 * refresh of the current entry for backoff_ms (lookups in its
+	 * stale-if-error window serve it at once, without the lock; a new
+	 * entry has no back-off); 0 or -1 */
 	int (*abandon)(struct store *s, const char *key, size_t key_len, const char *token,
-		       enum abandon_reason why);
+		       enum abandon_reason why, int64_t backoff_ms);
 	/* write any stored entry (stale included unless fresh_only) to sink;
 	 * 1 found, 0 absent, -1 error */
 	int (*get)(struct store *s, const char *key, size_t key_len, bool fresh_only,

@@ -11,6 +11,8 @@
  *   H.done         a failed round's result for its waiters, trailer = TOKEN
  *   H.TOKEN.tmp    a result being written, renamed into place when complete
  *   H.TOKEN.bypass a too-large round's mark for its waiters; mtime = expiry
+ *   H.backoff      a failed stale-if-error refresh's back-off; mtime = its end,
+ *                  content = the created-at (ms) of the entry it holds back
  *   commit.lock    serialises the final check-and-rename against invalidate
  *   stats          the counters (file_stats.c)
  *   tag-SHA256(T)  the keys filed under tag T, one record each
@@ -445,6 +447,63 @@ static int take_lock_to_refresh(struct file_store *fs, const struct lookup_req *
 	return got > 0;
 }
 
+/* --- the back-off of a failed stale-if-error refresh ------------------------------- */
+
+/* Hold off the next refresh of the key's entry until backoff_ms from now,
+ * while our lock is held (file_abandon with ABANDON_REFRESH_FAILED): a file
+ * whose mtime is the back-off's end and which names the entry by its
+ * created-at, so that a new entry is not held back. Best effort. */
+static void leave_backoff(struct file_store *fs, const char *key, size_t len, int64_t backoff_ms)
+{
+	char name[KEY_HASH_HEX + 16], created[24];
+	struct stored st;
+
+	if (entry_open(fs, key, len, &st) != 1)
+		return;
+	int64_t until = realtime_ms() + backoff_ms;
+	struct timespec times[2] = {
+		{.tv_nsec = UTIME_NOW},
+		{.tv_sec = until / 1000, .tv_nsec = until % 1000 * 1000000},
+	};
+	int n = snprintf(created, sizeof(created), "%lld", (long long)st.meta.created_ms);
+	stored_close(&st);
+	file_name(name, sizeof(name), key, len, ".backoff");
+	int fd = openat(fs->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+			0600);
+	if (fd < 0 || write_all(fd, created, n) < 0 || futimens(fd, times) < 0) {
+		log_verbose("cannot hold off the next refresh (%s/%s): %s", fs->dir, name,
+			    strerror(errno));
+		if (fd >= 0)
+			unlinkat(fs->dirfd, name, 0);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/* does a back-off left by a failed refresh of the entry m still stand at now? */
+static bool backoff_stands(struct file_store *fs, const struct lookup_req *req,
+			   const struct entry_meta *m, int64_t now)
+{
+	char name[KEY_HASH_HEX + 16], created[24];
+	struct stat sb;
+	bool stands = false;
+
+	file_name(name, sizeof(name), req->key, req->key_len, ".backoff");
+	int fd = openat(fs->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read_full(fd, created, sizeof(created) - 1);
+	if (n > 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+		int64_t until = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+		char *end;
+		created[n] = '\0';
+		long long ct = strtoll(created, &end, 10);
+		stands = now < until && *end == '\0' && ct == m->created_ms;
+	}
+	close(fd);
+	return stands;
+}
+
 /* Judge a sound entry as the Redis lookup script does. Returns 1 when the
  * entry answers the call (HIT or STALE: deliver it), 0 when the caller must
  * go on to the lock; res->fallback says a stale-if-error entry stands
@@ -482,7 +541,10 @@ static int judge_entry(struct file_store *fs, const struct lookup_req *req, stru
 			file_count(&fs->base, STAT_BACKGROUND);
 		return 1;
 	case ENTRY_STALE_IF_ERROR:
-		if (!take_lock_to_refresh(fs, req)) {
+		/* the same rule as lookup.lua: while a failed refresh of this
+		 * entry holds off the next (backoff_stands), or someone else
+		 * refreshes it, serve it at once; keep them alike */
+		if (backoff_stands(fs, req, &st->meta, now) || !take_lock_to_refresh(fs, req)) {
 			res->verdict = VERDICT_STALE;
 			file_count(&fs->base, STAT_STALE);
 			return 1;
@@ -1164,7 +1226,7 @@ static void sweep(struct file_store *fs)
 			sweep_entry(fs, n);
 		else if (ends_with(n, ".done") && older_than(fs, n, DONE_MAX_AGE_S))
 			unlinkat(fs->dirfd, n, 0);
-		else if (ends_with(n, ".bypass") && older_than(fs, n, 0))
+		else if ((ends_with(n, ".bypass") || ends_with(n, ".backoff")) && older_than(fs, n, 0))
 			unlinkat(fs->dirfd, n, 0);
 		else if (strncmp(n, "tag-", 4) == 0 && ends_with(n, ".tmp")) {
 			if (older_than(fs, n, TAG_TMP_MAX_AGE_S))
@@ -1332,6 +1394,9 @@ static int file_finish(struct store *s, const char *key, size_t key_len, const c
 		if (r->cacheable) {
 			file_name(target, sizeof(target), key, key_len, ".done");
 			unlinkat(fs->dirfd, target, 0);
+			/* a new entry has no back-off (it names the old one anyway) */
+			file_name(target, sizeof(target), key, key_len, ".backoff");
+			unlinkat(fs->dirfd, target, 0);
 		}
 	}
 	commit_unlock(cfd);
@@ -1343,7 +1408,7 @@ out:
 }
 
 static int file_abandon(struct store *s, const char *key, size_t key_len, const char *token,
-			enum abandon_reason why)
+			enum abandon_reason why, int64_t backoff_ms)
 {
 	struct file_store *fs = to_file(s);
 	int counter = abandon_counter(why);
@@ -1353,6 +1418,11 @@ static int file_abandon(struct store *s, const char *key, size_t key_len, const 
 	/* before the release that wakes the waiters */
 	if (why == ABANDON_TOO_LARGE && fs->lock_fd >= 0)
 		leave_bypass_mark(fs, key, key_len, token);
+	/* as abandon.lua sets it: only while the lock, so the entry, is ours */
+	char lock[KEY_HASH_HEX + 16];
+	file_name(lock, sizeof(lock), key, key_len, ".lock");
+	if (why == ABANDON_REFRESH_FAILED && backoff_ms > 0 && lock_still_ours(fs, lock))
+		leave_backoff(fs, key, key_len, backoff_ms);
 	release_lock(fs);
 	return 0;
 }

@@ -245,6 +245,68 @@ static redisReply *command(struct redis_store *rs, redisContext *c, int argc, co
 	return r;
 }
 
+/* how many databases the server has (CONFIG GET databases); 0 when it
+ * will not say: CONFIG renamed away, or an ACL user without it */
+static int server_databases(struct redis_store *rs, redisContext *c)
+{
+	const char *argv[3] = {"CONFIG", "GET", "databases"};
+	size_t lens[3] = {6, 3, 9};
+	redisReply *r = raw_command(rs, c, 3, argv, lens);
+	int n = 0;
+
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[1]->type == REDIS_REPLY_STRING)
+		n = atoi(r->element[1]->str);
+	freeReplyObject(r);
+	return n > 0 ? n : 0;
+}
+
+/* SELECT the URL's database on c; 0, or -1 with err_set(). A database the
+ * server does not have will not appear by retrying: like a refused
+ * password, it is a usage error (rs->refused), told with the range the
+ * server has, not a reason to run uncached. */
+static int select_db(struct redis_store *rs, redisContext *c)
+{
+	char db[16];
+	snprintf(db, sizeof(db), "%d", rs->url.db);
+	const char *argv[2] = {"SELECT", db};
+	size_t lens[2] = {6, strlen(db)};
+	redisReply *r = raw_command(rs, c, 2, argv, lens);
+
+	if (!r)
+		return -1;
+	if (r->type != REDIS_REPLY_ERROR) {
+		freeReplyObject(r);
+		return 0;
+	}
+	char *where = url_display(&rs->url);
+	/* the same database in the URL's own spelling */
+	const char *sel = rs->url.kind == URL_REDIS_UNIX ? "?db=" : "/";
+	if (strstr(r->str, "out of range") || strstr(r->str, "invalid DB index")) {
+		int n = server_databases(rs, c);
+		if (n > 1)
+			err_set("%s: database %d does not exist on this server (it has %d: see "
+				"'databases' in redis.conf); use %s0 to %s%d", where, rs->url.db, n, sel,
+				sel, n - 1);
+		else if (n == 1)
+			err_set("%s: database %d does not exist on this server (it has only one: see "
+				"'databases' in redis.conf); use %s0", where, rs->url.db, sel);
+		else
+			err_set("%s: database %d does not exist on this server (see 'databases' in its "
+				"redis.conf: 16 by default, %s0 to %s15)", where, rs->url.db, sel, sel);
+		rs->refused = true;
+	} else if (strstr(r->str, "cluster mode")) {
+		err_set("%s: a Redis Cluster has only database 0: drop %s%d from the URL", where, sel,
+			rs->url.db);
+		rs->refused = true;
+	} else {
+		err_set("redis %s: SELECT %d: %s", where, rs->url.db, r->str);
+	}
+	free(where);
+	freeReplyObject(r);
+	return -1;
+}
+
 /* open one connection, authenticated and on the right database */
 static redisContext *connect_one(struct redis_store *rs)
 {
@@ -285,17 +347,9 @@ static redisContext *connect_one(struct redis_store *rs)
 		}
 		freeReplyObject(r);
 	}
-	if (rs->url.db != 0) {
-		char db[16];
-		snprintf(db, sizeof(db), "%d", rs->url.db);
-		const char *argv[2] = {"SELECT", db};
-		size_t lens[2] = {6, strlen(db)};
-		redisReply *r = command(rs, c, 2, argv, lens);
-		if (!r) {
-			redisFree(c);
-			return NULL;
-		}
-		freeReplyObject(r);
+	if (rs->url.db != 0 && select_db(rs, c) < 0) {
+		redisFree(c);
+		return NULL;
 	}
 	return c;
 }
@@ -578,7 +632,7 @@ static int fetch_big(struct redis_store *rs, const struct buf *name, const struc
 }
 
 static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
-			 enum abandon_reason why);
+			 enum abandon_reason why, int64_t backoff_ms);
 
 static int redis_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
 			struct sink *sink)
@@ -646,7 +700,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	rc = rc < 0 ? -1 : 0;
 	/* a lock an earlier attempt took, that this one does not use, goes back */
 	if (locked && (rc < 0 || (!res->refresh && res->verdict != VERDICT_LEAD)))
-		redis_abandon(s, req->key, req->key_len, req->token, ABANDON_INTERRUPTED);
+		redis_abandon(s, req->key, req->key_len, req->token, ABANDON_INTERRUPTED, 0);
 	buf_free(&entry);
 	buf_free(&lock);
 	buf_free(&done);
@@ -766,20 +820,22 @@ static int redis_renew(struct store *s, const char *key, size_t key_len, const c
 }
 
 static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
-			 enum abandon_reason why)
+			 enum abandon_reason why, int64_t backoff_ms)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf lock = {0}, channel = {0}, done = {0}, runs[MAX_TAGS] = {{0}};
-	struct script_call sc = {.script = &lua_abandon, .nkeys = 3};
-	char mark_ms[24] = "";
+	struct buf lock = {0}, channel = {0}, done = {0}, entry = {0}, runs[MAX_TAGS] = {{0}};
+	struct script_call sc = {.script = &lua_abandon, .nkeys = 4};
+	char mark_ms[24] = "", backoff[24] = "";
 
 	redis_name(&lock, rs->ns, key, key_len, ":lock");
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
 	redis_name(&done, rs->ns, key, key_len, ":done:");
 	buf_append(&done, token, TOKEN_LEN);
+	redis_name(&entry, rs->ns, key, key_len, "");
 	call_push(&sc, lock.data, lock.len);
 	call_push_str(&sc, rs->stats_key);
 	call_push(&sc, done.data, done.len);
+	call_push(&sc, entry.data, entry.len);
 	for (int i = 0; i < rs->ntags; i++) {
 		run_set_name(&runs[i], rs->ns, rs->tags[i]);
 		call_push(&sc, runs[i].data, runs[i].len);
@@ -794,10 +850,15 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 	if (why == ABANDON_TOO_LARGE)
 		snprintf(mark_ms, sizeof(mark_ms), "%d", BYPASS_MARK_MS);
 	call_push_str(&sc, mark_ms);
+	/* the callers after us serve the entry at once for a while (lookup.lua) */
+	if (why == ABANDON_REFRESH_FAILED && backoff_ms > 0)
+		snprintf(backoff, sizeof(backoff), "%lld", (long long)backoff_ms);
+	call_push_str(&sc, backoff);
 	int rc = integer_reply(call_script(rs, &sc));
 	buf_free(&lock);
 	buf_free(&channel);
 	buf_free(&done);
+	buf_free(&entry);
 	for (int i = 0; i < rs->ntags; i++)
 		buf_free(&runs[i]);
 	return rc < 0 ? -1 : 0;

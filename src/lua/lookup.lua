@@ -65,8 +65,12 @@ if ARGV[5] ~= '1' then
     end
     if age < ttl + se then
       -- stale-if-error: refresh now, and serve this entry if that fails;
-      -- while someone else refreshes, serve it at once
-      if take_lock() then return lead(1) end
+      -- while someone else refreshes, or while a failed refresh of this
+      -- entry holds off the next (the back-off 'bo' that abandon.lua sets,
+      -- until a server time), serve it at once, without the lock.
+      -- The same rule as judge_entry() in store_file.c: keep them alike.
+      local bo = tonumber(redis.call('HGET', KEYS[1], 'bo'))
+      if (bo == nil or now >= bo) and take_lock() then return lead(1) end
       count('stale_served')
       return {'stale', age, m, out, err, 0, rid}
     end
