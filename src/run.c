@@ -199,6 +199,8 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 	m->err_len = sp->err >= 0 ? cr->err_len : 0;
 	if (gethostname(m->host, sizeof(m->host) - 1) < 0)
 		strcpy(m->host, "unknown");
+	/* kept for inspect and list, which show where a (derived) key came from */
+	entry_command_display(m->cmd, o->command);
 	/* a COMMAND that could not start, or was cut off, is no result to keep */
 	r.cacheable = cr->status == 0 || (o->cache_failures && !cr->timed_out && !cr->exec_failed);
 	r.handoff_ms = o->lease_ms > HANDOFF_MIN_MS ? o->lease_ms : HANDOFF_MIN_MS;
