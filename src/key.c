@@ -120,7 +120,7 @@ int key_digest_copy(int in_fd, int out_fd, unsigned char digest[32])
 			return -1;
 		}
 		sha256_update(&ctx, n, (const unsigned char *)chunk);
-		if (write_all(out_fd, chunk, n) < 0) {
+		if (out_fd >= 0 && write_all(out_fd, chunk, n) < 0) {
 			err_set("--stdin: cannot keep standard input in a temporary file: %s",
 				strerror(errno));
 			return -1;

@@ -32,8 +32,8 @@ struct key_scope {
  * -1 with err_set() when the working directory cannot be read. */
 int key_derive(struct buf *out, char *const *argv, const struct key_scope *scope);
 
-/* copy all of in_fd to out_fd, computing its SHA-256 into digest (32
- * bytes); 0, or -1 with err_set() */
+/* copy all of in_fd to out_fd (-1: read it only), computing its SHA-256
+ * into digest (32 bytes); 0, or -1 with err_set() */
 int key_digest_copy(int in_fd, int out_fd, unsigned char digest[32]);
 
 /* lowercase hex SHA-256 of len bytes at p */
