@@ -82,6 +82,7 @@ int subcmd_key(const struct options *o)
 
 	if (command_key(o, &key) < 0) {
 		log_error("key: %s", err_msg());
+		buf_free(&key);
 		return 125;
 	}
 	key_printable(&b, key.data, key.len);
@@ -400,6 +401,7 @@ int subcmd_invalidate(const struct options *o)
 	/* -- COMMAND: the key run derives, found before the store is opened */
 	if (o->command && command_key(o, &derived) < 0) {
 		log_error("invalidate: %s", err_msg());
+		buf_free(&derived);
 		return 125;
 	}
 	struct store *s = open_for(o);
