@@ -5,18 +5,20 @@
 # hints for options that take one, the keys in the store (from `cachefence
 # list`, with the line's -u and -n) for get, inspect and invalidate, and
 # COMMAND with its own completion after "--" or after the first word that is
-# not an option.
+# not an option (for run and key; for invalidate, after "--" only).
 #
 # Install as /usr/share/bash-completion/completions/cachefence, or source it.
 # It needs nothing from the bash-completion package, but uses its
 # _command_offset for COMMAND's arguments when that is loaded.
 
-_cachefence_subcommands='run get inspect list invalidate stats ping'
+_cachefence_subcommands='run get inspect list invalidate stats ping key'
 
 _cachefence_global_opts='--url --namespace --redis-timeout --verbose --quiet --help --version'
 _cachefence_run_opts='--key --ttl --stale --stale-if-error --beta --lock-lease --wait
 	--timeout --refresh --warm --cache-failures --failure-ttl --cache-stderr --max-size
 	--scope-cwd --scope-env --scope-file --stdin --tag --fail-closed'
+# what shapes a derived key: run's, and key's and invalidate's before "--"
+_cachefence_scope_opts='--scope-cwd --scope-env --scope-file --stdin'
 
 # the long options of one subcommand, beyond the global ones
 _cachefence_sub_opts() {
@@ -24,7 +26,8 @@ _cachefence_sub_opts() {
 	run) echo "$_cachefence_run_opts" ;;
 	get) echo --fresh ;;
 	inspect | list) echo --json ;;
-	invalidate) echo --match --tag ;;
+	invalidate) echo --match --tag "$_cachefence_scope_opts" ;;
+	key) echo --key "$_cachefence_scope_opts" ;;
 	stats) echo --json --prometheus --reset ;;
 	esac
 }
@@ -124,7 +127,10 @@ _cachefence() {
 				sub=$w
 				continue
 			fi
-			if [[ -z $sub || $sub == run ]]; then
+			# run's and key's first operand is COMMAND; invalidate's
+			# is after "--"
+			if [[ -z $sub || $sub == run || $sub == key ]] ||
+				{ [[ $sub == invalidate ]] && ((dashdash)); }; then
 				command_at=$i
 				break
 			fi
@@ -133,7 +139,7 @@ _cachefence() {
 		fi
 		if [[ $w == -- ]]; then
 			dashdash=1
-			[[ -n $sub && $sub != run ]] && operands=1
+			[[ -n $sub && $sub != run && $sub != key && $sub != invalidate ]] && operands=1
 			continue
 		fi
 		if [[ -z $sub || $sub == run ]] && _cachefence_is_run_opt "$w"; then
@@ -186,7 +192,7 @@ _cachefence() {
 		fi
 		return 0
 	fi
-	if ((dashdash)) && [[ -z $sub || $sub == run ]]; then
+	if ((dashdash)) && [[ -z $sub || $sub == run || $sub == key || $sub == invalidate ]]; then
 		COMPREPLY=($(compgen -c -- "$cur"))
 		return 0
 	fi
@@ -208,7 +214,7 @@ _cachefence() {
 	fi
 	if [[ $cur == -* ]]; then
 		local opts="$_cachefence_global_opts $(_cachefence_sub_opts "${sub:-run}")"
-		[[ -z $sub || $sub == run ]] && opts+=" --"
+		[[ -z $sub || $sub == run || $sub == key || $sub == invalidate ]] && opts+=" --"
 		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 		return 0
 	fi
@@ -218,7 +224,7 @@ _cachefence() {
 		COMPREPLY=($(compgen -W "$_cachefence_subcommands" -- "$cur"))
 		return 0
 	fi
-	if [[ -z $sub || $sub == run ]]; then
+	if [[ -z $sub || $sub == run || $sub == key ]]; then
 		COMPREPLY=($(compgen -c -- "$cur"))
 	fi
 	return 0

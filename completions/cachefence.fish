@@ -3,7 +3,8 @@
 # Completes the subcommand as the first word, the options of the global
 # group plus those of the subcommand in use (run's when there is none), value
 # hints for options that take one, and COMMAND with its own completion after
-# "--" or after the first word that is not an option.
+# "--" or after the first word that is not an option (for run and key; for
+# invalidate, after "--" only).
 #
 # Install as cachefence.fish in a directory of $fish_complete_path (for
 # example /usr/share/fish/vendor_completions.d).
@@ -13,10 +14,12 @@
 #   first        no operand yet, no run option: a subcommand may come
 #   run          run's options (after a run option, "run" or "--")
 #   command N    COMMAND starts at word N (1-based, cachefence is word 1)
+#   key          key's options, or COMMAND's first word
+#   invalidate-command  after invalidate's "--": COMMAND's first word
 #   SUBCOMMAND   get, inspect, list, invalidate, stats or ping
 function __cachefence_where
     set -l words (commandline -opc)
-    set -l subcommands run get inspect list invalidate stats ping
+    set -l subcommands run get inspect list invalidate stats ping key
     set -l sub
     set -l saw_run 0
     set -l dashdash 0
@@ -30,11 +33,16 @@ function __cachefence_where
         if test $dashdash -eq 1; or not string match -qr -- '^-.' $w
             if test -z "$sub" -a $dashdash -eq 0 -a $saw_run -eq 0; and contains -- $w $subcommands
                 set sub $w
-                if test $sub != run
+                if not contains -- $sub run key invalidate
                     echo $sub
                     return
                 end
                 continue
+            end
+            # invalidate's operands are keys, until "--"
+            if test "$sub" = invalidate -a $dashdash -eq 0
+                echo invalidate
+                return
             end
             printf "%s\n" command $i
             return
@@ -70,7 +78,11 @@ function __cachefence_where
                 end
         end
     end
-    if test -n "$sub" -o $saw_run -eq 1 -o $dashdash -eq 1
+    if test "$sub" = invalidate -a $dashdash -eq 1
+        echo invalidate-command
+    else if test "$sub" = invalidate -o "$sub" = key
+        echo $sub
+    else if test -n "$sub" -o $saw_run -eq 1 -o $dashdash -eq 1
         echo run
     else
         echo first
@@ -116,9 +128,10 @@ complete -c cachefence -n '__cachefence_in first' -a list -d 'list the entries o
 complete -c cachefence -n '__cachefence_in first' -a invalidate -d 'delete entries by key, glob or tag'
 complete -c cachefence -n '__cachefence_in first' -a stats -d 'print the counters'
 complete -c cachefence -n '__cachefence_in first' -a ping -d 'check the store end to end'
+complete -c cachefence -n '__cachefence_in first' -a key -d 'print the key a command line derives'
 
-# COMMAND, after a run option, "run" or "--"
-complete -c cachefence -n '__cachefence_in run command' -a '(__cachefence_complete_command)'
+# COMMAND, after a run option, "run" or "--", and key's and invalidate's
+complete -c cachefence -n '__cachefence_in run command key invalidate-command' -a '(__cachefence_complete_command)'
 
 # global options, everywhere before COMMAND
 set -l g 'not __cachefence_in command'
@@ -133,7 +146,7 @@ complete -c cachefence -n $g -s V -l version -d 'print the version'
 
 # run options
 set -l r '__cachefence_in options'
-complete -c cachefence -n $r -s k -l key -x -d 'cache key (default: derived from COMMAND)'
+complete -c cachefence -n '__cachefence_in options key' -s k -l key -x -d 'cache key (default: derived from COMMAND)'
 complete -c cachefence -n $r -s t -l ttl -x -a $durations -d 'how long a result is fresh (required)'
 complete -c cachefence -n $r -s s -l stale -x -a $durations -d 'serve the old result while one process refreshes'
 complete -c cachefence -n $r -l stale-if-error -x -a $durations -d 'serve the old result when a refresh fails'
@@ -147,10 +160,12 @@ complete -c cachefence -n $r -l cache-failures -d 'also store results with a non
 complete -c cachefence -n $r -l failure-ttl -x -a $durations -d 'TTL of a stored failure'
 complete -c cachefence -n $r -l cache-stderr -d 'also store stderr and replay it on a hit'
 complete -c cachefence -n $r -l max-size -x -a '512k 1M 16M 64M 1G' -d 'do not store outputs larger than this'
-complete -c cachefence -n $r -l scope-cwd -d 'put the working directory into the derived key'
-complete -c cachefence -n $r -l scope-env -x -a '(set -xn)' -d 'put a variable into the derived key'
-complete -c cachefence -n $r -l scope-file -r -F -d "put a file's size and mtime into the derived key"
-complete -c cachefence -n $r -l stdin -d 'hash standard input into the key and feed it to COMMAND'
+# the scopes: also key's, and invalidate's before "--"
+set -l sc '__cachefence_in options key invalidate'
+complete -c cachefence -n $sc -l scope-cwd -d 'put the working directory into the derived key'
+complete -c cachefence -n $sc -l scope-env -x -a '(set -xn)' -d 'put a variable into the derived key'
+complete -c cachefence -n $sc -l scope-file -r -F -d "put a file's size and mtime into the derived key"
+complete -c cachefence -n $sc -l stdin -d 'hash standard input into the key and feed it to COMMAND'
 complete -c cachefence -n $r -l tag -x -d 'file the entry under a tag'
 complete -c cachefence -n $r -l fail-closed -d 'exit 125 instead of running uncached when the store is unreachable'
 

@@ -28,6 +28,10 @@ static void check_meta(const struct entry_meta *m)
 	CHECK(m->compute_ms >= 0 && m->compute_ms <= TIME_MAX);
 	CHECK(m->out_len <= INT64_MAX && m->err_len <= INT64_MAX);
 	CHECK(memchr(m->host, '\0', sizeof(m->host)) != NULL);
+	/* the command goes to terminals and header lines: printable ASCII only */
+	CHECK(memchr(m->cmd, '\0', sizeof(m->cmd)) != NULL);
+	for (const char *c = m->cmd; *c; c++)
+		CHECK(*c >= 0x20 && *c <= 0x7e);
 	/* the sums the freshness rule makes cannot overflow */
 	CHECK(entry_lifetime(m) >= m->ttl_ms);
 	(void)entry_freshness(m, INT64_MAX / 2);
@@ -72,6 +76,7 @@ static void check_round_trip(const struct entry_meta *m)
 	CHECK(hdr_len == h.len - 4);
 	CHECK(same_numbers(m, &back));
 	CHECK(strcmp(host, back.host) == 0);
+	CHECK(strcmp(m->cmd, back.cmd) == 0);
 	buf_free(&h);
 }
 

@@ -49,6 +49,15 @@ void entry_meta_encode(const struct entry_meta *m, struct entry_field f[ENTRY_NF
 	snprintf(f[9].value, sizeof(f[9].value), "%s", m->host);
 }
 
+/* copy len bytes to out as printable ASCII ('?' for any other byte) and
+ * NUL-terminate: what a header line or a terminal line may hold */
+static void printable_copy(char *out, const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		out[i] = p[i] >= 0x20 && p[i] <= 0x7e ? p[i] : '?';
+	out[len] = '\0';
+}
+
 static int find_field(const char *name, const char *const *names, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -105,7 +114,94 @@ int entry_meta_decode(struct entry_meta *m, const char *const *names, const char
 		memcpy(m->host, values[h], hl);
 		m->host[hl] = '\0';
 	}
+	int c = find_field(ENTRY_CMD_FIELD, names, n);
+	if (c >= 0)
+		printable_copy(m->cmd, values[c], lens[c] < ENTRY_CMD_MAX ? lens[c] : ENTRY_CMD_MAX);
 	return 0;
+}
+
+/* --- the command's display form ---------------------------------------------- */
+
+/* a display form being built: pieces (one character, or one escape) are
+ * appended whole; the first that does not fit ends it with "..." at the
+ * last piece boundary that leaves room for it */
+struct display {
+	char *out;
+	size_t len;
+	size_t cut;  /* where "..." goes if the rest does not fit */
+	bool full;
+};
+
+static void piece(struct display *d, const char *p, size_t n)
+{
+	if (d->full)
+		return;
+	if (d->len + n > ENTRY_CMD_MAX) {
+		memcpy(d->out + d->cut, "...", 3);
+		d->len = d->cut + 3;
+		d->full = true;
+		return;
+	}
+	memcpy(d->out + d->len, p, n);
+	d->len += n;
+	if (d->len <= ENTRY_CMD_MAX - 3)
+		d->cut = d->len;
+}
+
+static bool shell_safe(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       strchr("_@%+=:,./-", c) != NULL;
+}
+
+/* one word of COMMAND, quoted as it needs */
+static void display_word(struct display *d, const char *w, bool first)
+{
+	bool bare = *w != '\0', printable = true;
+
+	for (const unsigned char *c = (const unsigned char *)w; *c; c++) {
+		if (!shell_safe(*c) || (first && *c == '='))
+			bare = false;
+		if (*c < 0x20 || *c > 0x7e)
+			printable = false;
+	}
+	if (bare) {
+		for (; *w; w++)
+			piece(d, w, 1);
+		return;
+	}
+	if (printable) {
+		piece(d, "'", 1);
+		for (; *w; w++)
+			piece(d, *w == '\'' ? "'\\''" : w, *w == '\'' ? 4 : 1);
+		piece(d, "'", 1);
+		return;
+	}
+	piece(d, "$'", 2);
+	for (const unsigned char *c = (const unsigned char *)w; *c; c++) {
+		char esc[8];
+		const char *named = *c == '\n' ? "\\n" : *c == '\t' ? "\\t" : *c == '\r' ? "\\r"
+				  : *c == '\\' ? "\\\\" : *c == '\'' ? "\\'" : NULL;
+		if (named)
+			piece(d, named, 2);
+		else if (*c < 0x20 || *c > 0x7e)
+			piece(d, esc, (size_t)snprintf(esc, sizeof(esc), "\\x%02x", *c));
+		else
+			piece(d, (const char *)c, 1);
+	}
+	piece(d, "'", 1);
+}
+
+void entry_command_display(char out[ENTRY_CMD_MAX + 1], char *const *argv)
+{
+	struct display d = {.out = out};
+
+	for (char *const *a = argv; *a && !d.full; a++) {
+		if (a != argv)
+			piece(&d, " ", 1);
+		display_word(&d, *a, a == argv);
+	}
+	out[d.len] = '\0';
 }
 
 int64_t entry_lifetime(const struct entry_meta *m)
@@ -174,6 +270,12 @@ void entry_header_write(struct buf *b, const struct entry_meta *m)
 			if (*c == '\n' || *c == '=')
 				*c = '_';
 		buf_appendf(b, "%s=%s\n", f[i].name, f[i].value);
+	}
+	if (m->cmd[0]) {
+		char cmd[ENTRY_CMD_MAX + 1];
+		size_t len = strnlen(m->cmd, ENTRY_CMD_MAX);
+		printable_copy(cmd, m->cmd, len);
+		buf_appendf(b, "%s=%s\n", ENTRY_CMD_FIELD, cmd);
 	}
 	entry_header_sum(sum, b->data + start, b->len - start);
 	buf_appendf(b, "sum=%s\n\n", sum);

@@ -14,6 +14,12 @@
 /* bumped whenever the meaning of a field changes; other versions are misses */
 #define ENTRY_VERSION 1
 #define ENTRY_HOST_MAX 256
+/* the longest display form of COMMAND kept with an entry, "..." included */
+#define ENTRY_CMD_MAX 1024
+/* the optional field that holds it: not one of the ENTRY_NFIELDS, which a
+ * hit reads; only inspect and list read it, and an entry without it (written
+ * before it existed) decodes with the command unknown */
+#define ENTRY_CMD_FIELD "cmd"
 /* the number of named fields entry_meta_encode() produces */
 #define ENTRY_NFIELDS 10
 
@@ -30,6 +36,8 @@ struct entry_meta {
 	uint64_t out_len;   /* bytes of stored stdout */
 	uint64_t err_len;   /* bytes of stored stderr */
 	char host[ENTRY_HOST_MAX];
+	char cmd[ENTRY_CMD_MAX + 1]; /* COMMAND as entry_command_display() shows it,
+				      * printable ASCII; "" when unknown */
 };
 
 /* one field as text: name and NUL-terminated value */
@@ -50,10 +58,20 @@ enum freshness {
 void entry_meta_encode(const struct entry_meta *m, struct entry_field fields[ENTRY_NFIELDS]);
 
 /* decode metadata from n name/value pairs (values need not be NUL-terminated;
- * unknown names are ignored); 0, or -1 with err_set() when a field is missing,
- * malformed, out of range, or of another format version */
+ * unknown names are ignored; ENTRY_CMD_FIELD is optional, and its bytes
+ * outside printable ASCII read as '?'); 0, or -1 with err_set() when a field
+ * is missing, malformed, out of range, or of another format version */
 int entry_meta_decode(struct entry_meta *m, const char *const *names, const char *const *values,
 		      const size_t *value_lens, size_t n);
+
+/* COMMAND's argv as one line of printable ASCII, for list and inspect to
+ * show where a derived key came from: the words joined by spaces, each as a
+ * POSIX shell (or bash and zsh, for $'...') reads it back: bare when it holds
+ * only letters, digits and _@%+=:,./- (and is not a first word with '='),
+ * else in '...', else, when it holds a byte outside printable ASCII, in
+ * $'...' with \n, \t, \r, \\, \' and \xNN. Longer than ENTRY_CMD_MAX, it is
+ * cut between two characters or escapes and ends with "...". */
+void entry_command_display(char out[ENTRY_CMD_MAX + 1], char *const *argv);
 
 /* how long past its creation an entry can still be served at all */
 int64_t entry_lifetime(const struct entry_meta *m);
@@ -78,7 +96,8 @@ double entry_neg_ln(double r);
  * in its lookup script. */
 bool entry_xfetch_fires(const struct entry_meta *m, int64_t age_ms, double beta, double rand);
 
-/* The local store's file header: the magic line, "name=value" lines, then
+/* The local store's file header: the magic line, "name=value" lines (the
+ * ENTRY_NFIELDS, then ENTRY_CMD_FIELD when the command is known), then
  * "sum=" and the first ENTRY_SUM_LEN hex digits of the SHA-256 of all the
  * header before that line, then an empty line. The checksum makes a header
  * whose sizes were changed but still add up a miss: stdout and stderr sit

@@ -121,7 +121,7 @@ int key_digest_read(int in_fd, int (*keep)(void *ctx, const char *p, size_t n), 
 			return -1;
 		}
 		sha256_update(&sha, n, (const unsigned char *)chunk);
-		if (keep(ctx, chunk, n) < 0)
+		if (keep && keep(ctx, chunk, n) < 0)
 			return -1;
 	}
 	sha256_digest(&sha, SHA256_DIGEST_SIZE, digest);

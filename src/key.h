@@ -33,7 +33,7 @@ struct key_scope {
 int key_derive(struct buf *out, char *const *argv, const struct key_scope *scope);
 
 /* read all of in_fd, handing each piece to keep (which keeps it somewhere
- * for later) and computing the SHA-256 of it all into digest (32 bytes);
+ * for later; NULL: nothing is kept) and computing the SHA-256 of it all into digest (32 bytes);
  * 0, -1 with err_set() when in_fd cannot be read, or keep's -1 when it
  * could not keep a piece (then reading stops: the rest is still in in_fd) */
 int key_digest_read(int in_fd, int (*keep)(void *ctx, const char *p, size_t n), void *ctx,

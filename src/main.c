@@ -36,6 +36,8 @@ static int dispatch(const struct options *o)
 		return subcmd_stats(o);
 	case CMD_PING:
 		return subcmd_ping(o);
+	case CMD_KEY:
+		return subcmd_key(o);
 	}
 	return 125;
 }

@@ -46,6 +46,8 @@ enum opt_group {
 	GROUP_JSON = 8,       /* inspect, list, stats */
 	GROUP_STATS = 16,
 	GROUP_INVALIDATE = 32,
+	GROUP_SCOPE = 64,     /* what shapes a derived key: run, key, invalidate -- COMMAND */
+	GROUP_KEY = 128,      /* -k: run, key */
 };
 
 struct opt_def {
@@ -61,7 +63,7 @@ static const struct opt_def opt_defs[] = {
 	{{"quiet", no_argument, NULL, 'q'}, GROUP_GLOBAL},
 	{{"help", no_argument, NULL, 'h'}, GROUP_GLOBAL},
 	{{"version", no_argument, NULL, 'V'}, GROUP_GLOBAL},
-	{{"key", required_argument, NULL, 'k'}, GROUP_RUN},
+	{{"key", required_argument, NULL, 'k'}, GROUP_RUN | GROUP_KEY},
 	{{"ttl", required_argument, NULL, 't'}, GROUP_RUN},
 	{{"lock-lease", required_argument, NULL, OPT_LOCK_LEASE}, GROUP_RUN},
 	{{"wait", required_argument, NULL, 'w'}, GROUP_RUN},
@@ -76,10 +78,10 @@ static const struct opt_def opt_defs[] = {
 	{{"timeout", required_argument, NULL, OPT_TIMEOUT}, GROUP_RUN},
 	{{"cache-stderr", no_argument, NULL, OPT_CACHE_STDERR}, GROUP_RUN},
 	{{"max-size", required_argument, NULL, OPT_MAX_SIZE}, GROUP_RUN},
-	{{"scope-cwd", no_argument, NULL, OPT_SCOPE_CWD}, GROUP_RUN},
-	{{"scope-env", required_argument, NULL, OPT_SCOPE_ENV}, GROUP_RUN},
-	{{"scope-file", required_argument, NULL, OPT_SCOPE_FILE}, GROUP_RUN},
-	{{"stdin", optional_argument, NULL, OPT_STDIN}, GROUP_RUN},
+	{{"scope-cwd", no_argument, NULL, OPT_SCOPE_CWD}, GROUP_SCOPE},
+	{{"scope-env", required_argument, NULL, OPT_SCOPE_ENV}, GROUP_SCOPE},
+	{{"scope-file", required_argument, NULL, OPT_SCOPE_FILE}, GROUP_SCOPE},
+	{{"stdin", optional_argument, NULL, OPT_STDIN}, GROUP_SCOPE},
 	{{"tag", required_argument, NULL, OPT_TAG}, GROUP_RUN},
 	{{"fresh", no_argument, NULL, OPT_FRESH}, GROUP_GET},
 	{{"json", no_argument, NULL, OPT_JSON}, GROUP_JSON},
@@ -96,13 +98,14 @@ static const struct {
 	enum subcommand cmd;
 	int groups;
 } subcommands[] = {
-	{"run", CMD_RUN, GROUP_GLOBAL | GROUP_RUN},
+	{"run", CMD_RUN, GROUP_GLOBAL | GROUP_RUN | GROUP_SCOPE},
 	{"get", CMD_GET, GROUP_GLOBAL | GROUP_GET},
-	{"invalidate", CMD_INVALIDATE, GROUP_GLOBAL | GROUP_INVALIDATE},
+	{"invalidate", CMD_INVALIDATE, GROUP_GLOBAL | GROUP_INVALIDATE | GROUP_SCOPE},
 	{"inspect", CMD_INSPECT, GROUP_GLOBAL | GROUP_JSON},
 	{"list", CMD_LIST, GROUP_GLOBAL | GROUP_JSON},
 	{"stats", CMD_STATS, GROUP_GLOBAL | GROUP_JSON | GROUP_STATS},
 	{"ping", CMD_PING, GROUP_GLOBAL},
+	{"key", CMD_KEY, GROUP_GLOBAL | GROUP_KEY | GROUP_SCOPE},
 };
 
 void options_init(struct options *o)
@@ -143,6 +146,8 @@ void options_usage(void)
 	      "       cachefence [GLOBAL] inspect [--json] KEY\n"
 	      "       cachefence [GLOBAL] list [--json] [GLOB]\n"
 	      "       cachefence [GLOBAL] invalidate KEY... | --match GLOB | --tag NAME\n"
+	      "       cachefence [GLOBAL] invalidate [SCOPE] -- COMMAND [ARG]...\n"
+	      "       cachefence [GLOBAL] key [SCOPE] [--] COMMAND [ARG]... | -k KEY\n"
 	      "       cachefence [GLOBAL] stats [--json | --prometheus] [--reset]\n"
 	      "       cachefence [GLOBAL] ping\n"
 	      "       cachefence --help | --version\n"
@@ -203,6 +208,9 @@ void options_usage(void)
 	      "      --tag NAME          invalidate: every entry filed under NAME\n"
 	      "      --prometheus        stats: Prometheus text exposition format\n"
 	      "      --reset             stats: zero the counters after printing them\n"
+	      "SCOPE is any of --scope-cwd, --scope-env NAME, --scope-file PATH and --stdin:\n"
+	      "key prints, and invalidate -- COMMAND deletes, the key run would derive with\n"
+	      "the same options.\n"
 	      "\n"
 	      "DUR is a number with an optional unit: ms, s (default), m, h, d.\n"
 	      "SIZE is a number with an optional k, M or G (powers of 1024).\n"
@@ -406,11 +414,12 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 	return -1;
 }
 
+/* one of run's options (the scopes included): a word after it is COMMAND */
 static bool is_run_option(int c)
 {
 	for (size_t i = 0; i < NDEFS; i++)
 		if (opt_defs[i].lo.val == c)
-			return opt_defs[i].group == GROUP_RUN;
+			return (opt_defs[i].group & (GROUP_RUN | GROUP_SCOPE)) != 0;
 	return false;
 }
 
@@ -599,6 +608,24 @@ static int refuse_subcommand_typo(const struct options *o, bool command_first)
 	return 0;
 }
 
+static bool has_scope(const struct options *o)
+{
+	return o->scope_cwd || o->nscope_env || o->nscope_file || o->use_stdin;
+}
+
+/* -k, or the scopes of a derived key: not both (run and key); 0 or -1 */
+static int validate_key_choice(const struct options *o)
+{
+	if (o->key && key_validate(o->key, strlen(o->key)) < 0)
+		return option_error("--key");
+	if (o->key && has_scope(o)) {
+		err_set("--key: the --scope-* options and --stdin shape the derived key, so they do "
+			"not go with --key (drop one or the other)");
+		return -1;
+	}
+	return 0;
+}
+
 static int validate_run(struct options *o, bool command_first)
 {
 	if (!o->command || !o->command[0]) {
@@ -626,13 +653,8 @@ static int validate_run(struct options *o, bool command_first)
 		err_set("--lock-lease: must be at least 100ms (it is renewed every lease/3)");
 		return -1;
 	}
-	if (o->key && key_validate(o->key, strlen(o->key)) < 0)
-		return option_error("--key");
-	if (o->key && (o->scope_cwd || o->nscope_env || o->nscope_file || o->use_stdin)) {
-		err_set("--key: the --scope-* options and --stdin shape the derived key, so they do "
-			"not go with --key (drop one or the other)");
+	if (validate_key_choice(o) < 0)
 		return -1;
-	}
 	if (o->ntags > 32) {
 		err_set("--tag: at most 32 tags per entry");
 		return -1;
@@ -671,11 +693,29 @@ static int validate_subcommand(const struct options *o)
 		}
 		break;
 	case CMD_INVALIDATE:
-		if ((o->match != NULL) + (o->tag != NULL) + (o->nargs > 0) != 1) {
-			err_set("invalidate: give KEY..., or --match GLOB, or --tag NAME (one of them)");
+		if (o->command && !o->command[0]) {
+			err_set("invalidate: no COMMAND after -- (usage: cachefence invalidate -- "
+				"COMMAND [ARG]...)");
+			return -1;
+		}
+		if ((o->match != NULL) + (o->tag != NULL) + (o->nargs > 0) + (o->command != NULL) != 1) {
+			err_set("invalidate: give KEY..., or --match GLOB, or --tag NAME, or -- COMMAND "
+				"[ARG]... (one of them)");
+			return -1;
+		}
+		if (has_scope(o) && !o->command) {
+			err_set("invalidate: the --scope-* options and --stdin shape the key derived from "
+				"COMMAND: give it after -- (cachefence invalidate --scope-cwd -- make)");
 			return -1;
 		}
 		break;
+	case CMD_KEY:
+		if (!o->key && !o->command[0]) {
+			err_set("key: no COMMAND given (usage: cachefence key [--] COMMAND [ARG]..., or "
+				"key -k KEY)");
+			return -1;
+		}
+		return validate_key_choice(o);
 	case CMD_STATS:
 		if (o->json && o->prometheus) {
 			err_set("stats: --json and --prometheus are two formats: pick one");
@@ -720,15 +760,15 @@ int options_parse(struct options *o, int argc, char **argv)
 	const char *env_ns = getenv("CACHEFENCE_NAMESPACE");
 	if (env_ns && *env_ns)
 		o->ns = env_ns;
-	if (parse_group(o, GROUP_GLOBAL | GROUP_RUN, argc, argv, &next, &dashdash, &saw_run,
-			&url) < 0)
+	if (parse_group(o, GROUP_GLOBAL | GROUP_RUN | GROUP_SCOPE, argc, argv, &next, &dashdash,
+			&saw_run, &url) < 0)
 		return -1;
 	if (o->cmd == CMD_HELP || o->cmd == CMD_VERSION)
 		return 0;
 
 	/* a subcommand name counts only as the first word, before any "--" or
 	 * run option: `cachefence -t 1m ping` runs the command ping */
-	int groups = GROUP_GLOBAL | GROUP_RUN;
+	int groups = GROUP_GLOBAL | GROUP_RUN | GROUP_SCOPE;
 	if (next < argc && !dashdash && !saw_run) {
 		for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
 			if (strcmp(argv[next], subcommands[i].name) != 0)
@@ -752,6 +792,13 @@ int options_parse(struct options *o, int argc, char **argv)
 	if (o->cmd == CMD_RUN) {
 		o->command = argv + next;
 		return validate_run(o, !dashdash && !saw_run);
+	}
+	/* key's words are COMMAND; so are invalidate's after "--", and it
+	 * then has no KEY operands */
+	if (o->cmd == CMD_KEY || (o->cmd == CMD_INVALIDATE && dashdash)) {
+		o->command = argv + next;
+		o->args = argv + argc;
+		o->nargs = 0;
 	}
 	return validate_subcommand(o);
 }

@@ -16,6 +16,7 @@ enum subcommand {
 	CMD_LIST,
 	CMD_STATS,
 	CMD_PING,
+	CMD_KEY,     /* print the key a command line derives */
 	CMD_HELP,    /* --help: usage on stdout, exit 0 */
 	CMD_VERSION, /* --version */
 };
@@ -56,7 +57,8 @@ struct options {
 	bool stdin_ignored;      /* --stdin=ignore: COMMAND may read stdin; the key ignores it */
 	const char **tags;       /* --tag NAMEs */
 	int ntags;
-	char **command;          /* COMMAND and its arguments, NULL-terminated (points into argv) */
+	char **command;          /* COMMAND and its arguments, NULL-terminated (points into argv);
+				  * also key's, and invalidate's after "--"; else NULL */
 
 	/* operator subcommands */
 	bool fresh;              /* get --fresh */

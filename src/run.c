@@ -320,6 +320,8 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 	m->err_len = sp->err >= 0 ? cr->err_len : 0;
 	if (gethostname(m->host, sizeof(m->host) - 1) < 0)
 		strcpy(m->host, "unknown");
+	/* kept for inspect and list, which show where a (derived) key came from */
+	entry_command_display(m->cmd, o->command);
 	/* a COMMAND that could not start, or was cut off, is no result to keep */
 	r.cacheable = cr->status == 0 || (o->cache_failures && !cr->timed_out && !cr->exec_failed);
 	r.handoff_ms = o->lease_ms > HANDOFF_MIN_MS ? o->lease_ms : HANDOFF_MIN_MS;
@@ -770,31 +772,37 @@ static int read_stdin(struct run_ctx *ctx, unsigned char digest[32])
 	return rc < 0 && ctx->stdin_partial ? 1 : rc;
 }
 
-/* the user key: --key, or derived from COMMAND and the scopes; 0, -1, or
- * 1 when COMMAND must run uncached (see read_stdin) */
-static int make_key(struct run_ctx *ctx)
+int run_user_key(const struct options *o, const unsigned char *stdin_digest, struct buf *key)
 {
-	const struct options *o = ctx->o;
-	unsigned char digest[32];
 	struct key_scope scope = {
 		.cwd = o->scope_cwd,
 		.env = o->scope_env,
 		.nenv = o->nscope_env,
 		.files = o->scope_file,
 		.nfiles = o->nscope_file,
+		.stdin_digest = stdin_digest,
 	};
 
 	if (o->key) {
-		buf_append(&ctx->key, o->key, strlen(o->key));
+		buf_append(key, o->key, strlen(o->key));
 		return 0;
 	}
-	if (o->use_stdin) {
+	return key_derive(key, o->command, &scope);
+}
+
+/* the user key: --key, or derived from COMMAND and the scopes, reading
+ * --stdin's input into its spool first; 0, -1, or 1 when COMMAND must run
+ * uncached (see read_stdin) */
+static int make_key(struct run_ctx *ctx)
+{
+	unsigned char digest[32];
+
+	if (!ctx->o->key && ctx->o->use_stdin) {
 		int rc = read_stdin(ctx, digest);
 		if (rc != 0)
 			return rc;
-		scope.stdin_digest = digest;
 	}
-	return key_derive(&ctx->key, o->command, &scope);
+	return run_user_key(ctx->o, ctx->o->use_stdin ? digest : NULL, &ctx->key);
 }
 
 int run_command(const struct options *o)

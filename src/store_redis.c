@@ -523,20 +523,27 @@ static int is_string(const redisReply *r)
 	return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
 }
 
-/* decode the META values of an HMGET or script reply; 0, or -1 if they do
- * not make an entry */
-static int decode_meta(const redisReply *m, struct entry_meta *meta)
+/* decode the META values of an HMGET or script reply, and the command
+ * (cmd: its reply, nil when the entry has none, or NULL when not asked
+ * for); 0, or -1 if they do not make an entry */
+static int decode_meta(const redisReply *m, const redisReply *cmd, struct entry_meta *meta)
 {
-	const char *values[ENTRY_NFIELDS];
-	size_t lens[ENTRY_NFIELDS];
+	const char *names[ENTRY_NFIELDS + 1], *values[ENTRY_NFIELDS + 1];
+	size_t lens[ENTRY_NFIELDS + 1], n = ENTRY_NFIELDS;
 
-	if (m->type != REDIS_REPLY_ARRAY || m->elements != ENTRY_NFIELDS)
+	if (m->type != REDIS_REPLY_ARRAY || m->elements < ENTRY_NFIELDS)
 		return -1;
 	for (size_t i = 0; i < ENTRY_NFIELDS; i++) {
+		names[i] = entry_field_names[i];
 		values[i] = is_string(m->element[i]) ? m->element[i]->str : "";
 		lens[i] = is_string(m->element[i]) ? m->element[i]->len : 0;
 	}
-	return entry_meta_decode(meta, entry_field_names, values, lens, ENTRY_NFIELDS);
+	if (cmd && is_string(cmd)) {
+		names[n] = ENTRY_CMD_FIELD;
+		values[n] = cmd->str;
+		lens[n++] = cmd->len;
+	}
+	return entry_meta_decode(meta, names, values, lens, n);
 }
 
 /* --- the streamed reply of lookup and get ------------------------------------------ */
@@ -879,7 +886,7 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const ch
 		       const struct result *res)
 {
 	struct entry_field f[ENTRY_NFIELDS];
-	struct resp_arg args[2 + 2 * ENTRY_NFIELDS + 6];
+	struct resp_arg args[2 + 2 * ENTRY_NFIELDS + 8];
 	int n = 0;
 	int64_t reply;
 
@@ -889,6 +896,12 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const ch
 	for (int i = 0; i < ENTRY_NFIELDS; i++) {
 		args[n++] = (struct resp_arg){.p = f[i].name, .len = strlen(f[i].name), .fd = -1};
 		args[n++] = (struct resp_arg){.p = f[i].value, .len = strlen(f[i].value), .fd = -1};
+	}
+	/* the command, for inspect and list only: no hit reads it */
+	if (res->meta.cmd[0]) {
+		args[n++] = (struct resp_arg){.p = ENTRY_CMD_FIELD, .len = strlen(ENTRY_CMD_FIELD),
+					      .fd = -1};
+		args[n++] = (struct resp_arg){.p = res->meta.cmd, .len = strlen(res->meta.cmd), .fd = -1};
 	}
 	/* the run id: a reader of a large entry checks its bytes are this run's */
 	args[n++] = (struct resp_arg){.p = "rid", .len = 3, .fd = -1};
@@ -1056,12 +1069,12 @@ static int redis_inspect(struct store *s, const char *key, size_t key_len, struc
 	if (!r)
 		return -1;
 	redisReply **el = r->element;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || el[0]->type != REDIS_REPLY_INTEGER ||
-	    !is_string(el[2]) || el[3]->type != REDIS_REPLY_INTEGER) {
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 || el[0]->type != REDIS_REPLY_INTEGER ||
+	    !is_string(el[2]) || el[3]->type != REDIS_REPLY_INTEGER || !is_string(el[4])) {
 		err_set("the store's inspect reply is malformed");
 		goto out;
 	}
-	if (el[0]->integer >= 0 && decode_meta(el[1], &meta) == 0)
+	if (el[0]->integer >= 0 && decode_meta(el[1], el[4], &meta) == 0)
 		fill_info(info, &meta, el[0]->integer);
 	if (el[2]->len > 0) {
 		info->locked = true;
@@ -1140,8 +1153,9 @@ static int64_t time_reply_ms(const redisReply *t)
 static int list_batch(struct redis_store *rs, redisReply *names, const char *glob, list_fn fn,
 		      void *ctx)
 {
+	/* the META fields, then the command */
 	static const char *const hmget[] = {"HMGET", NULL, "v", "st", "ct", "ttl", "sw", "se",
-					    "dt", "olen", "elen", "host"};
+					    "dt", "olen", "elen", "host", ENTRY_CMD_FIELD};
 	const size_t nargs = sizeof(hmget) / sizeof(hmget[0]);
 	struct buf user = {0};
 	size_t *entries = xcalloc(names->elements + 1, sizeof(*entries)), nentries = 0;
@@ -1163,8 +1177,9 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 		if (rc == 0 && fn(ctx, user.data, user.len, &lock))
 			rc = 1;
 	}
-	/* one deadline for the whole pipeline, with room for each reply */
-	int64_t deadline = deadline_for(rs, (uint64_t)nentries * 1024);
+	/* one deadline for the whole pipeline, with room for each reply (the
+	 * numbers, host and command) */
+	int64_t deadline = deadline_for(rs, (uint64_t)nentries * (ENTRY_HOST_MAX + ENTRY_CMD_MAX + 512));
 	if (rc != 0 || nentries == 0)
 		goto out;
 	if (!rs->c->err)
@@ -1195,7 +1210,9 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 			break;
 		}
 		redisReply *n = names->element[entries[e]];
-		if (rc == 0 && now >= 0 && decode_meta(m, &meta) == 0 &&
+		if (rc == 0 && now >= 0 && m->type == REDIS_REPLY_ARRAY &&
+		    m->elements == ENTRY_NFIELDS + 1 &&
+		    decode_meta(m, m->element[ENTRY_NFIELDS], &meta) == 0 &&
 		    user_key_of(&user, rs->ns, n->str, n->len) == NAME_ENTRY) {
 			int64_t age = now > meta.created_ms ? now - meta.created_ms : 0;
 			fill_info(&info, &meta, age);

@@ -11,6 +11,7 @@
 
 #include "json.h"
 #include "key.h"
+#include "run.h"
 #include "store.h"
 #include "util.h"
 
@@ -51,6 +52,35 @@ static int put(const struct buf *b)
 	return 0;
 }
 
+/* The user key run would use for o's command line: --key, or derived by
+ * key_derive() from COMMAND and the same scopes, standard input hashed (and
+ * not kept) for --stdin; 0, or -1 with err_set() */
+static int command_key(const struct options *o, struct buf *key)
+{
+	unsigned char digest[32];
+
+	if (!o->key && o->use_stdin && key_digest_read(STDIN_FILENO, NULL, NULL, digest) < 0)
+		return -1;
+	return run_user_key(o, o->use_stdin ? digest : NULL, key);
+}
+
+int subcmd_key(const struct options *o)
+{
+	struct buf key = {0}, b = {0};
+
+	if (command_key(o, &key) < 0) {
+		log_error("key: %s", err_msg());
+		buf_free(&key);
+		return 125;
+	}
+	key_printable(&b, key.data, key.len);
+	buf_append(&b, "\n", 1);
+	int rc = put(&b);
+	buf_free(&key);
+	buf_free(&b);
+	return rc;
+}
+
 int subcmd_get(const struct options *o)
 {
 	if (check_keys(o, "get") < 0)
@@ -69,6 +99,23 @@ int subcmd_get(const struct options *o)
 }
 
 /* --- how entries read ------------------------------------------------------- */
+
+/* an entry's command as list and inspect print it; an entry written before
+ * commands were kept has none (a display form is never "(unknown)": its
+ * parentheses would be quoted) */
+static const char *command_of(const struct entry_info *i)
+{
+	return i->meta.cmd[0] ? i->meta.cmd : "(unknown)";
+}
+
+/* the command as a JSON value: a string, or null when unknown */
+static void command_json(struct buf *b, const struct entry_info *i)
+{
+	if (i->meta.cmd[0])
+		json_string(b, i->meta.cmd, strlen(i->meta.cmd));
+	else
+		buf_append(b, "null", 4);
+}
 
 static const char *state_of(const struct entry_info *info)
 {
@@ -152,10 +199,12 @@ static void inspect_json(struct buf *b, const char *key, const struct entry_info
 			    (unsigned long long)size_of(i), i->meta.status, (long long)i->meta.compute_ms,
 			    iso_time(when, sizeof(when), i->meta.created_ms));
 		json_string(b, i->meta.host, strlen(i->meta.host));
+		buf_append(b, ",\"command\":", 11);
+		command_json(b, i);
 	} else {
 		buf_appendf(b, ",\"age_ms\":null,\"ttl_ms\":null,\"stale_ms\":null,\"size\":null,"
 			       "\"exit_status\":null,\"compute_ms\":null,\"created_at\":null,"
-			       "\"host\":null");
+			       "\"host\":null,\"command\":null");
 	}
 	buf_append(b, ",\"lock\":", 8);
 	if (i->locked) {
@@ -187,6 +236,7 @@ static void inspect_text(struct buf *b, const char *key, const struct entry_info
 		buf_appendf(b, "compute:     %s\n", human(t, sizeof(t), i->meta.compute_ms));
 		buf_appendf(b, "created at:  %s\n", iso_time(t, sizeof(t), i->meta.created_ms));
 		buf_appendf(b, "host:        %s\n", i->meta.host);
+		buf_appendf(b, "command:     %s\n", command_of(i));
 	}
 	if (i->locked && i->lease_left_ms >= 0)
 		buf_appendf(b, "lock:        %s (lease %s left)\n", i->holder,
@@ -258,13 +308,17 @@ static int list_one(void *arg, const char *key, size_t len, const struct entry_i
 	if (c->o->json) {
 		buf_append(&c->out, "{\"key\":", 7);
 		json_string(&c->out, key, len);
-		buf_appendf(&c->out, ",\"state\":\"%s\",\"age_ms\":%lld,\"ttl_ms\":%lld,\"size\":%llu}\n",
+		buf_appendf(&c->out, ",\"state\":\"%s\",\"age_ms\":%lld,\"ttl_ms\":%lld,\"size\":%llu,"
+				     "\"command\":",
 			    state_of(i), (long long)i->age_ms, (long long)ttl_left(i),
 			    (unsigned long long)size_of(i));
+		command_json(&c->out, i);
+		buf_append(&c->out, "}\n", 2);
 	} else {
-		buf_appendf(&c->out, "%s\t%s\t%s\t%s\t%llu\n", key_printable(&c->printable, key, len),
-			    state_of(i), human(a, sizeof(a), i->age_ms), human(t, sizeof(t), ttl_left(i)),
-			    (unsigned long long)size_of(i));
+		buf_appendf(&c->out, "%s\t%s\t%s\t%s\t%llu\t%s\n",
+			    key_printable(&c->printable, key, len), state_of(i),
+			    human(a, sizeof(a), i->age_ms), human(t, sizeof(t), ttl_left(i)),
+			    (unsigned long long)size_of(i), command_of(i));
 	}
 	return c->out.len > 65536 ? flush_list(c) : 0;
 }
@@ -330,13 +384,28 @@ static long invalidate_matching(struct store *s, const char *glob)
 int subcmd_invalidate(const struct options *o)
 {
 	long deleted = 0;
+	struct buf derived = {0};
 
 	if (check_keys(o, "invalidate") < 0)
 		return 125;
-	struct store *s = open_for(o);
-	if (!s)
+	/* -- COMMAND: the key run derives, found before the store is opened */
+	if (o->command && command_key(o, &derived) < 0) {
+		log_error("invalidate: %s", err_msg());
+		buf_free(&derived);
 		return 125;
-	if (o->match)
+	}
+	struct store *s = open_for(o);
+	if (!s) {
+		buf_free(&derived);
+		return 125;
+	}
+	if (o->command) {
+		struct buf shown = {0};
+		log_verbose("invalidate key=%s", key_printable(&shown, derived.data, derived.len));
+		buf_free(&shown);
+		int rc = s->ops->invalidate(s, derived.data, derived.len);
+		deleted = rc < 0 ? -1 : rc;
+	} else if (o->match)
 		deleted = invalidate_matching(s, o->match);
 	else if (o->tag)
 		deleted = s->ops->invalidate_tag(s, o->tag);
@@ -347,6 +416,7 @@ int subcmd_invalidate(const struct options *o)
 	if (deleted < 0)
 		log_error("invalidate: %s", err_msg());
 	store_close(s);
+	buf_free(&derived);
 	if (deleted < 0)
 		return 125;
 	printf("%ld\n", deleted);

@@ -164,7 +164,7 @@ setup_file() {
 	run bash_complete cachefence -u file:///tmp/x ''
 	echo "$output"
 	[[ $status -eq 0 ]]
-	[[ $(sort <<<"$output" | tr '\n' ' ') == "get inspect invalidate list ping run stats " ]]
+	[[ $(sort <<<"$output" | tr '\n' ' ') == "get inspect invalidate key list ping run stats " ]]
 }
 
 @test "bash completion offers no subcommand after a run option: the next word is COMMAND" {

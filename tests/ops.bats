@@ -35,7 +35,7 @@ STATS=(hits misses stale_served early_refreshes background_refreshes waits
 	stores_failed)
 
 # the fields of inspect --json, sorted
-INSPECT_FIELDS='["age_ms","compute_ms","created_at","exit_status","host","key","lock","size","stale_ms","state","ttl_ms"]'
+INSPECT_FIELDS='["age_ms","command","compute_ms","created_at","exit_status","host","key","lock","size","stale_ms","state","ttl_ms"]'
 
 # a loopback port nothing listens on
 free_port() {
@@ -380,7 +380,7 @@ redis_calls() {
 	cf_to txt inspect ins
 	assert_status 0 txt txt
 	assert_empty txt.err
-	assert_eq "$(awk 'END { print NR }' txt.out)" 11 "lines of inspect"
+	assert_eq "$(awk 'END { print NR }' txt.out)" 12 "lines of inspect"
 	grep -qx 'key: *ins' txt.out
 	grep -qx 'state: *fresh' txt.out
 	grep -qE '^age: *[0-9.]+(ms|s)$' txt.out
@@ -391,6 +391,7 @@ redis_calls() {
 	grep -qE '^compute: *[0-9.]+(ms|s)$' txt.out
 	grep -qE '^created at: *[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}Z$' txt.out
 	grep -qx "host: *$(hostname)" txt.out
+	grep -qx 'command: *printf hello' txt.out
 	grep -qx 'lock: *none' txt.out
 }
 
@@ -409,8 +410,8 @@ redis_calls() {
 	assert_eq "$(jq -c 'keys' js.out)" "$INSPECT_FIELDS" "fields of inspect --json"
 	assert_eq "$(jq -r .state js.out)" absent "state"
 	assert_eq "$(jq -r .key js.out)" nothing-here "key"
-	assert_eq "$(jq -c '[.age_ms, .ttl_ms, .stale_ms, .size, .exit_status, .compute_ms, .created_at, .host, .lock]' js.out)" \
-		'[null,null,null,null,null,null,null,null,null]' "fields of an absent entry"
+	assert_eq "$(jq -c '[.age_ms, .ttl_ms, .stale_ms, .size, .exit_status, .compute_ms, .created_at, .host, .command, .lock]' js.out)" \
+		'[null,null,null,null,null,null,null,null,null,null]' "fields of an absent entry"
 }
 
 @test "inspect shows a key whose leader is running as locked, with the holder and its lease" {
@@ -462,7 +463,7 @@ redis_calls() {
 
 # --- list ---------------------------------------------------------------------------------
 
-@test "list prints one line per live entry: key, state, age, ttl and size, tab separated" {
+@test "list prints one line per live entry: key, state, age, ttl, size and command, tab separated" {
 	for k in alpha beta gamma; do
 		cf_to "s-$k" -t 1m -k "$k" -- printf "%s-value" "$k"
 	done
@@ -478,16 +479,16 @@ redis_calls() {
 	assert_empty txt.err
 	assert_eq "$(awk 'END { print NR }' txt.out)" 4 "lines of list"
 	assert_eq "$(cut -f1 txt.out | sort | tr '\n' ' ')" "alpha beta gamma old " "keys listed"
-	awk -F'\t' 'NF != 5 { print "not 5 fields: " $0; bad = 1 } END { exit bad }' txt.out >&2
+	awk -F'\t' 'NF != 6 { print "not 6 fields: " $0; bad = 1 } END { exit bad }' txt.out >&2
 	dur='[0-9]+(ms|\.[0-9]s|m[0-9]{2}s|h[0-9]{2}m|d[0-9]{2}h)'
-	grep -qE "^alpha	fresh	$dur	$dur	11$" txt.out
-	grep -qE "^gamma	fresh	$dur	(5[0-9]\.[0-9]s|1m00s)	11$" txt.out
-	grep -qE "^old	stale	$dur	0ms	4$" txt.out
+	grep -qE "^alpha	fresh	$dur	$dur	11	printf %s-value alpha$" txt.out
+	grep -qE "^gamma	fresh	$dur	(5[0-9]\.[0-9]s|1m00s)	11	printf %s-value gamma$" txt.out
+	grep -qE "^old	stale	$dur	0ms	4	printf aged$" txt.out
 
 	cf_to js list --json
 	assert_status 0 js js
 	assert_json_lines js.out 4
-	assert_eq "$(jq -c 'keys' js.out | sort -u)" '["age_ms","key","size","state","ttl_ms"]' "fields of list --json"
+	assert_eq "$(jq -c 'keys' js.out | sort -u)" '["age_ms","command","key","size","state","ttl_ms"]' "fields of list --json"
 	assert_eq "$(list_keys js.out | tr '\n' ' ')" "alpha beta gamma old " "keys in list --json"
 	assert_eq "$(jq -c 'select(.key == "beta") | [.state, .size]' js.out)" '["fresh",10]' "beta"
 	assert_eq "$(jq -c 'select(.key == "old") | [.state, .ttl_ms, .size]' js.out)" '["stale",0,4]' "old"
@@ -645,7 +646,7 @@ redis_calls() {
 
 		cf_to "txt$i" inspect "$k"
 		assert_status 0 "txt$i"
-		assert_eq "$(awk 'END { print NR }' "txt$i.out")" 11 "lines of inspect for key $i"
+		assert_eq "$(awk 'END { print NR }' "txt$i.out")" 12 "lines of inspect for key $i"
 	done
 
 	cf_to js list --json

@@ -218,6 +218,106 @@ static void test_header_checksum(void)
 	buf_free(&moved);
 }
 
+/* the display form of argv, as a string */
+static const char *shown(char *const *argv)
+{
+	static char out[ENTRY_CMD_MAX + 1];
+
+	entry_command_display(out, argv);
+	return out;
+}
+
+static void test_command_display(void)
+{
+	char *plain[] = {"ls", "-l", "/tmp/a_b@c%d+e=f:g,h.i", NULL};
+	char *quoted[] = {"echo", "a b", "", "it's", "a\\b", "~x", "$HOME", NULL};
+	char *escaped[] = {"printf", "new\nline", "\xff\x01", "tab\there\r", "q'b\\\x02", NULL};
+	char *assign[] = {"A=b", "x=y", NULL};
+
+	ok(strcmp(shown(plain), "ls -l /tmp/a_b@c%d+e=f:g,h.i") == 0,
+	   "words of safe characters are shown bare");
+	ok(strcmp(shown(quoted), "echo 'a b' '' 'it'\\''s' 'a\\b' '~x' '$HOME'") == 0,
+	   "words with spaces, quotes or shell characters are single-quoted, an empty one as ''");
+	ok(strcmp(shown(escaped), "printf $'new\\nline' $'\\xff\\x01' $'tab\\there\\r' $'q\\'b\\\\\\x02'") == 0,
+	   "words with bytes outside printable ASCII are shown as $'...' with escapes");
+	ok(strcmp(shown(assign), "'A=b' x=y") == 0,
+	   "a first word with '=' is quoted, so a shell does not read it as an assignment");
+
+	/* 10,000 words: cut at the bound, with the mark */
+	static char *many[10001];
+	for (int i = 0; i < 10000; i++)
+		many[i] = "abcdefgh";
+	many[10000] = NULL;
+	const char *m = shown(many);
+	size_t len = strlen(m);
+	ok(len <= ENTRY_CMD_MAX && len > ENTRY_CMD_MAX - 12 && strcmp(m + len - 3, "...") == 0,
+	   "a long command is cut at %d bytes and ends with ... (got %zu)", ENTRY_CMD_MAX, len);
+
+	/* a cut falls between two escapes, never inside one */
+	static char ctl[2001];
+	memset(ctl, 1, 2000);
+	char *ctl_argv[] = {ctl, NULL};
+	m = shown(ctl_argv);
+	len = strlen(m);
+	ok(len <= ENTRY_CMD_MAX && strcmp(m + len - 7, "\\x01...") == 0,
+	   "a cut never splits an escape");
+
+	/* exactly at the bound: nothing cut; one byte more: cut */
+	static char word[ENTRY_CMD_MAX + 2];
+	memset(word, 'a', ENTRY_CMD_MAX);
+	char *fit[] = {word, NULL};
+	m = shown(fit);
+	ok(strlen(m) == ENTRY_CMD_MAX && strchr(m, '.') == NULL, "a command of exactly the bound is whole");
+	word[ENTRY_CMD_MAX] = 'a';
+	m = shown(fit);
+	ok(strlen(m) == ENTRY_CMD_MAX && strcmp(m + ENTRY_CMD_MAX - 4, "a...") == 0,
+	   "a command one byte over the bound is cut");
+}
+
+static void test_command_field(void)
+{
+	struct entry_meta a = sample(), b;
+	struct buf h = {0};
+	size_t hdr_len = 0;
+	struct entry_field f[ENTRY_NFIELDS];
+	const char *names[ENTRY_NFIELDS + 1], *values[ENTRY_NFIELDS + 1];
+	size_t lens[ENTRY_NFIELDS + 1];
+
+	strcpy(a.cmd, "curl -s 'https://x/?a=1&b=2'");
+	entry_header_write(&h, &a);
+	ok(strstr(h.data, "\ncmd=curl -s 'https://x/?a=1&b=2'\nsum=") != NULL,
+	   "the header holds the command, '=' included, before its checksum");
+	ok(entry_header_parse(h.data, h.len, &b, &hdr_len) == 0 && strcmp(b.cmd, a.cmd) == 0,
+	   "the command survives the header round trip");
+	buf_free(&h);
+
+	a.cmd[0] = '\0';
+	entry_header_write(&h, &a);
+	ok(strstr(h.data, "cmd=") == NULL, "an entry without a command writes no cmd line");
+	ok(entry_header_parse(h.data, h.len, &b, &hdr_len) == 0 && b.cmd[0] == '\0',
+	   "a header without a cmd line (an older entry) decodes, the command unknown");
+	buf_free(&h);
+
+	entry_meta_encode(&a, f);
+	for (int i = 0; i < ENTRY_NFIELDS; i++) {
+		names[i] = f[i].name;
+		values[i] = f[i].value;
+		lens[i] = strlen(f[i].value);
+	}
+	names[ENTRY_NFIELDS] = ENTRY_CMD_FIELD;
+	values[ENTRY_NFIELDS] = "rm -rf\n\x1b[2J\xc3\xa9";
+	lens[ENTRY_NFIELDS] = strlen(values[ENTRY_NFIELDS]);
+	ok(entry_meta_decode(&b, names, values, lens, ENTRY_NFIELDS + 1) == 0 &&
+	   strcmp(b.cmd, "rm -rf??[2J??") == 0,
+	   "a stored command's bytes outside printable ASCII decode as '?'");
+	static char big[3000];
+	memset(big, 'x', sizeof(big) - 1);
+	values[ENTRY_NFIELDS] = big;
+	lens[ENTRY_NFIELDS] = sizeof(big) - 1;
+	ok(entry_meta_decode(&b, names, values, lens, ENTRY_NFIELDS + 1) == 0 &&
+	   strlen(b.cmd) == ENTRY_CMD_MAX, "an oversized stored command decodes cut to the bound");
+}
+
 int main(void)
 {
 	test_round_trip();
@@ -227,5 +327,7 @@ int main(void)
 	test_neg_ln();
 	test_header();
 	test_header_checksum();
+	test_command_display();
+	test_command_field();
 	return done_testing();
 }
