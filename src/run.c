@@ -41,6 +41,7 @@ struct run_ctx {
 	struct store *store;
 	struct buf key;       /* the user key */
 	struct buf printable; /* key for log lines */
+	char shown[ENTRY_CMD_MAX + 1]; /* COMMAND for log lines; "" until asked */
 	char token[TOKEN_LEN + 1];
 	char awaited[TOKEN_LEN + 1];
 	int stdin_spool;      /* --stdin: standard input, kept for COMMAND; else -1 */
@@ -63,6 +64,14 @@ enum lead_mode {
 static const char *key_for_log(struct run_ctx *ctx)
 {
 	return key_printable(&ctx->printable, ctx->key.data, ctx->key.len);
+}
+
+/* COMMAND as a shell would read it back (entry_command_display), for -v */
+static const char *command_for_log(struct run_ctx *ctx)
+{
+	if (!ctx->shown[0])
+		entry_command_display(ctx->shown, ctx->o->command);
+	return ctx->shown;
 }
 
 static void close_inherited_fds(void);
@@ -515,8 +524,9 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 	struct spools sp;
 	struct feed *feed = NULL;
 
-	log_verbose("%s key=%s: running COMMAND", mode == LEAD_BACKGROUND ? "refresh" : "lead",
-		    key_for_log(ctx));
+	if (log_is_verbose())
+		log_verbose("%s key=%s: running %s", mode == LEAD_BACKGROUND ? "refresh" : "lead",
+			    key_for_log(ctx), command_for_log(ctx));
 	if (spools_open(&sp, ctx->o->cache_stderr) < 0)
 		return run_uncached_instead(ctx, mode);
 	if (mode != LEAD_BACKGROUND && !(feed = feed_new())) {
@@ -640,8 +650,9 @@ static int served(struct run_ctx *ctx, const struct lookup *l)
  * waiter, one after another. Not a failure: no warning. */
 static int run_bypassed(struct run_ctx *ctx)
 {
-	log_verbose("waited key=%s: the leader's output is over --max-size; running COMMAND "
-		    "uncached", key_for_log(ctx));
+	if (log_is_verbose())
+		log_verbose("waited key=%s: the leader's output is over --max-size; running %s "
+			    "uncached", key_for_log(ctx), command_for_log(ctx));
 	store_close(ctx->store);
 	ctx->store = NULL;
 	return exec_uncached(ctx);

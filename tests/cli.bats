@@ -376,3 +376,11 @@ teardown() {
 	grep -q -- '--stdin=ignore' bad.err
 	assert_eq "$(runs never)" 0 "runs of COMMAND"
 }
+
+@test "-v names the command it runs, quoted as a shell reads it back, not the word COMMAND" {
+	cf_to lead -v -t 1m -k vname -- printf '%s\n' 'a b' "it's"
+	assert_status 0 lead
+	grep -qF "lead key=vname: running printf '%s\\n' 'a b' 'it'\\''s'" lead.err ||
+		{ cat lead.err >&2; false; }
+	! grep -q 'running COMMAND' lead.err
+}
