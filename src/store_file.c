@@ -871,6 +871,23 @@ static int read_small_file(struct file_store *fs, const char *name, struct buf *
 	return 0;
 }
 
+
+/* a walk of the store directory from its start, on a descriptor of its own
+ * (closedir() closes it); NULL with err_set() */
+static DIR *store_listing(struct file_store *fs)
+{
+	int dfd = dup(fs->dirfd);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+
+	if (!d) {
+		err_set("cannot read the store directory %s: %s", fs->dir, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return NULL;
+	}
+	rewinddir(d);
+	return d;
+}
 /* After invalidating the records that were in a tag file (its first done
  * bytes, as in was), drop them from it, keeping what leaders appended
  * since: under the commit lock, as appends are. Best effort: records left
@@ -1030,18 +1047,12 @@ out:
  * invalidation began. 0 or -1. */
 static int fence_running(struct file_store *fs, const char *glob, const char *tag)
 {
-	int dfd = dup(fs->dirfd);
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	DIR *d = store_listing(fs);
 	struct dirent *de;
 	int rc = 0;
 
-	if (!d) {
-		err_set("cannot read the store directory %s: %s", fs->dir, strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
+	if (!d)
 		return -1;
-	}
-	rewinddir(d);
 	while (rc == 0 && (de = readdir(d))) {
 		if (!is_key_lock(de->d_name))
 			continue;
@@ -1206,15 +1217,11 @@ static void sweep_entry(struct file_store *fs, const char *name)
  * are renamed into place and tags appended. Best effort: errors are ignored. */
 static void sweep(struct file_store *fs)
 {
-	int dfd = dup(fs->dirfd);
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	DIR *d = store_listing(fs);
 	struct dirent *de;
 
-	if (!d) {
-		if (dfd >= 0)
-			close(dfd);
+	if (!d)
 		return;
-	}
 	int cfd = commit_lock(fs);
 	if (cfd < 0) {
 		closedir(d);
@@ -1245,18 +1252,12 @@ static int file_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 	struct file_store *fs = to_file(s);
 
 	sweep(fs);
-	int dfd = dup(fs->dirfd);
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	DIR *d = store_listing(fs);
 	struct dirent *de;
 	int rc = 0;
 
-	if (!d) {
-		err_set("cannot read the store directory %s: %s", fs->dir, strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
+	if (!d)
 		return -1;
-	}
-	rewinddir(d);
 	while (rc == 0 && (de = readdir(d))) {
 		struct stored st;
 		struct entry_info info = {0};

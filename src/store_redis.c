@@ -375,6 +375,25 @@ static void call_push_str(struct script_call *sc, const char *s)
 	call_push(sc, s, strlen(s));
 }
 
+/* push the names made by name_of(ns, tags[i]) for ntags tags as keys of
+ * sc, built in names[] (freed with free_names) */
+static void push_tag_keys(struct script_call *sc, struct buf *names, const char *ns,
+			  const char *const *tags, int ntags,
+			  void (*name_of)(struct buf *, const char *, const char *))
+{
+	for (int i = 0; i < ntags; i++) {
+		name_of(&names[i], ns, tags[i]);
+		call_push(sc, names[i].data, names[i].len);
+		sc->nkeys++;
+	}
+}
+
+static void free_names(struct buf *names, int n)
+{
+	for (int i = 0; i < n; i++)
+		buf_free(&names[i]);
+}
+
 /* the script's error, named, with the server's text */
 static void script_error(struct redis_store *rs, const struct script_call *sc, const char *text)
 {
@@ -667,11 +686,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push_str(&sc, rs->stats_key);
 	rs->tags = req->tags;
 	rs->ntags = ntags;
-	for (int i = 0; i < ntags; i++) {
-		run_set_name(&tags[i], rs->ns, req->tags[i]);
-		call_push(&sc, tags[i].data, tags[i].len);
-		sc.nkeys++;
-	}
+	push_tag_keys(&sc, tags, rs->ns, req->tags, ntags, run_set_name);
 	call_push_str(&sc, req->token);
 	call_push_str(&sc, lease);
 	call_push(&sc, lock_value.data, lock_value.len);
@@ -712,8 +727,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	buf_free(&lock);
 	buf_free(&done);
 	buf_free(&lock_value);
-	for (int i = 0; i < ntags; i++)
-		buf_free(&tags[i]);
+	free_names(tags, ntags);
 	return rc;
 }
 
@@ -811,18 +825,13 @@ static int redis_renew(struct store *s, const char *key, size_t key_len, const c
 	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
 	redis_name(&lock, rs->ns, key, key_len, ":lock");
 	call_push(&sc, lock.data, lock.len);
-	for (int i = 0; i < rs->ntags; i++) {
-		run_set_name(&tags[i], rs->ns, rs->tags[i]);
-		call_push(&sc, tags[i].data, tags[i].len);
-		sc.nkeys++;
-	}
+	push_tag_keys(&sc, tags, rs->ns, rs->tags, rs->ntags, run_set_name);
 	call_push_str(&sc, token);
 	call_push_str(&sc, lease);
 	call_push(&sc, key, key_len);
 	int rc = integer_reply(call_script(rs, &sc));
 	buf_free(&lock);
-	for (int i = 0; i < rs->ntags; i++)
-		buf_free(&tags[i]);
+	free_names(tags, rs->ntags);
 	return rc;
 }
 
@@ -843,11 +852,7 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 	call_push_str(&sc, rs->stats_key);
 	call_push(&sc, done.data, done.len);
 	call_push(&sc, entry.data, entry.len);
-	for (int i = 0; i < rs->ntags; i++) {
-		run_set_name(&runs[i], rs->ns, rs->tags[i]);
-		call_push(&sc, runs[i].data, runs[i].len);
-		sc.nkeys++;
-	}
+	push_tag_keys(&sc, runs, rs->ns, rs->tags, rs->ntags, run_set_name);
 	call_push_str(&sc, token);
 	call_push(&sc, channel.data, channel.len);
 	int counter = abandon_counter(why);
@@ -866,8 +871,7 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 	buf_free(&channel);
 	buf_free(&done);
 	buf_free(&entry);
-	for (int i = 0; i < rs->ntags; i++)
-		buf_free(&runs[i]);
+	free_names(runs, rs->ntags);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -951,16 +955,8 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	call_push(&sc, done.data, done.len);
 	call_push_str(&sc, rs->stats_key);
 	call_push(&sc, stage.data, stage.len);
-	for (int i = 0; i < ntags; i++) {
-		tag_name(&tags[i], rs->ns, res->tags[i]);
-		call_push(&sc, tags[i].data, tags[i].len);
-		sc.nkeys++;
-	}
-	for (int i = 0; i < ntags; i++) {
-		run_set_name(&runs[i], rs->ns, res->tags[i]);
-		call_push(&sc, runs[i].data, runs[i].len);
-		sc.nkeys++;
-	}
+	push_tag_keys(&sc, tags, rs->ns, res->tags, ntags, tag_name);
+	push_tag_keys(&sc, runs, rs->ns, res->tags, ntags, run_set_name);
 	snprintf(ntags_arg, sizeof(ntags_arg), "%d", ntags);
 	call_push_str(&sc, token);
 	call_push_str(&sc, res->cacheable ? "1" : "0");
@@ -976,10 +972,8 @@ out:
 	buf_free(&done);
 	buf_free(&stage);
 	buf_free(&channel);
-	for (int i = 0; i < ntags; i++) {
-		buf_free(&tags[i]);
-		buf_free(&runs[i]);
-	}
+	free_names(tags, ntags);
+	free_names(runs, ntags);
 	return rc < 0 ? -1 : stored == 1;
 }
 
