@@ -498,12 +498,13 @@ sig_bit() {
 	done
 	# root is exempt from RLIMIT_NPROC: run as nobody, with a store nobody can use
 	url=$CACHEFENCE_URL
-	if [[ $CACHEFENCE_TEST_STORE == file ]]; then
-		NOBODY_DIR=$(mktemp -d /tmp/cachefence-nproc.XXXXXX)
-		chmod 755 "$NOBODY_DIR"
-		chown nobody "$NOBODY_DIR"
-		url=file://$NOBODY_DIR/store
-	fi
+	NOBODY_DIR=$(mktemp -d /tmp/cachefence-nproc.XXXXXX)
+	chmod 755 "$NOBODY_DIR"
+	chown nobody "$NOBODY_DIR"
+	[[ $CACHEFENCE_TEST_STORE == file ]] && url=file://$NOBODY_DIR/store
+	# the build may sit where nobody cannot reach it (/root is 0700): run a copy
+	cp "$CACHEFENCE_BIN" "$NOBODY_DIR/cachefence"
+	CACHEFENCE_BIN=$NOBODY_DIR/cachefence
 	as_nobody=(setpriv --reuid="$(id -u nobody)" --regid="$(id -g nobody)" --clear-groups)
 
 	# 1: not even a thread; 2: a thread, but no fork

@@ -622,6 +622,10 @@ nobody_dir() {
 	NOBODY_DIR=$(mktemp -d /tmp/cachefence-nobody.XXXXXX)
 	chmod 755 "$NOBODY_DIR"
 	chown nobody "$NOBODY_DIR"
+	# the build may sit where nobody cannot reach it (/root is 0700):
+	# this test runs a copy
+	cp "$CACHEFENCE_BIN" "$NOBODY_DIR/cachefence"
+	CACHEFENCE_BIN=$NOBODY_DIR/cachefence
 }
 
 @test "RLIMIT_NPROC reached (fork fails): a miss, --cache-stderr, --stdin, --timeout, a hit and a stale hit run or replay COMMAND with its output and status, one warning at most" {
