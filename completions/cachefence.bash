@@ -3,7 +3,8 @@
 # Completes the subcommand as the first word, the options of the global
 # group plus those of the subcommand in use (run's when there is none), value
 # hints for options that take one, the keys in the store (from `cachefence
-# list`, with the line's -u and -n) for get, inspect and invalidate, and
+# list`, with the line's -u and -n) for get, inspect and invalidate, the
+# tags in the store (from `cachefence list --tags`) for --tag, and
 # COMMAND with its own completion after "--" or after the first word that is
 # not an option (for run and key; for invalidate, after "--" only).
 #
@@ -25,7 +26,8 @@ _cachefence_sub_opts() {
 	case $1 in
 	run) echo "$_cachefence_run_opts" ;;
 	get) echo --fresh ;;
-	inspect | list) echo --json ;;
+	inspect) echo --json ;;
+	list) echo --json --tags ;;
 	invalidate) echo --match --tag "$_cachefence_scope_opts" ;;
 	key) echo --key "$_cachefence_scope_opts" ;;
 	stats) echo --json --prometheus --reset ;;
@@ -99,6 +101,14 @@ _cachefence_keys() {
 	shift
 	COMPREPLY=($(compgen -W "$(timeout 2 "${COMP_WORDS[0]}" "$@" --redis-timeout 300ms list \
 		2>/dev/null | cut -f1)" -- "$cur"))
+}
+
+# the tags of that store, as `list --tags` prints them
+_cachefence_tags() {
+	local cur=$1
+	shift
+	COMPREPLY=($(compgen -W "$(timeout 2 "${COMP_WORDS[0]}" "$@" --redis-timeout 300ms list \
+		--tags 2>/dev/null)" -- "$cur"))
 }
 
 _cachefence() {
@@ -175,6 +185,10 @@ _cachefence() {
 		done
 	done
 
+	if [[ $value_for == --tag ]]; then
+		_cachefence_tags "$cur" "${store_opts[@]}"
+		return 0
+	fi
 	if [[ -n $value_for ]]; then
 		_cachefence_values "$value_for" "$cur"
 		return 0
@@ -208,6 +222,10 @@ _cachefence() {
 	fi
 	((operands)) && return 0
 
+	if [[ $cur == --tag=* ]]; then
+		_cachefence_tags "${cur#*=}" "${store_opts[@]}"
+		return 0
+	fi
 	if [[ $cur == --*=* ]]; then
 		_cachefence_values "${cur%%=*}" "${cur#*=}"
 		return 0

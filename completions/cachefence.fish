@@ -166,7 +166,7 @@ complete -c cachefence -n $sc -l scope-cwd -d 'put the working directory into th
 complete -c cachefence -n $sc -l scope-env -x -a '(set -xn)' -d 'put a variable into the derived key'
 complete -c cachefence -n $sc -l scope-file -r -F -d "put a file's size and mtime into the derived key"
 complete -c cachefence -n $sc -l stdin -d 'hash standard input into the key and feed it to COMMAND'
-complete -c cachefence -n $r -l tag -x -d 'file the entry under a tag'
+complete -c cachefence -n $r -l tag -x -a '(__cachefence_keys --tags)' -d 'file the entry under a tag'
 complete -c cachefence -n $r -l fail-closed -d 'exit 125 instead of running uncached when the store is unreachable'
 
 # subcommand options
@@ -183,13 +183,14 @@ function __cachefence_keys
                 set -a store $words[$i]
         end
     end
-    timeout 2 $words[1] $store --redis-timeout 300ms list 2>/dev/null | cut -f1
+    timeout 2 $words[1] $store --redis-timeout 300ms list $argv 2>/dev/null | cut -f1
 end
 complete -c cachefence -n '__cachefence_in get inspect invalidate' -f -a '(__cachefence_keys)'
 
 complete -c cachefence -n '__cachefence_in get' -l fresh -d 'only a fresh entry counts'
+complete -c cachefence -n '__cachefence_in list' -l tags -d 'the tags entries are filed under, not the keys'
 complete -c cachefence -n '__cachefence_in inspect list stats' -l json -d 'JSON output'
 complete -c cachefence -n '__cachefence_in invalidate' -l match -x -d 'every entry whose key matches a glob'
-complete -c cachefence -n '__cachefence_in invalidate' -l tag -x -d 'every entry filed under a tag'
+complete -c cachefence -n '__cachefence_in invalidate' -l tag -x -a '(__cachefence_keys --tags)' -d 'every entry filed under a tag'
 complete -c cachefence -n '__cachefence_in stats' -l prometheus -d 'Prometheus text exposition format'
 complete -c cachefence -n '__cachefence_in stats' -l reset -d 'zero the counters after printing them'

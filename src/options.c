@@ -36,6 +36,7 @@ enum {
 	OPT_MATCH,
 	OPT_INV_TAG,
 	OPT_WARM,
+	OPT_TAGS,
 };
 
 /* which options a subcommand takes, beyond the global ones */
@@ -48,6 +49,7 @@ enum opt_group {
 	GROUP_INVALIDATE = 32,
 	GROUP_SCOPE = 64,     /* what shapes a derived key: run, key, invalidate -- COMMAND */
 	GROUP_KEY = 128,      /* -k: run, key */
+	GROUP_LIST = 256,
 };
 
 struct opt_def {
@@ -87,6 +89,7 @@ static const struct opt_def opt_defs[] = {
 	{{"json", no_argument, NULL, OPT_JSON}, GROUP_JSON},
 	{{"prometheus", no_argument, NULL, OPT_PROMETHEUS}, GROUP_STATS},
 	{{"reset", no_argument, NULL, OPT_RESET}, GROUP_STATS},
+	{{"tags", no_argument, NULL, OPT_TAGS}, GROUP_LIST},
 	{{"match", required_argument, NULL, OPT_MATCH}, GROUP_INVALIDATE},
 	/* invalidate's --tag shares run's name; a group never holds both */
 	{{"tag", required_argument, NULL, OPT_INV_TAG}, GROUP_INVALIDATE},
@@ -102,7 +105,7 @@ static const struct {
 	{"get", CMD_GET, GROUP_GLOBAL | GROUP_GET},
 	{"invalidate", CMD_INVALIDATE, GROUP_GLOBAL | GROUP_INVALIDATE | GROUP_SCOPE},
 	{"inspect", CMD_INSPECT, GROUP_GLOBAL | GROUP_JSON},
-	{"list", CMD_LIST, GROUP_GLOBAL | GROUP_JSON},
+	{"list", CMD_LIST, GROUP_GLOBAL | GROUP_JSON | GROUP_LIST},
 	{"stats", CMD_STATS, GROUP_GLOBAL | GROUP_JSON | GROUP_STATS},
 	{"ping", CMD_PING, GROUP_GLOBAL},
 	{"key", CMD_KEY, GROUP_GLOBAL | GROUP_KEY | GROUP_SCOPE},
@@ -144,7 +147,7 @@ void options_usage(void)
 	fputs("usage: cachefence [GLOBAL] [run] [RUN OPTIONS] [--] COMMAND [ARG]...\n"
 	      "       cachefence [GLOBAL] get [--fresh] KEY\n"
 	      "       cachefence [GLOBAL] inspect [--json] KEY\n"
-	      "       cachefence [GLOBAL] list [--json] [GLOB]\n"
+	      "       cachefence [GLOBAL] list [--json] [--tags] [GLOB]\n"
 	      "       cachefence [GLOBAL] invalidate KEY... | --match GLOB | --tag NAME\n"
 	      "       cachefence [GLOBAL] invalidate [SCOPE] -- COMMAND [ARG]...\n"
 	      "       cachefence [GLOBAL] key [SCOPE] [--] COMMAND [ARG]... | -k KEY\n"
@@ -204,6 +207,7 @@ void options_usage(void)
 	      "subcommand options:\n"
 	      "      --fresh             get: only a fresh entry counts\n"
 	      "      --json              inspect, list, stats: JSON output\n"
+	      "      --tags              list: the tags entries are filed under, not keys\n"
 	      "      --match GLOB        invalidate: every entry whose key matches GLOB\n"
 	      "      --tag NAME          invalidate: every entry filed under NAME\n"
 	      "      --prometheus        stats: Prometheus text exposition format\n"
@@ -390,6 +394,9 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		return 0;
 	case OPT_JSON:
 		o->json = true;
+		return 0;
+	case OPT_TAGS:
+		o->list_tags = true;
 		return 0;
 	case OPT_PROMETHEUS:
 		o->prometheus = true;

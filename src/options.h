@@ -63,6 +63,7 @@ struct options {
 	/* operator subcommands */
 	bool fresh;              /* get --fresh */
 	bool json;               /* inspect, list, stats --json */
+	bool list_tags;          /* list --tags */
 	bool prometheus;         /* stats --prometheus */
 	bool reset;              /* stats --reset */
 	const char *match;       /* invalidate --match GLOB */

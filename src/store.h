@@ -122,6 +122,9 @@ struct entry_info {
 /* called by list for every entry; a non-zero return stops the walk */
 typedef int (*list_fn)(void *ctx, const char *key, size_t key_len, const struct entry_info *info);
 
+/* called by list_tags for every tag name; a non-zero return stops the walk */
+typedef int (*tag_fn)(void *ctx, const char *tag, size_t len);
+
 /* a finished leader's result, to store under the lock */
 struct result {
 	struct entry_meta meta; /* status, windows, compute time, sizes, host */
@@ -175,6 +178,10 @@ struct store_ops {
 	 * lock it meets (a running leader, maybe with no entry yet), so that
 	 * invalidate --match can fence it; a key may come both ways. 0 or -1 */
 	int (*list)(struct store *s, const char *glob, list_fn fn, void *ctx);
+	/* call fn for every tag some stored result was filed under (until the
+	 * tag is invalidated, or its entries have all expired and been swept)
+	 * whose name matches glob (NULL: all); a name may come twice. 0 or -1 */
+	int (*list_tags)(struct store *s, const char *glob, tag_fn fn, void *ctx);
 	/* delete every entry filed under tag, and the tag, fencing out leaders
 	 * running for it; the count deleted, or -1 */
 	long (*invalidate_tag)(struct store *s, const char *tag);

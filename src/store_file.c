@@ -16,6 +16,7 @@
  *   commit.lock    serialises the final check-and-rename against invalidate
  *   stats          the counters (file_stats.c)
  *   tag-SHA256(T)  the keys filed under tag T, one record each
+ *   tagname-SHA256(T)  T itself, for list --tags (a digest names no tag)
  * Only hex digests and fixed words make up these names, so no key, tag or
  * namespace can name another's file, whatever bytes it holds.
  *
@@ -802,6 +803,43 @@ static void tag_file(char *out, size_t outlen, const char *tag)
 	snprintf(out, outlen, "tag-%s", h);
 }
 
+/* the file holding a tag's name: tagname-SHA256(tag) */
+static void tag_name_file(char *out, size_t outlen, const char *tag)
+{
+	char h[KEY_HASH_HEX];
+
+	key_hash_hex(h, tag, strlen(tag));
+	snprintf(out, outlen, "tagname-%s", h);
+}
+
+/* Keep the tag's name for list --tags, once: written aside and renamed into
+ * place, so a reader finds the whole name or none. Best effort: a tag
+ * without its name still fences and invalidates, it is only not listed. */
+static void tag_keep_name(struct file_store *fs, const char *tag)
+{
+	char name[KEY_HASH_HEX + 16], tmp[KEY_HASH_HEX + 48];
+
+	tag_name_file(name, sizeof(name), tag);
+	if (faccessat(fs->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", name, (long)getpid());
+	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	int rc = write_all(fd, tag, strlen(tag));
+	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0)
+		unlinkat(fs->dirfd, tmp, 0);
+}
+
+/* does tagname-H's tag file, tag-H, exist? (true if that cannot be told) */
+static bool tag_file_of_name_exists(struct file_store *fs, const char *tag_name_file)
+{
+	char name[KEY_HASH_HEX + 8];
+
+	snprintf(name, sizeof(name), "tag-%s", tag_name_file + 8);
+	return faccessat(fs->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
+}
+
 /* File key under tag: one record appended in one write(2), under the commit
  * lock, so records of concurrent leaders never interleave. A record that a
  * full disk cuts short is cut off again (ftruncate never needs space), and
@@ -814,6 +852,7 @@ static int tag_add(struct file_store *fs, const char *tag, const char *key, size
 	struct stat st;
 	int rc = -1, e;
 
+	tag_keep_name(fs, tag);
 	tag_file(name, sizeof(name), tag);
 	int fd = openat(fs->dirfd, name, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || fstat(fd, &st) < 0)
@@ -1242,6 +1281,9 @@ static void sweep(struct file_store *fs)
 			unlinkat(fs->dirfd, n, 0);
 		else if (strncmp(n, "tag-", 4) == 0)
 			compact_tag(fs, n);
+		else if (strncmp(n, "tagname-", 8) == 0 && older_than(fs, n, TAG_TMP_MAX_AGE_S) &&
+			 !tag_file_of_name_exists(fs, n))
+			unlinkat(fs->dirfd, n, 0);
 	}
 	commit_unlock(cfd);
 	closedir(d);
@@ -1270,6 +1312,44 @@ static int file_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 		stored_close(&st);
 	}
 	closedir(d);
+	return 0;
+}
+
+/* the name in tagname-H, if it is a whole tag name that hashes to H and
+ * its tag file tag-H exists; 1 with the name in b, else 0 */
+static int read_tag_name(struct file_store *fs, const char *name, struct buf *b)
+{
+	char h[KEY_HASH_HEX];
+
+	b->len = 0;
+	if (strlen(name) != 8 + KEY_HASH_HEX - 1 || !is_hex(name + 8, KEY_HASH_HEX - 1) ||
+	    !tag_file_of_name_exists(fs, name) ||
+	    read_small_file(fs, name, b) != 0 || b->len == 0 || b->len > KEY_MAX ||
+	    memchr(b->data, '\0', b->len))
+		return 0;
+	key_hash_hex(h, b->data, b->len);
+	return memcmp(h, name + 8, KEY_HASH_HEX - 1) == 0;
+}
+
+static int file_list_tags(struct store *s, const char *glob, tag_fn fn, void *ctx)
+{
+	struct file_store *fs = to_file(s);
+
+	sweep(fs); /* so that a tag whose entries are all gone is gone too */
+	DIR *d = store_listing(fs);
+	struct dirent *de;
+	struct buf tag = {0};
+	int rc = 0;
+
+	if (!d)
+		return -1;
+	while (rc == 0 && (de = readdir(d))) {
+		if (strncmp(de->d_name, "tagname-", 8) == 0 && read_tag_name(fs, de->d_name, &tag) &&
+		    (!glob || fnmatch(glob, tag.data, 0) == 0))
+			rc = fn(ctx, tag.data, tag.len);
+	}
+	closedir(d);
+	buf_free(&tag);
 	return 0;
 }
 
@@ -1516,6 +1596,7 @@ static const struct store_ops file_ops = {
 	.invalidate = file_invalidate,
 	.inspect = file_inspect,
 	.list = file_list,
+	.list_tags = file_list_tags,
 	.invalidate_tag = file_invalidate_tag,
 	.fence = file_fence,
 	.stats = file_stats,

@@ -1264,6 +1264,71 @@ static int redis_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 	return rc < 0 ? -1 : 0;
 }
 
+/* the tag in a Redis name NS:{%tag:T} into out; 1, or 0 for another name */
+static int tag_of(struct buf *out, const char *ns, const char *name, size_t len)
+{
+	size_t pre = strlen(ns) + 7, i;
+
+	out->len = 0;
+	if (len < pre + 2 || memcmp(name, ns, pre - 7) != 0 || memcmp(name + pre - 7, ":{%tag:", 7) != 0 ||
+	    name[len - 1] != '}')
+		return 0;
+	for (i = pre; i < len - 1; i++) {
+		if (name[i] == '}' || name[i] == '\0')
+			return 0;
+		if (name[i] != '%') {
+			buf_append(out, name + i, 1);
+			continue;
+		}
+		if (i + 3 > len - 1)
+			return 0;
+		if (memcmp(name + i, "%25", 3) == 0)
+			buf_append(out, "%", 1);
+		else if (memcmp(name + i, "%7D", 3) == 0)
+			buf_append(out, "}", 1);
+		else
+			return 0;
+		i += 2;
+	}
+	return out->len > 0;
+}
+
+static int redis_list_tags(struct store *s, const char *glob, tag_fn fn, void *ctx)
+{
+	struct redis_store *rs = to_redis(s);
+	struct buf pattern = {0}, tag = {0};
+	char cursor[32] = "0";
+	int rc = 0;
+
+	/* narrowed to the glob's literal start, as scan_pattern does for keys */
+	tag_name(&pattern, rs->ns, "");
+	pattern.len--;
+	if (glob)
+		append_escaped(&pattern, glob, strcspn(glob, "*?[\\"));
+	buf_append(&pattern, "*", 1);
+	do {
+		const char *argv[8] = {"SCAN", cursor, "MATCH", pattern.data, "COUNT", "1000",
+				       "TYPE", "set"};
+		size_t lens[8] = {4, strlen(cursor), 5, pattern.len, 5, 4, 4, 3};
+		redisReply *r = scan_step(rs, 8, argv, lens, cursor);
+		if (!r) {
+			rc = -1;
+			break;
+		}
+		redisReply *names = r->element[1];
+		for (size_t i = 0; i < names->elements && rc == 0; i++) {
+			redisReply *n = names->element[i];
+			if (is_string(n) && tag_of(&tag, rs->ns, n->str, n->len) &&
+			    (!glob || fnmatch(glob, tag.data, 0) == 0))
+				rc = fn(ctx, tag.data, tag.len);
+		}
+		freeReplyObject(r);
+	} while (rc == 0 && strcmp(cursor, "0") != 0);
+	buf_free(&pattern);
+	buf_free(&tag);
+	return rc < 0 ? -1 : 0;
+}
+
 /* invalidate every member of the set named set (and delete it); the count
  * of entries deleted, or -1 */
 static long invalidate_members(struct store *s, const struct buf *set)
@@ -1576,6 +1641,7 @@ static const struct store_ops redis_ops = {
 	.invalidate = redis_invalidate,
 	.inspect = redis_inspect,
 	.list = redis_list,
+	.list_tags = redis_list_tags,
 	.invalidate_tag = redis_invalidate_tag,
 	.stats = redis_stats,
 	.count = redis_count,

@@ -323,6 +323,63 @@ static int list_one(void *arg, const char *key, size_t len, const struct entry_i
 	return c->out.len > 65536 ? flush_list(c) : 0;
 }
 
+/* the tag names list --tags collects, to print sorted and once each */
+struct tag_set {
+	char **names;
+	size_t n, cap;
+};
+
+static int collect_tag(void *arg, const char *tag, size_t len)
+{
+	struct tag_set *t = arg;
+
+	if (t->n == t->cap) {
+		t->cap = t->cap ? 2 * t->cap : 64;
+		t->names = xrealloc(t->names, t->cap * sizeof(*t->names));
+	}
+	t->names[t->n] = xmalloc(len + 1);
+	memcpy(t->names[t->n], tag, len);
+	t->names[t->n++][len] = '\0';
+	return 0;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* list --tags: one tag a line (or a JSON object a line), sorted */
+static int list_tags(const struct options *o, struct store *s)
+{
+	struct tag_set t = {0};
+	struct buf out = {0}, printable = {0};
+	int rc = s->ops->list_tags(s, o->nargs ? o->args[0] : NULL, collect_tag, &t);
+
+	if (rc < 0)
+		log_error("list --tags: %s", err_msg());
+	qsort(t.names, t.n, sizeof(*t.names), compare_names);
+	for (size_t i = 0; i < t.n; i++) {
+		const char *name = t.names[i];
+		if (rc == 0 && (i == 0 || strcmp(name, t.names[i - 1]) != 0)) {
+			if (o->json) {
+				buf_append(&out, "{\"tag\":", 7);
+				json_string(&out, name, strlen(name));
+				buf_append(&out, "}\n", 2);
+			} else {
+				buf_appendf(&out, "%s\n", key_printable(&printable, name, strlen(name)));
+			}
+		}
+	}
+	for (size_t i = 0; i < t.n; i++)
+		free(t.names[i]);
+	free(t.names);
+	if (rc == 0)
+		rc = put(&out);
+	buf_free(&out);
+	buf_free(&printable);
+	return rc < 0 ? 125 : rc;
+}
+
 int subcmd_list(const struct options *o)
 {
 	struct list_ctx c = {.o = o};
@@ -330,6 +387,11 @@ int subcmd_list(const struct options *o)
 	struct store *s = open_for(o);
 	if (!s)
 		return 125;
+	if (o->list_tags) {
+		int status = list_tags(o, s);
+		store_close(s);
+		return status;
+	}
 	int rc = s->ops->list(s, o->nargs ? o->args[0] : NULL, list_one, &c);
 	store_close(s);
 	if (rc < 0)

@@ -280,3 +280,26 @@ installed_dir() {
 	run fish -c 'source $argv[1]; complete -C"cachefence -u $argv[2] get "' "$FISH_COMPLETION" "file://$other"
 	[[ $(cut -f1 <<<"$output") == gamma ]]
 }
+
+@test "bash and fish complete --tag with the tags of the store the line names" {
+	need fish
+	local store=$BATS_TEST_TMPDIR/store other=$BATS_TEST_TMPDIR/other
+	export CACHEFENCE_URL=file://$store
+	"$CACHEFENCE_BIN" -t 1m -k a --tag reports --tag users -- true
+	"$CACHEFENCE_BIN" -u "file://$other" -t 1m -k b --tag feed -- true
+	PATH=$(dirname "$CACHEFENCE_BIN"):$PATH
+	run bash_complete cachefence invalidate --tag ''
+	[[ $(sort <<<"$output" | tr '\n' ' ') == "reports users " ]]
+	run bash_complete cachefence -t 1m --tag u
+	[[ $output == users ]]
+	run bash_complete cachefence run --tag=r
+	[[ $output == reports ]]
+	run bash_complete cachefence -u "file://$other" invalidate --tag ''
+	[[ $output == feed ]]
+	run bash_complete cachefence list --t
+	[[ $output == --tags ]]
+	run fish -c 'source $argv[1]; complete -C"cachefence invalidate --tag "' "$FISH_COMPLETION"
+	[[ $(cut -f1 <<<"$output" | sort | tr '\n' ' ') == "reports users " ]]
+	run fish -c 'source $argv[1]; complete -C"cachefence -u $argv[2] -t 1m --tag "' "$FISH_COMPLETION" "file://$other"
+	[[ $(cut -f1 <<<"$output") == feed ]]
+}

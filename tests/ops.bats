@@ -837,6 +837,39 @@ redis_calls() {
 	assert_eq "$(rcli EXISTS 'cachefence:{%tag:ephemeral}' 'cachefence:{brief}')" 0 "tag and entry left"
 }
 
+@test "list --tags prints each tag of the namespace once, sorted; GLOB and --json; invalidate --tag and expiry remove it" {
+	cf_to a -t 1m -k ka --tag web --tag 'odd%}tag' -- printf a
+	cf_to b -t 1m -k kb --tag web --tag db -- printf b
+	cf_to brief -t 300ms -k kc --tag ephemeral -- printf c
+	cf_to other -n otherns -t 1m -k kd --tag elsewhere -- printf d
+	cf_to tags list --tags
+	assert_status 0 tags
+	assert_bytes tags.out 'db\nephemeral\nodd%}tag\nweb\n'
+	assert_empty tags.err
+	cf_to glob list --tags 'o*'
+	assert_bytes glob.out 'odd%}tag\n'
+	cf_to json list --tags --json 'w?b'
+	assert_bytes json.out '{"tag":"web"}\n'
+	cf_to ns -n otherns list --tags
+	assert_bytes ns.out 'elsewhere\n'
+	cf_to inv invalidate --tag web
+	assert_status 0 inv
+	sleep 0.5
+	# web is invalidated; ephemeral's one entry expired; db's and the odd
+	# tag's entries went with web's, and the local store forgets them now,
+	# Redis when their sets expire
+	cf_to after list --tags
+	assert_status 0 after
+	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
+		assert_bytes after.out 'db\nodd%}tag\n'
+	else
+		assert_empty after.out
+	fi
+	cf_to none -n emptyns list --tags
+	assert_status 0 none
+	assert_empty none.out
+}
+
 # --- namespaces ------------------------------------------------------------------------------------
 
 @test "namespaces keep entries apart: get, list, invalidate and invalidate --match see only their own" {
