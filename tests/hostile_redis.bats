@@ -357,7 +357,7 @@ PROTECTED="-DENIED Redis is running in protected mode because protected mode is 
 }
 
 @test "a real server out of connections (maxclients) is named with its own text" {
-	redis_spawn "$BATS_TEST_TMPDIR" full --maxclients 1
+	redis_spawn "$SCRATCH" full --maxclients 1 # in SCRATCH: teardown kills it
 	echo "$SPAWNED_PID" >full.pid
 	url=redis://127.0.0.1:$SPAWNED_PORT
 	exec 7<>"/dev/tcp/127.0.0.1/$SPAWNED_PORT" # the one client it takes
@@ -418,7 +418,7 @@ acl_user() {
 
 @test "ping names EVAL or EVALSHA renamed away on the server" {
 	for cmd in EVAL EVALSHA; do
-		redis_spawn "$BATS_TEST_TMPDIR" "renamed-$cmd" --rename-command "$cmd" ''
+		redis_spawn "$SCRATCH" "renamed-$cmd" --rename-command "$cmd" ''
 		echo "$SPAWNED_PID" >"renamed-$cmd.pid"
 		cf_to "$cmd" -u "redis://127.0.0.1:$SPAWNED_PORT" ping
 		kill "$SPAWNED_PID"
