@@ -29,7 +29,6 @@
 #include "store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <fnmatch.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
