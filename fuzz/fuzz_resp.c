@@ -3,15 +3,13 @@
  * (src/reply.c): the script's reply, then, for an entry too large to
  * inline, the HMGET reply of its run id and bytes, streamed with resp_stream.
  *
- * The bytes reach the reader through a pipe, in pieces whose sizes follow
- * from the input (a packet-mode pipe makes each read return one piece), so
+ * The reader does no I/O: it pulls bytes through a callback, which here
+ * hands out the input in pieces whose sizes follow from the input, so
  * splits of a header, a number or a value across reads are tried, and a
- * crash reproduces from its input alone. */
-#define _GNU_SOURCE
-#include <fcntl.h>
-#include <limits.h>
+ * crash reproduces from its input alone. The end of the input is the
+ * connection closing. */
 #include <stdbool.h>
-#include <unistd.h>
+#include <string.h>
 
 #include "entry.h"
 #include "fuzz.h"
@@ -24,7 +22,7 @@
  * here it is lower so that inputs of a fuzzer's size reach both paths */
 #define INLINE_MAX 256
 
-/* --- the pipe ------------------------------------------------------------------ */
+/* --- the input, in pieces ----------------------------------------------------------- */
 
 /* xorshift32: the piece sizes, seeded from the input */
 static uint32_t next_rand(uint32_t *s)
@@ -44,58 +42,33 @@ static uint32_t fnv1a(const uint8_t *p, size_t n)
 	return h ? h : 1;
 }
 
-/* a pipe holding the input, its write end closed, so the reader meets the
- * end of the input as a closed connection. In packet mode each write is one
- * packet and each read returns at most one, so the pieces below are what
- * the reader gets; a packet takes a page of the pipe, so when the pages run
- * short the rest goes in whole packets. */
-static int pipe_of(const uint8_t *data, size_t size)
-{
-	int fds[2];
-	bool packets = true;
+struct source {
+	const uint8_t *data;
+	size_t size, pos;
+	uint32_t state;
+};
 
-	if (pipe2(fds, O_CLOEXEC | O_DIRECT) < 0) {
-		packets = false;
-		if (pipe2(fds, O_CLOEXEC) < 0) {
-			perror("pipe2");
-			abort();
-		}
+/* the reader's pull: the next piece of the input, at most n bytes; 0 at its end */
+static ssize_t pull_piece(void *ctx, void *p, size_t n, int64_t deadline)
+{
+	struct source *src = ctx;
+	uint32_t r = next_rand(&src->state);
+	size_t take, rest = src->size - src->pos;
+
+	(void)deadline;
+	switch (r % 4) {
+	case 0: take = 1 + (r >> 2) % 3; break;     /* a byte or three: split everything */
+	case 1: take = 1 + (r >> 2) % 64; break;
+	case 2: take = 1 + (r >> 2) % 4096; break;
+	default: take = rest; break;                 /* all that is left */
 	}
-	/* 1 MiB is what an unprivileged process may ask for by default */
-	int cap = fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
-	if (cap < 0)
-		cap = fcntl(fds[1], F_GETPIPE_SZ);
-	if (cap < 0) {
-		perror("F_GETPIPE_SZ");
-		abort();
-	}
-	if (!packets && size > (size_t)cap)
-		size = cap; /* a kernel without packet pipes: the rest would block */
-	size_t slots = (size_t)cap / PIPE_BUF, used = 0, pos = 0;
-	uint32_t state = fnv1a(data, size);
-	while (pos < size) {
-		uint32_t r = next_rand(&state);
-		size_t n, rest = size - pos;
-		switch (r % 4) {
-		case 0: n = 1 + (r >> 2) % 3; break;    /* a byte or three: split everything */
-		case 1: n = 1 + (r >> 2) % 64; break;
-		case 2: n = 1 + (r >> 2) % PIPE_BUF; break;
-		default: n = rest; break;                /* all that is left */
-		}
-		if (n > rest)
-			n = rest;
-		size_t need = (n + PIPE_BUF - 1) / PIPE_BUF + (rest - n + PIPE_BUF - 1) / PIPE_BUF;
-		if (packets && used + need > slots)
-			n = rest;
-		if (write_all(fds[1], data + pos, n) < 0) {
-			perror("write to the pipe");
-			abort();
-		}
-		used += (n + PIPE_BUF - 1) / PIPE_BUF;
-		pos += n;
-	}
-	close(fds[1]);
-	return fds[0];
+	if (take > rest)
+		take = rest;
+	if (take > n)
+		take = n;
+	memcpy(p, src->data + src->pos, take);
+	src->pos += take;
+	return (ssize_t)take;
 }
 
 /* --- the caller's output, counted ---------------------------------------------- */
@@ -129,13 +102,13 @@ static void count_err(void *ctx, const char *p, size_t n)
 
 /* --- the harness ----------------------------------------------------------------- */
 
-/* a reader for each command, as plain_command() starts one; the bytes the
- * previous one read ahead are handed on as its seed */
-static struct resp_reader readers[2];
+/* one reader for both replies, as a connection's input buffer is: bytes
+ * the first reply's reading pulled past its end are the second's */
+static struct resp_reader reader;
 
 /* the HMGET of a large entry's run id and bytes; *changed when the run id
  * is not the metadata's */
-static int fetch_big(int fd, const char *rid, const struct entry_meta *m, struct counted *c,
+static int fetch_big(const char *rid, const struct entry_meta *m, struct counted *c,
 		     bool *changed)
 {
 	struct body_reply br = {
@@ -143,9 +116,7 @@ static int fetch_big(int fd, const char *rid, const struct entry_meta *m, struct
 		.out = count_out, .err = count_err, .ctx = c,
 	};
 
-	resp_reader_init(&readers[1], fd, readers[0].buf + readers[0].pos,
-			 readers[0].len - readers[0].pos);
-	int rc = body_reply_read(&readers[1], &br);
+	int rc = body_reply_read(&reader, &br);
 	*changed = br.changed;
 	return rc;
 }
@@ -157,12 +128,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct entry_reply er = {
 		.res = &res, .inline_max = INLINE_MAX, .out = count_out, .err = count_err, .ctx = &c,
 	};
-	int fd = pipe_of(data, size);
+	struct source src = {.data = data, .size = size, .state = fnv1a(data, size)};
 
 	memset(&res, 0, sizeof(res));
-	resp_reader_init(&readers[0], fd, NULL, 0);
-	int rc = entry_reply_read(&readers[0], &er);
-	CHECK(readers[0].pos <= readers[0].len && readers[0].len <= sizeof(readers[0].buf));
+	resp_reader_init(&reader, pull_piece, &src);
+	int rc = entry_reply_read(&reader, &er);
+	CHECK(reader.pos <= reader.len && reader.len <= sizeof(reader.buf));
 	if (rc == 0 && strcmp(er.verdict, "none") != 0) {
 		switch (res.verdict) {
 		case VERDICT_HIT:
@@ -173,7 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (er.big) {
 				CHECK(res.meta.out_len + res.meta.err_len > INLINE_MAX);
 				CHECK(c.out == 0 && c.err == 0);
-				rc = fetch_big(fd, er.rid, &res.meta, &c, &changed);
+				rc = fetch_big(er.rid, &res.meta, &c, &changed);
 			}
 			/* another run's bytes never reach the caller, not one */
 			if (changed)
@@ -193,6 +164,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 	}
-	close(fd);
+	CHECK(src.pos <= src.size);
 	return 0;
 }

@@ -2,10 +2,14 @@
  * first non-option word may name a subcommand, else it starts COMMAND. */
 #include "options.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "key.h"
 #include "util.h"
@@ -37,6 +41,12 @@ enum {
 	OPT_INV_TAG,
 	OPT_WARM,
 	OPT_TAGS,
+	OPT_TLS_CA_FILE,
+	OPT_TLS_CA_DIR,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_SERVER_NAME,
+	OPT_TLS_INSECURE,
 };
 
 /* which options a subcommand takes, beyond the global ones */
@@ -65,6 +75,12 @@ static const struct opt_def opt_defs[] = {
 	{{"quiet", no_argument, NULL, 'q'}, GROUP_GLOBAL},
 	{{"help", no_argument, NULL, 'h'}, GROUP_GLOBAL},
 	{{"version", no_argument, NULL, 'V'}, GROUP_GLOBAL},
+	{{"tls-ca-file", required_argument, NULL, OPT_TLS_CA_FILE}, GROUP_GLOBAL},
+	{{"tls-ca-dir", required_argument, NULL, OPT_TLS_CA_DIR}, GROUP_GLOBAL},
+	{{"tls-cert", required_argument, NULL, OPT_TLS_CERT}, GROUP_GLOBAL},
+	{{"tls-key", required_argument, NULL, OPT_TLS_KEY}, GROUP_GLOBAL},
+	{{"tls-server-name", required_argument, NULL, OPT_TLS_SERVER_NAME}, GROUP_GLOBAL},
+	{{"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE}, GROUP_GLOBAL},
 	{{"key", required_argument, NULL, 'k'}, GROUP_RUN | GROUP_KEY},
 	{{"ttl", required_argument, NULL, 't'}, GROUP_RUN},
 	{{"lock-lease", required_argument, NULL, OPT_LOCK_LEASE}, GROUP_RUN},
@@ -95,6 +111,33 @@ static const struct opt_def opt_defs[] = {
 	{{"tag", required_argument, NULL, OPT_INV_TAG}, GROUP_INVALIDATE},
 };
 #define NDEFS (sizeof(opt_defs) / sizeof(opt_defs[0]))
+
+/* the TLS settings that name a file or a word: option, variable, field */
+static const struct tls_setting {
+	int opt;
+	const char *name, *env;
+	size_t offset; /* of the field in struct tls_options */
+	char kind;     /* 'f' a readable file, 'd' a directory, 'w' a word */
+} tls_settings[] = {
+	{OPT_TLS_CA_FILE, "--tls-ca-file", "CACHEFENCE_TLS_CA_FILE", offsetof(struct tls_options, ca_file), 'f'},
+	{OPT_TLS_CA_DIR, "--tls-ca-dir", "CACHEFENCE_TLS_CA_DIR", offsetof(struct tls_options, ca_dir), 'd'},
+	{OPT_TLS_CERT, "--tls-cert", "CACHEFENCE_TLS_CERT", offsetof(struct tls_options, cert), 'f'},
+	{OPT_TLS_KEY, "--tls-key", "CACHEFENCE_TLS_KEY", offsetof(struct tls_options, key), 'f'},
+	{OPT_TLS_SERVER_NAME, "--tls-server-name", "CACHEFENCE_TLS_SERVER_NAME",
+	 offsetof(struct tls_options, server_name), 'w'},
+};
+#define NTLS (sizeof(tls_settings) / sizeof(tls_settings[0]))
+
+static const char **tls_field(struct tls_options *t, const struct tls_setting *ts)
+{
+	return (const char **)((char *)t + ts->offset);
+}
+
+/* the bit of o->tls_flags an option sets */
+static unsigned tls_bit(int opt)
+{
+	return 1u << (opt - OPT_TLS_CA_FILE);
+}
 
 static const struct {
 	const char *name;
@@ -160,7 +203,8 @@ void options_usage(void)
 	      "\n"
 	      "global options:\n"
 	      "  -u, --url URL           redis://[[USER]:PASSWORD@]HOST[:PORT][/DB],\n"
-	      "                          unix:///PATH[?db=N] or file:///DIR (env\n"
+	      "                          rediss://... (TLS), unix:///PATH[?db=N] or\n"
+	      "                          file:///DIR (env\n"
 	      "                          CACHEFENCE_URL, REDIS_URL; default: the local\n"
 	      "                          store in $XDG_CACHE_HOME/cachefence)\n"
 	      "  -n, --namespace NS      prefix of every key (env CACHEFENCE_NAMESPACE;\n"
@@ -168,6 +212,20 @@ void options_usage(void)
 	      "      --redis-timeout DUR connect and per-command timeout (default 1s)\n"
 	      "  -v, --verbose           one line per decision on stderr\n"
 	      "  -q, --quiet             no warnings\n"
+	      "      --tls-ca-file FILE  rediss://: trust the CA certificates in FILE (PEM;\n"
+	      "                          env CACHEFENCE_TLS_CA_FILE)\n"
+	      "      --tls-ca-dir DIR    rediss://: trust the hashed CA certificates in DIR\n"
+	      "                          (env CACHEFENCE_TLS_CA_DIR; default: the system's,\n"
+	      "                          unless --tls-ca-file is given)\n"
+	      "      --tls-cert FILE     rediss://: present the client certificate in FILE\n"
+	      "                          (PEM; env CACHEFENCE_TLS_CERT)\n"
+	      "      --tls-key FILE      its private key (PEM, no passphrase; env\n"
+	      "                          CACHEFENCE_TLS_KEY; default: the --tls-cert file)\n"
+	      "      --tls-server-name NAME  the name sent (SNI) and verified in the server's\n"
+	      "                          certificate (env CACHEFENCE_TLS_SERVER_NAME;\n"
+	      "                          default: the URL's host)\n"
+	      "      --tls-insecure      do not verify the server's certificate (warns; env\n"
+	      "                          CACHEFENCE_TLS_INSECURE=1)\n"
 	      "  -h, --help              this help\n"
 	      "  -V, --version           print the version\n"
 	      "\n"
@@ -415,6 +473,21 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		if (validate_tag("--tag", arg) < 0)
 			return -1;
 		o->tag = arg;
+		return 0;
+	case OPT_TLS_INSECURE:
+		o->tls.insecure = true;
+		o->tls_flags |= tls_bit(c);
+		return 0;
+	}
+	for (size_t i = 0; i < NTLS; i++) {
+		if (tls_settings[i].opt != c)
+			continue;
+		if (!*arg) {
+			err_set("%s: the value is empty", tls_settings[i].name);
+			return -1;
+		}
+		*tls_field(&o->tls, &tls_settings[i]) = arg;
+		o->tls_flags |= tls_bit(c);
 		return 0;
 	}
 	err_set("internal error: unhandled option %d", c);
@@ -742,6 +815,71 @@ static int validate_subcommand(const struct options *o)
 	return 0;
 }
 
+/* the TLS settings from the environment, which options then override */
+static void tls_from_env(struct options *o)
+{
+	for (size_t i = 0; i < NTLS; i++) {
+		const char *v = getenv(tls_settings[i].env);
+		if (v && *v)
+			*tls_field(&o->tls, &tls_settings[i]) = v;
+	}
+	const char *v = getenv("CACHEFENCE_TLS_INSECURE");
+	o->tls.insecure = v && strcmp(v, "1") == 0;
+}
+
+/* TLS settings are checked here, so that a file that cannot be read is a
+ * usage error (125) before anything runs. Given on the command line with a
+ * store other than rediss://, they are refused, as a mistake; from the
+ * environment they are ignored, since a shell may set them for every
+ * call. */
+static int validate_tls(const struct options *o)
+{
+	if (o->url.kind != URL_REDIS_TLS) {
+		for (int opt = OPT_TLS_CA_FILE; opt <= OPT_TLS_INSECURE; opt++) {
+			char tmp[64];
+			if (o->tls_flags & tls_bit(opt)) {
+				err_set("%s: only means something with a rediss:// URL (Redis over TLS)",
+					option_name(opt, tmp, sizeof(tmp)));
+				return -1;
+			}
+		}
+		return 0;
+	}
+	const char *insecure = getenv("CACHEFENCE_TLS_INSECURE");
+	if (!(o->tls_flags & tls_bit(OPT_TLS_INSECURE)) && insecure && *insecure &&
+	    strcmp(insecure, "0") != 0 && strcmp(insecure, "1") != 0) {
+		err_set("CACHEFENCE_TLS_INSECURE: \"%s\" is not 1 (skip verification) or 0", insecure);
+		return -1;
+	}
+	for (size_t i = 0; i < NTLS; i++) {
+		const struct tls_setting *ts = &tls_settings[i];
+		const char *v = *tls_field((struct tls_options *)&o->tls, ts);
+		const char *name = o->tls_flags & tls_bit(ts->opt) ? ts->name : ts->env;
+		struct stat st;
+		if (!v || ts->kind == 'w')
+			continue;
+		if (stat(v, &st) < 0 || access(v, R_OK) < 0) {
+			err_set("%s: %s: %s", name, v, strerror(errno));
+			return -1;
+		}
+		if (ts->kind == 'd' && !S_ISDIR(st.st_mode)) {
+			err_set("%s: %s is not a directory (give a directory of hashed CA certificates, "
+				"or the file with --tls-ca-file)", name, v);
+			return -1;
+		}
+		if (ts->kind == 'f' && S_ISDIR(st.st_mode)) {
+			err_set("%s: %s is a directory (a PEM file is expected)", name, v);
+			return -1;
+		}
+	}
+	if (o->tls.key && !o->tls.cert) {
+		err_set("%s: a client key goes with its certificate: give --tls-cert too",
+			o->tls_flags & tls_bit(OPT_TLS_KEY) ? "--tls-key" : "CACHEFENCE_TLS_KEY");
+		return -1;
+	}
+	return 0;
+}
+
 static int validate_common(struct options *o, const char *url)
 {
 	if (o->redis_timeout_ms <= 0) {
@@ -750,7 +888,9 @@ static int validate_common(struct options *o, const char *url)
 	}
 	if (validate_namespace(o->ns) < 0)
 		return -1;
-	return resolve_url(o, url);
+	if (resolve_url(o, url) < 0)
+		return -1;
+	return validate_tls(o);
 }
 
 int options_parse(struct options *o, int argc, char **argv)
@@ -767,6 +907,7 @@ int options_parse(struct options *o, int argc, char **argv)
 	const char *env_ns = getenv("CACHEFENCE_NAMESPACE");
 	if (env_ns && *env_ns)
 		o->ns = env_ns;
+	tls_from_env(o);
 	if (parse_group(o, GROUP_GLOBAL | GROUP_RUN | GROUP_SCOPE, argc, argv, &next, &dashdash,
 			&saw_run, &url) < 0)
 		return -1;

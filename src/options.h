@@ -30,6 +30,8 @@ struct options {
 	char *password;          /* CACHEFENCE_PASSWORD, taken out of the environment */
 	int64_t redis_timeout_ms;
 	bool verbose, quiet;
+	struct tls_options tls;  /* --tls-*, else CACHEFENCE_TLS_* */
+	unsigned tls_flags;      /* which --tls-* options the command line gave */
 
 	/* run */
 	const char *key;         /* -k; NULL: derived from COMMAND */

@@ -3,6 +3,7 @@
 #ifndef CACHEFENCE_PARSE_H
 #define CACHEFENCE_PARSE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* parse "250ms", "30", "5m", "1.5h", "2d" (no unit means seconds) into
@@ -16,7 +17,7 @@ int parse_nonneg_double(const char *s, double *out);
 enum url_kind {
 	URL_REDIS_TCP,  /* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] */
 	URL_REDIS_UNIX, /* unix:///path/sock[?db=N] */
-	URL_REDIS_TLS,  /* rediss://..., accepted by the parser; refused without TLS */
+	URL_REDIS_TLS,  /* rediss://..., Redis over TLS (the fields of TCP) */
 	URL_FILE,       /* file:///DIR, the local store */
 };
 
@@ -29,6 +30,17 @@ struct url {
 	char *user;     /* NULL when absent */
 	char *password; /* NULL when absent; percent-decoded */
 	int db;         /* default 0 */
+};
+
+/* the TLS settings of a rediss:// store (--tls-* and CACHEFENCE_TLS_*);
+ * NULL strings are unset */
+struct tls_options {
+	const char *ca_file;     /* CA certificates (PEM) to trust */
+	const char *ca_dir;      /* a hashed directory of them (c_rehash); default:
+				  * the system's (X509_get_default_cert_dir) */
+	const char *cert, *key;  /* a client certificate and its key (PEM) */
+	const char *server_name; /* SNI and the name verified; default: the host */
+	bool insecure;           /* do not verify the server at all */
 };
 
 /* parse a store URL into *u; -1 with err_set() saying what is wrong; on

@@ -1,13 +1,11 @@
-/* resp: RESP2 reading and writing on a file descriptor, in bounded memory
- * and bounded time: no read or write waits past the exchange's deadline. */
+/* resp: RESP2 reading and writing through callbacks, in bounded memory;
+ * every pull and push carries the exchange's deadline. */
 #include "resp.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "util.h"
 
@@ -16,64 +14,32 @@ int64_t resp_budget_ms(uint64_t n)
 	return (int64_t)(n / RESP_MIN_RATE * 1000 + ((n % RESP_MIN_RATE) * 1000 + RESP_MIN_RATE - 1) / RESP_MIN_RATE);
 }
 
-int resp_wait(int fd, short events, int64_t deadline)
+void resp_reader_init(struct resp_reader *r, resp_pull_fn pull, void *ctx)
 {
-	struct pollfd pfd = {.fd = fd, .events = events};
+	r->pull = pull;
+	r->ctx = ctx;
+	r->deadline = 0;
+	r->pos = r->len = 0;
+}
 
-	for (;;) {
-		int64_t left = deadline ? deadline - monotonic_ms() : -1;
-		if (deadline && left <= 0)
-			return 0;
-		int n = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
-		if (n > 0)
-			return 1;
-		if (n < 0 && errno != EINTR) {
-			err_set("poll: %s", strerror(errno));
-			return -1;
-		}
+/* move what is left to the start of the buffer */
+static void compact(struct resp_reader *r)
+{
+	if (r->pos > 0) {
+		memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+		r->len -= r->pos;
+		r->pos = 0;
 	}
 }
 
-/* read or write without blocking on a socket; a pipe (tests, the fuzzer)
- * takes plain read(2) and write(2) */
-static ssize_t recv_some(int fd, void *p, size_t n)
+size_t resp_feed(struct resp_reader *r, const void *p, size_t n)
 {
-	ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
-
-	return r < 0 && errno == ENOTSOCK ? read(fd, p, n) : r;
-}
-
-static ssize_t send_some(int fd, const void *p, size_t n)
-{
-	ssize_t r = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-	return r < 0 && errno == ENOTSOCK ? write(fd, p, n) : r;
-}
-
-int resp_peek_error(int fd, char *out, size_t max)
-{
-	char buf[1024];
-	ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-
-	if (n < 2 || buf[0] != '-')
-		return 0;
-	buf[n] = '\0';
-	size_t len = strcspn(buf + 1, "\r\n");
-	if (len >= max)
-		len = max - 1;
-	memcpy(out, buf + 1, len);
-	out[len] = '\0';
-	return 1;
-}
-
-void resp_reader_init(struct resp_reader *r, int fd, const char *seed, size_t seed_len)
-{
-	r->fd = fd;
-	r->deadline = 0;
-	r->pos = 0;
-	r->len = seed_len < sizeof(r->buf) ? seed_len : sizeof(r->buf);
-	if (r->len)
-		memcpy(r->buf, seed, r->len);
+	compact(r);
+	if (n > sizeof(r->buf) - r->len)
+		n = sizeof(r->buf) - r->len;
+	memcpy(r->buf + r->len, p, n);
+	r->len += n;
+	return n;
 }
 
 void resp_reader_extend(struct resp_reader *r, uint64_t n)
@@ -85,32 +51,15 @@ void resp_reader_extend(struct resp_reader *r, uint64_t n)
 /* read more bytes into the buffer, after moving what is left to its start */
 static int fill(struct resp_reader *r)
 {
-	if (r->pos > 0) {
-		memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-		r->len -= r->pos;
-		r->pos = 0;
+	compact(r);
+	ssize_t n = r->pull ? r->pull(r->ctx, r->buf + r->len, sizeof(r->buf) - r->len, r->deadline) : 0;
+	if (n > 0) {
+		r->len += n;
+		return 0;
 	}
-	for (;;) {
-		int ready = resp_wait(r->fd, POLLIN, r->deadline);
-		if (ready < 0)
-			return -1;
-		if (ready == 0) {
-			err_set("no whole reply within --redis-timeout (and the time its size allows)");
-			return -1;
-		}
-		ssize_t n = recv_some(r->fd, r->buf + r->len, sizeof(r->buf) - r->len);
-		if (n > 0) {
-			r->len += n;
-			return 0;
-		}
-		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-			continue;
-		if (n == 0)
-			err_set("the connection closed in the middle of a reply");
-		else
-			err_set("cannot read a reply: %s", strerror(errno));
-		return -1;
-	}
+	if (n == 0)
+		err_set("the connection closed in the middle of a reply");
+	return -1;
 }
 
 int resp_header(struct resp_reader *r, char *type, char *line, size_t max)
@@ -230,37 +179,18 @@ int resp_stream(struct resp_reader *r, uint64_t n, resp_piece_fn fn, void *ctx)
 	return 0;
 }
 
-/* the writer: one buffer, flushed when full and at the end */
+/* the writer: one buffer, pushed when full and at the end */
 struct writer {
-	int fd;
+	resp_push_fn push;
+	void *ctx;
 	int64_t deadline;
 	size_t len;
 	char buf[65536];
 };
 
-/* write n bytes to the writer's fd before its deadline */
 static int write_before(struct writer *w, const char *p, size_t n)
 {
-	while (n > 0) {
-		int ready = resp_wait(w->fd, POLLOUT, w->deadline);
-		if (ready < 0)
-			return -1;
-		if (ready == 0) {
-			err_set("cannot send a command: not sent within --redis-timeout (and the time "
-				"its size allows)");
-			return -1;
-		}
-		ssize_t k = send_some(w->fd, p, n);
-		if (k < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-			continue;
-		if (k < 0) {
-			err_set("cannot send a command: %s", strerror(errno));
-			return -1;
-		}
-		p += k;
-		n -= k;
-	}
-	return 0;
+	return w->push(w->ctx, p, n, w->deadline);
 }
 
 static int flush(struct writer *w)
@@ -322,12 +252,13 @@ uint64_t resp_size(const struct resp_arg *args, int n)
 	return size;
 }
 
-int resp_send(int fd, const struct resp_arg *args, int n, int64_t deadline)
+int resp_send(resp_push_fn push, void *ctx, const struct resp_arg *args, int n, int64_t deadline)
 {
 	static struct writer w; /* 64 KiB: kept off the stack */
 	char head[32];
 
-	w.fd = fd;
+	w.push = push;
+	w.ctx = ctx;
 	w.deadline = deadline;
 	w.len = 0;
 	snprintf(head, sizeof(head), "*%d\r\n", n);

@@ -1,12 +1,15 @@
 /* resp: the small part of the Redis protocol (RESP2) that cachefence speaks
- * on its own, on a plain file descriptor, so values of any size stream
- * between Redis and a file without being held in memory: hiredis buffers a
- * whole reply, and builds a whole command, before it hands either over.
- * Used only where the size calls for it: a hit's reply and a store's command. */
+ * on its own, so values of any size stream between Redis and a file without
+ * being held in memory: hiredis buffers a whole reply, and builds a whole
+ * command, before it hands either over. Used only where the size calls for
+ * it: a hit's reply and a store's command.
+ *
+ * No I/O of its own: the reader pulls bytes through a callback (conn.c's
+ * connection, or a fuzzer's input), the writer pushes them through another,
+ * each with the exchange's deadline. */
 #ifndef CACHEFENCE_RESP_H
 #define CACHEFENCE_RESP_H
 
-#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -20,27 +23,27 @@
 
 /* the time n bytes take at RESP_MIN_RATE, in ms, rounded up */
 int64_t resp_budget_ms(uint64_t n);
-/* wait until fd is ready for events (POLLIN or POLLOUT) or the deadline
- * (0: none) passes; 1 ready, 0 timed out, -1 with err_set() */
-int resp_wait(int fd, short events, int64_t deadline);
 
-/* after a failed send: whether the server had already sent an error
- * reply (a refusal it sends before closing, such as "-DENIED ..." from a
- * server in protected mode, or "-ERR max number of clients reached"); 1
- * with its text (cut to max - 1 bytes) in out, else 0. Never waits. */
-int resp_peek_error(int fd, char *out, size_t max);
+/* read up to n bytes into p, waiting no longer than deadline (0: none):
+ * how many (> 0), 0 at the end of the stream, or -1 with err_set() */
+typedef ssize_t (*resp_pull_fn)(void *ctx, void *p, size_t n, int64_t deadline);
+/* write all n bytes at p before deadline (0: none); 0, or -1 with err_set() */
+typedef int (*resp_push_fn)(void *ctx, const void *p, size_t n, int64_t deadline);
 
-/* a buffered reader of replies from fd */
+/* a buffered reader of replies: the bytes it holds, and where more come from */
 struct resp_reader {
-	int fd;
-	int64_t deadline; /* no read waits past it; 0: none */
+	resp_pull_fn pull; /* NULL: only the bytes fed with resp_feed */
+	void *ctx;         /* for pull */
+	int64_t deadline;  /* no pull waits past it; 0: none */
 	size_t pos, len;
 	char buf[65536];
 };
 
-/* start reading replies from fd, with no deadline; seed holds bytes already
- * read from it */
-void resp_reader_init(struct resp_reader *r, int fd, const char *seed, size_t seed_len);
+/* start an empty reader that pulls from pull(ctx, ...), with no deadline */
+void resp_reader_init(struct resp_reader *r, resp_pull_fn pull, void *ctx);
+/* hand the reader n bytes to read before any it pulls (after those it
+ * holds); how many fit */
+size_t resp_feed(struct resp_reader *r, const void *p, size_t n);
 /* allow the reader n more bytes' worth of time (resp_budget_ms), once a
  * reply says how large its value is; nothing without a deadline */
 void resp_reader_extend(struct resp_reader *r, uint64_t n);
@@ -73,8 +76,9 @@ struct resp_arg {
 
 /* the bytes args take on the wire, as resp_send writes them */
 uint64_t resp_size(const struct resp_arg *args, int n);
-/* send one command made of args to fd, reading file arguments in pieces,
- * all of it before deadline (0: none); 0, or -1 with err_set() */
-int resp_send(int fd, const struct resp_arg *args, int n, int64_t deadline);
+/* send one command made of args through push(ctx, ...), reading file
+ * arguments in pieces, all of it before deadline (0: none); 0, or -1 with
+ * err_set() */
+int resp_send(resp_push_fn push, void *ctx, const struct resp_arg *args, int n, int64_t deadline);
 
 #endif

@@ -820,7 +820,7 @@ int run_command(const struct options *o)
 {
 	struct run_ctx ctx = {.o = o, .stdin_spool = -1};
 	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms,
-				   .password = o->password};
+				   .password = o->password, .tls = &o->tls};
 	bool refused;
 	int status = 125;
 	int rc = make_key(&ctx);

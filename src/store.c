@@ -4,8 +4,6 @@
 #include <errno.h>
 #include <unistd.h>
 
-#include <config.h>
-
 #include "util.h"
 
 const char *const stat_names[STAT_COUNT] = {
@@ -28,15 +26,8 @@ struct store *store_open(const struct store_config *cfg, bool *refused)
 	switch (cfg->url->kind) {
 	case URL_REDIS_TCP:
 	case URL_REDIS_UNIX:
-		return store_redis_open(cfg, refused);
 	case URL_REDIS_TLS:
-		*refused = true;
-		/* HAVE_HIREDIS_SSL says whether hiredis could do it; the TLS
-		 * connection itself is not written yet */
-		err_set("rediss:// needs TLS, and this build of cachefence has none%s (use redis:// "
-			"through a TLS tunnel such as stunnel)",
-			HAVE_HIREDIS_SSL ? "" : " (built without hiredis_ssl)");
-		return NULL;
+		return store_redis_open(cfg, refused);
 	case URL_FILE:
 		return store_file_open(cfg, refused);
 	}

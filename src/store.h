@@ -214,11 +214,12 @@ struct store_config {
 	const char *ns;       /* namespace: prefix of every key */
 	int64_t timeout_ms;   /* connect and per-command timeout */
 	const char *password; /* used when the URL has none; may be NULL */
+	const struct tls_options *tls; /* rediss://: its settings; NULL: the defaults */
 };
 
 /* connect to the store the URL names; NULL with err_set() when it is
  * unreachable, and *refused set when retrying cannot help (an unsafe
- * directory, no TLS in this build): a usage error, not a fail-open case.
+ * directory, a TLS file that does not load): a usage error, not a fail-open case.
  * The caller closes the store with store_close(). */
 struct store *store_open(const struct store_config *cfg, bool *refused);
 /* close a store from store_open(); accepts NULL */

@@ -1,5 +1,6 @@
-/* store_redis: the store interface on Redis, and the only file that includes
- * hiredis. Every decision that compares times runs in a Lua script on the
+/* store_redis: the store interface on Redis, over the connections of
+ * conn.c (with which it shares hiredis: conn.c parses the replies this file
+ * reads). Every decision that compares times runs in a Lua script on the
  * server's clock (src/lua/); this file maps user keys to Redis keys, sends
  * the scripts, and turns replies into the interface's results.
  *
@@ -28,7 +29,6 @@
 #include "store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <fnmatch.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "lua_scripts.h"
 #include "reply.h"
 #include "resp.h"
@@ -45,15 +46,14 @@
 
 struct redis_store {
 	struct store base;
-	redisContext *c;   /* commands */
-	redisContext *sub; /* subscribed to one wake channel, for waiters only */
+	struct conn *c;    /* commands */
+	struct conn *sub;  /* subscribed to one wake channel, for waiters only */
+	struct conn_tls *tls; /* rediss://: the TLS configuration of both */
 	struct url url;
 	char *ns;
 	int64_t timeout_ms;
 	char *lock_value_suffix; /* " host=H pid=P", after the token */
 	char *stats_key;         /* NS:{%stats} */
-	struct resp_reader *rd;  /* for streamed replies; malloc'ed on first use */
-	bool broken;             /* a streamed reply was cut: the connection is unusable */
 	bool refused;            /* the server refused our credentials */
 	char *password;          /* CACHEFENCE_PASSWORD's, for a URL without one */
 	const char *const *tags; /* the run's tags, from its lookup: renew keeps them */
@@ -110,91 +110,48 @@ static void redis_name(struct buf *out, const char *ns, const char *key, size_t 
 	buf_append(out, suffix, strlen(suffix));
 }
 
-static struct timeval ms_to_timeval(int64_t ms)
-{
-	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-	return tv;
-}
-
-/* record a hiredis context failure as the error message */
-static void context_error(const struct redis_store *rs, const redisContext *c, const char *what)
+/* record a connection's failure as the error message */
+static void conn_error(const struct redis_store *rs, const struct conn *c, const char *what)
 {
 	char *where = url_display(&rs->url);
-	const char *why = c ? c->errstr : "cannot allocate a context";
-	if (c && c->err == REDIS_ERR_IO && errno == EAGAIN)
-		why = "timed out (see --redis-timeout)";
-	err_set("%s %s: %s", what, where, why);
+	err_set("%s %s: %s", what, where, c->errstr);
 	free(where);
-}
-
-/* Mark a context unusable, with why as its error: an exchange stopped part
- * way, and a reply still on its way would be read as the next command's.
- * hiredis then refuses every further command on it. */
-static void context_fail(redisContext *c, const char *why)
-{
-	c->err = REDIS_ERR_IO;
-	snprintf(c->errstr, sizeof(c->errstr), "%s", why);
 }
 
 /* after a failed send on c: the refusal the server sent before it closed
  * (protected mode, too many clients) as the error, if there is one; else
- * the context's own error */
-static void send_error(const struct redis_store *rs, redisContext *c)
+ * the connection's own error */
+static void send_error(const struct redis_store *rs, struct conn *c)
 {
 	char said[512];
 
-	if (resp_peek_error(c->fd, said, sizeof(said))) {
+	if (conn_peek_error(c, said, sizeof(said))) {
 		char *where = url_display(&rs->url);
 		err_set("redis %s: the server refused us: %s", where, said);
 		free(where);
 		return;
 	}
-	context_error(rs, c, "redis");
+	conn_error(rs, c, "redis");
 }
 
-/* Write what the context's output buffer holds and read one reply, all
- * before deadline. hiredis bounds each read and write by --redis-timeout
- * (SO_RCVTIMEO), not the exchange, so a reply that trickles in could take
- * that long per byte; here it waits with poll(2) for what is left of the
- * deadline (resp_wait, which moves with the connection object of #13), and
- * hiredis only reads what is already there. The reply (an error reply
- * included), or NULL with err_set() and the context marked failed. */
-static redisReply *exchange(struct redis_store *rs, redisContext *c, int64_t deadline)
+/* Send the commands appended on c and read one reply, all before deadline
+ * (see conn.h); further replies of a pipeline come with more calls (their
+ * commands are sent by then). The reply (an error reply included), or NULL
+ * with err_set() and the connection failed. */
+static redisReply *exchange(struct redis_store *rs, struct conn *c, int64_t deadline)
 {
-	void *reply = NULL;
-	int done = 0, ready;
-
 	if (c->err) {
-		context_error(rs, c, "redis");
+		conn_error(rs, c, "redis");
 		return NULL;
 	}
-	while (!done) {
-		ready = resp_wait(c->fd, POLLOUT, deadline);
-		if (ready == 1 && redisBufferWrite(c, &done) == REDIS_OK)
-			continue;
-		if (ready == 1) {
-			send_error(rs, c);
-			return NULL;
-		}
-		context_fail(c, ready == 0 ? "cannot send a command within --redis-timeout" : err_msg());
-		context_error(rs, c, "redis");
+	if (conn_flush(c, deadline) < 0) {
+		send_error(rs, c);
 		return NULL;
 	}
-	for (;;) {
-		if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
-			context_error(rs, c, "redis");
-			return NULL;
-		}
-		if (reply)
-			return reply;
-		ready = resp_wait(c->fd, POLLIN, deadline);
-		if (ready == 1 && redisBufferRead(c) == REDIS_OK)
-			continue;
-		if (ready != 1)
-			context_fail(c, ready == 0 ? "no whole reply within --redis-timeout" : err_msg());
-		context_error(rs, c, "redis");
-		return NULL;
-	}
+	redisReply *r = conn_reply(c, deadline);
+	if (!r)
+		conn_error(rs, c, "redis");
+	return r;
 }
 
 /* the deadline of an exchange that sends and receives about n bytes of values */
@@ -213,23 +170,21 @@ static bool is_refusal(const char *text)
 /* send one command and read its reply within --redis-timeout (and the time
  * its arguments' size allows); the reply, error replies included, or NULL
  * with err_set() on I/O failure. The caller frees the reply. */
-static redisReply *raw_command(struct redis_store *rs, redisContext *c, int argc,
+static redisReply *raw_command(struct redis_store *rs, struct conn *c, int argc,
 			       const char **argv, const size_t *lens)
 {
 	uint64_t size = 0;
 
 	for (int i = 0; i < argc; i++)
 		size += lens[i];
-	if (!c->err && redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) {
-		context_error(rs, c, "redis");
-		return NULL;
-	}
+	if (!c->err)
+		conn_append(c, argc, argv, lens);
 	return exchange(rs, c, deadline_for(rs, size));
 }
 
 /* send one command; the reply, or NULL with err_set() on I/O failure or an
  * error reply. The caller frees the reply. */
-static redisReply *command(struct redis_store *rs, redisContext *c, int argc, const char **argv,
+static redisReply *command(struct redis_store *rs, struct conn *c, int argc, const char **argv,
 			   const size_t *lens)
 {
 	redisReply *r = raw_command(rs, c, argc, argv, lens);
@@ -247,7 +202,7 @@ static redisReply *command(struct redis_store *rs, redisContext *c, int argc, co
 
 /* how many databases the server has (CONFIG GET databases); 0 when it
  * will not say: CONFIG renamed away, or an ACL user without it */
-static int server_databases(struct redis_store *rs, redisContext *c)
+static int server_databases(struct redis_store *rs, struct conn *c)
 {
 	const char *argv[3] = {"CONFIG", "GET", "databases"};
 	size_t lens[3] = {6, 3, 9};
@@ -265,7 +220,7 @@ static int server_databases(struct redis_store *rs, redisContext *c)
  * server does not have will not appear by retrying: like a refused
  * password, it is a usage error (rs->refused), told with the range the
  * server has, not a reason to run uncached. */
-static int select_db(struct redis_store *rs, redisContext *c)
+static int select_db(struct redis_store *rs, struct conn *c)
 {
 	char db[16];
 	snprintf(db, sizeof(db), "%d", rs->url.db);
@@ -307,26 +262,15 @@ static int select_db(struct redis_store *rs, redisContext *c)
 	return -1;
 }
 
-/* open one connection, authenticated and on the right database */
-static redisContext *connect_one(struct redis_store *rs)
+/* open one connection (TLS for rediss://), authenticated and on the
+ * right database, all within --redis-timeout for each step */
+static struct conn *connect_one(struct redis_store *rs)
 {
-	struct timeval tv = ms_to_timeval(rs->timeout_ms);
-	redisContext *c;
+	struct conn *c = conn_connect(&rs->url, rs->tls, monotonic_ms() + rs->timeout_ms);
 
-	if (rs->url.kind == URL_REDIS_UNIX)
-		c = redisConnectUnixWithTimeout(rs->url.path, tv);
-	else
-		c = redisConnectWithTimeout(rs->url.host, rs->url.port, tv);
-	if (!c || c->err) {
-		context_error(rs, c, "cannot connect to");
-		redisFree(c);
-		return NULL;
-	}
-	/* COMMAND, which we fork, must not inherit our connection */
-	fcntl(c->fd, F_SETFD, FD_CLOEXEC);
-	if (redisSetTimeout(c, tv) != REDIS_OK) {
-		context_error(rs, c, "cannot set timeouts on");
-		redisFree(c);
+	if (c->err) {
+		conn_error(rs, c, "cannot connect to");
+		conn_free(c);
 		return NULL;
 	}
 	const char *password = rs->url.password ? rs->url.password : rs->password;
@@ -337,18 +281,21 @@ static redisContext *connect_one(struct redis_store *rs)
 		if (!r) {
 			char why[512];
 			snprintf(why, sizeof(why), "%s", err_msg());
-			err_set("%s (check the password in the URL or CACHEFENCE_PASSWORD)", why);
+			/* a failure of TLS (a client certificate the server
+			 * wants) is not the password's */
+			if (c->err != CONN_ERR_TLS)
+				err_set("%s (check the password in the URL or CACHEFENCE_PASSWORD)", why);
 			/* a server that answers but refuses us will not change its
 			 * mind: a usage error, not a reason to run uncached */
 			if (c->err == 0)
 				rs->refused = true;
-			redisFree(c);
+			conn_free(c);
 			return NULL;
 		}
 		freeReplyObject(r);
 	}
 	if (rs->url.db != 0 && select_db(rs, c) < 0) {
-		redisFree(c);
+		conn_free(c);
 		return NULL;
 	}
 	return c;
@@ -445,34 +392,33 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 /* reads one reply of a streamed call; 0, -1 failed, -2 an error reply */
 typedef int (*reply_fn)(struct resp_reader *rd, void *ctx);
 
-/* Start an exchange on the command connection, outside hiredis: send args
- * and ready rs->rd for the reply, with the exchange's deadline (see resp.h):
- * --redis-timeout from now, plus the time the bytes sent take at
- * RESP_MIN_RATE; the reply's reader adds the time of any value it meets.
- * 0, or -1 with err_set() (the connection is then unusable). */
-static int exchange_start(struct redis_store *rs, const struct resp_arg *args, int n)
+/* Start an exchange on the command connection, outside hiredis's reader:
+ * send args and return the reader of the reply, with the exchange's
+ * deadline (see resp.h): --redis-timeout from now, plus the time the bytes
+ * sent take at RESP_MIN_RATE; the reply's reader adds the time of any value
+ * it meets. NULL with err_set() (the connection is then unusable). */
+static struct resp_reader *exchange_start(struct redis_store *rs, const struct resp_arg *args,
+					  int n)
 {
-	if (rs->broken || rs->c->err) {
-		err_set("the connection to redis broke earlier in this run");
-		return -1;
+	int64_t deadline = deadline_for(rs, resp_size(args, n));
+	struct resp_reader *rd = conn_reader(rs->c, deadline);
+
+	if (!rd) {
+		err_set("the connection to redis broke earlier in this run: %s", rs->c->errstr);
+		return NULL;
 	}
-	if (!rs->rd)
-		rs->rd = xmalloc(sizeof(*rs->rd));
-	resp_reader_init(rs->rd, rs->c->fd, NULL, 0);
-	rs->rd->deadline = deadline_for(rs, resp_size(args, n));
-	if (resp_send(rs->c->fd, args, n, rs->rd->deadline) == 0)
-		return 0;
+	if (resp_send(conn_push, rs->c, args, n, deadline) == 0)
+		return rd;
 	char said[512];
-	if (resp_peek_error(rs->c->fd, said, sizeof(said)))
+	if (conn_peek_error(rs->c, said, sizeof(said)))
 		err_set("the server refused us: %s", said);
-	return -1;
+	return NULL;
 }
 
 /* the connection can no longer be trusted to be between replies */
 static void break_connection(struct redis_store *rs)
 {
-	rs->broken = true;
-	context_fail(rs->c, "the connection broke in the middle of an exchange");
+	conn_fail(rs->c, CONN_ERR_PROTOCOL, "the connection broke in the middle of an exchange");
 }
 
 /* A script call whose reply streams: read by read_reply straight from the
@@ -490,10 +436,9 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 	all[2] = (struct resp_arg){.p = nkeys, .len = strlen(nkeys), .fd = -1};
 	memcpy(all + 3, sc->args, sc->argc * sizeof(*all));
 	for (int attempt = 0;; attempt++) {
-		int rc = exchange_start(rs, all, sc->argc + 3);
-		if (rc == 0)
-			rc = read_reply(rs->rd, ctx);
-		if (rc == 0 && rs->rd->pos != rs->rd->len) {
+		struct resp_reader *rd = exchange_start(rs, all, sc->argc + 3);
+		int rc = rd ? read_reply(rd, ctx) : -1;
+		if (rc == 0 && rd->pos != rd->len) {
 			err_set("the reply to script %s has bytes after its end", sc->script->name);
 			rc = -1;
 		}
@@ -530,8 +475,7 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 			snprintf(why, sizeof(why), "%s", err_msg());
 			err_set("redis %s: %s", where, why);
 			free(where);
-			if (!rs->broken)
-				break_connection(rs);
+			break_connection(rs);
 		}
 		return rc;
 	}
@@ -608,17 +552,16 @@ static struct entry_reply entry_reply_to(struct lookup *res, struct sink *sink)
 static int plain_command(struct redis_store *rs, const struct resp_arg *args, int n,
 			 reply_fn read_reply, void *ctx)
 {
-	int rc = exchange_start(rs, args, n);
+	struct resp_reader *rd = exchange_start(rs, args, n);
+	int rc = rd ? read_reply(rd, ctx) : -1;
 
-	if (rc == 0)
-		rc = read_reply(rs->rd, ctx);
 	if (rc < 0) {
 		char why[512];
 		char *where = url_display(&rs->url);
 		snprintf(why, sizeof(why), "%s", err_msg());
 		err_set("redis %s: %s", where, why);
 		free(where);
-		if (rc == -1 && !rs->broken)
+		if (rc == -1)
 			break_connection(rs);
 		return -1;
 	}
@@ -752,7 +695,7 @@ static int redis_watch(struct store *s, const char *key, size_t key_len)
 	redisReply *r = command(rs, rs->sub, 2, argv, lens);
 	buf_free(&channel);
 	if (!r) {
-		redisFree(rs->sub);
+		conn_free(rs->sub);
 		rs->sub = NULL;
 		return 0;
 	}
@@ -763,28 +706,27 @@ static int redis_watch(struct store *s, const char *key, size_t key_len)
 /* discard every message already buffered on the subscription */
 static int drain_messages(struct redis_store *rs)
 {
-	void *msg;
+	redisReply *msg;
+	int rc;
 
-	for (;;) {
-		if (redisGetReplyFromReader(rs->sub, &msg) != REDIS_OK) {
-			context_error(rs, rs->sub, "redis");
-			return -1;
-		}
-		if (!msg)
-			return 0;
+	while ((rc = conn_buffered_reply(rs->sub, &msg)) > 0)
 		freeReplyObject(msg);
-	}
+	return rc;
 }
 
 static int redis_wait(struct store *s, int64_t timeout_ms)
 {
 	struct redis_store *rs = to_redis(s);
-	struct pollfd pfd = {.fd = rs->sub ? rs->sub->fd : -1, .events = POLLIN};
+	int n;
 
 	if (timeout_ms < 0)
 		timeout_ms = 0;
-	/* without a subscription (see redis_watch) this only sleeps */
-	int n = poll(&pfd, 1, timeout_ms > 60000 ? 60000 : (int)timeout_ms);
+	if (rs->sub) {
+		n = conn_wait_input(rs->sub, timeout_ms);
+	} else {
+		/* without a subscription (see redis_watch) this only sleeps */
+		n = poll(NULL, 0, timeout_ms > 60000 ? 60000 : (int)timeout_ms);
+	}
 	if (n < 0) {
 		if (errno == EINTR)
 			return 1; /* a signal: let the caller look again */
@@ -793,10 +735,10 @@ static int redis_wait(struct store *s, int64_t timeout_ms)
 	}
 	if (n == 0)
 		return 0;
-	if (redisBufferRead(rs->sub) != REDIS_OK || drain_messages(rs) < 0) {
+	if (conn_read_ready(rs->sub) < 0 || drain_messages(rs) < 0) {
 		/* the subscription broke: poll from now on; the next lookup
 		 * tells whether the server itself is gone */
-		redisFree(rs->sub);
+		conn_free(rs->sub);
 		rs->sub = NULL;
 		return 1;
 	}
@@ -1176,8 +1118,10 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 	int64_t deadline = deadline_for(rs, (uint64_t)nentries * (ENTRY_HOST_MAX + ENTRY_CMD_MAX + 512));
 	if (rc != 0 || nentries == 0)
 		goto out;
+	const char *time_argv[1] = {"TIME"};
+	size_t time_len[1] = {4};
 	if (!rs->c->err)
-		redisAppendCommand(rs->c, "TIME");
+		conn_append(rs->c, 1, time_argv, time_len);
 	for (size_t e = 0; e < nentries && !rs->c->err; e++) {
 		redisReply *n = names->element[entries[e]];
 		const char *argv[sizeof(hmget) / sizeof(hmget[0])];
@@ -1186,7 +1130,7 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 			argv[j] = j == 1 ? n->str : hmget[j];
 			lens[j] = j == 1 ? n->len : strlen(hmget[j]);
 		}
-		redisAppendCommandArgv(rs->c, nargs, argv, lens);
+		conn_append(rs->c, nargs, argv, lens);
 	}
 	redisReply *t = exchange(rs, rs->c, deadline);
 	if (!t) {
@@ -1403,7 +1347,7 @@ static void redis_count(struct store *s, enum counter which)
 	struct redis_store *rs = to_redis(s);
 
 	/* a connection that failed would only make the caller wait again */
-	if (!rs->c || rs->c->err || rs->broken)
+	if (!rs->c || rs->c->err)
 		return;
 	const char *argv[4] = {"HINCRBY", rs->stats_key, stat_names[which], "1"};
 	size_t lens[4] = {7, strlen(rs->stats_key), strlen(stat_names[which]), 1};
@@ -1438,7 +1382,7 @@ static void probe_failed(const struct redis_store *rs, const char *cmd, const ch
 
 /* one probe: send argv on c; 0 when it ran (any reply but an error), else
  * -1 with probe_failed()'s line (or the I/O failure) */
-static int probe(struct redis_store *rs, redisContext *c, int argc, const char **argv,
+static int probe(struct redis_store *rs, struct conn *c, int argc, const char **argv,
 		 const char *consequence)
 {
 	size_t lens[8];
@@ -1529,12 +1473,12 @@ static int probe_commands(struct redis_store *rs, const char *key, const char *p
 static int probe_subscribe(struct redis_store *rs, const char *channel)
 {
 	const char *argv[2] = {"SUBSCRIBE", channel};
-	redisContext *c = connect_one(rs);
+	struct conn *c = connect_one(rs);
 
 	if (!c)
 		return -1;
 	int rc = probe(rs, c, 2, argv, "waiters would not be woken");
-	redisFree(c);
+	conn_free(c);
 	return rc;
 }
 
@@ -1588,7 +1532,10 @@ static int redis_ping(struct store *s, struct buf *out)
 			loaded = "scripts load on first use (SCRIPT LOAD is refused)";
 		freeReplyObject(r);
 	}
-	buf_appendf(out, "%s: Redis %s, %s, round trip %.3f ms", rs->base.desc, version, loaded, rtt);
+	char tls[128];
+	conn_tls_desc(rs->c, tls, sizeof(tls));
+	buf_appendf(out, "%s: Redis %s, %s%s%s, round trip %.3f ms", rs->base.desc, version, tls,
+		    *tls ? ", " : "", loaded, rtt);
 	return 0;
 }
 
@@ -1598,12 +1545,11 @@ static int redis_after_fork(struct store *s, bool child)
 
 	if (!child)
 		return 0;
-	/* the parent goes on using these sockets: drop our copies, open our own */
-	if (rs->sub)
-		redisFree(rs->sub);
+	/* the parent goes on using these connections, their TLS sessions
+	 * too: drop our copies without a word on the wire, open our own */
+	conn_drop(rs->sub);
 	rs->sub = NULL;
-	redisFree(rs->c);
-	rs->broken = false;
+	conn_drop(rs->c);
 	rs->c = connect_one(rs);
 	return rs->c ? 0 : -1;
 }
@@ -1614,10 +1560,9 @@ static void redis_close(struct store *s)
 
 	if (!rs)
 		return;
-	if (rs->c)
-		redisFree(rs->c);
-	if (rs->sub)
-		redisFree(rs->sub);
+	conn_free(rs->c);
+	conn_free(rs->sub);
+	conn_tls_free(rs->tls);
 	url_free(&rs->url);
 	free(rs->ns);
 	free(rs->lock_value_suffix);
@@ -1625,7 +1570,6 @@ static void redis_close(struct store *s)
 	if (rs->password)
 		memset(rs->password, 0, strlen(rs->password));
 	free(rs->password);
-	free(rs->rd);
 	free(rs->base.desc);
 	free(rs);
 }
@@ -1679,6 +1623,20 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	rs->password = cfg->password ? xstrdup(cfg->password) : NULL;
 	rs->stats_key = xasprintf("%s:{%%stats}", cfg->ns);
 	rs->timeout_ms = cfg->timeout_ms;
+	if (rs->url.kind == URL_REDIS_TLS) {
+		static const struct tls_options none = {0};
+		const struct tls_options *tls = cfg->tls ? cfg->tls : &none;
+		rs->tls = conn_tls_new(tls);
+		if (!rs->tls) {
+			/* a file that does not load will not load by retrying */
+			*refused = true;
+			redis_close(&rs->base);
+			return NULL;
+		}
+		if (tls->insecure)
+			log_warn("--tls-insecure: the server's certificate is not verified: anyone on the "
+				 "path can read and change what is cached");
+	}
 	gethostname(host, sizeof(host) - 1);
 	rs->lock_value_suffix = xasprintf(" host=%s pid=%ld", host, (long)getpid());
 	rs->c = connect_one(rs);

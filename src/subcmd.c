@@ -19,7 +19,7 @@
 static struct store *open_for(const struct options *o)
 {
 	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms,
-				   .password = o->password};
+				   .password = o->password, .tls = &o->tls};
 	bool refused;
 	struct store *s = store_open(&cfg, &refused);
 

@@ -118,15 +118,43 @@ teardown() {
 	assert_eq "$(runs never)" 0 "runs of COMMAND"
 }
 
-@test "rediss:// exits 125 with a line saying this build has no TLS" {
-	if pkg-config --exists hiredis_ssl 2>/dev/null; then
-		skip "hiredis_ssl is installed: this build may have TLS"
-	fi
-	cmd=$(counter_cmd never)
-	cf_to tls -u "rediss://127.0.0.1:$REDIS_PORT" -t 1m -- "$cmd"
-	assert_usage_error tls
-	grep -q TLS tls.err
-	assert_eq "$(runs never)" 0 "runs of COMMAND"
+@test "rediss:// to a port that does not speak TLS fails open with one line naming the handshake, and 125 with --fail-closed" {
+	cmd=$(counter_cmd once)
+	cf_to tls -u "rediss://127.0.0.1:$REDIS_PORT" --redis-timeout 300ms -t 1m -- "$cmd"
+	assert_status 0 tls
+	assert_one_line tls.err 'cachefence: warning: '
+	grep -q 'TLS handshake failed' tls.err
+	assert_eq "$(runs once)" 1 "runs of COMMAND"
+	cf_to closed -u "rediss://127.0.0.1:$REDIS_PORT" --redis-timeout 300ms -t 1m --fail-closed -- "$cmd"
+	assert_usage_error closed
+	grep -q 'TLS handshake failed' closed.err
+	assert_eq "$(runs once)" 1 "runs of COMMAND"
+}
+
+@test "a --tls-* option with a store that is not rediss:// is refused with exit 125; the same variable is ignored" {
+	cmd=$(counter_cmd tlsopt)
+	cf_to opt -u "redis://127.0.0.1:$REDIS_PORT" --tls-insecure -t 1m -- "$cmd"
+	assert_usage_error opt
+	grep -q -- '--tls-insecure: only means something with a rediss:// URL' opt.err
+	CACHEFENCE_TLS_CA_FILE=/nonexistent CACHEFENCE_TLS_INSECURE=yes \
+		cf_to env -u "redis://127.0.0.1:$REDIS_PORT" -t 1m -- "$cmd"
+	assert_status 0 env
+	assert_eq "$(runs tlsopt)" 1 "runs of COMMAND"
+}
+
+@test "an unreadable --tls-ca-file, or a --tls-ca-dir that is not a directory, is refused with exit 125 before COMMAND runs" {
+	cmd=$(counter_cmd tlsbad)
+	cf_to file -u "rediss://127.0.0.1:$REDIS_PORT" --tls-ca-file "$BATS_TEST_TMPDIR/none.pem" -t 1m -- "$cmd"
+	assert_usage_error file
+	grep -q -- '--tls-ca-file: .*none.pem: No such file' file.err
+	: >"$BATS_TEST_TMPDIR/empty.pem"
+	CACHEFENCE_TLS_CA_DIR=$BATS_TEST_TMPDIR/empty.pem cf_to dir -u "rediss://127.0.0.1:$REDIS_PORT" -t 1m -- "$cmd"
+	assert_usage_error dir
+	grep -q 'CACHEFENCE_TLS_CA_DIR: .* is not a directory' dir.err
+	cf_to pem -u "rediss://127.0.0.1:$REDIS_PORT" --tls-ca-file "$BATS_TEST_TMPDIR/empty.pem" -t 1m -- "$cmd"
+	assert_usage_error pem
+	grep -q -- '--tls-ca-file: .*empty.pem: holds no CA certificate' pem.err
+	assert_eq "$(runs tlsbad)" 0 "runs of COMMAND"
 }
 
 # --- a COMMAND that cannot run: 126, 127 ----------------------------------------

@@ -1,6 +1,7 @@
-/* Unit tests of the RESP reader and writer on real descriptors: replies that
- * arrive one byte at a time, a peer that closes mid-value, and commands whose
- * values come from files. */
+/* Unit tests of the RESP reader and writer, fed bytes directly and through
+ * connections (conn.c) on real descriptors: replies that arrive one byte at
+ * a time, a peer that closes mid-value, commands whose values come from
+ * files, deadlines, and bytes handed from hiredis's reader to the stream. */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -9,6 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
+#include "conn.h"
 #include "resp.h"
 #include "tap.h"
 #include "util.h"
@@ -58,13 +62,12 @@ static void collect(void *ctx, const char *p, size_t n)
 static void test_split_reads(void)
 {
 	static const char reply[] = "*3\r\n$4\r\nwait\r\n:1234\r\n$5\r\nhello\r\n";
-	struct resp_reader *r = xmalloc(sizeof(*r));
 	char word[16];
 	int64_t n, v;
 	pid_t pid;
 
-	int fd = peer(reply, sizeof(reply) - 1, 1, &pid);
-	resp_reader_init(r, fd, NULL, 0);
+	struct conn *conn = conn_of_fd(peer(reply, sizeof(reply) - 1, 1, &pid));
+	struct resp_reader *r = conn_reader(conn, 0);
 	ok(resp_number(r, '*', &n) == 0 && n == 3, "an array header read one byte at a time parses");
 	ok(resp_number(r, '$', &n) == 0 && n == 4 && resp_read(r, word, 4) == 0 &&
 		   memcmp(word, "wait", 4) == 0 && resp_crlf(r) == 0,
@@ -74,30 +77,29 @@ static void test_split_reads(void)
 	ok(resp_number(r, '$', &n) == 0 && resp_stream(r, n, collect, &c) == 0 &&
 		   c.b.len == 5 && memcmp(c.b.data, "hello", 5) == 0 && resp_crlf(r) == 0,
 	   "a streamed value arrives in pieces and in order");
-	close(fd);
+	conn_free(conn);
 	waitpid(pid, NULL, 0);
 	buf_free(&c.b);
-	free(r);
 }
 
 static void test_cut_mid_value(void)
 {
 	static const char reply[] = "$10\r\nhalf";
-	struct resp_reader *r = xmalloc(sizeof(*r));
 	struct collected c = {0};
 	int64_t n;
 	pid_t pid;
 
-	int fd = peer(reply, sizeof(reply) - 1, 3, &pid);
-	resp_reader_init(r, fd, NULL, 0);
+	struct conn *conn = conn_of_fd(peer(reply, sizeof(reply) - 1, 3, &pid));
+	struct resp_reader *r = conn_reader(conn, 0);
 	ok(resp_number(r, '$', &n) == 0 && n == 10, "the header of a value that will be cut parses");
 	ok(resp_stream(r, n, collect, &c) < 0, "a peer that closes mid-value is an error");
 	ok(c.b.len == 4, "the bytes before the cut were handed over, and no more");
 	ok(strstr(err_msg(), "closed") != NULL, "the error says the connection closed");
-	close(fd);
+	ok(conn->err == CONN_ERR_EOF && conn_reader(conn, 0) == NULL,
+	   "the connection is failed, and gives no reader after");
+	conn_free(conn);
 	waitpid(pid, NULL, 0);
 	buf_free(&c.b);
-	free(r);
 }
 
 static void test_bad_replies(void)
@@ -117,13 +119,11 @@ static void test_bad_replies(void)
 	struct resp_reader *r = xmalloc(sizeof(*r));
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		pid_t pid;
 		int64_t n;
-		int fd = peer(bad[i], lens[i], 64, &pid);
-		resp_reader_init(r, fd, NULL, 0);
-		ok(resp_number(r, bad[i][0] == ':' ? ':' : '*', &n) == want[i], "%s", why[i]);
-		close(fd);
-		waitpid(pid, NULL, 0);
+		resp_reader_init(r, NULL, NULL);
+		ok(resp_feed(r, bad[i], lens[i]) == lens[i] &&
+			   resp_number(r, bad[i][0] == ':' ? ':' : '*', &n) == want[i],
+		   "%s", why[i]);
 	}
 	ok(strstr(err_msg(), "unexpected") != NULL || err_msg()[0], "a failure leaves a message");
 	free(r);
@@ -144,8 +144,9 @@ static void test_send_file_argument(void)
 		{.p = "k", .len = 1, .fd = -1},
 		{.len = 6, .fd = fd},
 	};
-	ok(resp_send(p[1], args, 3, 0) == 0, "a command with a file argument is sent");
-	close(p[1]);
+	struct conn *w = conn_of_fd(p[1]);
+	ok(resp_send(conn_push, w, args, 3, 0) == 0, "a command with a file argument is sent");
+	conn_free(w);
 	ssize_t n = read_full(p[0], got, sizeof(got));
 	static const char want[] = "*3\r\n$4\r\nHSET\r\n$1\r\nk\r\n$6\r\na\0b\r\nc\r\n";
 	ok(n == (ssize_t)sizeof(want) - 1 && memcmp(got, want, n) == 0,
@@ -154,9 +155,9 @@ static void test_send_file_argument(void)
 	close(p[0]);
 	args[2].len = 100;
 	lseek(fd, 0, SEEK_SET);
-	int devnull = open("/dev/null", O_WRONLY);
-	ok(resp_send(devnull, args, 3, 0) < 0, "a file shorter than its argument's length is an error");
-	close(devnull);
+	w = conn_of_fd(open("/dev/null", O_WRONLY));
+	ok(resp_send(conn_push, w, args, 3, 0) < 0, "a file shorter than its argument's length is an error");
+	conn_free(w);
 	close(fd);
 }
 
@@ -166,22 +167,20 @@ static void test_send_file_argument(void)
 static void test_deadlines(void)
 {
 	static char reply[400];
-	struct resp_reader *r = xmalloc(sizeof(*r));
 	char type, line[512];
 	pid_t pid;
 
 	memset(reply, 'x', sizeof(reply));
 	reply[0] = '+';
 	memcpy(reply + sizeof(reply) - 2, "\r\n", 2);
-	int fd = peer_every(reply, sizeof(reply), 1, 20000, &pid);
-	resp_reader_init(r, fd, NULL, 0);
-	r->deadline = monotonic_ms() + 300;
+	struct conn *conn = conn_of_fd(peer_every(reply, sizeof(reply), 1, 20000, &pid));
+	struct resp_reader *r = conn_reader(conn, monotonic_ms() + 300);
 	int64_t start = monotonic_ms();
 	int rc = resp_header(r, &type, line, sizeof(line));
 	int64_t took = monotonic_ms() - start;
 	ok(rc < 0 && strstr(err_msg(), "--redis-timeout") && took >= 250 && took < 2000,
 	   "a trickling reply fails at the deadline (%lld ms: %s)", (long long)took, err_msg());
-	close(fd);
+	conn_free(conn);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 
@@ -190,18 +189,73 @@ static void test_deadlines(void)
 		abort();
 	static char big[8 << 20];
 	struct resp_arg args[1] = {{.p = big, .len = sizeof(big), .fd = -1}};
+	conn = conn_of_fd(sv[0]);
 	start = monotonic_ms();
-	rc = resp_send(sv[0], args, 1, monotonic_ms() + 300);
+	rc = resp_send(conn_push, conn, args, 1, monotonic_ms() + 300);
 	took = monotonic_ms() - start;
 	ok(rc < 0 && strstr(err_msg(), "--redis-timeout") && took >= 250 && took < 2000,
 	   "a send nobody reads fails at the deadline (%lld ms: %s)", (long long)took, err_msg());
-	close(sv[0]);
+	ok(conn->err == CONN_ERR_TIMEOUT, "the connection keeps the timeout as its error");
+	conn_free(conn);
 	close(sv[1]);
 
 	ok(resp_budget_ms(0) == 0 && resp_budget_ms(1) == 1 && resp_budget_ms(RESP_MIN_RATE) == 1000 &&
 		   resp_budget_ms((uint64_t)64 * RESP_MIN_RATE + 1) == 64001,
 	   "a value's time budget is its size at RESP_MIN_RATE, rounded up");
+}
+
+/* bytes fed in pieces, with no I/O at all: the fuzzer's way in */
+static void test_fed_bytes(void)
+{
+	static const char reply[] = "*2\r\n:7\r\n$3\r\nabc\r\n";
+	struct resp_reader *r = xmalloc(sizeof(*r));
+	int64_t n, v;
+	char word[4];
+
+	resp_reader_init(r, NULL, NULL);
+	ok(resp_feed(r, reply, 9) == 9 && resp_number(r, '*', &n) == 0 && n == 2 &&
+		   resp_number(r, ':', &v) == 0 && v == 7,
+	   "a reader with no source reads what it was fed");
+	ok(resp_number(r, '$', &n) < 0 && strstr(err_msg(), "closed"),
+	   "and meets the end of what it was fed as a closed connection");
+	resp_reader_init(r, NULL, NULL);
+	resp_feed(r, reply, 13);
+	resp_feed(r, reply + 13, sizeof(reply) - 1 - 13);
+	ok(resp_number(r, '*', &n) == 0 && resp_number(r, ':', &v) == 0 &&
+		   resp_number(r, '$', &n) == 0 && n == 3 && resp_read(r, word, 3) == 0 &&
+		   memcmp(word, "abc", 3) == 0 && resp_crlf(r) == 0 && r->pos == r->len,
+	   "pieces fed one after another read as one stream");
 	free(r);
+}
+
+/* hiredis reads ahead: a reply it holds past the one it returned is handed
+ * to the stream reader, not lost */
+static void test_reader_handoff(void)
+{
+	static const char replies[] = "+OK\r\n$5\r\nhello\r\n+after\r\n";
+	int sv[2];
+	int64_t n;
+	char word[8];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 ||
+	    write_all(sv[1], replies, sizeof(replies) - 1) < 0)
+		abort();
+	struct conn *c = conn_of_fd(sv[0]);
+	struct redisReply *first = conn_reply(c, monotonic_ms() + 1000);
+	ok(first && first->type == REDIS_REPLY_STATUS && strcmp(first->str, "OK") == 0,
+	   "hiredis parses the first reply");
+	freeReplyObject(first);
+	struct resp_reader *r = conn_reader(c, monotonic_ms() + 1000);
+	ok(r && resp_number(r, '$', &n) == 0 && n == 5 && resp_read(r, word, 5) == 0 &&
+		   memcmp(word, "hello", 5) == 0 && resp_crlf(r) == 0,
+	   "the stream reader reads the bytes hiredis had read ahead");
+	/* the stream reader read ahead in turn: hiredis gets those bytes */
+	struct redisReply *last = conn_reply(c, monotonic_ms() + 1000);
+	ok(last && last->type == REDIS_REPLY_STATUS && strcmp(last->str, "after") == 0,
+	   "and hiredis the bytes the stream reader had read ahead");
+	freeReplyObject(last);
+	conn_free(c);
+	close(sv[1]);
 }
 
 int main(void)
@@ -212,5 +266,7 @@ int main(void)
 	test_bad_replies();
 	test_send_file_argument();
 	test_deadlines();
+	test_fed_bytes();
+	test_reader_handoff();
 	return done_testing();
 }
