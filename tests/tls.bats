@@ -243,6 +243,35 @@ assert_connects() {
 	CACHEFENCE_TLS_CA_FILE=$TLS_DIR/other-ca.crt assert_connects "$CACHEFENCE_URL" --tls-ca-file "$TLS_DIR/ca.crt"
 }
 
+@test "a rediss:// port that never answers the handshake: fail-open with one line within --redis-timeout, 125 with --fail-closed" {
+	# a listener that never accepts: the kernel completes the TCP handshake,
+	# the ClientHello is never read
+	python3 -c '
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(8)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(s.getsockname()[1]))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(120)' "$SCRATCH/hole.port" </dev/null >/dev/null 2>&1 3>&- &
+	echo $! >hole.pid
+	wait_for_file hole.port 10
+	cmd=$(counter_cmd open 'echo uncached; exit 3')
+
+	SECONDS=0
+	cf_to open -u "$(url "$(<hole.port)")" --redis-timeout 500ms -t 1m -k hole -- "$cmd"
+	elapsed=$SECONDS
+	assert_status 3 open
+	assert_bytes open.out 'uncached\n'
+	assert_one_line open.err "cachefence: warning:"
+	((elapsed < 10)) || { echo "took ${elapsed}s with --redis-timeout 500ms" >&2; false; }
+
+	cf_to closed -u "$(url "$(<hole.port)")" --redis-timeout 500ms -t 1m -k hole --fail-closed -- "$cmd"
+	assert_usage_error closed
+	assert_eq "$(runs open)" 1 "runs of COMMAND"
+}
+
 # --- large values ----------------------------------------------------------------------
 
 # run cachefence ARGS... with stdout in NAME.out and stderr in NAME.err; sets
