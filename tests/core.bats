@@ -316,7 +316,7 @@ stderr_digest() {
 	! proc_alive "$(cat term.runs)" || { echo "COMMAND still runs" >&2; false; }
 	cf_to got get term
 	assert_status 1 got
-	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
+	if store_is_redis; then
 		assert_eq "$(rcli EXISTS 'cachefence:{term}:lock')" 0 "lock keys left"
 	fi
 
@@ -357,7 +357,7 @@ unreachable_url() {
 		: >"$SCRATCH/not-a-directory"
 		echo "file://$SCRATCH/not-a-directory/store"
 		;;
-	*) echo redis://127.0.0.1:1 ;;
+	*) echo "$REDIS_SCHEME://127.0.0.1:1" ;;
 	esac
 }
 

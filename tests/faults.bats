@@ -7,7 +7,7 @@
 # COMMAND's output and status reach the caller, nothing hangs past its bound,
 # and no caller is handed bytes of another key or a torn entry.
 #
-# Redis only. Tests that break the server leave it to teardown, which starts
+# Redis only, over plain TCP and over TLS. Tests that break the server leave it to teardown, which starts
 # a fresh one on the same port when the test asked for it or the server does
 # not answer. Timing is only ever bounded generously: a 2-core machine with a
 # CI run next door must not fail a test.
@@ -35,7 +35,7 @@ setup() {
 
 teardown() {
 	common_teardown
-	[[ $CACHEFENCE_TEST_STORE == redis ]] || return 0
+	store_is_redis || return 0
 	[[ -n ${REDIS_PID:-} ]] && kill -CONT "$REDIS_PID" 2>/dev/null
 	rcli CLIENT UNPAUSE >/dev/null 2>&1 || true
 	# a test that changed the server's configuration (a password, maxmemory,
@@ -53,7 +53,7 @@ teardown() {
 redis_down() {
 	local sig i
 	kill -CONT "$REDIS_PID" 2>/dev/null
-	redis-cli -p "$REDIS_PORT" SHUTDOWN NOSAVE >/dev/null 2>&1
+	rcli SHUTDOWN NOSAVE >/dev/null 2>&1
 	for sig in TERM KILL; do
 		for i in $(seq 50); do
 			redis_alive || return 0
@@ -78,7 +78,8 @@ redis_up() {
 		port_is_free "$REDIS_PORT" && break
 		sleep 0.1
 	done
-	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+	redis_listen "$REDIS_PORT"
+	redis-server "${REDIS_LISTEN[@]}" --save '' --appendonly no \
 		--dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
 		${sock:+--unixsocket "$sock" --unixsocketperm 700} \
 		</dev/null >/dev/null 2>&1 3>&- &
@@ -467,21 +468,21 @@ assert_no_stage_keys() {
 	port=$SPAWNED_PORT
 	echo "$SPAWNED_PID" >replica.pid
 	for i in $(seq 200); do
-		redis-cli -p "$port" INFO replication 2>/dev/null | grep -q '^master_link_status:up' && break
+		redis_cli_at "$port" INFO replication 2>/dev/null | grep -q '^master_link_status:up' && break
 		sleep 0.1
 	done
-	redis-cli -p "$port" INFO replication | grep -q '^master_link_status:up'
+	redis_cli_at "$port" INFO replication | grep -q '^master_link_status:up'
 	# an entry stored on the primary reaches the replica, but serving it
 	# counts a hit, which is a write too
 	cf_to stored -t 1h -k ro --cache-failures -- "$cmd"
 	assert_status 6 stored
 	for i in $(seq 100); do
-		[[ $(redis-cli -p "$port" EXISTS 'cachefence:{ro}') == 1 ]] && break
+		[[ $(redis_cli_at "$port" EXISTS 'cachefence:{ro}') == 1 ]] && break
 		sleep 0.1
 	done
-	assert_eq "$(redis-cli -p "$port" EXISTS 'cachefence:{ro}')" 1 "the entry on the replica"
+	assert_eq "$(redis_cli_at "$port" EXISTS 'cachefence:{ro}')" 1 "the entry on the replica"
 
-	url=redis://127.0.0.1:$port
+	url=$REDIS_SCHEME://127.0.0.1:$port
 	for name in hit miss; do
 		key=ro
 		[[ $name == miss ]] && key=ro-miss
@@ -496,7 +497,7 @@ assert_no_stage_keys() {
 	assert_usage_error closed
 	grep -q READONLY closed.err
 
-	redis-cli -p "$port" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+	redis_cli_at "$port" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
 	for i in $(seq 50); do
 		proc_alive "$(cat replica.pid)" || break
 		sleep 0.1
@@ -507,35 +508,78 @@ assert_no_stage_keys() {
 
 # start a relay in front of the suite's server that cuts every connection
 # whose server-to-client bytes reach MARKER, just before the marker; its port
-# goes to $PROXY_PORT and its pid to proxy.pid (teardown kills it)
+# goes to $PROXY_PORT and its pid to proxy.pid (teardown kills it). On the
+# tls store it ends TLS on both sides (the fixture's server certificate
+# towards cachefence, the fixture's CA towards Redis) to find the marker in
+# the clear, and cuts the TCP connection without a TLS close_notify, the way
+# a network that breaks does.
 cut_proxy_start() {
 	cat >"$SCRATCH/cutproxy.py" <<-'EOF'
-		import os, socket, sys, threading
+		import os, select, socket, ssl, sys, threading
 		target, marker, portfile = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3]
+		tls_dir = sys.argv[4] if len(sys.argv) > 4 else ''
+		if tls_dir:
+		    facing = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+		    facing.load_cert_chain(tls_dir + '/server.crt', tls_dir + '/server.key')
+		    upstream = ssl.create_default_context(cafile=tls_dir + '/ca.crt')
 
-		def pump(src, dst, cut):
-		    tail = b''
+		def cut(*socks):
+		    for s in socks:
+		        try:
+		            # the raw socket: no close_notify goes out
+		            socket.socket.shutdown(s, socket.SHUT_RDWR)
+		        except OSError:
+		            pass
+
+		# what S has for us now: bytes, b'' at the end, None when nothing is
+		# there yet (a TLS record that held no data, such as a session ticket,
+		# must not block the other direction)
+		def read(s):
+		    s.setblocking(False)
 		    try:
+		        return s.recv(65536)
+		    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+		        return None
+		    finally:
+		        s.setblocking(True)
+
+		# one thread per connection does both directions, as an SSL object
+		# must not be read and written by two threads at once
+		def relay(client):
+		    server = None
+		    try:
+		        server = socket.create_connection(('127.0.0.1', target))
+		        if tls_dir:
+		            client = facing.wrap_socket(client, server_side=True)
+		            server = upstream.wrap_socket(server, server_hostname='127.0.0.1')
+		        tail = b''
 		        while True:
-		            data = src.recv(65536)
-		            if not data:
-		                break
-		            if cut:
+		            ready = [s for s in (client, server) if tls_dir and s.pending()]
+		            if not ready:
+		                ready, _, _ = select.select([client, server], [], [])
+		            if client in ready:
+		                data = read(client)
+		                if data == b'':
+		                    break
+		                if data:
+		                    server.sendall(data)
+		            if server in ready:
+		                data = read(server)
+		                if data == b'':
+		                    break
+		                if not data:
+		                    continue
 		                seen = tail + data
 		                i = seen.find(marker)
 		                if i >= 0:
 		                    if i > len(tail):
-		                        dst.sendall(seen[len(tail):i])
+		                        client.sendall(seen[len(tail):i])
 		                    break
 		                tail = seen[-(len(marker) - 1):]
-		            dst.sendall(data)
+		                client.sendall(data)
 		    except OSError:
 		        pass
-		    for s in (src, dst):
-		        try:
-		            s.shutdown(socket.SHUT_RDWR)
-		        except OSError:
-		            pass
+		    cut(*[s for s in (client, server) if s is not None])
 
 		ls = socket.socket()
 		ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -546,15 +590,11 @@ cut_proxy_start() {
 		os.rename(portfile + '.tmp', portfile)
 		while True:
 		    client, _ = ls.accept()
-		    try:
-		        server = socket.create_connection(('127.0.0.1', target))
-		    except OSError:
-		        client.close()
-		        continue
-		    threading.Thread(target=pump, args=(client, server, False), daemon=True).start()
-		    threading.Thread(target=pump, args=(server, client, True), daemon=True).start()
+		    threading.Thread(target=relay, args=(client,), daemon=True).start()
 	EOF
-	python3 "$SCRATCH/cutproxy.py" "$REDIS_PORT" "$1" "$SCRATCH/proxy.port" </dev/null >/dev/null 2>proxy.err 3>&- &
+	local tls=
+	[[ $CACHEFENCE_TEST_STORE == tls ]] && tls=$TLS_DIR
+	python3 "$SCRATCH/cutproxy.py" "$REDIS_PORT" "$1" "$SCRATCH/proxy.port" $tls </dev/null >/dev/null 2>proxy.err 3>&- &
 	echo $! >proxy.pid
 	wait_for_file "$SCRATCH/proxy.port" 10 || { cat proxy.err >&2; return 1; }
 	PROXY_PORT=$(<"$SCRATCH/proxy.port")
@@ -569,7 +609,7 @@ cut_proxy_start() {
 	assert_eq "$(wc -c <stored.out)" 100017 "bytes of the stored value"
 	cut_proxy_start CUT-HERE
 
-	cf_to cut -u "redis://127.0.0.1:$PROXY_PORT" -t 1h -k small -- "$cmd"
+	cf_to cut -u "$REDIS_SCHEME://127.0.0.1:$PROXY_PORT" -t 1h -k small -- "$cmd"
 	assert_status 0 cut
 	# exactly COMMAND's own output of run 2: no byte of the stored value first
 	sed 's/^run 1$/run 2/' stored.out >expected
@@ -591,7 +631,7 @@ cut_proxy_start() {
 	cmp stored.out value
 	cut_proxy_start CUT-HERE
 
-	cf_to cut -u "redis://127.0.0.1:$PROXY_PORT" -t 1h -k big -- "$cmd"
+	cf_to cut -u "$REDIS_SCHEME://127.0.0.1:$PROXY_PORT" -t 1h -k big -- "$cmd"
 	assert_status 125 cut
 	assert_one_line cut.err "cachefence: the stored output of key=big was cut off: "
 	grep -q 'run again$' cut.err
@@ -733,7 +773,7 @@ cut_proxy_start() {
 	rcli CONFIG SET requirepass "$pw" >/dev/null
 	# redis-cli gets the password for this test and its teardown; COMMAND's
 	# environment must not get it from anywhere, so no REDISCLI_AUTH export
-	rcli() { REDISCLI_AUTH=$(<"$BATS_TEST_TMPDIR/pw") redis-cli -p "$REDIS_PORT" "$@"; }
+	rcli() { REDISCLI_AUTH=$(<"$BATS_TEST_TMPDIR/pw") redis_cli_at "$REDIS_PORT" "$@"; }
 	export CACHEFENCE_PASSWORD=$pw
 	cmd=$(counter_cmd pw "env >\"$SCRATCH/env.\$n\"; touch started.\$n; $(hold_until "$SCRATCH/go"); echo \"run \$n\"")
 
@@ -742,7 +782,7 @@ cut_proxy_start() {
 	cf_bg waiter -t 1m -k pw -- "$cmd"
 	wait_for_stat waits 1 30
 	# a fail-open run hands COMMAND the environment too
-	cf_bg open -u redis://127.0.0.1:1 -t 1m -k pw -- "$cmd"
+	cf_bg open -u "$REDIS_SCHEME://127.0.0.1:1" -t 1m -k pw -- "$cmd"
 	wait_for_file started.2 30
 
 	# every process's argv, ours included, while they all run

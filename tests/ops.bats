@@ -15,7 +15,7 @@ teardown_file() { store_stop; }
 setup() { common_setup; }
 teardown() {
 	# undo the password test, whatever happened in it
-	if [[ $CACHEFENCE_TEST_STORE == redis && -n ${REDIS_PORT:-} ]]; then
+	if store_is_redis && [[ -n ${REDIS_PORT:-} ]]; then
 		REDISCLI_AUTH=s3cret rcli CONFIG SET requirepass '' >/dev/null 2>&1
 	fi
 	[[ -n ${SCRATCH:-} ]] && touch "$SCRATCH/stop" "$SCRATCH/release" 2>/dev/null
@@ -125,7 +125,7 @@ cf_other_host() {
 bulk_entries() {
 	local ns=$1 n=$2 expired=${3:-0}
 	case $CACHEFENCE_TEST_STORE in
-	redis)
+	redis | tls)
 		rcli EVAL "
 			local ns, n, now, old = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 			local function put(name, ct)
@@ -270,7 +270,7 @@ redis_calls() {
 		"invalidate k" "invalidate --match *" "invalidate --tag t" "stats" "stats --json" \
 		"stats --prometheus" "stats --reset"; do
 		read -ra args <<<"$sub"
-		cf_to down -u "redis://127.0.0.1:$port" --redis-timeout 2s "${args[@]}"
+		cf_to down -u "$REDIS_SCHEME://127.0.0.1:$port" --redis-timeout 2s "${args[@]}"
 		assert_usage_error down || { echo "for: cachefence $sub" >&2; false; }
 	done
 }
@@ -296,8 +296,8 @@ redis_calls() {
 	assert_empty ping.err
 	assert_eq "$(awk 'END { print NR }' ping.out)" 1 "lines of ping"
 	case $CACHEFENCE_TEST_STORE in
-	redis)
-		grep -qF "redis://127.0.0.1:$REDIS_PORT" ping.out
+	redis | tls)
+		grep -qF "$REDIS_SCHEME://127.0.0.1:$REDIS_PORT" ping.out
 		grep -qE 'Redis [0-9]+\.[0-9]+' ping.out
 		;;
 	file)
@@ -307,7 +307,7 @@ redis_calls() {
 	esac
 
 	port=$(free_port)
-	cf_to down -u "redis://127.0.0.1:$port" ping
+	cf_to down -u "$REDIS_SCHEME://127.0.0.1:$port" ping
 	assert_usage_error down
 	grep -qF "$port" down.err
 }
@@ -321,8 +321,8 @@ redis_calls() {
 		CACHEFENCE_PASSWORD=wrongpw cf_to wrong "${args[@]}"
 		assert_usage_error wrong || { echo "for: cachefence $sub" >&2; false; }
 		! grep -q wrongpw wrong.err || { echo "the password was echoed" >&2; false; }
-		cf_to inurl -u "redis://:wrongpw@127.0.0.1:$REDIS_PORT" "${args[@]}"
-		assert_usage_error inurl || { echo "for: cachefence -u redis://:***@... $sub" >&2; false; }
+		cf_to inurl -u "$REDIS_SCHEME://:wrongpw@127.0.0.1:$REDIS_PORT" "${args[@]}"
+		assert_usage_error inurl || { echo "for: cachefence -u $REDIS_SCHEME://:***@... $sub" >&2; false; }
 		! grep -q wrongpw inurl.err || { echo "the password was echoed" >&2; false; }
 		cf_to none "${args[@]}"
 		assert_usage_error none || { echo "for: cachefence $sub without a password" >&2; false; }
@@ -333,7 +333,7 @@ redis_calls() {
 
 	CACHEFENCE_PASSWORD=s3cret cf_to right ping
 	assert_status 0 right right
-	cf_to righturl -u "redis://:s3cret@127.0.0.1:$REDIS_PORT" ping
+	cf_to righturl -u "$REDIS_SCHEME://:s3cret@127.0.0.1:$REDIS_PORT" ping
 	assert_status 0 righturl righturl
 	! grep -q s3cret righturl.out || { echo "ping printed the password: $(cat righturl.out)" >&2; false; }
 
@@ -427,7 +427,7 @@ redis_calls() {
 	jq -e --arg pid "$pid" '.lock.holder | test("^[0-9a-f]{32} host=.+ pid=" + $pid + "$")' js.out >/dev/null ||
 		{ echo "holder: $(jq -c .lock js.out), leader pid $pid" >&2; false; }
 	case $CACHEFENCE_TEST_STORE in
-	redis) jq -e '.lock.lease_ms > 0 and .lock.lease_ms <= 10000' js.out >/dev/null ;;
+	redis | tls) jq -e '.lock.lease_ms > 0 and .lock.lease_ms <= 10000' js.out >/dev/null ;;
 	file) assert_eq "$(jq -c .lock.lease_ms js.out)" null "lease of a kernel lock" ;;
 	esac
 
@@ -533,7 +533,7 @@ redis_calls() {
 		cf_to "o-$ns" -n "$ns" -t 1m -k bulk-00001 -- printf other
 		cf_to "o2-$ns" -n "$ns" -t 1m -k "only-in-$ns" -- printf other
 	done
-	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
+	if store_is_redis; then
 		rcli SET 'bulk:{bulk-00002}:lock' "$(printf '%032d' 0) host=h pid=1" PX 60000 >/dev/null
 		rcli SET 'bulk:{ghost}:lock' "$(printf '%032d' 0) host=h pid=1" PX 60000 >/dev/null
 		keys_before=$(redis_calls keys)
@@ -560,7 +560,7 @@ redis_calls() {
 		"bulk-00001 bulk-00002 bulk-00003 bulk-00004 bulk-00005 bulk-00006 bulk-00007 bulk-00008 bulk-00009 " \
 		"list 'bulk-0000?'"
 
-	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
+	if store_is_redis; then
 		assert_eq "$(redis_calls keys)" "$keys_before" "KEYS commands run by list"
 		(($(redis_calls scan) > scans_before)) || { echo "list ran no SCAN" >&2; false; }
 	fi
@@ -782,7 +782,7 @@ redis_calls() {
 		assert_status 0 "got$k"
 	done
 
-	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
+	if store_is_redis; then
 		# the tag set lives exactly as long as its longest-lived entry
 		e1=$(rcli PTTL 'cachefence:{t1}')
 		e2=$(rcli PTTL 'cachefence:{t2}')
@@ -819,7 +819,7 @@ redis_calls() {
 	assert_bytes never.out '0\n'
 	cf_to last get t4
 	assert_status 0 last
-	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
+	if store_is_redis; then
 		assert_eq "$(rcli EXISTS 'cachefence:{%tag:users}' 'cachefence:{%tag:feed}')" 0 "tag sets left after invalidate --tag"
 	fi
 }

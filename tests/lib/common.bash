@@ -9,11 +9,16 @@
 #   teardown()      { common_teardown; }
 #
 # CACHEFENCE_TEST_STORE picks the store: "redis" (the default) starts a
-# redis-server on a free loopback port, never 6379; "file" points
-# CACHEFENCE_URL at file://$STORE_DIR, a directory under the suite's temporary
-# directory that every test starts without (cachefence creates it). Tests that
-# look inside Redis call require_redis first; tests of the local store's files
-# call require_file.
+# redis-server on a free loopback port, never 6379; "tls" makes the loopback
+# TLS fixture (tests/lib/tls_fixture.sh) and starts a redis-server that speaks
+# only TLS on such a port, with CACHEFENCE_URL at rediss://127.0.0.1:PORT and
+# CACHEFENCE_TLS_CA_FILE at the fixture's CA; "file" points CACHEFENCE_URL at
+# file://$STORE_DIR, a directory under the suite's temporary directory that
+# every test starts without (cachefence creates it). Tests that look inside
+# Redis call require_redis first (both Redis stores pass it) and talk to the
+# server through rcli or redis_cli_at, which speak TLS on the tls store; a URL
+# a test makes for a Redis port starts with $REDIS_SCHEME (redis or rediss).
+# Tests of the local store's files call require_file.
 #
 # Background jobs must not keep bats's fd 3 open, or bats waits for them:
 # everything started here with & closes it (3>&-).
@@ -29,9 +34,14 @@ CF_TIMEOUT=${CF_TIMEOUT:-60}
 
 # start the suite's store and point CACHEFENCE_URL at it (from setup_file)
 store_start() {
-	unset REDIS_URL CACHEFENCE_NAMESPACE CACHEFENCE_PASSWORD
+	unset REDIS_URL CACHEFENCE_NAMESPACE CACHEFENCE_PASSWORD CACHEFENCE_TLS_CA_FILE \
+		CACHEFENCE_TLS_CA_DIR CACHEFENCE_TLS_CERT CACHEFENCE_TLS_KEY \
+		CACHEFENCE_TLS_SERVER_NAME CACHEFENCE_TLS_INSECURE
+	export REDIS_SCHEME=redis
+	[[ $CACHEFENCE_TEST_STORE == tls ]] && REDIS_SCHEME=rediss
 	case $CACHEFENCE_TEST_STORE in
 	redis) redis_start ;;
+	tls) tls_store_start ;;
 	file) file_store_start ;;
 	*) echo "unknown CACHEFENCE_TEST_STORE=$CACHEFENCE_TEST_STORE" >&2; return 1 ;;
 	esac
@@ -40,7 +50,7 @@ store_start() {
 # stop what store_start started (from teardown_file)
 store_stop() {
 	case $CACHEFENCE_TEST_STORE in
-	redis) redis_stop ;;
+	redis | tls) redis_stop ;;
 	file) file_store_stop ;;
 	esac
 }
@@ -48,14 +58,24 @@ store_stop() {
 # empty the store (from common_setup)
 store_flush() {
 	case $CACHEFENCE_TEST_STORE in
-	redis) [[ $(rcli FLUSHALL) == OK ]] ;;
+	redis | tls) [[ $(rcli FLUSHALL) == OK ]] ;;
 	file) file_store_flush ;;
 	esac
 }
 
-# skip the current test unless the suite runs against Redis
+# true when the suite's store is a redis-server (plain TCP or TLS)
+store_is_redis() {
+	[[ $CACHEFENCE_TEST_STORE == redis || $CACHEFENCE_TEST_STORE == tls ]]
+}
+
+# skip the current test unless the suite runs against Redis (plain or TLS)
 require_redis() {
-	[[ $CACHEFENCE_TEST_STORE == redis ]] || skip "needs the redis store"
+	store_is_redis || skip "needs a Redis store"
+}
+
+# skip the current test unless the suite runs against Redis over TLS
+require_tls() {
+	[[ $CACHEFENCE_TEST_STORE == tls ]] || skip "needs the tls store"
 }
 
 # skip the current test unless the suite runs against the local (file) store
@@ -118,6 +138,26 @@ reseal_entry() {
 	EOF
 }
 
+# --- the TLS fixture -----------------------------------------------------------
+
+# make the loopback TLS fixture (see tests/lib/tls_fixture.sh for the files)
+# in DIR, by default the suite's temporary directory; exports TLS_DIR
+tls_fixture() {
+	local dir=${1:-$BATS_FILE_TMPDIR/tls}
+	command -v openssl >/dev/null || { echo "openssl not found (Debian package openssl)" >&2; return 1; }
+	"$BATS_TEST_DIRNAME/lib/tls_fixture.sh" "$dir" ||
+		{ echo "could not make the TLS fixture in $dir" >&2; return 1; }
+	export TLS_DIR=$dir
+}
+
+# the tls store: the fixture, then a TLS-only redis-server trusted through
+# CACHEFENCE_TLS_CA_FILE (as a managed Redis would be, by its CA alone)
+tls_store_start() {
+	tls_fixture || return 1
+	redis_start || return 1
+	export CACHEFENCE_TLS_CA_FILE=$TLS_DIR/ca.crt
+}
+
 # --- the private redis-server ----------------------------------------------
 
 # true if nothing accepts connections on 127.0.0.1:PORT
@@ -125,25 +165,58 @@ port_is_free() {
 	! (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# set REDIS_LISTEN to the redis-server options that make it listen on
+# 127.0.0.1:PORT for the suite's store: plain TCP; on the tls store TLS only
+# (no plain port) with the fixture's server certificate, client certificates
+# not asked for, and replication over TLS. Options given after these win, so
+# a test can swap the certificate or ask for client certificates.
+redis_listen() {
+	REDIS_LISTEN=(--bind 127.0.0.1)
+	if [[ $CACHEFENCE_TEST_STORE == tls ]]; then
+		REDIS_LISTEN+=(--port 0 --tls-port "$1"
+			--tls-cert-file "$TLS_DIR/server.crt" --tls-key-file "$TLS_DIR/server.key"
+			--tls-ca-cert-file "$TLS_DIR/ca.crt" --tls-auth-clients no --tls-replication yes)
+	else
+		REDIS_LISTEN+=(--port "$1")
+	fi
+}
+
+# redis-cli against the server on loopback PORT, over TLS on the tls store
+# (trusting the fixture's CA, showing its client certificate)
+redis_cli_at() {
+	local port=$1
+	shift
+	if [[ $CACHEFENCE_TEST_STORE == tls ]]; then
+		redis-cli --tls --cacert "$TLS_DIR/ca.crt" --cert "$TLS_DIR/client.crt" \
+			--key "$TLS_DIR/client.key" -p "$port" "$@"
+	else
+		redis-cli -p "$port" "$@"
+	fi
+}
+
 # start a redis-server with ARGS on a free loopback port, its log in
 # DIR/NAME.log; sets SPAWNED_PORT and SPAWNED_PID once our server (not some
 # other one) answers PING. A port found free can be taken before the server
 # binds it (other suites run at the same time), so it tries up to 10 ports.
 # Call it directly, not in $(...): the server is a job of this shell.
+# On the tls store the PING skips verification: a test may have given the
+# server a certificate that is bad on purpose.
 redis_spawn() {
-	local dir=$1 name=$2 port pid _ i
+	local dir=$1 name=$2 port pid _ i insecure=
 	shift 2
+	[[ $CACHEFENCE_TEST_STORE == tls ]] && insecure=--insecure
 	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001)) # never 6379
 		port_is_free "$port" || continue
-		redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+		redis_listen "$port"
+		redis-server "${REDIS_LISTEN[@]}" --save '' --appendonly no \
 			--dir "$dir" --logfile "$dir/$name.log" "$@" \
 			</dev/null >/dev/null 2>&1 3>&- &
 		pid=$!
 		# bounded wait (~5 s)
 		for i in $(seq 50); do
 			kill -0 "$pid" 2>/dev/null || break
-			if [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]]; then
+			if [[ $(redis_cli_at "$port" $insecure ping 2>/dev/null) == PONG ]]; then
 				SPAWNED_PORT=$port SPAWNED_PID=$pid
 				return 0
 			fi
@@ -159,8 +232,9 @@ redis_spawn() {
 	return 1
 }
 
-# start redis-server on a free loopback port; exports REDIS_PORT, REDIS_PID,
-# REDIS_SOCK (empty when the path would be too long) and CACHEFENCE_URL
+# start redis-server on a free loopback port; exports REDIS_PORT (the TLS
+# port on the tls store), REDIS_PID, REDIS_SOCK (empty when the path would be
+# too long; a plain unix socket on every store) and CACHEFENCE_URL
 redis_start() {
 	command -v redis-server >/dev/null || { echo "redis-server not found" >&2; return 1; }
 	local dir=$BATS_FILE_TMPDIR sock=
@@ -168,7 +242,7 @@ redis_start() {
 	redis_spawn "$dir" redis --pidfile "$dir/redis.pid" \
 		${sock:+--unixsocket "$sock" --unixsocketperm 700} || return 1
 	export REDIS_PORT=$SPAWNED_PORT REDIS_PID=$SPAWNED_PID REDIS_SOCK=$sock
-	export CACHEFENCE_URL=redis://127.0.0.1:$SPAWNED_PORT
+	export CACHEFENCE_URL=$REDIS_SCHEME://127.0.0.1:$SPAWNED_PORT
 	redis_watchdog "$BASHPID" "$SPAWNED_PID"
 }
 
@@ -201,7 +275,7 @@ redis_alive() {
 redis_stop() {
 	[[ -n ${REDIS_PID:-} ]] || return 0
 	kill -CONT "$REDIS_PID" 2>/dev/null
-	redis-cli -p "$REDIS_PORT" SHUTDOWN NOSAVE >/dev/null 2>&1
+	rcli SHUTDOWN NOSAVE >/dev/null 2>&1
 	local sig i
 	for sig in TERM KILL; do
 		for i in $(seq 50); do
@@ -217,9 +291,9 @@ redis_stop() {
 	return 0
 }
 
-# redis-cli against the suite's server
+# redis-cli against the suite's server (over TLS on the tls store)
 rcli() {
-	redis-cli -p "$REDIS_PORT" "$@"
+	redis_cli_at "$REDIS_PORT" "$@"
 }
 
 # --- per test ----------------------------------------------------------------
