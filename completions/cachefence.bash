@@ -3,7 +3,7 @@
 # Completes the subcommand as the first word, the options of the global
 # group plus those of the subcommand in use (run's when there is none), value
 # hints for options that take one, the keys in the store (from `cachefence
-# list`, with the line's -u and -n) for get, inspect and invalidate, the
+# list`, with the line's -u, -n and --tls-* options) for get, inspect and invalidate, the
 # tags in the store (from `cachefence list --tags`) for --tag, and
 # COMMAND with its own completion after "--" or after the first word that is
 # not an option (for run and key; for invalidate, after "--" only).
@@ -14,7 +14,8 @@
 
 _cachefence_subcommands='run get inspect list invalidate stats ping key'
 
-_cachefence_global_opts='--url --namespace --redis-timeout --verbose --quiet --help --version'
+_cachefence_global_opts='--url --namespace --redis-timeout --tls-ca-file --tls-ca-dir --tls-cert
+	--tls-key --tls-server-name --tls-insecure --verbose --quiet --help --version'
 _cachefence_run_opts='--key --ttl --stale --stale-if-error --beta --lock-lease --wait
 	--timeout --refresh --warm --cache-failures --failure-ttl --cache-stderr --max-size
 	--scope-cwd --scope-env --scope-file --stdin --tag --fail-closed'
@@ -39,7 +40,8 @@ _cachefence_takes_value() {
 	case $1 in
 	-u | --url | -n | --namespace | --redis-timeout | -k | --key | -t | --ttl | -s | --stale | \
 		--stale-if-error | --beta | --lock-lease | -w | --wait | --timeout | --failure-ttl | \
-		--max-size | --scope-env | --scope-file | --tag | --match)
+		--max-size | --scope-env | --scope-file | --tag | --match | --tls-ca-file | --tls-ca-dir | \
+		--tls-cert | --tls-key | --tls-server-name)
 		return 0
 		;;
 	esac
@@ -71,9 +73,13 @@ _cachefence_values() {
 		COMPREPLY=($(compgen -W 'redis:// rediss:// unix:/// file:///' -- "$cur"))
 		compopt -o nospace 2>/dev/null
 		;;
-	--scope-file)
+	--scope-file | --tls-ca-file | --tls-cert | --tls-key)
 		compopt -o filenames 2>/dev/null
 		COMPREPLY=($(compgen -f -- "$cur"))
+		;;
+	--tls-ca-dir)
+		compopt -o filenames 2>/dev/null
+		COMPREPLY=($(compgen -d -- "$cur"))
 		;;
 	--scope-env)
 		COMPREPLY=($(compgen -e -- "$cur"))
@@ -156,13 +162,15 @@ _cachefence() {
 			saw_run=1
 		fi
 		if [[ $w == --* ]]; then
+			[[ $w == --tls-insecure ]] && store_opts+=("$w")
 			_cachefence_takes_value "$w" || continue
 			[[ ${COMP_WORDS[i + 1]} == = ]] && ((i++))
 			if ((i + 1 == last)); then
 				value_for=$w
 			else
 				((i++))
-				[[ $w == --url || $w == --namespace ]] && store_opts+=("$w" "${COMP_WORDS[i]}")
+				[[ $w == --url || $w == --namespace || $w == --tls-* ]] &&
+					store_opts+=("$w" "${COMP_WORDS[i]}")
 			fi
 			continue
 		fi

@@ -54,7 +54,8 @@ function __cachefence_where
                 --failure-ttl --max-size --scope-env --scope-file --tag
                 set saw_run 1
                 set skip 1
-            case --url --namespace --redis-timeout
+            case --url --namespace --redis-timeout --tls-ca-file --tls-ca-dir --tls-cert --tls-key \
+                --tls-server-name
                 set skip 1
             case '--key=*' '--ttl=*' '--stale=*' '--stale-if-error=*' '--beta=*' '--lock-lease=*' \
                 '--wait=*' '--timeout=*' '--failure-ttl=*' '--max-size=*' '--scope-env=*' \
@@ -139,6 +140,12 @@ set -l durations '250ms 10s 30s 1m 5m 15m 1h 1d'
 complete -c cachefence -n $g -s u -l url -x -a 'redis:// rediss:// unix:/// file:///' -d 'store URL'
 complete -c cachefence -n $g -s n -l namespace -x -d 'prefix of every key'
 complete -c cachefence -n $g -l redis-timeout -x -a $durations -d 'connect and per-command timeout'
+complete -c cachefence -n $g -l tls-ca-file -r -F -d 'rediss://: trust the CA certificates in a PEM file'
+complete -c cachefence -n $g -l tls-ca-dir -x -a '(__fish_complete_directories)' -d 'rediss://: trust the hashed CA certificates in a directory'
+complete -c cachefence -n $g -l tls-cert -r -F -d 'rediss://: present this client certificate'
+complete -c cachefence -n $g -l tls-key -r -F -d "the client certificate's private key"
+complete -c cachefence -n $g -l tls-server-name -x -a '(__fish_print_hostnames)' -d 'the name sent (SNI) and verified on the certificate'
+complete -c cachefence -n $g -l tls-insecure -d "do not verify the server's certificate (warns)"
 complete -c cachefence -n $g -s v -l verbose -d 'one line per decision on stderr'
 complete -c cachefence -n $g -s q -l quiet -d 'no warnings'
 complete -c cachefence -n $g -s h -l help -d 'print the usage summary'
@@ -177,9 +184,10 @@ function __cachefence_keys
     set -l store
     for i in (seq 2 (count $words))
         switch $words[$i]
-            case -u --url -n --namespace
+            case -u --url -n --namespace --tls-ca-file --tls-ca-dir --tls-cert --tls-key \
+                --tls-server-name
                 set -a store $words[$i] $words[(math $i + 1)]
-            case '--url=*' '--namespace=*'
+            case '--url=*' '--namespace=*' '--tls-*'
                 set -a store $words[$i]
         end
     end

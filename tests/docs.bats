@@ -296,7 +296,7 @@ installed_dir() {
 	[[ $output == reports ]]
 	run bash_complete cachefence -u "file://$other" invalidate --tag ''
 	[[ $output == feed ]]
-	run bash_complete cachefence list --t
+	run bash_complete cachefence list --ta
 	[[ $output == --tags ]]
 	run fish -c 'source $argv[1]; complete -C"cachefence invalidate --tag "' "$FISH_COMPLETION"
 	[[ $(cut -f1 <<<"$output" | sort | tr '\n' ' ') == "reports users " ]]

@@ -860,7 +860,7 @@ redis_calls() {
 	# Redis when their sets expire
 	cf_to after list --tags
 	assert_status 0 after
-	if [[ $CACHEFENCE_TEST_STORE == redis ]]; then
+	if store_is_redis; then
 		assert_bytes after.out 'db\nodd%}tag\n'
 	else
 		assert_empty after.out
