@@ -36,3 +36,28 @@ teardown() { common_teardown; }
 	cat soak.out
 	assert_status 0
 }
+
+@test "the soak's judge: an empty stale stdout next to a failed refresh's record is no mix, a failed run's empty stdout with exit 0 is" {
+	# Both runs printed nothing on stdout: the failed refresh's stderr went
+	# out live, the stale entry (status 3) was served, its run unnamed. The
+	# judge once pinned the empty stdout on the failed run and cried "mixed".
+	"$PY" - "$BATS_TEST_DIRNAME/lib" <<-'PY'
+		import os, sys
+		sys.path.insert(0, sys.argv[1])
+		from integrity_cmd import render, status_of
+		from integrity_soak import Soak
+		key = "k00-tiny"
+		def empty_run(status):
+		    while True:
+		        rid = os.urandom(8).hex()
+		        if status_of(rid) == status and render(key, rid)[0] == b"":
+		            return rid
+		s = Soak({"bin": "unused", "work": os.environ["BATS_TEST_TMPDIR"] + "/judge"})
+		failed = empty_run(2)
+		warning = b"cachefence: warning: refresh of key=k00-tiny failed (status 2), serving stale\n"
+		s.judge_run(key, ["-t", "2s"], 3, b"", render(key, failed)[1] + warning)
+		assert s.counts["mixed"] == 0, s.problems
+		s.judge_run(key, ["-t", "2s"], 0, b"", render(key, empty_run(2))[1])
+		assert s.counts["mixed"] == 1, s.problems
+	PY
+}

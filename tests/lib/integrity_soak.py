@@ -188,18 +188,22 @@ class Soak:
             if not self.check_record(what, key, rkey, rrid, line):
                 return
         others = [r for r in records if r[1] != rid]
+        # (the stale-if-error window stored with the entry counts, not the
+        # caller's option)
+        allowed_failed = stale_served and "--cache-stderr" not in opts
         if rid == "":
-            # empty stdout: a record, if any, must be of a run that printed nothing
+            # empty stdout: a record, if any, must be of a run that printed
+            # nothing. Unless a failed refresh's own record stands next to
+            # a stale entry served in its place: when both runs printed
+            # nothing on stdout, the empty stdout is the stale entry's, whose
+            # run no record names, and the exit status is that run's.
             own = [r for r in others if render(key, r[1])[0] == b""]
-            if own:
+            if own and not (allowed_failed and len(others) == 1 and status_of(others[0][1]) != 0):
                 rid = own[0][1]
                 others = [r for r in others if r[1] != rid]
         if len([r for r in records if r[1] == rid]) > 1:
             self.problem("mixed", "%s: stderr of run %s twice" % (what, rid))
             return
-        # (the stale-if-error window stored with the entry counts, not the
-        # caller's option)
-        allowed_failed = stale_served and "--cache-stderr" not in opts
         for rkey, rrid, line in others:
             if not (allowed_failed and status_of(rrid) != 0 and len(others) == 1):
                 self.problem("mixed", "%s: stdout of run %s, stderr of run %s%s"
