@@ -155,9 +155,11 @@ static void tls_failed(struct conn *c, int sslerr, const char *what)
 		   (sslerr == SSL_ERROR_SYSCALL && !first && sys == 0) ||
 		   (first && ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING);
 	bool reset = sslerr == SSL_ERROR_SYSCALL && !first && sys != 0;
+	/* a close with no alert counts only when we had no certificate to send */
 	if (alert == SSL_AD_CERTIFICATE_REQUIRED ||
 	    (c->cert_requested && !c->got_data &&
-	     (is_certificate_alert(alert) || (alert < 0 && (eof || reset))))) {
+	     (is_certificate_alert(alert) ||
+	      (alert < 0 && (eof || reset) && !SSL_get_certificate(c->ssl))))) {
 		failf(c, CONN_ERR_TLS, "%s: the server turned our TLS connection away (client certificate "
 			"required: give one it trusts with --tls-cert and --tls-key)", what);
 	} else if (eof) {
@@ -180,6 +182,10 @@ static void handshake_failed(struct conn *c, int sslerr, const char *name)
 	static const char what[] = "TLS handshake failed";
 	long v = SSL_get_verify_result(c->ssl);
 
+	/* with --tls-insecure the chain is still checked, and its verdict
+	 * (no CA was loaded: "unknown CA") kept, but it failed nothing */
+	if (SSL_get_verify_mode(c->ssl) == SSL_VERIFY_NONE)
+		v = X509_V_OK;
 	switch (v) {
 	case X509_V_OK:
 		tls_failed(c, sslerr, what);
@@ -429,7 +435,9 @@ int conn_wait_input(struct conn *c, int64_t timeout_ms)
 {
 	struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
 
-	if (c->in.len > c->in.pos || (c->ssl && SSL_has_pending(c->ssl)))
+	/* decrypted bytes only: part of a record (SSL_has_pending) is no reply
+	 * yet, and conn_read_ready reads before it ever polls */
+	if (c->in.len > c->in.pos || (c->ssl && SSL_pending(c->ssl) > 0))
 		return 1;
 	int n = poll(&pfd, 1, timeout_ms > 60000 ? 60000 : (int)timeout_ms);
 	return n < 0 ? -1 : n > 0;
@@ -596,6 +604,7 @@ static void tls_handshake(struct conn *c, const struct conn_tls *t, const char *
 		tls_failed(c, SSL_ERROR_SSL, "cannot start TLS");
 		return;
 	}
+	SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (!t->insecure && !(literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name)
 				      : SSL_set1_host(c->ssl, name))) {
 		tls_failed(c, SSL_ERROR_SSL, "cannot start TLS");
@@ -698,6 +707,15 @@ static struct conn_tls *tls_setting_error(struct conn_tls *t, const char *opt, c
 	return NULL;
 }
 
+/* the system's hashed certificate directory, or the one OpenSSL's own
+ * SSL_CERT_DIR names, as every OpenSSL client honours it */
+static const char *default_ca_dir(void)
+{
+	const char *env = getenv(X509_get_default_cert_dir_env());
+
+	return env && *env ? env : X509_get_default_cert_dir();
+}
+
 struct conn_tls *conn_tls_new(const struct tls_options *o)
 {
 	struct conn_tls *t = xcalloc(1, sizeof(*t));
@@ -719,7 +737,7 @@ struct conn_tls *conn_tls_new(const struct tls_options *o)
 		/* a hashed directory is read a certificate at a time, as
 		 * verification asks; a bundle file would be parsed whole, on
 		 * every run (~18 ms for the system's) */
-		const char *dir = o->ca_dir ? o->ca_dir : o->ca_file ? NULL : X509_get_default_cert_dir();
+		const char *dir = o->ca_dir ? o->ca_dir : o->ca_file ? NULL : default_ca_dir();
 		if (o->ca_file && SSL_CTX_load_verify_file(t->ctx, o->ca_file) != 1)
 			return tls_setting_error(t, "--tls-ca-file", o->ca_file,
 						 "holds no CA certificate in PEM");

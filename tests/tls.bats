@@ -35,7 +35,8 @@ setup_file() {
 	tls_server unknown --tls-cert-file "$d/unknown.crt" --tls-key-file "$d/unknown.key" &&
 		tls_server wrongname --tls-cert-file "$d/wrongname.crt" --tls-key-file "$d/wrongname.key" &&
 		tls_server expired --tls-cert-file "$d/expired.crt" --tls-key-file "$d/expired.key" &&
-		tls_server authclients --tls-auth-clients yes
+		tls_server authclients --tls-auth-clients yes &&
+		tls_server authclients12 --tls-auth-clients yes --tls-protocols TLSv1.2
 }
 
 teardown_file() {
@@ -216,6 +217,25 @@ assert_connects() {
 			{ echo "on port $port: $(cat first.err)" >&2; false; }
 		grep -qi 'insecure\|verif' first.err || { echo "the warning does not say what is off: $(cat first.err)" >&2; false; }
 	done
+}
+
+@test "--tls-insecure against a server that wants a client certificate names the missing certificate, not a CA" {
+	# TLS 1.2: the refusal ends the handshake itself (1.3 sends it after)
+	cf_to open -u "$(url "$AUTHCLIENTS12_PORT")" --tls-insecure -t 1m -k case -- sh -c 'printf ran; exit 3'
+	assert_status 3 open
+	assert_bytes open.out 'ran'
+	grep -qi "client certificate required" open.err || { cat open.err >&2; false; }
+	! grep -qi "unknown CA" open.err || { cat open.err >&2; false; }
+}
+
+@test "with no CA option, the system's directory or OpenSSL's SSL_CERT_DIR is where the CA is looked up" {
+	mkdir cadir
+	cp "$TLS_DIR/ca.crt" cadir/
+	openssl rehash cadir
+	unset CACHEFENCE_TLS_CA_FILE
+	# the system's directory does not hold the fixture's CA
+	assert_handshake_fails "$CACHEFENCE_URL" "unknown CA"
+	SSL_CERT_DIR=$SCRATCH/cadir assert_connects "$CACHEFENCE_URL"
 }
 
 @test "CACHEFENCE_TLS_INSECURE=1 works like --tls-insecure" {
