@@ -258,7 +258,9 @@ assert_no_stage_keys() {
 
 @test "Redis killed while 50 waiters wait: every waiter returns within --redis-timeout + lease + COMMAND time + 15 s, none with empty output and exit 0" {
 	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"")
-	opts=(--redis-timeout 1s --lock-lease 2s -t 1m -k killed)
+	# 3 s: 50 TLS handshakes at once on a loaded 2-core CI machine (ASan)
+	# took more than 1 s for some, which then ran uncached before the kill
+	opts=(--redis-timeout 3s --lock-lease 2s -t 1m -k killed)
 
 	cf_bg leader "${opts[@]}" -- "$cmd"
 	wait_for_file started 30
@@ -278,9 +280,9 @@ assert_no_stage_keys() {
 		printf 'w%s %s %s\n' "$i" "$st" "$(stat -c %.3Y "w$i.status" 2>/dev/null || echo "$EPOCHREALTIME")" >>ended
 	done
 	awk -v t0="$killed_at" '{ printf "%s %s %.1f\n", $1, $2, $3 - t0 }' ended >ended.rel
-	# the bound: --redis-timeout 1 s + lease 2 s + COMMAND ~0 s + 15 s slack
-	slow=$(awk '$3 > 1 + 2 + 0 + 15' ended.rel)
-	[[ -z $slow ]] || { echo "waiters that took longer than 18 s (name status seconds):" >&2; echo "$slow" >&2; false; }
+	# the bound: --redis-timeout 3 s + lease 2 s + COMMAND ~0 s + 15 s slack
+	slow=$(awk '$3 > 3 + 2 + 0 + 15' ended.rel)
+	[[ -z $slow ]] || { echo "waiters that took longer than 20 s (name status seconds):" >&2; echo "$slow" >&2; false; }
 	for i in $(seq 50); do
 		st=$(cat "w$i.status")
 		if [[ $st == 0 && ! -s w$i.out ]]; then
