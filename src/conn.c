@@ -10,6 +10,7 @@
  * OpenSSL writes with write(2), which raises SIGPIPE on a closed socket:
  * main() ignores SIGPIPE before any store opens. */
 #include "conn.h"
+#include "tls_api.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,9 +20,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -718,6 +716,8 @@ static const char *default_ca_dir(void)
 
 struct conn_tls *conn_tls_new(const struct tls_options *o)
 {
+	if (tls_api_load() < 0)
+		return NULL;
 	struct conn_tls *t = xcalloc(1, sizeof(*t));
 
 	ERR_clear_error();
@@ -766,7 +766,8 @@ void conn_tls_free(struct conn_tls *t)
 {
 	if (!t)
 		return;
-	SSL_CTX_free(t->ctx);
+	if (t->ctx)
+		SSL_CTX_free(t->ctx);
 	free(t->server_name);
 	free(t);
 }
