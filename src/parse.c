@@ -145,7 +145,8 @@ static void userinfo_secret(struct secrets *sc, const char *p, const char *at)
  * the password of redis://USER:PASSWORD@HOST (the last '@' ends it: no host
  * holds one); and in unix: and file: URLs, which take neither, whatever a
  * user may still have put there: the password of unix://USER:PASSWORD@/PATH
- * and the value of every query parameter but db (?password=...). Hiding too
+ * and the value of every query parameter but a numeric db (?password=...,
+ * also when typed into the db value: ?db=0?password=...). Hiding too
  * much is harmless here, showing a password is not. */
 static void find_secrets(const char *s, struct secrets *sc)
 {
@@ -182,7 +183,12 @@ static void find_secrets(const char *s, struct secrets *sc)
 		const char *param = q + 1, *next = strchr(param, '&');
 		const char *param_end = next ? next : param + strlen(param);
 		const char *eq = memchr(param, '=', param_end - param);
-		if (!(param_end - param >= 3 && strncmp(param, "db=", 3) == 0))
+		/* db=N shows, and a bad db that is one word; one with more in it
+		 * may hold a mistyped "?db=0?password=..." */
+		bool db = param_end - param >= 3 && strncmp(param, "db=", 3) == 0;
+		if (!db || strspn(param + 3, "0123456789abcdefghijklmnopqrstuvwxyz"
+					     "ABCDEFGHIJKLMNOPQRSTUVWXYZ_-") !=
+			       (size_t)(param_end - param - 3))
 			add_secret(sc, eq ? eq + 1 : param, param_end);
 		q = param_end;
 	}

@@ -528,6 +528,8 @@ static void test_secrets_of_path_urls_stay_out_of_errors(void)
 		{"UNIX://:hunter2@/tmp/r.sock", "UNIX://:***@/tmp/r.sock"},
 		{"file://:hunter2@localhost/srv", "file://:***@localhost/srv"},
 		{"file:///srv?password=hunter2", "file:///srv?password=***"},
+		/* a '?' typed for '&': the password is in the db value */
+		{"unix:///tmp/r.sock?db=0?password=hunter2", "unix:///tmp/r.sock?db=***"},
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
