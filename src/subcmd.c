@@ -357,7 +357,8 @@ static int list_tags(const struct options *o, struct store *s)
 
 	if (rc < 0)
 		log_error("list --tags: %s", err_msg());
-	qsort(t.names, t.n, sizeof(*t.names), compare_names);
+	if (t.n)
+		qsort(t.names, t.n, sizeof(*t.names), compare_names);
 	for (size_t i = 0; i < t.n; i++) {
 		const char *name = t.names[i];
 		if (rc == 0 && (i == 0 || strcmp(name, t.names[i - 1]) != 0)) {

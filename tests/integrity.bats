@@ -37,7 +37,7 @@ teardown() { common_teardown; }
 	assert_status 0
 }
 
-@test "the soak's judge: an empty stale stdout next to a failed refresh's record is no mix, a failed run's empty stdout with exit 0 is" {
+@test "the soak's judge: an empty stale stdout next to a failed refresh's record is no mix, with or without its own record; a failed run's empty stdout with exit 0 is" {
 	# Both runs printed nothing on stdout: the failed refresh's stderr went
 	# out live, the stale entry (status 3) was served, its run unnamed. The
 	# judge once pinned the empty stdout on the failed run and cried "mixed".
@@ -57,6 +57,14 @@ teardown() { common_teardown; }
 		warning = b"cachefence: warning: refresh of key=k00-tiny failed (status 2), serving stale\n"
 		s.judge_run(key, ["-t", "2s"], 3, b"", render(key, failed)[1] + warning)
 		assert s.counts["mixed"] == 0, s.problems
+		# the same with the stale entry's stderr kept (--cache-stderr when it
+		# was stored): its record, and the exit status, are its run's
+		stale = empty_run(0)
+		s.judge_run(key, ["-t", "2s"], 0, b"", render(key, failed)[1] + warning + render(key, stale)[1])
+		assert s.counts["mixed"] == 0, s.problems
+		s.judge_run(key, ["-t", "2s"], 2, b"", render(key, failed)[1] + warning + render(key, stale)[1])
+		assert s.counts["mixed"] == 1, s.problems
+		s.counts["mixed"] = 0
 		s.judge_run(key, ["-t", "2s"], 0, b"", render(key, empty_run(2))[1])
 		assert s.counts["mixed"] == 1, s.problems
 	PY

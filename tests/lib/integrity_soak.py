@@ -187,34 +187,51 @@ class Soak:
         for rkey, rrid, line in records:
             if not self.check_record(what, key, rkey, rrid, line):
                 return
-        others = [r for r in records if r[1] != rid]
         # (the stale-if-error window stored with the entry counts, not the
         # caller's option)
         allowed_failed = stale_served and "--cache-stderr" not in opts
         if rid == "":
-            # empty stdout: a record, if any, must be of a run that printed
-            # nothing. Unless a failed refresh's own record stands next to
-            # a stale entry served in its place: when both runs printed
-            # nothing on stdout, the empty stdout is the stale entry's, whose
-            # run no record names, and the exit status is that run's.
-            own = [r for r in others if render(key, r[1])[0] == b""]
-            if own and not (allowed_failed and len(others) == 1 and status_of(others[0][1]) != 0):
-                rid = own[0][1]
-                others = [r for r in others if r[1] != rid]
+            self.judge_empty(what, key, st, records, allowed_failed, cf)
+            return
+        others = [r for r in records if r[1] != rid]
         if len([r for r in records if r[1] == rid]) > 1:
             self.problem("mixed", "%s: stderr of run %s twice" % (what, rid))
             return
         for rkey, rrid, line in others:
             if not (allowed_failed and status_of(rrid) != 0 and len(others) == 1):
                 self.problem("mixed", "%s: stdout of run %s, stderr of run %s%s"
-                             % (what, rid or "(empty)", rrid,
-                                "; said: " + repr(cf) if cf else ""))
+                             % (what, rid, rrid, "; said: " + repr(cf) if cf else ""))
                 return
-        if rid and st != status_of(rid):
+        if st != status_of(rid):
             self.problem("mixed", "%s: stdout of run %s (status %d) with exit %d"
                          % (what, rid, status_of(rid), st))
-        elif not rid and st not in (0, 1, 2, 3):
-            self.problem("status", "%s: exit %d with an empty stdout" % (what, st))
+
+    @staticmethod
+    def one_run_explains(key, st, records):
+        """do RECORDS (of one run, or none) explain an empty stdout and exit ST?"""
+        rids = {r[1] for r in records}
+        if len(records) > 1 or len(rids) > 1:
+            return False
+        if not rids:
+            return st in (0, 1, 2, 3)  # a run that printed nothing and was not kept
+        rid = rids.pop()
+        return render(key, rid)[0] == b"" and st == status_of(rid)
+
+    def judge_empty(self, what, key, st, records, allowed_failed, cf):
+        """An empty stdout names no run: the records must. Either they are
+        of one run that printed nothing and exited st, or (a stale entry
+        served after a failed refresh whose stderr went out live) one is the
+        failed refresh's and the rest are the stale entry's run's."""
+        if self.one_run_explains(key, st, records):
+            return
+        if allowed_failed:
+            for i, failed in enumerate(records):
+                rest = records[:i] + records[i + 1:]
+                if status_of(failed[1]) != 0 and self.one_run_explains(key, st, rest):
+                    return
+        self.problem("mixed", "%s: empty stdout with exit %d, stderr of runs %s%s"
+                     % (what, st, ", ".join(r[1] for r in records) or "(none)",
+                        "; said: " + repr(cf) if cf else ""))
 
     def judge_get(self, key, st, out, err):
         what = "get %s" % key
