@@ -705,6 +705,23 @@ static int warm(struct run_ctx *ctx, const struct lookup_req *req)
 	return 0;
 }
 
+/* --wait ran out while another process leads: exit 124, or with
+ * --wait-then-run run COMMAND uncached (nginx's proxy_cache_lock_timeout),
+ * its output and status the caller's, nothing stored */
+static int wait_expired(struct run_ctx *ctx)
+{
+	const struct options *o = ctx->o;
+
+	if (!o->wait_then_run) {
+		log_error("gave up waiting for key=%s after --wait %lldms", key_for_log(ctx),
+			  (long long)o->wait_ms);
+		return 124;
+	}
+	log_warn("waited %lldms for key=%s (--wait); running COMMAND uncached (--wait-then-run)",
+		 (long long)o->wait_ms, key_for_log(ctx));
+	return exec_uncached(ctx);
+}
+
 static int decide(struct run_ctx *ctx)
 {
 	const struct options *o = ctx->o;
@@ -755,11 +772,8 @@ static int decide(struct run_ctx *ctx)
 			watching = true;
 			continue;
 		}
-		if (deadline && monotonic_ms() >= deadline) {
-			log_error("gave up waiting for key=%s after --wait %lldms", key_for_log(ctx),
-				  (long long)o->wait_ms);
-			return 124;
-		}
+		if (deadline && monotonic_ms() >= deadline)
+			return wait_expired(ctx);
 		if (ctx->store->ops->wait(ctx->store, wait_interval(&l, deadline)) < 0)
 			return store_failed(ctx);
 	}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
-# A leader's COMMAND does not outlive the leader, and a slow store does not
-# hold up the leader's output (issue #14): on both stores.
+# A leader's COMMAND does not outlive the leader, a slow store does not hold
+# up the leader's output, and a wait that runs out can run COMMAND itself
+# (issue #14): on both stores.
 
 load lib/common
 
@@ -106,6 +107,41 @@ any_alive() {
 	assert_eq "$(bg_status lead 60)" 0 "the leader's status"
 	[[ -e seen ]] || { echo "the first line was held up by the renewal" >&2; false; }
 	assert_bytes lead.out $'first\nlast\n'
+}
+
+@test "-w 1s --wait-then-run runs COMMAND uncached after the wait and exits with its status" {
+	cf_bg lead -t 1m -k busy -- sh -c "touch '$SCRATCH/started'; $(hold_until "$SCRATCH/go"); echo leader"
+	wait_for_file started 20
+	start=$(date +%s%3N)
+	cf_to late -w 1s --wait-then-run -t 1m -k busy -- sh -c 'echo fallback; exit 3'
+	took=$(($(date +%s%3N) - start))
+	assert_status 3 late
+	assert_bytes late.out $'fallback\n'
+	assert_one_line late.err "cachefence: warning: "
+	grep -q -- '--wait-then-run' late.err
+	((took >= 1000 && took < 5000)) || { echo "took $took ms" >&2; false; }
+	touch go
+	assert_eq "$(bg_status lead 30)" 0 "the leader's status"
+	# the leader's result is the stored one, not the fallback's
+	cf_to hit -t 1m -k busy -- sh -c 'echo again'
+	assert_bytes hit.out $'leader\n'
+}
+
+@test "-w 1s without --wait-then-run still gives up with 124 and runs nothing" {
+	cf_bg lead -t 1m -k busy2 -- sh -c "touch '$SCRATCH/started'; $(hold_until "$SCRATCH/go"); echo leader"
+	wait_for_file started 20
+	cf_to late -w 1s -t 1m -k busy2 -- sh -c 'echo ran >ran; echo fallback'
+	assert_status 124 late
+	assert_empty late.out
+	[[ ! -e ran ]]
+	touch go
+	assert_eq "$(bg_status lead 30)" 0 "the leader's status"
+}
+
+@test "--wait-then-run without --wait is a usage error" {
+	cf_to bad --wait-then-run -t 1m -- true
+	assert_usage_error bad
+	grep -q -- 'only means something with --wait' bad.err
 }
 
 @test "a background refresh outlives the caller that started it, and stores" {
