@@ -504,7 +504,10 @@ static void close_all_but(int keep)
  * which must see EOF when the leader goes. A byte means COMMAND ended and
  * the leader is done with us; EOF without one means the leader died
  * (SIGKILL, a crash, the OOM killer): then COMMAND goes too, as under
- * --timeout, so that no useless run goes on while a waiter takes over. */
+ * --timeout, so that no useless run goes on while a waiter takes over.
+ * It leads a process group of its own, so that what kills the caller's
+ * whole job (a shell's kill -9 %1, timeout(1) expiring) kills the leader
+ * but not its watchdog, while COMMAND, in a group of its own, lives on. */
 _Noreturn static void watchdog_main(int fd, pid_t pid, bool group)
 {
 	static const int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
@@ -513,6 +516,7 @@ _Noreturn static void watchdog_main(int fd, pid_t pid, bool group)
 	char c;
 	ssize_t n;
 
+	setpgid(0, 0);
 	/* the terminal's ^C is COMMAND's and the leader's business: the
 	 * watchdog leaves when the leader does, and does its job then */
 	sigemptyset(&sa.sa_mask);
@@ -563,6 +567,8 @@ static pid_t watchdog_start(pid_t pid, bool group, int *fd)
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(p[0]);
+	if (w > 0)
+		setpgid(w, w); /* as it does itself, whoever comes first */
 	if (w < 0) {
 		close(p[1]);
 		return -1;

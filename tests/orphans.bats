@@ -55,6 +55,32 @@ any_alive() {
 	assert_bytes next.out again
 }
 
+@test "a kill -9 of the caller's whole process group takes COMMAND down too" {
+	mark="job-mark-$$-$RANDOM"
+	# the caller leads a job of its own (setsid execs it in place), as a
+	# shell's job or timeout(1)'s child does
+	(
+		setsid "$CACHEFENCE_BIN" -t 1m -k job -- sh -c 'sleep 3; echo done' "$mark" \
+			</dev/null >job.out 2>job.err 3>&- &
+		echo $! >job.pid
+	)
+	job=$(cat job.pid)
+	for ((i = 0; i < 50; i++)); do
+		sh_pid=$(marked "^sh -c .*$mark")
+		[[ -n $sh_pid ]] && sleep_pid=$(pgrep -P "$sh_pid" || true)
+		[[ -n $sh_pid && -n ${sleep_pid:-} ]] && break
+		sleep 0.1
+	done
+	[[ -n $sh_pid && -n $sleep_pid ]] || { echo "COMMAND did not start" >&2; false; }
+	printf '%s\n%s\n' "$sh_pid" "$sleep_pid" >command.pids
+	kill -KILL -- "-$job"
+	killed=$(date +%s%3N)
+	while any_alive command.pids && (($(date +%s%3N) - killed < 1000)); do
+		sleep 0.05
+	done
+	! any_alive command.pids || { echo "COMMAND outlived its caller's job" >&2; false; }
+}
+
 @test "a leader whose COMMAND ends leaves no watchdog or other process behind" {
 	mark="watch-mark-$$-$RANDOM"
 	cf_to lead -t 1m -k watched -- sh -c 'echo ran' "$mark"
