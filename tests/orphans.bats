@@ -81,6 +81,31 @@ any_alive() {
 	! any_alive command.pids || { echo "COMMAND outlived its caller's job" >&2; false; }
 }
 
+@test "at a terminal, COMMAND stays the foreground job: it reads the terminal, and dies with a SIGKILLed leader" {
+	command -v script >/dev/null || skip "needs script(1) for a terminal"
+	# script(1) gives cachefence a terminal whose foreground job it is;
+	# in a process group of its own COMMAND would be stopped (SIGTTIN)
+	(sleep 1; printf 'hello\n') | timeout 20 script -qec \
+		"'$CACHEFENCE_BIN' -t 1m -k tty -- sh -c 'read l; echo got \$l'" /dev/null >tty.out 2>&1 ||
+		{ cat tty.out >&2; false; }
+	grep -q 'got hello' tty.out
+	# the watchdog reaches COMMAND there too; a shell stays the session
+	# leader, as at a login, so the terminal hangs nothing up
+	cat >tty_run.sh <<-EOF
+		'$CACHEFENCE_BIN' -t 1m -k tty2 -- sh -c 'echo \$PPID >leader.pid; echo \$\$ >cmd.pid; exec sleep 3'
+		sleep 3
+	EOF
+	( (sleep 6) | timeout 20 script -qec "sh '$SCRATCH/tty_run.sh'" /dev/null >tty2.out 2>&1 3>&- &)
+	wait_for_file cmd.pid 20
+	sleep 0.3
+	kill -KILL "$(cat leader.pid)"
+	killed=$(date +%s%3N)
+	while any_alive cmd.pid && (($(date +%s%3N) - killed < 1000)); do
+		sleep 0.05
+	done
+	! any_alive cmd.pid || { echo "COMMAND outlived its leader at a terminal" >&2; false; }
+}
+
 @test "a leader whose COMMAND ends leaves no watchdog or other process behind" {
 	mark="watch-mark-$$-$RANDOM"
 	cf_to lead -t 1m -k watched -- sh -c 'echo ran' "$mark"
