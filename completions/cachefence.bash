@@ -17,7 +17,7 @@ _cachefence_subcommands='run get inspect list invalidate stats ping key'
 _cachefence_global_opts='--url --namespace --redis-timeout --tls-ca-file --tls-ca-dir --tls-cert
 	--tls-key --tls-server-name --tls-insecure --verbose --quiet --help --version'
 _cachefence_run_opts='--key --ttl --stale --stale-if-error --beta --lock-lease --wait
-	--timeout --refresh --warm --cache-failures --failure-ttl --cache-stderr --max-size
+	--wait-then-run --timeout --refresh --warm --cache-failures --failure-ttl --cache-stderr --max-size
 	--scope-cwd --scope-env --scope-file --stdin --tag --fail-closed'
 # what shapes a derived key: run's, and key's and invalidate's before "--"
 _cachefence_scope_opts='--scope-cwd --scope-env --scope-file --stdin'

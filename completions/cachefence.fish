@@ -160,6 +160,7 @@ complete -c cachefence -n $r -l stale-if-error -x -a $durations -d 'serve the ol
 complete -c cachefence -n $r -l beta -x -a '0 0.5 1.0 2.0' -d 'XFetch early refresh factor (0: off)'
 complete -c cachefence -n $r -l lock-lease -x -a $durations -d 'lease of the single-flight lock'
 complete -c cachefence -n $r -s w -l wait -x -a $durations -d "longest wait for another run's result"
+complete -c cachefence -n $r -l wait-then-run -d 'when --wait expires, run COMMAND uncached instead of exit 124'
 complete -c cachefence -n $r -l timeout -x -a $durations -d 'kill COMMAND after this long'
 complete -c cachefence -n $r -l refresh -d 'run COMMAND now under the lock and replace the entry'
 complete -c cachefence -n $r -l warm -d 'print nothing; refresh in the background unless fresh'

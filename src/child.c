@@ -1,7 +1,8 @@
-/* child: fork/exec, the tee, time limits and signal passing. Signals arrive
- * through a self-pipe so the main loop sees them between reads, never inside
- * one. The loop never writes to the caller: the feed's thread does, so a
- * caller that stops reading delays no tick, deadline or signal. */
+/* child: fork/exec, the tee, time limits, signal passing and the watchdog.
+ * Signals arrive through a self-pipe so the main loop sees them between
+ * reads, never inside one. The loop never writes to the caller: the feed's
+ * thread does, so a caller that stops reading delays no deadline or signal;
+ * nor does it talk to the store: the lease's thread renews the lock. */
 #include "child.h"
 
 #include <errno.h>
@@ -10,7 +11,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "feed.h"
@@ -208,6 +213,7 @@ struct tee {
 	const struct child_spec *spec;
 	struct child_result *res;
 	pid_t pid;
+	bool own_group; /* COMMAND leads a process group of its own */
 	struct stream streams[2];
 	int nstreams;
 	bool exited;   /* COMMAND ended; left unreaped (a zombie) until the loop
@@ -222,7 +228,7 @@ struct tee {
  * lives on after COMMAND exits while a grandchild (sleep 30 &) is in it */
 static void signal_child(struct tee *t, int sig)
 {
-	if (t->spec->timeout_ms > 0)
+	if (t->own_group)
 		kill(-t->pid, sig);
 	else if (!t->exited)
 		kill(t->pid, sig);
@@ -284,7 +290,7 @@ static size_t spool_chunk(struct tee *t, struct stream *s, const char *chunk, si
 }
 
 /* The result can no longer be stored: say so once (the lock goes back at
- * once: nobody should wait for what will not come) and stop the ticks. A
+ * once: nobody should wait for what will not come) and stop renewing it. A
  * hold goes on in memory (handle_output), so that a failure can still be
  * answered with the stale entry. */
 static void give_up(struct tee *t)
@@ -370,18 +376,13 @@ static void close_streams(struct tee *t)
 	}
 }
 
-static bool ticking(const struct tee *t)
-{
-	return t->spec->tick_ms > 0 && !t->gave_up;
-}
-
-/* the poll timeout until the next tick or deadline; -1 for none */
-static int next_timeout(const struct tee *t, int64_t next_tick)
+/* the poll timeout until the next deadline; -1 for none */
+static int next_timeout(const struct tee *t)
 {
 	int64_t now = monotonic_ms(), soonest = -1;
-	int64_t candidates[4] = {ticking(t) ? next_tick : 0, t->term_at, t->kill_at, t->escaped_at};
+	int64_t candidates[3] = {t->term_at, t->kill_at, t->escaped_at};
 
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 3; i++)
 		if (candidates[i] && (soonest < 0 || candidates[i] < soonest))
 			soonest = candidates[i];
 	if (soonest < 0)
@@ -414,7 +415,6 @@ static void check_deadlines(struct tee *t)
 static void tee_loop(struct tee *t)
 {
 	const struct child_spec *spec = t->spec;
-	int64_t next_tick = monotonic_ms() + spec->tick_ms;
 
 	if (spec->timeout_ms > 0)
 		t->term_at = monotonic_ms() + spec->timeout_ms;
@@ -428,7 +428,7 @@ static void tee_loop(struct tee *t)
 			pfd[i + 1] = (struct pollfd){.fd = full ? -1 : t->streams[i].pipe_fd,
 						     .events = POLLIN};
 		pfd[3] = (struct pollfd){.fd = full ? feed_wake_fd(spec->feed) : -1, .events = POLLIN};
-		int n = poll(pfd, 4, next_timeout(t, next_tick));
+		int n = poll(pfd, 4, next_timeout(t));
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n > 0 && pfd[0].revents)
@@ -438,16 +438,155 @@ static void tee_loop(struct tee *t)
 				handle_output(t, &t->streams[i]);
 		if (n > 0 && pfd[3].revents)
 			feed_drain_wake(spec->feed);
-		if (ticking(t) && monotonic_ms() >= next_tick) {
-			spec->tick(spec->ctx);
-			next_tick = monotonic_ms() + spec->tick_ms;
-		}
 		check_deadlines(t);
 		/* SIGCHLD may have come before the handler saw the pid, or be
 		 * blocked by the caller: look anyway */
 		check_exited(t);
 	}
 	close_streams(t);
+}
+
+/* Whether COMMAND may need the terminal as the foreground job: its stdin
+ * or its stderr is the terminal whose foreground group we are in. In a
+ * group of its own it would then be stopped (SIGTTIN) on reading it, or on
+ * setting its modes (a password prompt), so it stays in ours: the terminal's
+ * signals reach it directly, and the watchdog reaches only COMMAND itself,
+ * not the processes it started. Anywhere else (a pipeline in a script, a
+ * service, cron, a background job) the terminal, if any, is no worry.
+ * --timeout has always had a group of its own, as before. */
+static bool terminal_job(const struct child_spec *spec)
+{
+	int fds[2] = {spec->in_fd >= 0 ? -1 : STDIN_FILENO,
+		      spec->capture_err ? -1 : STDERR_FILENO};
+	pid_t group = getpgrp();
+
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0 && isatty(fds[i]) && tcgetpgrp(fds[i]) == group)
+			return true;
+	return false;
+}
+
+/* after SIGTERM from the watchdog, how often it looks whether COMMAND's
+ * group is gone, before the SIGKILL that --timeout's grace ends with */
+#define WATCHDOG_POLL_MS 50
+
+/* send sig to COMMAND's group (or to COMMAND alone); async-signal-safe */
+static int watchdog_signal(pid_t pid, bool group, int sig)
+{
+	if (group && kill(-pid, sig) == 0)
+		return 0;
+	/* no group yet (setpgid not done), or none asked for */
+	return kill(pid, sig);
+}
+
+/* close every descriptor but keep; async-signal-safe (no opendir) */
+static void close_all_but(int keep)
+{
+	struct rlimit rl;
+	int max = 65536;
+
+#ifdef SYS_close_range
+	if ((keep <= 0 || syscall(SYS_close_range, 0u, (unsigned)keep - 1, 0u) == 0) &&
+	    syscall(SYS_close_range, (unsigned)keep + 1, ~0u, 0u) == 0)
+		return;
+#endif
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)max)
+		max = (int)rl.rlim_cur;
+	for (int fd = 0; fd < max; fd++)
+		if (fd != keep)
+			close(fd);
+}
+
+/* The watchdog, in the child of a fork: async-signal-safe calls only (the
+ * leader has threads). It holds the read end of a pipe whose write end only
+ * the leader holds, and nothing else: not the caller's stdout or stderr,
+ * which must see EOF when the leader goes. A byte means COMMAND ended and
+ * the leader is done with us; EOF without one means the leader died
+ * (SIGKILL, a crash, the OOM killer): then COMMAND goes too, as under
+ * --timeout, so that no useless run goes on while a waiter takes over.
+ * It leads a process group of its own, so that what kills the caller's
+ * whole job (a shell's kill -9 %1, timeout(1) expiring) kills the leader
+ * but not its watchdog, while COMMAND, in a group of its own, lives on. */
+_Noreturn static void watchdog_main(int fd, pid_t pid, bool group)
+{
+	static const int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
+	struct sigaction sa = {0};
+	sigset_t none;
+	char c;
+	ssize_t n;
+
+	setpgid(0, 0);
+	/* the terminal's ^C is COMMAND's and the leader's business: the
+	 * watchdog leaves when the leader does, and does its job then */
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = SIG_IGN;
+	for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		sigaction(ignored[i], &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	close_all_but(fd);
+	while ((n = read(fd, &c, 1)) < 0 && errno == EINTR)
+		;
+	if (n == 1)
+		_exit(0);
+	if (watchdog_signal(pid, group, SIGTERM) < 0)
+		_exit(0);
+	for (int waited = 0; waited < KILL_GRACE_MS; waited += WATCHDOG_POLL_MS) {
+		struct timespec ts = {0, WATCHDOG_POLL_MS * 1000000L};
+		nanosleep(&ts, NULL);
+		if (watchdog_signal(pid, group, 0) < 0)
+			_exit(0);
+	}
+	watchdog_signal(pid, group, SIGKILL);
+	_exit(0);
+}
+
+/* start the watchdog of COMMAND (pid); its pid, with *fd the write end the
+ * leader keeps, or -1 when there is none (no pipe, no fork: COMMAND runs
+ * unwatched, as before the watchdog, which is no reason to fail the run) */
+static pid_t watchdog_start(pid_t pid, bool group, int *fd)
+{
+	sigset_t all, old;
+	int p[2];
+
+	*fd = -1;
+	if (pipe(p) < 0)
+		return -1;
+	set_cloexec(p[0]);
+	set_cloexec(p[1]);
+	/* no handler of ours may run in it before it sets its own */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid_t w = fork();
+	if (w == 0) {
+		close(p[1]);
+		watchdog_main(p[0], pid, group);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(p[0]);
+	if (w > 0)
+		setpgid(w, w); /* as it does itself, whoever comes first */
+	if (w < 0) {
+		close(p[1]);
+		return -1;
+	}
+	*fd = p[1];
+	return w;
+}
+
+/* COMMAND ended: tell the watchdog to leave, and reap it */
+static void watchdog_stop(pid_t w, int fd)
+{
+	if (w < 0)
+		return;
+	while (write(fd, "", 1) < 0 && errno == EINTR)
+		;
+	close(fd);
+	while (waitpid(w, NULL, 0) < 0 && errno == EINTR)
+		;
 }
 
 /* read the exec errno the child sent, if any; 0 when exec succeeded */
@@ -520,10 +659,13 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 		close_pair(exe);
 		return -1;
 	}
+	t.own_group = spec->timeout_ms > 0 || !terminal_job(spec);
 	struct exec_plan plan = {
 		.argv = spec->argv, .in_fd = spec->in_fd, .out_fd = out[1], .err_fd = err[1],
-		.own_group = spec->timeout_ms > 0, .err_pipe = exe[1], .mask = &old_mask,
+		.own_group = t.own_group, .err_pipe = exe[1], .mask = &old_mask,
 	};
+	pid_t watchdog = -1;
+	int watchdog_fd = -1;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old_mask);
 	int64_t start = monotonic_ms();
@@ -531,6 +673,10 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 	if (t.pid == 0)
 		exec_child(&plan);
 	int fork_errno = errno;
+	/* as a shell does: the group exists before either side goes on, so a
+	 * signal to it cannot miss (EACCES: COMMAND has exec'd already) */
+	if (t.pid > 0 && t.own_group)
+		setpgid(t.pid, t.pid);
 	/* the caller's mask, but SIGCHLD, which the loop needs to see */
 	run_mask = old_mask;
 	sigdelset(&run_mask, SIGCHLD);
@@ -549,6 +695,8 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 		err_set("cannot fork to run COMMAND: %s", strerror(fork_errno));
 		return -1;
 	}
+	/* now, so that it holds none of COMMAND's pipes even for a moment */
+	watchdog = watchdog_start(t.pid, t.own_group, &watchdog_fd);
 	int e = exec_errno(exe[0]);
 	close(exe[0]);
 	t.streams[t.nstreams++] = (struct stream){out[0], STDOUT_FILENO, spec->spool_fd,
@@ -558,6 +706,7 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 							  &res->err_len, 0, &res->held_tail[1]};
 	tee_loop(&t);
 	int wstatus = reap(t.pid);
+	watchdog_stop(watchdog, watchdog_fd);
 	res->compute_ms = monotonic_ms() - start;
 	res->held = t.holding;
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);

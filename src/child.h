@@ -1,7 +1,7 @@
 /* child: running COMMAND. Fork and exec with the exit statuses of env(1),
  * a tee of its stdout (and stderr, when it is cached) to spool files and to
  * the caller's feed while it runs, signals passed on, a time limit on its
- * whole process group, and a periodic tick (the lease renewal) meanwhile. */
+ * whole process group, and a watchdog that takes COMMAND down if we die. */
 #ifndef CACHEFENCE_CHILD_H
 #define CACHEFENCE_CHILD_H
 
@@ -12,8 +12,6 @@
 
 struct feed;
 
-/* called every tick_ms while COMMAND runs */
-typedef void (*child_tick_fn)(void *ctx);
 /* called once when the result can no longer be stored (too_large: past
  * max_spool; else a spool could not be written) */
 typedef void (*child_give_up_fn)(void *ctx, bool too_large);
@@ -31,10 +29,8 @@ struct child_spec {
 	uint64_t max_spool; /* spool at most this many bytes (stdout + stderr); 0: no limit */
 	int64_t timeout_ms; /* 0: none; else SIGTERM to COMMAND's process group then,
 			     * SIGKILL 2 s later */
-	int64_t tick_ms;    /* 0: no ticks */
-	child_tick_fn tick; /* the lease renewal; no more ticks after give_up */
 	child_give_up_fn give_up; /* may be NULL */
-	void *ctx;          /* for tick and give_up */
+	void *ctx;          /* for give_up */
 };
 
 struct child_result {
@@ -69,7 +65,11 @@ void child_signals_init(void);
 
 /* run COMMAND to its end as described; 0 with *res filled, or -1 with
  * err_set() when it could not even be started (no pipe, no fork): then
- * COMMAND did not run */
+ * COMMAND did not run. Should we die meanwhile (SIGKILL, the OOM killer),
+ * a watchdog process sends COMMAND's process group SIGTERM, and SIGKILL
+ * 2 s later, as --timeout does. COMMAND gets a process group of its own
+ * unless it may need the terminal as its foreground job (see
+ * child.c: terminal_job); then the watchdog reaches COMMAND alone. */
 int child_run(const struct child_spec *spec, struct child_result *res);
 
 /* replace this process with COMMAND (the uncached, fail-open path); returns

@@ -40,6 +40,7 @@ enum {
 	OPT_MATCH,
 	OPT_INV_TAG,
 	OPT_WARM,
+	OPT_WAIT_THEN_RUN,
 	OPT_TAGS,
 	OPT_TLS_CA_FILE,
 	OPT_TLS_CA_DIR,
@@ -85,6 +86,7 @@ static const struct opt_def opt_defs[] = {
 	{{"ttl", required_argument, NULL, 't'}, GROUP_RUN},
 	{{"lock-lease", required_argument, NULL, OPT_LOCK_LEASE}, GROUP_RUN},
 	{{"wait", required_argument, NULL, 'w'}, GROUP_RUN},
+	{{"wait-then-run", no_argument, NULL, OPT_WAIT_THEN_RUN}, GROUP_RUN},
 	{{"cache-failures", no_argument, NULL, OPT_CACHE_FAILURES}, GROUP_RUN},
 	{{"fail-closed", no_argument, NULL, OPT_FAIL_CLOSED}, GROUP_RUN},
 	{{"failure-ttl", required_argument, NULL, OPT_FAILURE_TTL}, GROUP_RUN},
@@ -236,6 +238,8 @@ void options_usage(void)
 	      "      --lock-lease DUR    lease of the single-flight lock (default 10s)\n"
 	      "  -w, --wait DUR          longest wait for another run's result, then\n"
 	      "                          exit 124 (default: no limit)\n"
+	      "      --wait-then-run     when --wait expires, run COMMAND uncached and exit\n"
+	      "                          with its status instead of 124\n"
 	      "  -s, --stale DUR         after the TTL, serve the old result for DUR while\n"
 	      "                          one process refreshes it in the background\n"
 	      "      --stale-if-error DUR  when a refresh fails, serve the old result for\n"
@@ -383,6 +387,9 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		return set_duration("--lock-lease", arg, &o->lease_ms);
 	case 'w':
 		return set_duration("--wait", arg, &o->wait_ms);
+	case OPT_WAIT_THEN_RUN:
+		o->wait_then_run = true;
+		return 0;
 	case OPT_CACHE_FAILURES:
 		o->cache_failures = true;
 		return 0;
@@ -745,6 +752,10 @@ static int validate_run(struct options *o, bool command_first)
 	}
 	if (o->failure_ttl_ms > 0 && !o->cache_failures) {
 		err_set("--failure-ttl: only means something with --cache-failures (add it)");
+		return -1;
+	}
+	if (o->wait_then_run && o->wait_ms == 0) {
+		err_set("--wait-then-run: only means something with --wait (add, for example, -w 5s)");
 		return -1;
 	}
 	if (o->timeout_ms == 0 && o->timeout_set) {

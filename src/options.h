@@ -38,6 +38,7 @@ struct options {
 	int64_t ttl_ms;          /* -t, required */
 	int64_t lease_ms;        /* --lock-lease */
 	int64_t wait_ms;         /* -w; 0: no limit */
+	bool wait_then_run;      /* --wait-then-run: when -w expires, run COMMAND uncached */
 	bool cache_failures;
 	int64_t failure_ttl_ms;  /* --failure-ttl; -1: the TTL */
 	bool fail_closed;

@@ -27,6 +27,7 @@
 #include "child.h"
 #include "feed.h"
 #include "key.h"
+#include "lease.h"
 #include "store.h"
 #include "util.h"
 
@@ -52,6 +53,9 @@ struct run_ctx {
 	bool lock_lost;       /* a renewal found the lock gone */
 	bool renew_failed;    /* a renewal could not reach the store */
 	bool released;        /* the lock went back before COMMAND ended */
+	struct lease *lease;  /* while COMMAND runs: the thread that renews the lock,
+			       * and the only user of the store meanwhile */
+	enum abandon_reason give_up_why; /* what the lease's give_up tells the store */
 };
 
 /* how a leader runs COMMAND */
@@ -265,15 +269,25 @@ static void release_once(struct run_ctx *ctx, enum abandon_reason why)
 	ctx->released = true;
 }
 
+/* the lease's give_up, in its thread: the lock goes back */
+static void release_early(void *arg)
+{
+	struct run_ctx *ctx = arg;
+
+	release_once(ctx, ctx->give_up_why);
+	log_verbose("key=%s: the result cannot be stored; lock released", key_for_log(ctx));
+}
+
 /* child.c's give_up: the result cannot be stored (too large, a spool that
  * cannot be written), so nobody should wait for it: the lock goes back
- * now, while COMMAND still runs for its own caller */
+ * now, while COMMAND still runs for its own caller; the lease's thread
+ * does it, so that the output does not wait on the store */
 static void give_up_lock(void *arg, bool too_large)
 {
 	struct run_ctx *ctx = arg;
 
-	log_verbose("key=%s: the result cannot be stored; lock released", key_for_log(ctx));
-	release_once(ctx, too_large ? ABANDON_TOO_LARGE : ABANDON_INTERRUPTED);
+	ctx->give_up_why = too_large ? ABANDON_TOO_LARGE : ABANDON_INTERRUPTED;
+	lease_give_up(ctx->lease);
 }
 
 /* the spools of one run: stdout, and stderr with --cache-stderr */
@@ -407,8 +421,6 @@ static void prepare_spec(struct run_ctx *ctx, struct child_spec *spec, const str
 		.err_spool_fd = sp->err,
 		.max_spool = o->max_size,
 		.timeout_ms = o->timeout_ms,
-		.tick_ms = o->lease_ms / 3,
-		.tick = renew_lease,
 		.give_up = give_up_lock,
 		.ctx = ctx,
 	};
@@ -516,7 +528,9 @@ static void stdin_probe_check(const struct stdin_probe *p)
 /* We hold the lock: run COMMAND, tee its output, keep the lease, store. The
  * caller is fed by a thread of its own (feed.c) from the spools, so its
  * reading holds up neither the lease, --timeout, the store nor the
- * waiters; once they are done, we stay until the caller has it all. */
+ * waiters; once they are done, we stay until the caller has it all. The
+ * lease is renewed by another thread (lease.c), so a slow store holds up
+ * no output either. */
 static int lead(struct run_ctx *ctx, enum lead_mode mode)
 {
 	struct child_result cr;
@@ -534,9 +548,19 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 		return run_uncached_instead(ctx, mode);
 	}
 	prepare_spec(ctx, &spec, &sp, feed, mode);
+	ctx->lease = lease_start(ctx->o->lease_ms / 3, renew_lease, release_early, ctx);
+	if (!ctx->lease) {
+		feed_finish(feed);
+		spools_close(&sp);
+		return run_uncached_instead(ctx, mode);
+	}
 	struct stdin_probe probe;
 	stdin_probe_start(ctx, &probe);
-	if (child_run(&spec, &cr) < 0) {
+	int rc = child_run(&spec, &cr);
+	/* the store is ours again, after a renewal in flight */
+	lease_stop(ctx->lease);
+	ctx->lease = NULL;
+	if (rc < 0) {
 		feed_finish(feed);
 		spools_close(&sp);
 		return run_uncached_instead(ctx, mode);
@@ -681,6 +705,23 @@ static int warm(struct run_ctx *ctx, const struct lookup_req *req)
 	return 0;
 }
 
+/* --wait ran out while another process leads: exit 124, or with
+ * --wait-then-run run COMMAND uncached (nginx's proxy_cache_lock_timeout),
+ * its output and status the caller's, nothing stored */
+static int wait_expired(struct run_ctx *ctx)
+{
+	const struct options *o = ctx->o;
+
+	if (!o->wait_then_run) {
+		log_error("gave up waiting for key=%s after --wait %lldms", key_for_log(ctx),
+			  (long long)o->wait_ms);
+		return 124;
+	}
+	log_warn("waited %lldms for key=%s (--wait); running COMMAND uncached (--wait-then-run)",
+		 (long long)o->wait_ms, key_for_log(ctx));
+	return exec_uncached(ctx);
+}
+
 static int decide(struct run_ctx *ctx)
 {
 	const struct options *o = ctx->o;
@@ -731,11 +772,8 @@ static int decide(struct run_ctx *ctx)
 			watching = true;
 			continue;
 		}
-		if (deadline && monotonic_ms() >= deadline) {
-			log_error("gave up waiting for key=%s after --wait %lldms", key_for_log(ctx),
-				  (long long)o->wait_ms);
-			return 124;
-		}
+		if (deadline && monotonic_ms() >= deadline)
+			return wait_expired(ctx);
 		if (ctx->store->ops->wait(ctx->store, wait_interval(&l, deadline)) < 0)
 			return store_failed(ctx);
 	}

@@ -12,7 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static char last_error[1024];
+/* per thread: the lease's thread (lease.c) calls the store too */
+static _Thread_local char last_error[1024];
 static int verbose_on, quiet_on;
 /* the caller's stdout (1) and stderr (2): 0 while every byte went out, else
  * the errno of the first failed write */
