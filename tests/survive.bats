@@ -151,7 +151,7 @@ relay_start() {
 			{ echo "$name printed:" >&2; cat "$name.out" "$name.err" >&2; false; }
 	done
 	n=$(runs job)
-	echo "COMMAND ran $n times" >&3
+	echo "# COMMAND ran $n times" >&3
 	((n <= 2)) || { echo "COMMAND ran $n times" >&2; cat w*.err | sort | uniq -c >&2; false; }
 }
 
@@ -192,7 +192,7 @@ relay_start() {
 
 	wait_for_file started.2 10 || { echo "no takeover within 10 s" >&2; false; }
 	took=$(($(cat started.2) - killed))
-	echo "takeover started ${took} ms after the kill" >&3
+	echo "# takeover started ${took} ms after the kill" >&3
 	((took <= 1500)) || { echo "the takeover started ${took} ms after the kill" >&2; false; }
 	for i in $(seq 20); do
 		assert_eq "$(bg_status "w$i" 60)" 0 "status of waiter $i"
