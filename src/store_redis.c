@@ -71,6 +71,8 @@ struct redis_store {
 	char held_token[TOKEN_LEN + 1];
 	struct conn *old;        /* a broken connection we held the lock from, kept open
 				  * until the lock names the new one (see reconnect) */
+	char seen_holder[512];   /* a waiter: the lock's value at its last look */
+	int64_t seen_pttl_ms;    /* and how long its lease still ran then */
 	struct buf sub_channel;  /* the channel watched: a broken subscription is renewed */
 	int64_t resubscribe_at;  /* when to try that again */
 };
@@ -332,7 +334,8 @@ static struct conn *connect_one(struct redis_store *rs, int64_t until)
  * bytes went to the caller), renew (fenced by the token), finish (the
  * stage is written again under our token, and finish.lua answers "stored"
  * to a repeat whose first send did run), abandon (fenced by the token),
- * get, inspect, invalidate (deletes: done twice is done once). A server
+ * get (never once bytes went out), invalidate (deletes: done twice is
+ * done once). A server
  * that answered with an error, or sent bytes that are not RESP, is not
  * retried: it would say the same again. Counters (HINCRBY) and stats
  * --reset are never repeated. */
@@ -847,6 +850,43 @@ static int take_over(struct redis_store *rs, const struct lookup_req *req, const
 	return rc;
 }
 
+/* A waiter that reconnects to a server that restarted (the run id in the
+ * lock it waited on is not the server's now): the lock went with the old
+ * server's memory, but its leader is likely alive and still running
+ * COMMAND. Put the lock back for what was left of its lease, unless
+ * someone holds one already, so that the waiters do not all start COMMAND
+ * again; the leader renews or stores under it as before. Put back without
+ * its connection (cid, run): that one is gone with the old server, and
+ * until the leader names its new one, only the lease can tell whether it
+ * is alive. Best effort: on any failure the waiters take the lock as
+ * before, and COMMAND runs once more. */
+static void restore_lock(struct redis_store *rs, const struct lookup_req *req)
+{
+	const char *holder = rs->seen_holder, *run = strstr(holder, " run=");
+	char old_run[48] = "";
+
+	if (!req->awaited || !run || sscanf(run + 5, "%40[0-9a-fA-F]", old_run) != 1 ||
+	    rs->seen_pttl_ms <= 0 || identity(rs) < 0 || !rs->run_id[0] ||
+	    strcmp(old_run, rs->run_id) == 0)
+		return;
+	const char *cid = strstr(holder, " cid=");
+	struct buf lock = {0}, value = {0};
+	buf_append(&value, holder, cid && cid < run ? (size_t)(cid - holder) : (size_t)(run - holder));
+	redis_name(&lock, rs->ns, req->key, req->key_len, ":lock");
+	char pttl[24];
+	snprintf(pttl, sizeof(pttl), "%lld", (long long)rs->seen_pttl_ms);
+	const char *argv[6] = {"SET", lock.data, value.data, "PX", pttl, "NX"};
+	size_t lens[6] = {3, lock.len, value.len, 2, strlen(pttl), 2};
+	redisReply *r = raw_command(rs, rs->c, 6, argv, lens);
+	if (r && r->type == REDIS_REPLY_STATUS)
+		log_verbose("the server restarted: put the lock of the awaited leader back for %s ms",
+			    pttl);
+	freeReplyObject(r);
+	buf_free(&lock);
+	buf_free(&value);
+	rs->seen_holder[0] = '\0';
+}
+
 /* renew (and re-stamp) the lock of key; see redis_renew */
 static int renew_once(struct redis_store *rs, const char *key, size_t key_len, const char *token,
 		      int64_t lease_ms);
@@ -899,8 +939,13 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 		}
 		if (rc < 0 && !sink->partial && again(rs, &rt)) {
 			/* nothing reached the caller: look again (see "connections that break") */
+			restore_lock(rs, req);
 			memset(res, 0, sizeof(*res));
 			continue;
+		}
+		if (rc == 0 && res->verdict == VERDICT_WAIT) {
+			snprintf(rs->seen_holder, sizeof(rs->seen_holder), "%s", er.holder);
+			rs->seen_pttl_ms = res->lease_left_ms;
 		}
 		if (rc == 0 && res->verdict == VERDICT_WAIT && !took_over &&
 		    holder_gone(rs, er.holder) > 0) {
@@ -1290,10 +1335,9 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	return rc;
 }
 
-static int redis_get(struct store *s, const char *key, size_t key_len, bool fresh_only,
-		     struct entry_meta *meta, struct sink *sink)
+static int get_once(struct redis_store *rs, const char *key, size_t key_len, bool fresh_only,
+		    struct entry_meta *meta, struct sink *sink)
 {
-	struct redis_store *rs = to_redis(s);
 	struct buf entry = {0};
 	struct script_call sc = {.script = &lua_get, .nkeys = 1};
 	struct lookup res = {0};
@@ -1330,9 +1374,22 @@ static int redis_get(struct store *s, const char *key, size_t key_len, bool fres
 	return 1;
 }
 
-static int redis_invalidate(struct store *s, const char *key, size_t key_len)
+/* get, on a new connection if ours broke before a byte reached the caller */
+static int redis_get(struct store *s, const char *key, size_t key_len, bool fresh_only,
+		     struct entry_meta *meta, struct sink *sink)
 {
 	struct redis_store *rs = to_redis(s);
+	struct retry rt = {0};
+	int rc;
+
+	while ((rc = get_once(rs, key, key_len, fresh_only, meta, sink)) < 0 && !sink->partial &&
+	       again(rs, &rt))
+		;
+	return rc;
+}
+
+static int invalidate_once(struct redis_store *rs, const char *key, size_t key_len)
+{
 	struct buf entry = {0}, lock = {0}, channel = {0};
 	struct script_call sc = {.script = &lua_invalidate, .nkeys = 2};
 
@@ -1346,6 +1403,19 @@ static int redis_invalidate(struct store *s, const char *key, size_t key_len)
 	buf_free(&entry);
 	buf_free(&lock);
 	buf_free(&channel);
+	return rc;
+}
+
+/* invalidate, on a new connection if ours broke: deleting twice is
+ * deleting once (a repeat whose first send ran answers 0, "absent") */
+static int redis_invalidate(struct store *s, const char *key, size_t key_len)
+{
+	struct redis_store *rs = to_redis(s);
+	struct retry rt = {0};
+	int rc;
+
+	while ((rc = invalidate_once(rs, key, key_len)) < 0 && again(rs, &rt))
+		;
 	return rc;
 }
 
