@@ -1074,9 +1074,13 @@ static int redis_wait(struct store *s, int64_t timeout_ms)
 		n = redis_wait_once(rs, HOLDER_POLL_MS);
 		if (n != 0)
 			return n;
+		if (holder_gone(rs, rs->seen_holder) != 0) {
+			/* gone, or the connection failed: look now, and let
+			 * the lookup judge it again and take over */
+			rs->waited = false;
+			return 1;
+		}
 		rs->waited = true;
-		if (holder_gone(rs, rs->seen_holder) != 0)
-			return 1; /* gone, or the connection failed: look now */
 		timeout_ms = end - monotonic_ms();
 	}
 	return redis_wait_once(rs, timeout_ms < 0 ? 0 : timeout_ms);
