@@ -1,6 +1,7 @@
 /* reply: reading the replies that carry an entry; see reply.h */
 #include "reply.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,6 +140,7 @@ int entry_reply_read(struct resp_reader *rd, void *ctx)
 		res->lease_left_ms = v;
 		memcpy(res->holder, holder, TOKEN_LEN);
 		res->holder[TOKEN_LEN] = '\0';
+		snprintf(er->holder, sizeof(er->holder), "%s", holder);
 		return 0;
 	}
 	if (n == 7 && (!strcmp(w, "hit") || !strcmp(w, "stale") || !strcmp(w, "done"))) {

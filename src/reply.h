@@ -26,6 +26,7 @@ struct entry_reply {
 	char verdict[16];       /* as the script said it */
 	bool big;
 	char rid[64];           /* big: the run id ("" for an entry without one) */
+	char holder[512];       /* wait: the lock's whole value (token, host, pid, ...) */
 };
 
 /* read one such reply into the struct entry_reply at ctx; 0, -2 for a Redis

@@ -18,6 +18,8 @@ const char *const stat_names[STAT_COUNT] = {
 	[STAT_TOO_LARGE] = "stores_skipped_too_large",
 	[STAT_LOST_LOCK] = "stores_skipped_lost_lock",
 	[STAT_STORE_FAILED] = "stores_failed",
+	[STAT_TAKEOVERS_GONE] = "lock_takeovers_holder_gone",
+	[STAT_REFRESH_FAILED] = "refreshes_failed",
 };
 
 struct store *store_open(const struct store_config *cfg, bool *refused)
@@ -48,8 +50,9 @@ int abandon_counter(enum abandon_reason why)
 		return STAT_TOO_LARGE;
 	case ABANDON_STORE_FAILED:
 		return STAT_STORE_FAILED;
-	case ABANDON_INTERRUPTED:
 	case ABANDON_REFRESH_FAILED:
+		return STAT_REFRESH_FAILED;
+	case ABANDON_INTERRUPTED:
 		break;
 	}
 	return -1;

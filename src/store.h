@@ -75,11 +75,14 @@ enum counter {
 	STAT_EARLY,        /* XFetch early refreshes started */
 	STAT_BACKGROUND,   /* background refreshes of stale entries started */
 	STAT_WAITS,        /* callers that waited for another's result */
-	STAT_TAKEOVERS,    /* waiters that took over from a leader that went away */
+	STAT_TAKEOVERS,    /* waiters that took over from a leader whose lease ran out */
 	STAT_FAIL_OPEN,    /* runs without the store after it failed mid-run */
 	STAT_TOO_LARGE,    /* stores skipped: output above --max-size */
 	STAT_LOST_LOCK,    /* stores skipped: the lock was lost (fencing) */
 	STAT_STORE_FAILED, /* stores skipped: the store refused or failed the write */
+	STAT_TAKEOVERS_GONE, /* waiters that took over from a leader whose connection
+			      * (or kernel lock) was gone, without waiting out its lease */
+	STAT_REFRESH_FAILED, /* stale-if-error refreshes that failed (the old entry served) */
 	STAT_COUNT,
 };
 

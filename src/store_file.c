@@ -672,8 +672,10 @@ static int file_lookup(struct store *s, const struct lookup_req *req, struct loo
 lead:
 	res->verdict = VERDICT_LEAD;
 	file_count(s, STAT_MISSES);
+	/* a kernel lock is free only when its holder let go or died: the
+	 * takeover is at once, never after a lease */
 	if (req->awaited)
-		file_count(s, STAT_TAKEOVERS);
+		file_count(s, STAT_TAKEOVERS_GONE);
 	return 0;
 
 answer:

@@ -58,6 +58,24 @@ struct redis_store {
 	char *password;          /* CACHEFENCE_PASSWORD's, for a URL without one */
 	const char *const *tags; /* the run's tags, from its lookup: renew keeps them */
 	int ntags;
+	/* who c is on the server (identity()), asked once per connection: */
+	bool identified;
+	long long cid;           /* CLIENT ID; 0 when refused */
+	char run_id[48];         /* INFO server's run_id; "" when refused */
+	bool no_client_list;     /* CLIENT LIST ID is refused: wait out leases */
+	/* the lock this process holds, from its lookup until finish or abandon */
+	bool holding;
+	char held_run[48];       /* the run id of the server it was last ours on */
+	int64_t held_lease_ms;
+	struct buf held_key;     /* its user key */
+	char held_token[TOKEN_LEN + 1];
+	struct conn *old;        /* a broken connection we held the lock from, kept open
+				  * until the lock names the new one (see reconnect) */
+	char seen_holder[512];   /* a waiter: the lock's value at its last look */
+	int64_t seen_pttl_ms;    /* and how long its lease still ran then */
+	bool waited;             /* redis_wait judged seen_holder since that look */
+	struct buf sub_channel;  /* the channel watched: a broken subscription is renewed */
+	int64_t resubscribe_at;  /* when to try that again */
 };
 
 static struct redis_store *to_redis(struct store *s)
@@ -263,10 +281,14 @@ static int select_db(struct redis_store *rs, struct conn *c)
 }
 
 /* open one connection (TLS for rediss://), authenticated and on the
- * right database, all within --redis-timeout for each step */
-static struct conn *connect_one(struct redis_store *rs)
+ * right database, all within --redis-timeout for each step, and its
+ * connecting before until (0: no limit) */
+static struct conn *connect_one(struct redis_store *rs, int64_t until)
 {
-	struct conn *c = conn_connect(&rs->url, rs->tls, monotonic_ms() + rs->timeout_ms);
+	int64_t deadline = monotonic_ms() + rs->timeout_ms;
+	if (until && until < deadline)
+		deadline = until;
+	struct conn *c = conn_connect(&rs->url, rs->tls, deadline);
 
 	if (c->err) {
 		conn_error(rs, c, "cannot connect to");
@@ -299,6 +321,103 @@ static struct conn *connect_one(struct redis_store *rs)
 		return NULL;
 	}
 	return c;
+}
+
+/* --- connections that break (SPEC 9.5) ------------------------------------------------ */
+
+/* Every operation of a run that is safe to send twice is retried on a new
+ * connection when its connection breaks (the server closed it, reset it,
+ * or went silent past --redis-timeout), until --redis-timeout after the
+ * first failure, with short pauses that double: a Redis restart costs a
+ * waiter or a leader a few hundred milliseconds, not a fail-open run. What
+ * is retried (each says why it is safe): lookup (its lock is taken under
+ * our token, and taking it again is a no-op; it is never retried once
+ * bytes went to the caller), renew (fenced by the token), finish (the
+ * stage is written again under our token, and finish.lua answers "stored"
+ * to a repeat whose first send did run), abandon (fenced by the token),
+ * get (never once bytes went out), invalidate (deletes: done twice is
+ * done once). A server
+ * that answered with an error, or sent bytes that are not RESP, is not
+ * retried: it would say the same again. Counters (HINCRBY) and stats
+ * --reset are never repeated. */
+
+/* the retry state of one operation */
+struct retry {
+	int64_t deadline; /* 0 until the first failure */
+	int pause_ms;
+};
+
+#define RETRY_PAUSE_MIN_MS 20
+#define RETRY_PAUSE_MAX_MS 250
+
+/* replace the command connection with a new one, connected before until;
+ * 0, or -1 with err_set() and a connection that says it failed */
+static int reconnect(struct redis_store *rs, int64_t until)
+{
+	/* While we hold a lock, the broken connection stays open (to the
+	 * server it may still be there: a network that stalled) until the
+	 * lock names the new one, or waiters would see its holder gone and
+	 * take over from a leader that is alive (see forget_old). */
+	if (rs->holding && rs->c->fd >= 0 && !rs->old) {
+		rs->old = rs->c;
+	} else {
+		conn_free(rs->c);
+	}
+	rs->c = NULL;
+	rs->identified = false;
+	rs->cid = 0;
+	rs->run_id[0] = '\0';
+	rs->c = connect_one(rs, until);
+	if (rs->c)
+		return 0;
+	/* never NULL: the next exchange fails on it, and may reconnect */
+	rs->c = conn_of_fd(-1);
+	conn_fail(rs->c, CONN_ERR_IO, err_msg());
+	return -1;
+}
+
+/* the lock names the current connection now, or is no longer ours */
+static void forget_old(struct redis_store *rs)
+{
+	conn_free(rs->old);
+	rs->old = NULL;
+}
+
+/* After a failed operation: whether to send it again, on a new connection.
+ * Only when the connection broke (not when the server answered), and only
+ * until --redis-timeout after the first failure; the error of the last
+ * failure stays set when the answer is no. */
+static bool again(struct redis_store *rs, struct retry *rt)
+{
+	if (rs->refused || rs->base.refused)
+		return false;
+	enum conn_error e = rs->c->err;
+	if (e != CONN_ERR_IO && e != CONN_ERR_EOF && e != CONN_ERR_TIMEOUT)
+		return false;
+	int64_t now = monotonic_ms();
+	if (!rt->deadline) {
+		rt->deadline = now + rs->timeout_ms;
+		rt->pause_ms = RETRY_PAUSE_MIN_MS;
+	}
+	char first[512];
+	snprintf(first, sizeof(first), "%s", err_msg());
+	while (now < rt->deadline) {
+		int64_t pause = rt->pause_ms;
+		if (pause > rt->deadline - now)
+			pause = rt->deadline - now;
+		poll(NULL, 0, (int)pause); /* EINTR: the run's signals are handled after */
+		rt->pause_ms = rt->pause_ms * 2 > RETRY_PAUSE_MAX_MS ? RETRY_PAUSE_MAX_MS
+								     : rt->pause_ms * 2;
+		if (reconnect(rs, rt->deadline) == 0) {
+			log_verbose("reconnected to %s", rs->base.desc);
+			return true;
+		}
+		if (rs->refused)
+			return false;
+		now = monotonic_ms();
+	}
+	err_set("%s", first);
+	return false;
 }
 
 /* A script call: EVALSHA, and on NOSCRIPT (a restarted or flushed server)
@@ -481,6 +600,17 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 	}
 }
 
+static int integer_reply(redisReply *r)
+{
+	if (!r)
+		return -1;
+	int v = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
+	if (v < 0)
+		err_set("the store's reply is not an integer");
+	freeReplyObject(r);
+	return v;
+}
+
 static int is_string(const redisReply *r)
 {
 	return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
@@ -603,6 +733,165 @@ static int fetch_big(struct redis_store *rs, const struct buf *name, const struc
 static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
 			 enum abandon_reason why, int64_t backoff_ms);
 
+/* --- who holds a lock: takeover when its connection is gone -------------------------- */
+
+/* Learn who the command connection is on the server, once per connection:
+ * its CLIENT ID and the server's run id (INFO server), in one round trip.
+ * A server that refuses either (an ACL user without CLIENT or INFO, a
+ * command renamed away) leaves them unknown: locks are then judged by
+ * their lease alone. 0, or -1 with err_set() when the connection failed. */
+static int identity(struct redis_store *rs)
+{
+	const char *id[2] = {"CLIENT", "ID"}, *info[2] = {"INFO", "server"};
+	size_t id_len[2] = {6, 2}, info_len[2] = {4, 6};
+
+	if (rs->identified)
+		return 0;
+	if (rs->c->err) {
+		conn_error(rs, rs->c, "redis");
+		return -1;
+	}
+	conn_append(rs->c, 2, id, id_len);
+	conn_append(rs->c, 2, info, info_len);
+	int64_t deadline = deadline_for(rs, 0);
+	redisReply *r = exchange(rs, rs->c, deadline);
+	if (!r)
+		return -1;
+	rs->cid = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? r->integer : 0;
+	freeReplyObject(r);
+	r = exchange(rs, rs->c, deadline);
+	if (!r)
+		return -1;
+	rs->run_id[0] = '\0';
+	const char *v = r->type == REDIS_REPLY_STRING
+				? strstr(r->str, "run_id:") : NULL;
+	if (v)
+		sscanf(v + 7, "%40[0-9a-fA-F]", rs->run_id);
+	freeReplyObject(r);
+	rs->identified = true;
+	return 0;
+}
+
+/* our lock's value: the token, the connection that holds it (for waiters
+ * to see whether it is gone), the host and pid (for people), into out */
+static void lock_value(struct redis_store *rs, struct buf *out, const char *token)
+{
+	out->len = 0;
+	buf_append(out, token, TOKEN_LEN);
+	buf_appendf(out, "%s", rs->lock_value_suffix);
+	if (rs->identified && rs->cid > 0)
+		buf_appendf(out, " cid=%lld run=%s", rs->cid, rs->run_id[0] ? rs->run_id : "-");
+}
+
+/* Whether the holder of a lock whose value is holder is gone: its client
+ * id (cid=) is no longer connected, or is from another lifetime of the
+ * server (run=: ids start again at a restart, so one that survived in the
+ * lock may name someone else now). 1 gone, 0 there or unknown (a lock
+ * without them, a server that refuses CLIENT LIST: the lease decides),
+ * -1 with err_set() when the connection failed. */
+static int holder_gone(struct redis_store *rs, const char *holder)
+{
+	const char *p = strstr(holder, " cid=");
+	long long cid;
+	char run[48] = "";
+
+	if (rs->no_client_list || !p || sscanf(p + 5, "%lld", &cid) != 1 || cid <= 0)
+		return 0;
+	const char *q = strstr(holder, " run=");
+	if (q)
+		sscanf(q + 5, "%40[0-9a-fA-F-]", run);
+	if (identity(rs) < 0)
+		return -1;
+	if (run[0] && strcmp(run, "-") != 0 && rs->run_id[0] && strcmp(run, rs->run_id) != 0)
+		return 1;
+	char id[24];
+	snprintf(id, sizeof(id), "%lld", cid);
+	const char *argv[4] = {"CLIENT", "LIST", "ID", id};
+	size_t lens[4] = {6, 4, 2, strlen(id)};
+	redisReply *r = raw_command(rs, rs->c, 4, argv, lens);
+	if (!r)
+		return -1;
+	int gone = 0;
+	if (r->type == REDIS_REPLY_ERROR) {
+		/* an ACL user without CLIENT, a server before 5.0 (no ID filter) */
+		log_verbose("CLIENT LIST ID is refused (%s): waiters wait out leases", r->str);
+		rs->no_client_list = true;
+	} else if (r->type == REDIS_REPLY_STRING) {
+		char want[32];
+		snprintf(want, sizeof(want), "id=%lld ", cid);
+		gone = strncmp(r->str, want, strlen(want)) != 0;
+	}
+	freeReplyObject(r);
+	return gone;
+}
+
+/* take the lock from a holder that is gone, if its value is still holder;
+ * 1 ours, 0 it changed hands, -1 */
+static int take_over(struct redis_store *rs, const struct lookup_req *req, const char *holder)
+{
+	struct buf lock = {0}, value = {0}, runs[MAX_TAGS] = {{0}};
+	struct script_call sc = {.script = &lua_takeover, .nkeys = 2};
+	int ntags = req->ntags < MAX_TAGS ? req->ntags : MAX_TAGS;
+	char lease[24];
+
+	redis_name(&lock, rs->ns, req->key, req->key_len, ":lock");
+	lock_value(rs, &value, req->token);
+	snprintf(lease, sizeof(lease), "%lld", (long long)req->lease_ms);
+	call_push(&sc, lock.data, lock.len);
+	call_push_str(&sc, rs->stats_key);
+	push_tag_keys(&sc, runs, rs->ns, req->tags, ntags, run_set_name);
+	call_push_str(&sc, holder);
+	call_push(&sc, value.data, value.len);
+	call_push_str(&sc, lease);
+	call_push(&sc, req->key, req->key_len);
+	int rc = integer_reply(call_script(rs, &sc));
+	buf_free(&lock);
+	buf_free(&value);
+	free_names(runs, ntags);
+	return rc;
+}
+
+/* A waiter that reconnects to a server that restarted (the run id in the
+ * lock it waited on is not the server's now): the lock went with the old
+ * server's memory, but its leader is likely alive and still running
+ * COMMAND. Put the lock back for what was left of its lease, unless
+ * someone holds one already, so that the waiters do not all start COMMAND
+ * again; the leader renews or stores under it as before. Put back without
+ * its connection (cid, run): that one is gone with the old server, and
+ * until the leader names its new one, only the lease can tell whether it
+ * is alive. Best effort: on any failure the waiters take the lock as
+ * before, and COMMAND runs once more. */
+static void restore_lock(struct redis_store *rs, const struct lookup_req *req)
+{
+	const char *holder = rs->seen_holder, *run = strstr(holder, " run=");
+	char old_run[48] = "";
+
+	if (!req->awaited || !run || sscanf(run + 5, "%40[0-9a-fA-F]", old_run) != 1 ||
+	    rs->seen_pttl_ms <= 0 || identity(rs) < 0 || !rs->run_id[0] ||
+	    strcmp(old_run, rs->run_id) == 0)
+		return;
+	const char *cid = strstr(holder, " cid=");
+	struct buf lock = {0}, value = {0};
+	buf_append(&value, holder, cid && cid < run ? (size_t)(cid - holder) : (size_t)(run - holder));
+	redis_name(&lock, rs->ns, req->key, req->key_len, ":lock");
+	char pttl[24];
+	snprintf(pttl, sizeof(pttl), "%lld", (long long)rs->seen_pttl_ms);
+	const char *argv[6] = {"SET", lock.data, value.data, "PX", pttl, "NX"};
+	size_t lens[6] = {3, lock.len, value.len, 2, strlen(pttl), 2};
+	redisReply *r = raw_command(rs, rs->c, 6, argv, lens);
+	if (r && r->type == REDIS_REPLY_STATUS)
+		log_verbose("the server restarted: put the lock of the awaited leader back for %s ms",
+			    pttl);
+	freeReplyObject(r);
+	buf_free(&lock);
+	buf_free(&value);
+	rs->seen_holder[0] = '\0';
+}
+
+/* renew (and re-stamp) the lock of key; see redis_renew */
+static int renew_once(struct redis_store *rs, const char *key, size_t key_len, const char *token,
+		      int64_t lease_ms);
+
 static int redis_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
 			struct sink *sink)
 {
@@ -638,7 +927,9 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push_str(&sc, beta);
 	call_push_str(&sc, draw);
 	call_push(&sc, req->key, req->key_len);
-	bool locked = false; /* an attempt took the lock for a refresh */
+	bool locked = false; /* an attempt took the lock for a refresh, or took it over */
+	bool took_over = false;
+	struct retry rt = {0};
 	int rc;
 	for (int attempt = 1;; attempt++) {
 		er = entry_reply_to(res, sink);
@@ -647,11 +938,41 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 			err_set("the store's lookup reply is malformed");
 			rc = -1;
 		}
+		if (rc < 0 && !sink->partial && again(rs, &rt)) {
+			/* nothing reached the caller: look again (see "connections that break") */
+			restore_lock(rs, req);
+			memset(res, 0, sizeof(*res));
+			continue;
+		}
+		/* a new holder is judged at once; the same one every
+		 * HOLDER_POLL_MS, by redis_wait */
+		bool judge = rc == 0 && res->verdict == VERDICT_WAIT &&
+			     (strcmp(er.holder, rs->seen_holder) != 0 || !rs->waited);
+		if (rc == 0 && res->verdict == VERDICT_WAIT) {
+			rs->waited = false;
+			snprintf(rs->seen_holder, sizeof(rs->seen_holder), "%s", er.holder);
+			rs->seen_pttl_ms = res->lease_left_ms;
+		}
+		if (judge && !took_over && holder_gone(rs, er.holder) > 0) {
+			/* the holder's connection is gone: no need to wait out its lease */
+			int t = take_over(rs, req, er.holder);
+			if (t == 1) {
+				log_verbose("key: the lock's holder is gone (%.*s); took the lock over",
+					    (int)strcspn(er.holder, " "), er.holder);
+				took_over = locked = true;
+				memset(res, 0, sizeof(*res));
+				continue;
+			}
+		}
 		if (rc < 0 || !er.big)
 			break;
 		locked = locked || res->refresh;
 		rc = fetch_big(rs, res->verdict == VERDICT_DONE ? &done : &entry, &res->meta, er.rid,
 			       sink);
+		if (rc < 0 && !sink->partial && again(rs, &rt)) {
+			memset(res, 0, sizeof(*res));
+			continue;
+		}
 		if (rc != 0)
 			break;
 		if (attempt == BIG_READ_ATTEMPTS) {
@@ -666,6 +987,20 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	/* a lock an earlier attempt took, that this one does not use, goes back */
 	if (locked && (rc < 0 || (!res->refresh && res->verdict != VERDICT_LEAD)))
 		redis_abandon(s, req->key, req->key_len, req->token, ABANDON_INTERRUPTED, 0);
+	if (rc == 0 && (res->verdict == VERDICT_LEAD || res->refresh)) {
+		rs->holding = true;
+		rs->held_lease_ms = req->lease_ms;
+		rs->held_key.len = 0;
+		buf_append(&rs->held_key, req->key, req->key_len);
+		snprintf(rs->held_token, sizeof(rs->held_token), "%s", req->token);
+		rs->held_run[0] = '\0';
+		/* a leader names its connection in the lock, so that waiters see
+		 * at once when it is gone; a refresh does it from the process
+		 * that runs it (redis_after_fork). Best effort: without it the
+		 * lease decides. */
+		if (res->verdict == VERDICT_LEAD && identity(rs) == 0)
+			renew_once(rs, req->key, req->key_len, req->token, req->lease_ms);
+	}
 	buf_free(&entry);
 	buf_free(&lock);
 	buf_free(&done);
@@ -679,21 +1014,14 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
  * wait then sleeps to the next look, and the single flight still holds,
  * only the wake-up is up to a poll interval late. Silent: ping names the
  * missing permission. */
-static int redis_watch(struct store *s, const char *key, size_t key_len)
+static int subscribe(struct redis_store *rs)
 {
-	struct redis_store *rs = to_redis(s);
-	struct buf channel = {0};
-
-	if (rs->sub)
-		return 0;
-	rs->sub = connect_one(rs);
+	rs->sub = connect_one(rs, 0);
 	if (!rs->sub)
 		return 0;
-	redis_name(&channel, rs->ns, key, key_len, ":wake");
-	const char *argv[2] = {"SUBSCRIBE", channel.data};
-	size_t lens[2] = {9, channel.len};
+	const char *argv[2] = {"SUBSCRIBE", rs->sub_channel.data};
+	size_t lens[2] = {9, rs->sub_channel.len};
 	redisReply *r = command(rs, rs->sub, 2, argv, lens);
-	buf_free(&channel);
 	if (!r) {
 		conn_free(rs->sub);
 		rs->sub = NULL;
@@ -701,6 +1029,16 @@ static int redis_watch(struct store *s, const char *key, size_t key_len)
 	}
 	freeReplyObject(r);
 	return 0;
+}
+
+static int redis_watch(struct store *s, const char *key, size_t key_len)
+{
+	struct redis_store *rs = to_redis(s);
+
+	if (rs->sub)
+		return 0;
+	redis_name(&rs->sub_channel, rs->ns, key, key_len, ":wake");
+	return subscribe(rs);
 }
 
 /* discard every message already buffered on the subscription */
@@ -714,6 +1052,12 @@ static int drain_messages(struct redis_store *rs)
 	return rc;
 }
 
+/* how often a waiter on Redis asks whether the holder's connection is
+ * gone: four commands a second with the lookups, under the bench's five */
+#define HOLDER_POLL_MS 330
+
+static int redis_wait_once(struct redis_store *rs, int64_t timeout_ms);
+
 static int redis_wait(struct store *s, int64_t timeout_ms)
 {
 	struct redis_store *rs = to_redis(s);
@@ -721,6 +1065,39 @@ static int redis_wait(struct store *s, int64_t timeout_ms)
 
 	if (timeout_ms < 0)
 		timeout_ms = 0;
+	/* Every HOLDER_POLL_MS, ask whether the holder's connection is still
+	 * there (one CLIENT LIST ID, cheaper than a lookup): a killed leader
+	 * costs its waiters a third of a second, not its lease. The lookup
+	 * after we return takes the lock over. */
+	int64_t end = monotonic_ms() + timeout_ms;
+	while (timeout_ms > HOLDER_POLL_MS * 3 / 2 && rs->seen_holder[0]) {
+		n = redis_wait_once(rs, HOLDER_POLL_MS);
+		if (n != 0)
+			return n;
+		if (holder_gone(rs, rs->seen_holder) != 0) {
+			/* gone, or the connection failed: look now, and let
+			 * the lookup judge it again and take over */
+			rs->waited = false;
+			return 1;
+		}
+		rs->waited = true;
+		timeout_ms = end - monotonic_ms();
+	}
+	return redis_wait_once(rs, timeout_ms < 0 ? 0 : timeout_ms);
+}
+
+/* redis_wait without the holder's checks */
+static int redis_wait_once(struct redis_store *rs, int64_t timeout_ms)
+{
+	int n;
+
+	if (!rs->sub && rs->sub_channel.len && monotonic_ms() >= rs->resubscribe_at) {
+		/* the subscription broke (a restart): listen again; the
+		 * lookup after this wait finds anything said meanwhile */
+		rs->resubscribe_at = monotonic_ms() + 1000;
+		subscribe(rs);
+		return 1;
+	}
 	if (rs->sub) {
 		n = conn_wait_input(rs->sub, timeout_ms);
 	} else {
@@ -745,42 +1122,71 @@ static int redis_wait(struct store *s, int64_t timeout_ms)
 	return 1;
 }
 
-static int integer_reply(redisReply *r)
+/* whether the server restarted (or failed over) since our lock was last
+ * ours: then a lock that is gone went with the old server's memory, not
+ * by invalidate or expiry, and it is ours to take back (renew.lua) */
+static bool server_changed(struct redis_store *rs)
 {
-	if (!r)
-		return -1;
-	int v = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
-	if (v < 0)
-		err_set("the store's reply is not an integer");
-	freeReplyObject(r);
-	return v;
+	return rs->holding && rs->held_run[0] && identity(rs) == 0 && rs->run_id[0] &&
+	       strcmp(rs->run_id, rs->held_run) != 0;
 }
 
-static int redis_renew(struct store *s, const char *key, size_t key_len, const char *token,
-		       int64_t lease_ms)
+/* after the lock was found ours: remember on which server lifetime */
+static void held_on(struct redis_store *rs)
 {
-	struct redis_store *rs = to_redis(s);
-	struct buf lock = {0}, tags[MAX_TAGS] = {{0}};
+	if (rs->identified)
+		snprintf(rs->held_run, sizeof(rs->held_run), "%s", rs->run_id);
+}
+
+static int renew_once(struct redis_store *rs, const char *key, size_t key_len, const char *token,
+		      int64_t lease_ms)
+{
+	struct buf lock = {0}, value = {0}, tags[MAX_TAGS] = {{0}};
 	struct script_call sc = {.script = &lua_renew, .nkeys = 1};
 	char lease[24];
 
+	bool retake = server_changed(rs);
 	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
 	redis_name(&lock, rs->ns, key, key_len, ":lock");
+	lock_value(rs, &value, token);
 	call_push(&sc, lock.data, lock.len);
 	push_tag_keys(&sc, tags, rs->ns, rs->tags, rs->ntags, run_set_name);
 	call_push_str(&sc, token);
 	call_push_str(&sc, lease);
 	call_push(&sc, key, key_len);
+	call_push(&sc, value.data, value.len);
+	call_push_str(&sc, retake ? "1" : "0");
 	int rc = integer_reply(call_script(rs, &sc));
+	if (rc >= 0)
+		forget_old(rs);
+	if (rc == 1) {
+		if (retake)
+			log_verbose("the lock went with a restart of the server; took it back");
+		held_on(rs);
+	}
 	buf_free(&lock);
+	buf_free(&value);
 	free_names(tags, rs->ntags);
 	return rc;
 }
 
-static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
-			 enum abandon_reason why, int64_t backoff_ms)
+/* renew, on a new connection if ours broke: a leader's lock outlives a
+ * Redis restart when nobody took it meanwhile */
+static int redis_renew(struct store *s, const char *key, size_t key_len, const char *token,
+		       int64_t lease_ms)
 {
 	struct redis_store *rs = to_redis(s);
+	struct retry rt = {0};
+	int rc;
+
+	while ((rc = renew_once(rs, key, key_len, token, lease_ms)) < 0 && again(rs, &rt))
+		;
+	return rc;
+}
+
+static int abandon_once(struct redis_store *rs, const char *key, size_t key_len,
+			const char *token, enum abandon_reason why, int64_t backoff_ms)
+{
 	struct buf lock = {0}, channel = {0}, done = {0}, entry = {0}, runs[MAX_TAGS] = {{0}};
 	struct script_call sc = {.script = &lua_abandon, .nkeys = 4};
 	char mark_ms[24] = "", backoff[24] = "";
@@ -815,6 +1221,20 @@ static int redis_abandon(struct store *s, const char *key, size_t key_len, const
 	buf_free(&entry);
 	free_names(runs, rs->ntags);
 	return rc < 0 ? -1 : 0;
+}
+
+static int redis_abandon(struct store *s, const char *key, size_t key_len, const char *token,
+			 enum abandon_reason why, int64_t backoff_ms)
+{
+	struct redis_store *rs = to_redis(s);
+	struct retry rt = {0};
+	int rc;
+
+	while ((rc = abandon_once(rs, key, key_len, token, why, backoff_ms)) < 0 && again(rs, &rt))
+		;
+	rs->holding = false;
+	forget_old(rs);
+	return rc;
 }
 
 static int read_integer_reply(struct resp_reader *rd, void *ctx)
@@ -867,10 +1287,9 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const ch
 	return plain_command(rs, expire, 3, read_integer_reply, &reply);
 }
 
-static int redis_finish(struct store *s, const char *key, size_t key_len, const char *token,
-			const struct result *res)
+static int finish_once(struct redis_store *rs, const char *key, size_t key_len,
+		       const char *token, const struct result *res)
 {
-	struct redis_store *rs = to_redis(s);
 	struct buf entry = {0}, lock = {0}, done = {0}, channel = {0}, stage = {0};
 	struct script_call sc = {.script = &lua_finish, .nkeys = 5};
 	struct buf tags[MAX_TAGS] = {{0}}, runs[MAX_TAGS] = {{0}};
@@ -907,6 +1326,7 @@ static int redis_finish(struct store *s, const char *key, size_t key_len, const 
 	call_push(&sc, channel.data, channel.len);
 	call_push(&sc, key, key_len);
 	call_push_str(&sc, ntags_arg);
+	call_push_str(&sc, server_changed(rs) ? "1" : "0");
 	rc = stream_script(rs, &sc, read_integer_reply, &stored);
 out:
 	buf_free(&entry);
@@ -919,10 +1339,35 @@ out:
 	return rc < 0 ? -1 : stored == 1;
 }
 
-static int redis_get(struct store *s, const char *key, size_t key_len, bool fresh_only,
-		     struct entry_meta *meta, struct sink *sink)
+/* finish, on a new connection if ours broke (the spools are read from
+ * their start again) */
+static int redis_finish(struct store *s, const char *key, size_t key_len, const char *token,
+			const struct result *res)
 {
 	struct redis_store *rs = to_redis(s);
+	struct retry rt = {0};
+	int rc;
+
+	for (;;) {
+		rc = finish_once(rs, key, key_len, token, res);
+		if (rc >= 0 || !again(rs, &rt))
+			break;
+		if (lseek(res->out_fd, 0, SEEK_SET) < 0 ||
+		    (res->err_fd >= 0 && lseek(res->err_fd, 0, SEEK_SET) < 0)) {
+			err_set("cannot read the spooled result again: %s", strerror(errno));
+			break;
+		}
+	}
+	if (rc >= 0) {
+		rs->holding = false;
+		forget_old(rs);
+	}
+	return rc;
+}
+
+static int get_once(struct redis_store *rs, const char *key, size_t key_len, bool fresh_only,
+		    struct entry_meta *meta, struct sink *sink)
+{
 	struct buf entry = {0};
 	struct script_call sc = {.script = &lua_get, .nkeys = 1};
 	struct lookup res = {0};
@@ -959,9 +1404,22 @@ static int redis_get(struct store *s, const char *key, size_t key_len, bool fres
 	return 1;
 }
 
-static int redis_invalidate(struct store *s, const char *key, size_t key_len)
+/* get, on a new connection if ours broke before a byte reached the caller */
+static int redis_get(struct store *s, const char *key, size_t key_len, bool fresh_only,
+		     struct entry_meta *meta, struct sink *sink)
 {
 	struct redis_store *rs = to_redis(s);
+	struct retry rt = {0};
+	int rc;
+
+	while ((rc = get_once(rs, key, key_len, fresh_only, meta, sink)) < 0 && !sink->partial &&
+	       again(rs, &rt))
+		;
+	return rc;
+}
+
+static int invalidate_once(struct redis_store *rs, const char *key, size_t key_len)
+{
 	struct buf entry = {0}, lock = {0}, channel = {0};
 	struct script_call sc = {.script = &lua_invalidate, .nkeys = 2};
 
@@ -975,6 +1433,19 @@ static int redis_invalidate(struct store *s, const char *key, size_t key_len)
 	buf_free(&entry);
 	buf_free(&lock);
 	buf_free(&channel);
+	return rc;
+}
+
+/* invalidate, on a new connection if ours broke: deleting twice is
+ * deleting once (a repeat whose first send ran answers 0, "absent") */
+static int redis_invalidate(struct store *s, const char *key, size_t key_len)
+{
+	struct redis_store *rs = to_redis(s);
+	struct retry rt = {0};
+	int rc;
+
+	while ((rc = invalidate_once(rs, key, key_len)) < 0 && again(rs, &rt))
+		;
 	return rc;
 }
 
@@ -1473,7 +1944,7 @@ static int probe_commands(struct redis_store *rs, const char *key, const char *p
 static int probe_subscribe(struct redis_store *rs, const char *channel)
 {
 	const char *argv[2] = {"SUBSCRIBE", channel};
-	struct conn *c = connect_one(rs);
+	struct conn *c = connect_one(rs, 0);
 
 	if (!c)
 		return -1;
@@ -1543,15 +2014,26 @@ static int redis_after_fork(struct store *s, bool child)
 {
 	struct redis_store *rs = to_redis(s);
 
-	if (!child)
+	if (!child) {
+		rs->holding = false; /* the child holds it now */
 		return 0;
+	}
 	/* the parent goes on using these connections, their TLS sessions
 	 * too: drop our copies without a word on the wire, open our own */
 	conn_drop(rs->sub);
 	rs->sub = NULL;
+	conn_drop(rs->old);
+	rs->old = NULL;
 	conn_drop(rs->c);
-	rs->c = connect_one(rs);
-	return rs->c ? 0 : -1;
+	rs->identified = false;
+	rs->c = connect_one(rs, 0);
+	if (!rs->c)
+		return -1;
+	/* a background refresh names its own connection in the lock it
+	 * carries: the parent's closes when the parent exits */
+	if (rs->holding && identity(rs) == 0)
+		renew_once(rs, rs->held_key.data, rs->held_key.len, rs->held_token, rs->held_lease_ms);
+	return 0;
 }
 
 static void redis_close(struct store *s)
@@ -1561,12 +2043,15 @@ static void redis_close(struct store *s)
 	if (!rs)
 		return;
 	conn_free(rs->c);
+	conn_free(rs->old);
 	conn_free(rs->sub);
 	conn_tls_free(rs->tls);
 	url_free(&rs->url);
 	free(rs->ns);
 	free(rs->lock_value_suffix);
 	free(rs->stats_key);
+	buf_free(&rs->sub_channel);
+	buf_free(&rs->held_key);
 	if (rs->password)
 		memset(rs->password, 0, strlen(rs->password));
 	free(rs->password);
@@ -1639,7 +2124,7 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	}
 	gethostname(host, sizeof(host) - 1);
 	rs->lock_value_suffix = xasprintf(" host=%s pid=%ld", host, (long)getpid());
-	rs->c = connect_one(rs);
+	rs->c = connect_one(rs, 0);
 	if (!rs->c) {
 		*refused = rs->refused;
 		redis_close(&rs->base);

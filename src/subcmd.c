@@ -495,11 +495,13 @@ static const char *const stat_help[STAT_COUNT] = {
 	[STAT_EARLY] = "XFetch early refreshes started.",
 	[STAT_BACKGROUND] = "Background refreshes of stale entries started.",
 	[STAT_WAITS] = "Callers that waited for another process's result.",
-	[STAT_TAKEOVERS] = "Waiters that took over from a leader that went away.",
+	[STAT_TAKEOVERS] = "Waiters that took over from a leader whose lease ran out.",
 	[STAT_FAIL_OPEN] = "Runs without the store after it failed mid-run.",
 	[STAT_TOO_LARGE] = "Results not stored: larger than --max-size.",
 	[STAT_LOST_LOCK] = "Results not stored: the lock was lost (fencing).",
 	[STAT_STORE_FAILED] = "Results not stored: the store refused or failed the write.",
+	[STAT_TAKEOVERS_GONE] = "Waiters that took over at once from a leader whose connection was gone.",
+	[STAT_REFRESH_FAILED] = "Stale-if-error refreshes that failed; the old entry was served.",
 };
 
 static void stats_prometheus(struct buf *b, const char *ns, const uint64_t c[STAT_COUNT])

@@ -32,7 +32,7 @@ server_ms() {
 # the counters every stats output names, in their order
 STATS=(hits misses stale_served early_refreshes background_refreshes waits
 	lock_takeovers fail_open_runs stores_skipped_too_large stores_skipped_lost_lock
-	stores_failed)
+	stores_failed lock_takeovers_holder_gone refreshes_failed)
 
 # the fields of inspect --json, sorted
 INSPECT_FIELDS='["age_ms","command","compute_ms","created_at","exit_status","host","key","lock","size","stale_ms","state","ttl_ms"]'
@@ -424,7 +424,7 @@ redis_calls() {
 	assert_status 0 js js
 	assert_json_object js.out
 	assert_eq "$(jq -r .state js.out)" locked "state"
-	jq -e --arg pid "$pid" '.lock.holder | test("^[0-9a-f]{32} host=.+ pid=" + $pid + "$")' js.out >/dev/null ||
+	jq -e --arg pid "$pid" '.lock.holder | test("^[0-9a-f]{32} host=.+ pid=" + $pid + "( cid=[0-9]+ run=[0-9a-f-]+)?$")' js.out >/dev/null ||
 		{ echo "holder: $(jq -c .lock js.out), leader pid $pid" >&2; false; }
 	case $CACHEFENCE_TEST_STORE in
 	redis | tls) jq -e '.lock.lease_ms > 0 and .lock.lease_ms <= 10000' js.out >/dev/null ;;

@@ -8,9 +8,22 @@
 -- under, then as many run sets of the same tags (see pending_tags)
 -- ARGV[1] token, ARGV[2] "1" to store as the entry, "0" for waiters only,
 -- ARGV[3] entry expiry ms, ARGV[4] round-result expiry ms, ARGV[5] channel,
--- ARGV[6] the user key (tag members), ARGV[7] the number of tags.
+-- ARGV[6] the user key (tag members), ARGV[7] the number of tags, ARGV[8]
+-- "1" when the server restarted (another run id) since we held the lock:
+-- an absent lock vanished with the restart and nobody took it since, so
+-- the result is still the newest (see renew.lua).
 -- Returns 1 stored, 0 fenced out.
-if not lock_is(redis.call('GET', KEYS[2]), ARGV[1]) then
+-- A finish is sent again after a connection broke before its reply came
+-- (store_redis.c); if the first one ran, the stored result names our token
+-- as its run id, and the answer is the same: stored.
+local target, expiry = KEYS[1], ARGV[3]
+if ARGV[2] ~= '1' then target, expiry = KEYS[3], ARGV[4] end
+local holder = redis.call('GET', KEYS[2])
+if not holder and redis.call('EXISTS', KEYS[5]) == 0 and
+   redis.call('TYPE', target).ok == 'hash' and redis.call('HGET', target, 'rid') == ARGV[1] then
+  return 1
+end
+if not (lock_is(holder, ARGV[1]) or (not holder and ARGV[8] == '1')) then
   redis.call('DEL', KEYS[5])
   redis.call('HINCRBY', KEYS[4], 'stores_skipped_lost_lock', 1)
   redis.pcall('PUBLISH', ARGV[5], ARGV[1])
@@ -20,8 +33,6 @@ if redis.call('EXISTS', KEYS[5]) == 0 then
   return redis.error_reply('the staged result is gone (written too long before finish)')
 end
 
-local target, expiry = KEYS[1], ARGV[3]
-if ARGV[2] ~= '1' then target, expiry = KEYS[3], ARGV[4] end
 redis.call('HSET', KEYS[5], 'ct', tostring(now_ms()))
 redis.call('RENAME', KEYS[5], target)
 redis.call('PEXPIRE', target, expiry)

@@ -13,7 +13,9 @@
 --       | {'wait', pttl, holder}
 local now = now_ms()
 
--- take the lock if it is free (or already ours); returns true, or false and the holder.
+-- take the lock if it is free (or already ours); returns true (and true
+-- when it was ours already: a lookup sent again, or after takeover.lua),
+-- or false and the holder.
 -- A lock taken files the key in the run sets of its tags at once
 -- (pending_tags), so that invalidate --tag finds and fences a run that has
 -- stored nothing yet.
@@ -24,7 +26,7 @@ local function take_lock()
     pending_tags(5, ARGV[8], tonumber(ARGV[2]))
     return true
   end
-  if lock_is(holder, ARGV[1]) then return true end
+  if lock_is(holder, ARGV[1]) then return true, nil, true end
   return false, holder
 end
 
@@ -33,10 +35,11 @@ local function count(name) redis.call('HINCRBY', KEYS[4], name, 1) end
 local first_look = ARGV[4] ~= '1'
 
 -- a lock we take as a miss: a waiter that takes it took over from a leader
--- that went away
-local function lead(fallback)
+-- whose lease ran out (takeover.lua counts the takeovers from a holder
+-- whose connection is gone: the lock is ours already then)
+local function lead(fallback, had)
   count('misses')
-  if not first_look then count('lock_takeovers') end
+  if not first_look and not had then count('lock_takeovers') end
   return {'lead', fallback}
 end
 
@@ -70,7 +73,10 @@ if ARGV[5] ~= '1' then
       -- until a server time), serve it at once, without the lock.
       -- The same rule as judge_entry() in store_file.c: keep them alike.
       local bo = tonumber(redis.call('HGET', KEYS[1], 'bo'))
-      if (bo == nil or now >= bo) and take_lock() then return lead(1) end
+      if bo == nil or now >= bo then
+        local got, _, had = take_lock()
+        if got then return lead(1, had) end
+      end
       count('stale_served')
       return {'stale', age, m, out, err, 0, rid}
     end
@@ -86,7 +92,7 @@ if ARGV[4] == '1' then
   end
 end
 
-local got, holder = take_lock()
-if got then return lead(0) end
+local got, holder, had = take_lock()
+if got then return lead(0, had) end
 if first_look then count('waits') end
 return {'wait', redis.call('PTTL', KEYS[2]), holder}

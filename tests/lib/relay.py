@@ -23,6 +23,9 @@ server); the other direction always passes as it comes:
 connection pass as they come, and shapes only what follows. --mode-file
 names a file that holds a mode; it is read at each new connection (absent
 or empty: --mode), so a test can change the relay's behaviour between calls.
+--follow reads --mode-file again before each piece, so a test can also
+change connections already open (`echo stop >FILE`: a network cut under a
+connection that was working).
 The relay exits after --lifetime seconds (default 120) whatever happens, so
 a test that dies cannot leave it behind for long.
 """
@@ -89,7 +92,7 @@ def pump_plain(src, dst):
         pass
 
 
-def pump_shaped(src, dst, mode, after, both):
+def pump_shaped(src, dst, mode, after, both, follow=None):
     name, arg = mode
     passed = 0
     seen = b''  # the tail kept to find a marker split across pieces
@@ -98,6 +101,8 @@ def pump_shaped(src, dst, mode, after, both):
             data = src.recv(65536)
             if not data:
                 break
+            if follow is not None:
+                name, arg = current_mode(follow)
             if passed < after:
                 n = min(after - passed, len(data))
                 dst.sendall(data[:n])
@@ -154,7 +159,9 @@ def serve(client, args):
         plain = (client, server)
     threads = [
         threading.Thread(target=pump_plain, args=plain, daemon=True),
-        threading.Thread(target=pump_shaped, args=shaped + (mode, args.after, both), daemon=True),
+        threading.Thread(target=pump_shaped, args=shaped + (mode, args.after, both,
+                                                           args if args.follow else None),
+                         daemon=True),
     ]
     for t in threads:
         t.start()
@@ -171,6 +178,8 @@ def main():
     p.add_argument('--mode-file', help='a file with a mode, read at each connection')
     p.add_argument('--after', type=int, default=0, help='bytes to pass unshaped on each connection')
     p.add_argument('--upstream', action='store_true', help='shape the commands, not the replies')
+    p.add_argument('--follow', action='store_true',
+                   help='read --mode-file again before each piece, on open connections too')
     p.add_argument('--lifetime', type=float, default=120, help='seconds before the relay exits')
     args = p.parse_args()
     parse_mode(args.mode)  # refuse a bad mode at once
