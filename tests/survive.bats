@@ -40,53 +40,6 @@ teardown() {
 
 # --- helpers ----------------------------------------------------------------------------
 
-# stop the suite's redis-server at once (SHUTDOWN NOSAVE, then signals):
-# every connection breaks and, without persistence, every key is gone
-redis_down() {
-	local sig i
-	kill -CONT "$REDIS_PID" 2>/dev/null
-	rcli SHUTDOWN NOSAVE >/dev/null 2>&1
-	for sig in TERM KILL; do
-		for i in $(seq 50); do
-			redis_alive || return 0
-			sleep 0.02
-		done
-		kill "-$sig" "$REDIS_PID" 2>/dev/null
-	done
-	for i in $(seq 50); do
-		redis_alive || return 0
-		sleep 0.1
-	done
-	echo "redis-server $REDIS_PID would not stop" >&2
-	return 1
-}
-
-# start a new redis-server on the suite's port, with the suite's options
-redis_up() {
-	local dir=$BATS_FILE_TMPDIR sock= i
-	((${#dir} < 90)) && sock=$dir/redis.sock
-	for i in $(seq 100); do
-		port_is_free "$REDIS_PORT" && break
-		sleep 0.02
-	done
-	redis_listen "$REDIS_PORT"
-	redis-server "${REDIS_LISTEN[@]}" --save '' --appendonly no \
-		--dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-		${sock:+--unixsocket "$sock" --unixsocketperm 700} \
-		</dev/null >/dev/null 2>&1 3>&- &
-	REDIS_PID=$!
-	echo "$REDIS_PID" >"$dir/redis.pid"
-	redis_watchdog "$(<"$dir/owner")" "$REDIS_PID"
-	for i in $(seq 200); do
-		[[ $(rcli PING 2>/dev/null) == PONG ]] && return 0
-		redis_alive || break
-		sleep 0.02
-	done
-	echo "could not start redis-server again on port $REDIS_PORT; its log:" >&2
-	tail -20 "$dir/redis.log" >&2
-	return 1
-}
-
 # the namespace's counter NAME, 0 when unset
 stat_value() {
 	local v
