@@ -559,7 +559,9 @@ static void connect_tcp(struct conn *c, const char *host, int port, int64_t dead
 		snprintf(service, sizeof(service), "%d", port);
 		int rc = getaddrinfo(host, service, &hints, &res);
 		if (rc != 0) {
-			failf(c, CONN_ERR_IO, "%s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+			/* EAI_AGAIN: the resolver may answer on a later try */
+			failf(c, rc == EAI_AGAIN || rc == EAI_SYSTEM ? CONN_ERR_IO : CONN_ERR_NAME, "%s",
+			      rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 			return;
 		}
 		errno = EADDRNOTAVAIL;

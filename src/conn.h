@@ -30,6 +30,7 @@ enum conn_error {
 	CONN_ERR_EOF,      /* the server closed the connection */
 	CONN_ERR_PROTOCOL, /* bytes that are not RESP, or an exchange left half done */
 	CONN_ERR_TLS,      /* the TLS layer failed (handshake, verification, alert) */
+	CONN_ERR_NAME,     /* the host name does not resolve (and will not by retrying) */
 };
 
 struct conn {

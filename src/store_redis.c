@@ -55,6 +55,7 @@ struct redis_store {
 	char *lock_value_suffix; /* " host=H pid=P", after the token */
 	char *stats_key;         /* NS:{%stats} */
 	bool refused;            /* the server refused our credentials */
+	enum conn_error connect_err; /* how the last connect_one() failed to connect */
 	char *password;          /* CACHEFENCE_PASSWORD's, for a URL without one */
 	const char *const *tags; /* the run's tags, from its lookup: renew keeps them */
 	int ntags;
@@ -290,6 +291,7 @@ static struct conn *connect_one(struct redis_store *rs, int64_t until)
 		deadline = until;
 	struct conn *c = conn_connect(&rs->url, rs->tls, deadline);
 
+	rs->connect_err = c->err;
 	if (c->err) {
 		conn_error(rs, c, "cannot connect to");
 		conn_free(c);
@@ -2089,6 +2091,26 @@ static void url_copy(struct url *dst, const struct url *src)
 	dst->password = src->password ? xstrdup(src->password) : NULL;
 }
 
+/* The first connection of a call, retried like a broken one (SPEC 9.5): a
+ * call that starts while Redis restarts or fails over waits for it, up to
+ * --redis-timeout from its start, rather than running COMMAND uncached. A
+ * server that refused us, a TLS or TLS-file failure, or a name that does
+ * not resolve would say the same again. 0, or -1 with err_set(). */
+static int connect_first(struct redis_store *rs)
+{
+	int64_t start = monotonic_ms();
+
+	rs->c = connect_one(rs, 0);
+	if (rs->c)
+		return 0;
+	if (rs->refused || (rs->connect_err != CONN_ERR_IO && rs->connect_err != CONN_ERR_EOF))
+		return -1;
+	rs->c = conn_of_fd(-1);
+	conn_fail(rs->c, CONN_ERR_IO, err_msg());
+	struct retry rt = {.deadline = start + rs->timeout_ms, .pause_ms = RETRY_PAUSE_MIN_MS};
+	return again(rs, &rt) ? 0 : -1;
+}
+
 struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 {
 	struct redis_store *rs = xcalloc(1, sizeof(*rs));
@@ -2124,8 +2146,7 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	}
 	gethostname(host, sizeof(host) - 1);
 	rs->lock_value_suffix = xasprintf(" host=%s pid=%ld", host, (long)getpid());
-	rs->c = connect_one(rs, 0);
-	if (!rs->c) {
+	if (connect_first(rs) < 0) {
 		*refused = rs->refused;
 		redis_close(&rs->base);
 		return NULL;

@@ -129,6 +129,40 @@ relay_start() {
 	assert_eq "$(runs long)" 1 "runs of COMMAND"
 }
 
+# --- a call that starts during the outage --------------------------------------------------
+
+@test "a call that starts while Redis is down waits for it up to --redis-timeout: the server back 0.5 s later, it leads and stores, and no caller runs uncached" {
+	cmd=$(counter_cmd during 'echo "during run $n"')
+
+	redis_down
+	cf_bg first --redis-timeout 3s -t 1m -k during -- "$cmd"
+	cf_bg second --redis-timeout 3s -t 1m -k during -- "$cmd"
+	sleep 0.5
+	redis_up
+	assert_eq "$(bg_status first 30)" 0 "status of the first caller"
+	assert_eq "$(bg_status second 30)" 0 "status of the second caller"
+	assert_bytes first.out 'during run 1\n'
+	assert_bytes second.out 'during run 1\n'
+	! grep -H 'uncached' first.err second.err >&2
+	assert_eq "$(runs during)" 1 "runs of COMMAND"
+	assert_eq "$(rcli EXISTS 'cachefence:{during}')" 1 "the entry is stored"
+}
+
+@test "a call that starts while Redis is down and stays down runs COMMAND uncached after about --redis-timeout, with a warning" {
+	cmd=$(counter_cmd gone 'echo "gone run $n"')
+
+	redis_down
+	start=$(now_ms)
+	cf_to gone --redis-timeout 1s -t 1m -k gone -- "$cmd"
+	took=$(($(now_ms) - start))
+	assert_status 0 gone
+	assert_bytes gone.out 'gone run 1\n'
+	grep -q 'store unavailable: .*Connection refused; running COMMAND uncached' gone.err ||
+		{ cat gone.err >&2; return 1; }
+	# it tried for --redis-timeout, and not much longer
+	((took >= 900 && took < 10000)) || { echo "took ${took} ms" >&2; return 1; }
+}
+
 # --- a leader gone ------------------------------------------------------------------------
 
 @test "a leader SIGKILLed 0.5 s into a 3 s COMMAND with 20 waiters and the default lease: the takeover starts within 1.5 s of the kill, and every waiter gets the result" {
