@@ -7,13 +7,8 @@
 
 #include "key.h"
 
-#define MS_MAX ((int64_t)1 << 52) /* far beyond any real time; keeps sums from overflowing */
-
-/* The field names, in the order they are written. Short, because Redis
- * stores one copy per entry; readable, because operators use HGETALL. */
-const char *const entry_field_names[ENTRY_NFIELDS] = {
-	"v", "st", "ct", "ttl", "sw", "se", "dt", "olen", "elen", "host",
-};
+/* the field names, in the order they are written (policy_names.h) */
+const char *const entry_field_names[ENTRY_NFIELDS] = {ENTRY_META_LIST(POLICY_TEXT)};
 
 int parse_decimal(const char *p, size_t len, int64_t max, int64_t *out)
 {

@@ -9,19 +9,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy_names.h"
 #include "util.h"
 
-/* bumped whenever the meaning of a field changes; other versions are misses */
-#define ENTRY_VERSION 1
-#define ENTRY_HOST_MAX 256
-/* the longest display form of COMMAND kept with an entry, "..." included */
-#define ENTRY_CMD_MAX 1024
+/* the limits the Lua scripts share (policy_names.h) */
+#define ENTRY_VERSION FORMAT_VERSION
+#define ENTRY_HOST_MAX HOST_MAX
+#define ENTRY_CMD_MAX CMD_MAX
 /* the optional field that holds it: not one of the ENTRY_NFIELDS, which a
  * hit reads; only inspect and list read it, and an entry without it (written
  * before it existed) decodes with the command unknown */
 #define ENTRY_CMD_FIELD "cmd"
-/* the number of named fields entry_meta_encode() produces */
-#define ENTRY_NFIELDS 10
+/* the named fields entry_meta_encode() produces, by index; ENTRY_NFIELDS
+ * is their number */
+enum entry_field_index { ENTRY_META_LIST(POLICY_ENUM) ENTRY_NFIELDS };
 
 /* the fields' names, in the order they are written (lib.lua's META order) */
 extern const char *const entry_field_names[ENTRY_NFIELDS];
@@ -92,8 +93,8 @@ double entry_neg_ln(double r);
 
 /* XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): refresh a fresh
  * entry early when age + compute * beta * -ln(rand) reaches its TTL; rand is
- * uniform in (0, 1], beta 0 turns it off. The Redis store runs the same rule
- * in its lookup script. */
+ * uniform in (0, 1], beta 0 turns it off. policy.c decides with it; the
+ * Redis store's lookup.lua mirrors it. */
 bool entry_xfetch_fires(const struct entry_meta *m, int64_t age_ms, double beta, double rand);
 
 /* The local store's file header: the magic line, "name=value" lines (the

@@ -6,21 +6,7 @@
 
 #include "util.h"
 
-const char *const stat_names[STAT_COUNT] = {
-	[STAT_HITS] = "hits",
-	[STAT_MISSES] = "misses",
-	[STAT_STALE] = "stale_served",
-	[STAT_EARLY] = "early_refreshes",
-	[STAT_BACKGROUND] = "background_refreshes",
-	[STAT_WAITS] = "waits",
-	[STAT_TAKEOVERS] = "lock_takeovers",
-	[STAT_FAIL_OPEN] = "fail_open_runs",
-	[STAT_TOO_LARGE] = "stores_skipped_too_large",
-	[STAT_LOST_LOCK] = "stores_skipped_lost_lock",
-	[STAT_STORE_FAILED] = "stores_failed",
-	[STAT_TAKEOVERS_GONE] = "lock_takeovers_holder_gone",
-	[STAT_REFRESH_FAILED] = "refreshes_failed",
-};
+const char *const stat_names[STAT_COUNT] = {STAT_LIST(POLICY_TEXT)};
 
 struct store *store_open(const struct store_config *cfg, bool *refused)
 {

@@ -13,6 +13,7 @@
 
 #include "entry.h"
 #include "parse.h"
+#include "policy_names.h"
 
 /* lock tokens are 128 random bits in hex */
 #define TOKEN_LEN 32
@@ -26,15 +27,15 @@ struct sink {
 			    * cannot be taken back, and COMMAND must not run on top of them */
 };
 
-enum verdict {
-	VERDICT_HIT,  /* a fresh entry: its bytes went to the sink */
-	VERDICT_STALE, /* a stale entry, servable: its bytes went to the sink */
-	VERDICT_DONE, /* the awaited leader's round result (even a failure): bytes sent */
-	VERDICT_LEAD, /* no usable entry and the lock is ours: run COMMAND */
-	VERDICT_WAIT, /* no usable entry and another process holds the lock */
-	VERDICT_BYPASS, /* the awaited leader's output was over --max-size: nothing
-			 * will be stored this round, run COMMAND uncached at once */
-};
+/* what a lookup decided (policy.h; the names are lookup.lua's, policy_names.h):
+ * HIT     a fresh entry: its bytes went to the sink
+ * STALE   a stale entry, servable: its bytes went to the sink
+ * DONE    the awaited leader's round result (even a failure): bytes sent
+ * LEAD    no usable entry and the lock is ours: run COMMAND
+ * WAIT    no usable entry and another process holds the lock
+ * BYPASS  the awaited leader's output was over --max-size: nothing will be
+ *         stored this round, run COMMAND uncached at once */
+enum verdict { VERDICT_LIST(POLICY_ENUM) };
 
 /* how long a leader's mark "over --max-size: run it yourselves" stays for
  * the waiters of its round (abandon with ABANDON_TOO_LARGE); they are woken
@@ -67,24 +68,8 @@ struct lookup {
 };
 
 /* the counters `stats` reports, kept in the store so that every host and
- * process adds to the same numbers */
-enum counter {
-	STAT_HITS,
-	STAT_MISSES,
-	STAT_STALE,        /* stale entries served */
-	STAT_EARLY,        /* XFetch early refreshes started */
-	STAT_BACKGROUND,   /* background refreshes of stale entries started */
-	STAT_WAITS,        /* callers that waited for another's result */
-	STAT_TAKEOVERS,    /* waiters that took over from a leader whose lease ran out */
-	STAT_FAIL_OPEN,    /* runs without the store after it failed mid-run */
-	STAT_TOO_LARGE,    /* stores skipped: output above --max-size */
-	STAT_LOST_LOCK,    /* stores skipped: the lock was lost (fencing) */
-	STAT_STORE_FAILED, /* stores skipped: the store refused or failed the write */
-	STAT_TAKEOVERS_GONE, /* waiters that took over from a leader whose connection
-			      * (or kernel lock) was gone, without waiting out its lease */
-	STAT_REFRESH_FAILED, /* stale-if-error refreshes that failed (the old entry served) */
-	STAT_COUNT,
-};
+ * process adds to the same numbers (policy_names.h names and explains them) */
+enum counter { STAT_LIST(POLICY_ENUM) STAT_COUNT };
 
 /* the counters' names, as stats prints them (store.c) */
 extern const char *const stat_names[STAT_COUNT];

@@ -643,7 +643,7 @@ static int decode_meta(const redisReply *m, const redisReply *cmd, struct entry_
 
 /* --- the streamed reply of lookup and get ------------------------------------------ */
 
-/* Stored values up to this size (INLINE_MAX in lib.lua) come inside the
+/* Stored values up to INLINE_MAX (policy_names.h, lib.lua's) come inside the
  * script's reply and are read whole before any byte is written, so a
  * connection that breaks mid-value leaves nothing partial behind. Larger ones
  * come as nil there, with the entry's run id, and are streamed after with
@@ -652,7 +652,6 @@ static int decode_meta(const redisReply *m, const redisReply *cmd, struct entry_
  * bytes are the same run's, checked before any is written (a refresh in
  * between once gave one run's bytes with another's status). A break
  * mid-value is then reported as a cut output. */
-#define INLINE_MAX (1024 * 1024)
 
 static void piece_to_sink(void *ctx, const char *p, size_t n)
 {

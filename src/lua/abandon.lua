@@ -21,13 +21,13 @@ local released = 0
 if lock_is(redis.call('GET', KEYS[1]), ARGV[1]) then
   -- only while the lock is ours is the entry the one whose refresh failed
   if ARGV[6] ~= '' and redis.call('TYPE', KEYS[4]).ok == 'hash' then
-    redis.pcall('HSET', KEYS[4], 'bo', tostring(now_ms() + tonumber(ARGV[6])))
+    redis.pcall('HSET', KEYS[4], FIELD_BACKOFF, tostring(now_ms() + tonumber(ARGV[6])))
   end
   redis.call('DEL', KEYS[1])
   for i = 5, #KEYS do redis.pcall('SREM', KEYS[i], ARGV[4]) end
   released = 1
 end
-if ARGV[5] ~= '' then redis.pcall('SET', KEYS[3], 'too-large', 'PX', ARGV[5]) end
+if ARGV[5] ~= '' then redis.pcall('SET', KEYS[3], MARK_TOO_LARGE, 'PX', ARGV[5]) end
 redis.pcall('PUBLISH', ARGV[2], ARGV[1]) -- waiters also poll: see finish.lua
 if ARGV[3] ~= '' then redis.pcall('HINCRBY', KEYS[2], ARGV[3], 1) end
 return released

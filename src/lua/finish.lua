@@ -20,12 +20,12 @@ local target, expiry = KEYS[1], ARGV[3]
 if ARGV[2] ~= '1' then target, expiry = KEYS[3], ARGV[4] end
 local holder = redis.call('GET', KEYS[2])
 if not holder and redis.call('EXISTS', KEYS[5]) == 0 and
-   redis.call('TYPE', target).ok == 'hash' and redis.call('HGET', target, 'rid') == ARGV[1] then
+   redis.call('TYPE', target).ok == 'hash' and redis.call('HGET', target, FIELD_RUN_ID) == ARGV[1] then
   return 1
 end
 if not (lock_is(holder, ARGV[1]) or (not holder and ARGV[8] == '1')) then
   redis.call('DEL', KEYS[5])
-  redis.call('HINCRBY', KEYS[4], 'stores_skipped_lost_lock', 1)
+  redis.call('HINCRBY', KEYS[4], STAT_LOST_LOCK, 1)
   redis.pcall('PUBLISH', ARGV[5], ARGV[1])
   return 0
 end
@@ -33,7 +33,7 @@ if redis.call('EXISTS', KEYS[5]) == 0 then
   return redis.error_reply('the staged result is gone (written too long before finish)')
 end
 
-redis.call('HSET', KEYS[5], 'ct', tostring(now_ms()))
+redis.call('HSET', KEYS[5], META_CREATED, tostring(now_ms()))
 redis.call('RENAME', KEYS[5], target)
 redis.call('PEXPIRE', target, expiry)
 

@@ -4,6 +4,6 @@
 local m, out, err, rid = read_entry(KEYS[1])
 if not m then return {'none'} end
 local age = entry_age(m, now_ms())
-if age < tonumber(m[4]) then return {'hit', age, m, out, err, 0, rid} end
+if age < tonumber(m[4]) then return {VERDICT_HIT, age, m, out, err, 0, rid} end
 if ARGV[1] == '1' then return {'none'} end
-return {'stale', age, m, out, err, 0, rid}
+return {VERDICT_STALE, age, m, out, err, 0, rid}

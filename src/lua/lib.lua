@@ -9,16 +9,11 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- The metadata fields of an entry, in the order entry.c decodes them.
-local META = {'v', 'st', 'ct', 'ttl', 'sw', 'se', 'dt', 'olen', 'elen', 'host'}
-local FORMAT_VERSION = '1'
-local MS_MAX = 4503599627370496 -- 2^52, as in entry.c
-local HOST_MAX = 256            -- ENTRY_HOST_MAX in entry.h
-
--- Values up to this size travel inside a script's reply; larger ones cost
--- seconds to pass through Lua, so the script returns false for them and the
--- client streams them with a plain HMGET (see read_entry).
-local INLINE_MAX = 1048576
+-- FORMAT_VERSION, MS_MAX, HOST_MAX, INLINE_MAX, the counter, verdict and
+-- field names (STAT_*, VERDICT_*, META_*, FIELD_*) and ENTRY_META_LIST (the
+-- metadata fields, in the order entry.c decodes them) come from
+-- src/policy_names.h: embed.py puts them before this prelude.
+local META = ENTRY_META_LIST
 
 -- Read an entry hash. Returns meta (values in META order), out, err (both
 -- false when too large to inline) and the run id, or nil when the key is
@@ -31,7 +26,7 @@ local INLINE_MAX = 1048576
 local function read_entry(key)
   if redis.call('TYPE', key).ok ~= 'hash' then return nil end
   local m = redis.call('HMGET', key, unpack(META))
-  if m[1] ~= FORMAT_VERSION then return nil end
+  if m[1] ~= tostring(FORMAT_VERSION) then return nil end
   -- the limits entry_meta_decode() in entry.c checks: what it refuses must
   -- be a miss here, or it would fail every call until the entry expires
   for i = 2, 9 do
@@ -43,12 +38,12 @@ local function read_entry(key)
   if tonumber(m[2]) > 255 then return nil end
   if m[10] == false then m[10] = '' end
   if #m[10] >= HOST_MAX then return nil end
-  local olen, elen = redis.call('HSTRLEN', key, 'out'), redis.call('HSTRLEN', key, 'err')
+  local olen, elen = redis.call('HSTRLEN', key, FIELD_OUT), redis.call('HSTRLEN', key, FIELD_ERR)
   if olen ~= tonumber(m[8]) or elen ~= tonumber(m[9]) then return nil end
   if olen + elen > INLINE_MAX then
-    return m, false, false, redis.call('HGET', key, 'rid') or ''
+    return m, false, false, redis.call('HGET', key, FIELD_RUN_ID) or ''
   end
-  local body = redis.call('HMGET', key, 'out', 'err')
+  local body = redis.call('HMGET', key, FIELD_OUT, FIELD_ERR)
   return m, body[1] or '', body[2] or '', ''
 end
 

@@ -11,5 +11,5 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 pending_tags(3, ARGV[4], tonumber(ARGV[3]))
-redis.pcall('HINCRBY', KEYS[2], 'lock_takeovers_holder_gone', 1)
+redis.pcall('HINCRBY', KEYS[2], STAT_TAKEOVERS_GONE, 1)
 return 1
