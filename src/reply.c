@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy.h"
 #include "util.h"
 
 /* a bulk string of at most max - 1 bytes into out (NUL-terminated); its
@@ -102,9 +103,10 @@ out:
 	return rc;
 }
 
-static enum verdict entry_verdict(const char *w)
+/* is w the name of verdict v (policy_names.h)? */
+static bool is_verdict(const char *w, enum verdict v)
 {
-	return !strcmp(w, "hit") ? VERDICT_HIT : !strcmp(w, "stale") ? VERDICT_STALE : VERDICT_DONE;
+	return strcmp(w, policy_verdict_name(v)) == 0;
 }
 
 int entry_reply_read(struct resp_reader *rd, void *ctx)
@@ -122,18 +124,18 @@ int entry_reply_read(struct resp_reader *rd, void *ctx)
 	const char *w = er->verdict;
 	if (strcmp(w, "none") == 0 && n == 1)
 		return 0;
-	if (strcmp(w, "bypass") == 0 && n == 1) {
+	if (is_verdict(w, VERDICT_BYPASS) && n == 1) {
 		res->verdict = VERDICT_BYPASS;
 		return 0;
 	}
-	if (strcmp(w, "lead") == 0 && n == 2) {
+	if (is_verdict(w, VERDICT_LEAD) && n == 2) {
 		if (resp_number(rd, ':', &v) < 0)
 			return -1;
 		res->verdict = VERDICT_LEAD;
 		res->fallback = v == 1;
 		return 0;
 	}
-	if (strcmp(w, "wait") == 0 && n == 3) {
+	if (is_verdict(w, VERDICT_WAIT) && n == 3) {
 		if (resp_number(rd, ':', &v) < 0 || small_bulk(rd, holder, sizeof(holder)) < TOKEN_LEN)
 			goto malformed;
 		res->verdict = VERDICT_WAIT;
@@ -143,8 +145,11 @@ int entry_reply_read(struct resp_reader *rd, void *ctx)
 		snprintf(er->holder, sizeof(er->holder), "%s", holder);
 		return 0;
 	}
-	if (n == 7 && (!strcmp(w, "hit") || !strcmp(w, "stale") || !strcmp(w, "done"))) {
-		res->verdict = entry_verdict(w);
+	if (n == 7 && (is_verdict(w, VERDICT_HIT) || is_verdict(w, VERDICT_STALE) ||
+		       is_verdict(w, VERDICT_DONE))) {
+		res->verdict = is_verdict(w, VERDICT_HIT)     ? VERDICT_HIT
+			       : is_verdict(w, VERDICT_STALE) ? VERDICT_STALE
+							      : VERDICT_DONE;
 		return read_entry_body(rd, er);
 	}
 malformed:

@@ -32,67 +32,73 @@ end
 
 local function flag(b) if b then return 1 end return 0 end
 local function count(name) redis.call('HINCRBY', KEYS[4], name, 1) end
-local first_look = ARGV[4] ~= '1'
+local waiting = ARGV[4] == '1'
 
--- a lock we take as a miss: a waiter that takes it took over from a leader
--- whose lease ran out (takeover.lua counts the takeovers from a holder
--- whose connection is gone: the lock is ours already then)
+-- The decision below mirrors policy_decide() in src/policy.c step for
+-- step (tests/decisions.h holds both to one table of cases): change both.
+-- Where policy.c is told the lock's state, this script asks for the lock
+-- (take_lock) at the point policy.c sets take_lock, which is atomic here.
+
+-- the lock is taken: a waiter that takes it from nobody (not from itself)
+-- took over from a leader whose lease ran out (takeover.lua counts the
+-- takeovers from a holder whose connection is gone: the lock is ours then)
 local function lead(fallback, had)
-  count('misses')
-  if not first_look and not had then count('lock_takeovers') end
-  return {'lead', fallback}
+  count(STAT_MISSES)
+  if waiting and not had then count(STAT_TAKEOVERS) end
+  return {VERDICT_LEAD, fallback}
 end
 
 if ARGV[5] ~= '1' then
   local m, out, err, rid = read_entry(KEYS[1])
   if m then
+    -- a created-at in the future counts as brand new (entry_age)
     local age = entry_age(m, now)
     local ttl, sw, se, dt = tonumber(m[4]), tonumber(m[5]), tonumber(m[6]), tonumber(m[7])
+    -- entry_freshness() in entry.c
     if age < ttl then
       local beta, draw = tonumber(ARGV[6]), tonumber(ARGV[7])
       local early = false
-      -- XFetch: the same rule as entry_xfetch_fires() in entry.c
+      -- XFetch: entry_xfetch_fires() in entry.c
       if beta > 0 and dt > 0 and draw > 0 and draw <= 1 and
          age + dt * beta * -math.log(draw) >= ttl then
         early = take_lock()
       end
-      count('hits')
-      if early then count('early_refreshes') end
-      return {'hit', age, m, out, err, flag(early), rid}
+      count(STAT_HITS)
+      if early then count(STAT_EARLY) end
+      return {VERDICT_HIT, age, m, out, err, flag(early), rid}
     end
     if age < ttl + sw then
       local refresh = take_lock()
-      count('stale_served')
-      if refresh then count('background_refreshes') end
-      return {'stale', age, m, out, err, flag(refresh), rid}
+      count(STAT_STALE)
+      if refresh then count(STAT_BACKGROUND) end
+      return {VERDICT_STALE, age, m, out, err, flag(refresh), rid}
     end
     if age < ttl + se then
       -- stale-if-error: refresh now, and serve this entry if that fails;
       -- while someone else refreshes, or while a failed refresh of this
-      -- entry holds off the next (the back-off 'bo' that abandon.lua sets,
-      -- until a server time), serve it at once, without the lock.
-      -- The same rule as judge_entry() in store_file.c: keep them alike.
-      local bo = tonumber(redis.call('HGET', KEYS[1], 'bo'))
+      -- entry holds off the next (the back-off that abandon.lua sets, until
+      -- a server time), serve it at once, without the lock
+      local bo = tonumber(redis.call('HGET', KEYS[1], FIELD_BACKOFF))
       if bo == nil or now >= bo then
         local got, _, had = take_lock()
         if got then return lead(1, had) end
       end
-      count('stale_served')
-      return {'stale', age, m, out, err, 0, rid}
+      count(STAT_STALE)
+      return {VERDICT_STALE, age, m, out, err, 0, rid}
     end
   end
 end
 
-if ARGV[4] == '1' then
+if waiting then
   local dm, dout, derr, drid = read_entry(KEYS[3])
-  if dm then return {'done', 0, dm, dout, derr, 0, drid} end
+  if dm then return {VERDICT_DONE, 0, dm, dout, derr, 0, drid} end
   -- the awaited leader's output was over --max-size (abandon.lua)
-  if redis.call('TYPE', KEYS[3]).ok == 'string' and redis.call('GET', KEYS[3]) == 'too-large' then
-    return {'bypass'}
+  if redis.call('TYPE', KEYS[3]).ok == 'string' and redis.call('GET', KEYS[3]) == MARK_TOO_LARGE then
+    return {VERDICT_BYPASS}
   end
 end
 
 local got, holder, had = take_lock()
 if got then return lead(0, had) end
-if first_look then count('waits') end
-return {'wait', redis.call('PTTL', KEYS[2]), holder}
+if not waiting then count(STAT_WAITS) end
+return {VERDICT_WAIT, redis.call('PTTL', KEYS[2]), holder}
