@@ -42,6 +42,7 @@
 
 #include "file_stats.h"
 #include "key.h"
+#include "policy.h"
 #include "records.h"
 #include "util.h"
 
@@ -435,19 +436,6 @@ static int take_lock(struct file_store *fs, const struct lookup_req *req, char *
 	return 1;
 }
 
-/* Take the lock to refresh an entry that is served anyway: 1 taken, 0 not
- * (held, or it cannot be taken: a read-only or full store still serves
- * what it holds) */
-static int take_lock_to_refresh(struct file_store *fs, const struct lookup_req *req)
-{
-	char holder[TOKEN_LEN + 1];
-	int got = take_lock(fs, req, holder);
-
-	if (got < 0)
-		log_verbose("no refresh: %s", err_msg());
-	return got > 0;
-}
-
 /* --- the back-off of a failed stale-if-error refresh ------------------------------- */
 
 /* Hold off the next refresh of the key's entry until backoff_ms from now,
@@ -481,97 +469,59 @@ static void leave_backoff(struct file_store *fs, const char *key, size_t len, in
 		close(fd);
 }
 
-/* does a back-off left by a failed refresh of the entry m still stand at now? */
-static bool backoff_stands(struct file_store *fs, const struct lookup_req *req,
-			   const struct entry_meta *m, int64_t now)
+/* until when a back-off left by a failed refresh of the entry m holds off
+ * the next (ms on the host's clock), or 0 for none */
+static int64_t backoff_until(struct file_store *fs, const struct lookup_req *req,
+			     const struct entry_meta *m)
 {
 	char name[KEY_HASH_HEX + 16], created[24];
 	struct stat sb;
-	bool stands = false;
+	int64_t until = 0;
 
 	file_name(name, sizeof(name), req->key, req->key_len, ".backoff");
 	int fd = openat(fs->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return false;
+		return 0;
 	ssize_t n = read_full(fd, created, sizeof(created) - 1);
 	if (n > 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
-		int64_t until = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
 		char *end;
 		created[n] = '\0';
 		long long ct = strtoll(created, &end, 10);
-		stands = now < until && *end == '\0' && ct == m->created_ms;
+		if (*end == '\0' && ct == m->created_ms)
+			until = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
 	}
 	close(fd);
-	return stands;
+	return until;
 }
 
-/* Judge a sound entry as the Redis lookup script does. Returns 1 when the
- * entry answers the call (HIT or STALE: deliver it), 0 when the caller must
- * go on to the lock; res->fallback says a stale-if-error entry stands
- * behind a LEAD. */
-static int judge_entry(struct file_store *fs, const struct lookup_req *req, struct stored *st,
-		       struct lookup *res)
+/* The key's entry, for the policy to judge, unless --refresh: 1 open in st
+ * (in->entry points into it), 0 none, -1 error. An entry created ahead of
+ * this host's clock is none: it is suspect, not fresh. The back-off of a
+ * failed refresh matters only in the stale-if-error window, so a hit does
+ * not look for it. */
+static int gather_entry(struct file_store *fs, const struct lookup_req *req, struct stored *st,
+			struct policy_in *in)
 {
-	int64_t now = realtime_ms();
-	int64_t age = now > st->meta.created_ms ? now - st->meta.created_ms : 0;
-
-	if (from_future(&st->meta, now)) {
-		/* said once: the look again under the lock finds the same */
-		if (fs->lock_fd < 0)
-			log_verbose("ignoring the entry: it was created %llds ahead of this host's "
-				    "clock (the clock was set back since)",
-				    (long long)((st->meta.created_ms - now) / 1000));
-		return 0;
-	}
-	res->meta = st->meta;
-	res->age_ms = age;
-	switch (entry_freshness(&st->meta, now)) {
-	case ENTRY_FRESH:
-		res->verdict = VERDICT_HIT;
-		if (entry_xfetch_fires(&st->meta, age, req->beta, req->rand))
-			res->refresh = take_lock_to_refresh(fs, req);
-		file_count(&fs->base, STAT_HITS);
-		if (res->refresh)
-			file_count(&fs->base, STAT_EARLY);
-		return 1;
-	case ENTRY_STALE:
-		res->verdict = VERDICT_STALE;
-		res->refresh = take_lock_to_refresh(fs, req);
-		file_count(&fs->base, STAT_STALE);
-		if (res->refresh)
-			file_count(&fs->base, STAT_BACKGROUND);
-		return 1;
-	case ENTRY_STALE_IF_ERROR:
-		/* the same rule as lookup.lua: while a failed refresh of this
-		 * entry holds off the next (backoff_stands), or someone else
-		 * refreshes it, serve it at once; keep them alike */
-		if (backoff_stands(fs, req, &st->meta, now) || !take_lock_to_refresh(fs, req)) {
-			res->verdict = VERDICT_STALE;
-			file_count(&fs->base, STAT_STALE);
-			return 1;
-		}
-		res->fallback = true;
-		return 0;
-	case ENTRY_EXPIRED:
-		break;
-	}
-	return 0;
-}
-
-/* look at the entry unless --refresh; 1 it answers the call (st open), 0 go
- * on to the lock, -1 error */
-static int look_at_entry(struct file_store *fs, const struct lookup_req *req, struct stored *st,
-			 struct lookup *res)
-{
+	in->entry = NULL;
+	in->backoff_ms = 0;
 	if (req->force)
 		return 0;
 	int rc = entry_open(fs, req->key, req->key_len, st);
 	if (rc <= 0)
 		return rc;
-	rc = judge_entry(fs, req, st, res);
-	if (rc != 1)
+	if (from_future(&st->meta, in->now_ms)) {
+		/* said once: the look again under the lock finds the same */
+		if (fs->lock_fd < 0)
+			log_verbose("ignoring the entry: it was created %llds ahead of this host's "
+				    "clock (the clock was set back since)",
+				    (long long)((st->meta.created_ms - in->now_ms) / 1000));
 		stored_close(st);
-	return rc;
+		return 0;
+	}
+	in->entry = &st->meta;
+	if (entry_freshness(&st->meta, in->now_ms) == ENTRY_STALE_IF_ERROR)
+		in->backoff_ms = backoff_until(fs, req, &st->meta);
+	return 1;
 }
 
 /* --- a round too large to store ------------------------------------------------ */
@@ -621,71 +571,111 @@ static bool bypass_marked(struct file_store *fs, const struct lookup_req *req)
 
 /* --- lookup and waiting ------------------------------------------------------------- */
 
+/* What the leader we wait on left us, for the policy: its result (open in
+ * st) or its mark that the output was too large; 0, or -1 with err_set().
+ * The lock file names its last leader even once released, and a lock held
+ * for an instant by another reader (inspect) makes a newcomer read that
+ * name: only a round that ended after we began to wait is ours. */
+static int gather_round(struct file_store *fs, const struct lookup_req *req, struct stored *st,
+			struct policy_in *in)
+{
+	char name[KEY_HASH_HEX + 16];
+
+	in->round = POLICY_ROUND_NONE;
+	if (!req->awaited)
+		return 0;
+	file_name(name, sizeof(name), req->key, req->key_len, ".done");
+	int rc = stored_open(fs, name, st);
+	if (rc < 0)
+		return -1;
+	if (rc == 1 && st->trailer_len == TOKEN_LEN &&
+	    memcmp(st->trailer, req->awaited, TOKEN_LEN) == 0 &&
+	    st->meta.created_ms >= fs->wait_since_ms) {
+		in->round = POLICY_ROUND_DONE;
+		return 0;
+	}
+	if (rc == 1)
+		stored_close(st);
+	if (bypass_marked(fs, req))
+		in->round = POLICY_ROUND_TOO_LARGE;
+	return 0;
+}
+
+/* Gather the state, let the policy decide, and carry out its verdict. The
+ * lock is asked for only when the verdict takes it (a hit must not write
+ * the lock file); found held, the policy decides again knowing it. */
 static int file_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
 		       struct sink *sink)
 {
 	struct file_store *fs = to_file(s);
-	struct stored st;
-	char name[KEY_HASH_HEX + 16];
+	struct stored entry = {.fd = -1}, done = {.fd = -1};
+	struct policy_in in = {
+		.now_ms = realtime_ms(),
+		.lock = fs->lock_fd >= 0 ? POLICY_LOCK_OURS : POLICY_LOCK_FREE,
+		.waiting = req->awaited != NULL,
+		.force = req->force,
+		.holder_gone = true, /* a kernel lock is free only when its holder let go or died */
+		.beta = req->beta,
+		.rand = req->rand,
+	};
+	struct policy_out out;
+	bool looked_again = false, lock_failed = false;
+	int rc = -1;
 
 	memset(res, 0, sizeof(*res));
-	int rc = look_at_entry(fs, req, &st, res);
-	if (rc != 0)
-		goto answer;
-	if (res->fallback)
-		goto lead;
-	if (req->awaited) {
-		file_name(name, sizeof(name), req->key, req->key_len, ".done");
-		rc = stored_open(fs, name, &st);
-		if (rc < 0)
-			return -1;
-		/* The lock file names its last leader even once released, and a
-		 * lock held for an instant by another reader (inspect) makes a
-		 * newcomer read that name: only a round that ended after we
-		 * began to wait is ours. */
-		if (rc == 1 && st.trailer_len == TOKEN_LEN &&
-		    memcmp(st.trailer, req->awaited, TOKEN_LEN) == 0 &&
-		    st.meta.created_ms >= fs->wait_since_ms) {
-			res->verdict = VERDICT_DONE;
-			res->meta = st.meta;
-			goto answer;
+	if (gather_entry(fs, req, &entry, &in) < 0 || gather_round(fs, req, &done, &in) < 0)
+		goto out;
+	for (;;) {
+		out = policy_decide(&in);
+		if (!out.take_lock || in.lock != POLICY_LOCK_FREE)
+			break;
+		int got = take_lock(fs, req, res->holder);
+		if (got > 0) {
+			/* whoever wins the lock checks the entry again (SPEC 4.1),
+			 * for a result stored since the first look; the lock was
+			 * free when this lookup began, and is ours at once now */
+			if (out.verdict != VERDICT_LEAD || out.fallback || looked_again)
+				break;
+			looked_again = true;
+			stored_close(&entry);
+			if (gather_entry(fs, req, &entry, &in) < 0)
+				goto out;
+			continue;
 		}
-		if (rc == 1)
-			stored_close(&st);
-		if (bypass_marked(fs, req)) {
-			res->verdict = VERDICT_BYPASS;
-			return 0;
-		}
+		/* a lock that cannot be taken (a read-only or full store) is as
+		 * good as held, for an entry that is served anyway */
+		lock_failed = got < 0;
+		in.lock = POLICY_LOCK_OTHERS;
 	}
-	rc = take_lock(fs, req, res->holder);
-	if (rc <= 0) {
-		res->verdict = VERDICT_WAIT;
-		res->lease_left_ms = -1; /* a kernel lock has no lease */
-		if (rc == 0 && !req->awaited)
-			file_count(s, STAT_WAITS);
-		return rc;
-	}
-	/* the lock is ours: look again, for a result stored since the first look */
-	rc = look_at_entry(fs, req, &st, res);
-	if (rc != 0)
-		goto answer;
-lead:
-	res->verdict = VERDICT_LEAD;
-	file_count(s, STAT_MISSES);
-	/* a kernel lock is free only when its holder let go or died: the
-	 * takeover is at once, never after a lease */
-	if (req->awaited)
-		file_count(s, STAT_TAKEOVERS_GONE);
-	return 0;
+	if (lock_failed && out.verdict == VERDICT_WAIT)
+		goto out;
+	if (lock_failed)
+		log_verbose("no refresh: %s", err_msg());
 
-answer:
-	if (rc < 0)
-		return -1;
-	/* an entry that answers the call: give back a lock we do not need */
-	if (!res->refresh)
-		release_lock(fs);
-	rc = stored_deliver(&st, sink);
-	stored_close(&st);
+	res->verdict = out.verdict;
+	res->age_ms = out.age_ms;
+	res->refresh = out.refresh;
+	res->fallback = out.fallback;
+	res->lease_left_ms = -1; /* a kernel lock has no lease */
+	for (int i = 0; i < STAT_COUNT; i++)
+		if (out.counters & 1u << i)
+			file_count(s, i);
+	struct stored *answer = out.verdict == VERDICT_DONE                                ? &done
+				: out.verdict == VERDICT_HIT || out.verdict == VERDICT_STALE ? &entry
+											     : NULL;
+	if (in.entry)
+		res->meta = entry.meta;
+	rc = 0;
+	if (answer) {
+		res->meta = answer->meta;
+		/* an entry that answers the call: give back a lock we do not need */
+		if (!res->refresh)
+			release_lock(fs);
+		rc = stored_deliver(answer, sink);
+	}
+out:
+	stored_close(&entry);
+	stored_close(&done);
 	return rc;
 }
 
@@ -1123,7 +1113,7 @@ static void info_from(struct entry_info *info, const struct stored *st)
 	info->age_ms = now > st->meta.created_ms ? now - st->meta.created_ms : 0;
 	info->freshness = entry_freshness(&st->meta, now);
 	if (from_future(&st->meta, now)) {
-		/* shown for what it is, served as a miss (judge_entry) */
+		/* shown for what it is, served as a miss (gather_entry) */
 		info->future = true;
 		info->age_ms = now - st->meta.created_ms;
 		info->freshness = ENTRY_EXPIRED;
