@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "policy.h"
 
@@ -177,6 +178,17 @@ static const struct decision_case decision_cases[] = {
 };
 
 #define DECISION_CASES (sizeof(decision_cases) / sizeof(decision_cases[0]))
+
+/* the names of the counters set in counters, each after a space, in out */
+static inline void decision_counters_text(char *out, size_t len, unsigned counters)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (int i = 0; i < STAT_COUNT && n < len; i++)
+		if (counters & 1u << i)
+			n += snprintf(out + n, len - n, " %s", stat_names[i]);
+}
 
 /* the store's clock in the C test; the Lua test uses the server's */
 #define DECISION_NOW_MS INT64_C(1700000000000)

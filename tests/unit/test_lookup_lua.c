@@ -25,6 +25,7 @@
 
 static redisContext *rc;
 
+/* a command that must succeed: a failing one ends the test (exit 2) */
 static redisReply *cmd(const char *fmt, ...)
 {
 	va_list ap;
@@ -39,19 +40,8 @@ static redisReply *cmd(const char *fmt, ...)
 	return r;
 }
 
-static void run(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	redisReply *r = redisvCommand(rc, fmt, ap);
-	va_end(ap);
-	if (!r || r->type == REDIS_REPLY_ERROR) {
-		fprintf(stderr, "redis: %s\n", r ? r->str : rc->errstr);
-		exit(2);
-	}
-	freeReplyObject(r);
-}
+/* the same, its reply dropped */
+#define run(...) freeReplyObject(cmd(__VA_ARGS__))
 
 /* the server's clock, ms */
 static long long server_ms(void)
@@ -79,7 +69,7 @@ static void set_up(const struct decision_case *c)
 	if (c->has_entry) {
 		put_entry(ENTRY_KEY, now - c->age_ms, c->ttl_ms, c->stale_ms, c->sie_ms, c->compute_ms);
 		if (c->backoff_in_ms)
-			run("HSET %s bo %lld", ENTRY_KEY, now + c->backoff_in_ms);
+			run("HSET %s %s %lld", ENTRY_KEY, FIELD_BACKOFF, now + c->backoff_in_ms);
 	}
 	if (c->lock == POLICY_LOCK_OURS)
 		run("SET %s %s PX 10000", LOCK_KEY, OUR_TOKEN " host=h pid=1");
@@ -88,7 +78,7 @@ static void set_up(const struct decision_case *c)
 	if (c->round == POLICY_ROUND_DONE)
 		put_entry(DONE_KEY, now, 0, 0, 0, 0);
 	else if (c->round == POLICY_ROUND_TOO_LARGE)
-		run("SET %s too-large PX 10000", DONE_KEY);
+		run("SET %s %s PX 10000", DONE_KEY, MARK_TOO_LARGE);
 }
 
 /* the counters the case bumped, as a bit each (exactly 1 each, or -1) */
@@ -106,16 +96,6 @@ static long long counters_bumped(void)
 			bits |= 1u << i;
 	}
 	return bits;
-}
-
-static void counters_text(char *out, size_t len, long long counters)
-{
-	size_t n = 0;
-
-	out[0] = '\0';
-	for (int i = 0; i < STAT_COUNT && n < len; i++)
-		if (counters >= 0 && counters & 1u << i)
-			n += snprintf(out + n, len - n, " %s", stat_names[i]);
 }
 
 static void check(const struct decision_case *c)
@@ -153,8 +133,8 @@ static void check(const struct decision_case *c)
 
 	long long counters = counters_bumped();
 	char got[256], want[256];
-	counters_text(got, sizeof(got), counters);
-	counters_text(want, sizeof(want), c->counters);
+	decision_counters_text(got, sizeof(got), counters < 0 ? 0 : (unsigned)counters);
+	decision_counters_text(want, sizeof(want), c->counters);
 	ok(strcmp(verdict, policy_verdict_name(c->verdict)) == 0 && refresh == c->refresh &&
 		   fallback == c->fallback && ours == (c->take_lock || c->lock == POLICY_LOCK_OURS) &&
 		   counters == c->counters,

@@ -35,16 +35,6 @@ static struct policy_in case_input(const struct decision_case *c, struct entry_m
 	return in;
 }
 
-static void counters_text(char *out, size_t len, unsigned counters)
-{
-	size_t n = 0;
-
-	out[0] = '\0';
-	for (int i = 0; i < STAT_COUNT && n < len; i++)
-		if (counters & 1u << i)
-			n += snprintf(out + n, len - n, " %s", stat_names[i]);
-}
-
 int main(void)
 {
 	struct entry_meta m;
@@ -55,8 +45,8 @@ int main(void)
 		struct policy_out out = policy_decide(&in);
 		char got[256], want[256];
 
-		counters_text(got, sizeof(got), out.counters);
-		counters_text(want, sizeof(want), c->counters);
+		decision_counters_text(got, sizeof(got), out.counters);
+		decision_counters_text(want, sizeof(want), c->counters);
 		ok(out.verdict == c->verdict && out.refresh == c->refresh &&
 			   out.fallback == c->fallback && out.take_lock == c->take_lock &&
 			   out.counters == c->counters,
