@@ -19,7 +19,7 @@
 /* the optional field that holds it: not one of the ENTRY_NFIELDS, which a
  * hit reads; only inspect and list read it, and an entry without it (written
  * before it existed) decodes with the command unknown */
-#define ENTRY_CMD_FIELD "cmd"
+#define ENTRY_CMD_FIELD FIELD_CMD
 /* the named fields entry_meta_encode() produces, by index; ENTRY_NFIELDS
  * is their number */
 enum entry_field_index { ENTRY_META_LIST(POLICY_ENUM) ENTRY_NFIELDS };

@@ -5,6 +5,7 @@
  *
  * embed.py reads only two shapes of line, so keep to them:
  *   #define NAME 123                    a number: local NAME = 123
+ *   #define NAME "text"                 a string: local NAME = 'text'
  *   X(NAME, "text") rows of a *_LIST    a string: local NAME = 'text', and
  *                                       the list as a table of its strings,
  *                                       in order: local NAME_LIST = {...}
@@ -69,18 +70,19 @@
 	X(META_ERR_LEN, "elen")                              \
 	X(META_HOST, "host")
 
-/* an entry's fields besides its metadata (entry.h names those), and the
- * mark an over-sized round leaves its waiters */
-#define FIELD_LIST(X)                                                              \
-	X(FIELD_OUT, "out")          /* stored stdout */                               \
-	X(FIELD_ERR, "err")          /* stored stderr */                               \
-	X(FIELD_RUN_ID, "rid")       /* the token of the leader that stored it */      \
-	X(FIELD_BACKOFF, "bo")       /* a failed refresh holds off the next until */   \
-	X(FIELD_CMD, "cmd")          /* COMMAND's display form (inspect, list) */      \
-	X(MARK_TOO_LARGE, "too-large") /* the round's output was over --max-size */
+/* an entry's fields besides its metadata, and the mark an over-sized
+ * round leaves its waiters */
+#define FIELD_OUT "out"          /* stored stdout */
+#define FIELD_ERR "err"          /* stored stderr */
+#define FIELD_RUN_ID "rid"       /* the token of the leader that stored it */
+#define FIELD_BACKOFF "bo"       /* a failed refresh holds off the next until then */
+#define FIELD_CMD "cmd"          /* COMMAND's display form (inspect, list) */
+#define MARK_TOO_LARGE "too-large" /* the round's output was over --max-size */
 
-/* the X for an enum of a list's names, and for the array of its strings */
+/* the X for an enum of a list's names, for the array of its strings by
+ * name, and for its strings in order */
 #define POLICY_ENUM(name, text) name,
 #define POLICY_TEXT(name, text) [name] = text,
+#define POLICY_STRING(name, text) text,
 
 #endif

@@ -721,9 +721,9 @@ static int fetch_big(struct redis_store *rs, const struct buf *name, const struc
 	struct resp_arg args[5] = {
 		{.p = "HMGET", .len = 5, .fd = -1},
 		{.p = name->data, .len = name->len, .fd = -1},
-		{.p = "rid", .len = 3, .fd = -1},
-		{.p = "out", .len = 3, .fd = -1},
-		{.p = "err", .len = 3, .fd = -1},
+		{.p = FIELD_RUN_ID, .len = sizeof(FIELD_RUN_ID) - 1, .fd = -1},
+		{.p = FIELD_OUT, .len = sizeof(FIELD_OUT) - 1, .fd = -1},
+		{.p = FIELD_ERR, .len = sizeof(FIELD_ERR) - 1, .fd = -1},
 	};
 
 	if (plain_command(rs, args, 5, body_reply_read, &br) < 0)
@@ -1271,11 +1271,11 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const ch
 		args[n++] = (struct resp_arg){.p = res->meta.cmd, .len = strlen(res->meta.cmd), .fd = -1};
 	}
 	/* the run id: a reader of a large entry checks its bytes are this run's */
-	args[n++] = (struct resp_arg){.p = "rid", .len = 3, .fd = -1};
+	args[n++] = (struct resp_arg){.p = FIELD_RUN_ID, .len = sizeof(FIELD_RUN_ID) - 1, .fd = -1};
 	args[n++] = (struct resp_arg){.p = token, .len = TOKEN_LEN, .fd = -1};
-	args[n++] = (struct resp_arg){.p = "out", .len = 3, .fd = -1};
+	args[n++] = (struct resp_arg){.p = FIELD_OUT, .len = sizeof(FIELD_OUT) - 1, .fd = -1};
 	args[n++] = (struct resp_arg){.len = res->meta.out_len, .fd = res->out_fd};
-	args[n++] = (struct resp_arg){.p = "err", .len = 3, .fd = -1};
+	args[n++] = (struct resp_arg){.p = FIELD_ERR, .len = sizeof(FIELD_ERR) - 1, .fd = -1};
 	args[n++] = res->err_fd >= 0 ? (struct resp_arg){.len = res->meta.err_len, .fd = res->err_fd}
 				     : (struct resp_arg){.p = "", .len = 0, .fd = -1};
 	if (plain_command(rs, args, n, read_integer_reply, &reply) < 0)
@@ -1562,8 +1562,8 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 		      void *ctx)
 {
 	/* the META fields, then the command */
-	static const char *const hmget[] = {"HMGET", NULL, "v", "st", "ct", "ttl", "sw", "se",
-					    "dt", "olen", "elen", "host", ENTRY_CMD_FIELD};
+	static const char *const hmget[] = {"HMGET", NULL, ENTRY_META_LIST(POLICY_STRING)
+						    ENTRY_CMD_FIELD};
 	const size_t nargs = sizeof(hmget) / sizeof(hmget[0]);
 	struct buf user = {0};
 	size_t *entries = xcalloc(names->elements + 1, sizeof(*entries)), nentries = 0;

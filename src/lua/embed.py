@@ -13,7 +13,7 @@ import os
 import re
 import sys
 
-DEFINE = re.compile(r'^#define ([A-Z][A-Z0-9_]*) (\d+)\s*(/\*.*)?$')
+DEFINE = re.compile(r'^#define ([A-Z][A-Z0-9_]*) (\d+|"[^"\\\']*")\s*(/\*.*)?$')
 LIST = re.compile(r'^#define ([A-Z][A-Z0-9_]*_LIST)\(X\)')
 ROW = re.compile(r'X\(([A-Z][A-Z0-9_]*), "([^"\\\']*)"[,)]')
 
@@ -27,7 +27,10 @@ def constants(header):
         for line in f:
             m = DEFINE.match(line)
             if m:
-                out.append('local %s = %s' % (m.group(1), m.group(2)))
+                value = m.group(2)
+                if value.startswith('"'):
+                    value = "'%s'" % value[1:-1]
+                out.append('local %s = %s' % (m.group(1), value))
                 current = None
                 continue
             m = LIST.match(line)
