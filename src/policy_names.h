@@ -23,6 +23,8 @@
 #define HOST_MAX 256
 /* the longest display form of COMMAND kept with an entry, "..." included */
 #define CMD_MAX 1024
+/* a lock token's length: 128 random bits in hex; a lock's value starts with it */
+#define TOKEN_LEN 32
 /* Values up to this size travel inside a script's reply; larger ones cost
  * seconds to pass through Lua, so the script returns false for them and
  * the client streams them with a plain HMGET (lib.lua's read_entry). */

@@ -15,9 +15,6 @@
 #include "parse.h"
 #include "policy_names.h"
 
-/* lock tokens are 128 random bits in hex */
-#define TOKEN_LEN 32
-
 /* where stored bytes are written on a hit; err_fd -1 drops stored stderr */
 struct sink {
 	int out_fd;

@@ -55,10 +55,10 @@ local function entry_age(m, now)
   return age
 end
 
--- The lock's value starts with the holder's 32-digit token; compare-and-set
+-- The lock's value starts with the holder's token (TOKEN_LEN digits); compare-and-set
 -- operations match on it.
 local function lock_is(lock_value, token)
-  return lock_value and string.sub(lock_value, 1, 32) == token
+  return lock_value and string.sub(lock_value, 1, TOKEN_LEN) == token
 end
 
 -- File member under the run sets KEYS[first..] (NS:{%run:TAG}: the keys
