@@ -1955,6 +1955,28 @@ static int probe_subscribe(struct redis_store *rs, const char *channel)
 	return rc;
 }
 
+/* for ping: how a waiter will learn that a leader died, which needs CLIENT
+ * ID and CLIENT LIST ID (an ACL user without +client has neither); a
+ * static phrase, or NULL with err_set() when the connection failed */
+static const char *takeover_probe(struct redis_store *rs)
+{
+	if (identity(rs) < 0)
+		return NULL;
+	if (rs->cid <= 0)
+		return "a dead leader is taken over after its lease (CLIENT ID is refused)";
+	char id[24];
+	snprintf(id, sizeof(id), "%lld", rs->cid);
+	const char *argv[4] = {"CLIENT", "LIST", "ID", id};
+	size_t lens[4] = {6, 4, 2, strlen(id)};
+	redisReply *r = raw_command(rs, rs->c, 4, argv, lens);
+	if (!r)
+		return NULL;
+	bool refused = r->type == REDIS_REPLY_ERROR;
+	freeReplyObject(r);
+	return refused ? "a dead leader is taken over after its lease (CLIENT LIST is refused)"
+		       : "a dead leader is taken over at once";
+}
+
 static int redis_ping(struct store *s, struct buf *out)
 {
 	struct redis_store *rs = to_redis(s);
@@ -2005,10 +2027,13 @@ static int redis_ping(struct store *s, struct buf *out)
 			loaded = "scripts load on first use (SCRIPT LOAD is refused)";
 		freeReplyObject(r);
 	}
+	const char *takeover = takeover_probe(rs);
+	if (!takeover)
+		return -1;
 	char tls[128];
 	conn_tls_desc(rs->c, tls, sizeof(tls));
-	buf_appendf(out, "%s: Redis %s, %s%s%s, round trip %.3f ms", rs->base.desc, version, tls,
-		    *tls ? ", " : "", loaded, rtt);
+	buf_appendf(out, "%s: Redis %s, %s%s%s, %s, round trip %.3f ms", rs->base.desc, version, tls,
+		    *tls ? ", " : "", loaded, takeover, rtt);
 	return 0;
 }
 
