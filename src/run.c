@@ -78,7 +78,7 @@ static const char *command_for_log(struct run_ctx *ctx)
 	return ctx->shown;
 }
 
-static void close_inherited_fds(void);
+static void close_fds(bool store_too, int keep, int keep2);
 
 /* --stdin could not be kept whole: what was read (the spool's first bytes,
  * then stdin_held) and what was not (still in fd 0) reach COMMAND in order,
@@ -110,7 +110,9 @@ static int give_back_stdin(struct run_ctx *ctx)
 			if (null > STDERR_FILENO)
 				close(null);
 		}
-		close_inherited_fds();
+		/* the store's connection and locks too: this process outlives
+		 * the run while it reads stdin, and must not hold them */
+		close_fds(true, p[1], ctx->stdin_spool);
 		if ((ctx->stdin_spooled &&
 		     (lseek(ctx->stdin_spool, 0, SEEK_SET) < 0 ||
 		      copy_fd(ctx->stdin_spool, p[1], ctx->stdin_spooled) < 0)) ||
@@ -577,7 +579,10 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
  * a test harness's pipe): a detached refresh must not keep them open for
  * whoever waits on them. Every descriptor of our own is close-on-exec, which
  * is how they are told apart. */
-static void close_inherited_fds(void)
+/* Close the descriptors above stderr but keep and keep2 (-1: none): those
+ * the caller passed down (not close-on-exec), and with store_too also ours
+ * (the store's connections and lock files, which are close-on-exec). */
+static void close_fds(bool store_too, int keep, int keep2)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *de;
@@ -588,7 +593,8 @@ static void close_inherited_fds(void)
 	while ((de = readdir(d))) {
 		int fd = atoi(de->d_name);
 		int flags = fcntl(fd, F_GETFD);
-		if (fd > STDERR_FILENO && fd != self && flags >= 0 && !(flags & FD_CLOEXEC))
+		if (fd > STDERR_FILENO && fd != self && fd != keep && fd != keep2 && flags >= 0 &&
+		    (store_too || !(flags & FD_CLOEXEC)))
 			close(fd);
 	}
 	closedir(d);
@@ -611,7 +617,7 @@ static void refresh_in_background(struct run_ctx *ctx)
 		return;
 	}
 	setsid();
-	close_inherited_fds();
+	close_fds(false, -1, -1);
 	int null = open("/dev/null", O_RDWR);
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
