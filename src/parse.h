@@ -41,6 +41,9 @@ struct tls_options {
 	const char *cert, *key;  /* a client certificate and its key (PEM) */
 	const char *server_name; /* SNI and the name verified; default: the host */
 	bool insecure;           /* do not verify the server at all */
+	/* where each file came from, for its error line: the option's name or
+	 * the variable's (NULL: the option's) */
+	const char *ca_file_from, *ca_dir_from, *cert_from, *key_from;
 };
 
 /* parse a store URL into *u; -1 with err_set() saying what is wrong; on
