@@ -281,15 +281,37 @@ static int select_db(struct redis_store *rs, struct conn *c)
 	return -1;
 }
 
+/* connect to the first host of the URL that takes the connection, each
+ * tried within --redis-timeout and before until (0: no limit); a
+ * connection, which says when it failed (the last host's failure) */
+static struct conn *connect_host(struct redis_store *rs, int64_t until)
+{
+	struct url host = rs->url;
+	struct conn *c = NULL;
+
+	for (int i = -1; i < rs->url.n_more; i++) {
+		if (i >= 0) {
+			host.host = rs->url.more[i].host;
+			host.port = rs->url.more[i].port;
+		}
+		int64_t deadline = monotonic_ms() + rs->timeout_ms;
+		if (until && until < deadline)
+			deadline = until;
+		conn_free(c);
+		c = conn_connect(&host, rs->tls, deadline);
+		/* a certificate that does not verify is not the host's fault */
+		if (!c->err || c->err == CONN_ERR_TLS || (until && monotonic_ms() >= until))
+			break;
+	}
+	return c;
+}
+
 /* open one connection (TLS for rediss://), authenticated and on the
  * right database, all within --redis-timeout for each step, and its
  * connecting before until (0: no limit) */
 static struct conn *connect_one(struct redis_store *rs, int64_t until)
 {
-	int64_t deadline = monotonic_ms() + rs->timeout_ms;
-	if (until && until < deadline)
-		deadline = until;
-	struct conn *c = conn_connect(&rs->url, rs->tls, deadline);
+	struct conn *c = connect_host(rs, until);
 
 	rs->connect_err = c->err;
 	if (c->err) {
@@ -2107,15 +2129,6 @@ static const struct store_ops redis_ops = {
 };
 
 /* a deep copy of a parsed URL, so the store owns its strings */
-static void url_copy(struct url *dst, const struct url *src)
-{
-	*dst = *src;
-	dst->host = src->host ? xstrdup(src->host) : NULL;
-	dst->path = src->path ? xstrdup(src->path) : NULL;
-	dst->user = src->user ? xstrdup(src->user) : NULL;
-	dst->password = src->password ? xstrdup(src->password) : NULL;
-}
-
 /* The first connection of a call, retried like a broken one (SPEC 9.5): a
  * call that starts while Redis restarts or fails over waits for it, up to
  * --redis-timeout from its start, rather than running COMMAND uncached. A
