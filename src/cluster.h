@@ -13,15 +13,16 @@
 struct redisReply;
 
 #define CLUSTER_SLOTS 16384
-#define CLUSTER_SLOT_TAG_MAX 4
+#define CLUSTER_SLOT_TAG_MAX 5
 #define CLUSTER_NO_NODE UINT16_MAX
 
 /* the slot of a key: CRC16 of its hash tag (the bytes between the first
  * '{' and the next '}', when there are some), else of the whole key */
 unsigned cluster_slot(const char *key, size_t len);
 
-/* for each slot, a short word of [0-9a-z] whose slot it is (generated at
- * build time by gen_slot_tags.c): "NS:{WORD}..." lives in that slot */
+/* for each slot, a short tag whose slot it is, '%' and a word of [0-9a-z]
+ * (generated at build time by gen_slot_tags.c): "NS:{TAG}..." lives in
+ * that slot, and no user key's name spells it */
 extern const char cluster_slot_tags[CLUSTER_SLOTS][CLUSTER_SLOT_TAG_MAX + 1];
 
 /* one primary: where to connect */

@@ -1,8 +1,10 @@
-/* gen_slot_tags: at build time, for each of Redis Cluster's 16384 slots the
- * shortest word of [0-9a-z] (the first in length-then-alphabetical order)
- * whose CRC16 falls in it, written as a C table (cluster.c's slot tags).
- * A key whose hash tag is that word lives in that slot: that is how a
- * counter or tag record is put next to the entry it counts.
+/* gen_slot_tags: at build time, for each of Redis Cluster's 16384 slots a
+ * tag '%' + the shortest word of [0-9a-z] (the first in
+ * length-then-alphabetical order) whose CRC16 falls in it, written as a C
+ * table (cluster.c's slot tags). A key whose hash tag is that tag lives in
+ * that slot: that is how a counter or tag record is put next to the entry
+ * it counts. The '%' keeps the tags apart from every user key, in which a
+ * '%' is escaped (store_redis.c).
  * Usage: gen_slot_tags OUT.c */
 #include <stdio.h>
 #include <string.h>
@@ -10,13 +12,13 @@
 #include "crc16.h"
 
 #define SLOTS 16384
-#define MAXLEN 4
+#define MAXLEN 4 /* the word's; the tag has the '%' too */
 
 static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
 
 int main(int argc, char **argv)
 {
-	static char tags[SLOTS][MAXLEN + 1];
+	static char tags[SLOTS][MAXLEN + 2];
 	size_t left = SLOTS, k = sizeof(alphabet) - 1;
 
 	for (size_t len = 1; len <= MAXLEN && left; len++) {
@@ -24,14 +26,14 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < len; i++)
 			total *= k;
 		for (size_t n = 0; n < total && left; n++) {
-			char w[MAXLEN + 1];
+			char w[MAXLEN + 2] = "%";
 			size_t v = n;
 			for (size_t i = len; i-- > 0; v /= k)
-				w[i] = alphabet[v % k];
-			w[len] = '\0';
-			unsigned slot = crc16(w, len) & (SLOTS - 1);
+				w[1 + i] = alphabet[v % k];
+			w[1 + len] = '\0';
+			unsigned slot = crc16(w, len + 1) & (SLOTS - 1);
 			if (!tags[slot][0]) {
-				memcpy(tags[slot], w, len + 1);
+				memcpy(tags[slot], w, len + 2);
 				left--;
 			}
 		}

@@ -45,11 +45,12 @@ static void test_slots(void)
 	for (unsigned s = 0; s < CLUSTER_SLOTS; s++) {
 		const char *t = cluster_slot_tags[s];
 		size_t len = strlen(t);
-		if (!len || len > CLUSTER_SLOT_TAG_MAX ||
-		    strspn(t, "0123456789abcdefghijklmnopqrstuvwxyz") != len || cluster_slot(t, len) != s)
+		if (len < 2 || len > CLUSTER_SLOT_TAG_MAX || t[0] != '%' ||
+		    strspn(t + 1, "0123456789abcdefghijklmnopqrstuvwxyz") != len - 1 ||
+		    cluster_slot(t, len) != s)
 			bad++;
 	}
-	ok(bad == 0, "every slot has a tag of [0-9a-z]{1,4} that hashes to it (%d wrong)", bad);
+	ok(bad == 0, "every slot has a tag %%[0-9a-z]{1,4} that hashes to it (%d wrong)", bad);
 	char key[64];
 	int n = snprintf(key, sizeof(key), "ns:{%s}:stats", cluster_slot_tags[cluster_slot("k", 1)]);
 	ok(cluster_slot(key, (size_t)n) == cluster_slot("k", 1), "a key tagged with a slot's tag is in that slot");
