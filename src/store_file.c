@@ -623,8 +623,9 @@ static int file_finish(struct store *s, const char *key, size_t key_len, const c
 	commit_unlock(cfd);
 out:
 	release_lock(fs);
+	/* the sweep waits for file_close: after the caller got the result */
 	if (rc == 1 && file_sweep_due())
-		file_sweep(fs);
+		fs->sweep_pending = true;
 	return rc;
 }
 
@@ -711,6 +712,8 @@ static void file_close(struct store *s)
 	if (!fs)
 		return;
 	release_lock(fs);
+	if (fs->sweep_pending)
+		file_sweep(fs);
 	file_stats_close(&fs->stats);
 	if (fs->wait_fd >= 0)
 		close(fs->wait_fd);

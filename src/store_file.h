@@ -25,6 +25,7 @@ struct file_store {
 	int notify_fd;              /* inotify, to wake a waiter, or -1 */
 	int commit_fd;              /* commit.lock, opened on first use, or -1 */
 	char lock_value_suffix[300]; /* " host=H pid=P" after the token */
+	bool sweep_pending;         /* a result was stored and the odds fell: sweep at close */
 };
 
 static inline struct file_store *to_file(struct store *s)
