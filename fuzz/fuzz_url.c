@@ -95,11 +95,15 @@ static void check_fields(const struct url *u)
 		CHECK(!u->path);
 		CHECK(!u->user || u->user[0]);
 		CHECK(!u->password || u->password[0]);
+		CHECK(u->n_more >= 0 && u->n_more <= URL_HOSTS_MAX - 1 && !u->more == !u->n_more);
+		for (int i = 0; i < u->n_more; i++)
+			CHECK(u->more[i].host && u->more[i].host[0] && u->more[i].port >= 1 &&
+			      u->more[i].port <= 65535);
 		break;
 	case URL_REDIS_UNIX:
 		CHECK(u->path && u->path[0] == '/' && strcmp(u->path, "/") != 0);
 		CHECK(strlen(u->path) < sizeof(((struct sockaddr_un *)0)->sun_path));
-		CHECK(!u->host && !u->user && !u->password);
+		CHECK(!u->host && !u->user && !u->password && !u->n_more);
 		break;
 	case URL_FILE:
 		CHECK(u->path && u->path[0] == '/');
@@ -135,6 +139,9 @@ static void check_display(const struct url *u)
 	CHECK(back.kind == u->kind);
 	CHECK(same(back.host, u->host) && back.port == u->port && back.db == u->db);
 	CHECK(same(back.path, u->path) && same(back.user, u->user));
+	CHECK(back.n_more == u->n_more);
+	for (int i = 0; i < u->n_more && i < back.n_more; i++)
+		CHECK(same(back.more[i].host, u->more[i].host) && back.more[i].port == u->more[i].port);
 	CHECK(!back.password == !u->password);
 	CHECK(!back.password || strcmp(back.password, "***") == 0);
 	char *again = url_display(&back);
@@ -153,7 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (url_parse(s, &u) < 0) {
 		const char *msg = err_msg();
 		CHECK(one_line(msg));
-		CHECK(!u.host && !u.path && !u.user && !u.password);
+		CHECK(!u.host && !u.path && !u.user && !u.password && !u.more && !u.n_more);
 		if (pw) {
 			char *q = quoted_part(msg);
 			CHECK(!strstr(q, pw));

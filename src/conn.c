@@ -716,6 +716,12 @@ static const char *default_ca_dir(void)
 	return env && *env ? env : X509_get_default_cert_dir();
 }
 
+/* the name of where a TLS file came from (options.c sets it), else dflt */
+static const char *from(const char *name, const char *dflt)
+{
+	return name ? name : dflt;
+}
+
 struct conn_tls *conn_tls_new(const struct tls_options *o)
 {
 	if (tls_api_load() < 0)
@@ -741,25 +747,27 @@ struct conn_tls *conn_tls_new(const struct tls_options *o)
 		 * every run (~18 ms for the system's) */
 		const char *dir = o->ca_dir ? o->ca_dir : o->ca_file ? NULL : default_ca_dir();
 		if (o->ca_file && SSL_CTX_load_verify_file(t->ctx, o->ca_file) != 1)
-			return tls_setting_error(t, "--tls-ca-file", o->ca_file,
+			return tls_setting_error(t, from(o->ca_file_from, "--tls-ca-file"), o->ca_file,
 						 "holds no CA certificate in PEM");
 		if (dir && SSL_CTX_load_verify_dir(t->ctx, dir) != 1)
-			return tls_setting_error(t, "--tls-ca-dir", dir, "cannot be used");
+			return tls_setting_error(t, from(o->ca_dir_from, "--tls-ca-dir"), dir, "cannot be used");
 	}
 	if (o->cert) {
 		const char *key = o->key ? o->key : o->cert;
+		const char *key_from = o->key ? from(o->key_from, "--tls-key") : from(o->cert_from, "--tls-cert");
 		if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert) != 1)
-			return tls_setting_error(t, "--tls-cert", o->cert, "holds no certificate in PEM");
+			return tls_setting_error(t, from(o->cert_from, "--tls-cert"), o->cert,
+						 "holds no certificate in PEM");
 		if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1) {
 			unsigned long code = ERR_peek_last_error();
 			if (ERR_GET_LIB(code) == ERR_LIB_X509 &&
 			    ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH)
-				return tls_setting_error(t, "--tls-key", key, "is not the key of --tls-cert");
-			return tls_setting_error(t, "--tls-key", key,
+				return tls_setting_error(t, key_from, key, "is not the key of the certificate");
+			return tls_setting_error(t, key_from, key,
 						 "holds no private key in PEM without a passphrase");
 		}
 		if (SSL_CTX_check_private_key(t->ctx) != 1)
-			return tls_setting_error(t, "--tls-key", key, "is not the key of --tls-cert");
+			return tls_setting_error(t, key_from, key, "is not the key of the certificate");
 	}
 	return t;
 }

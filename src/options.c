@@ -120,13 +120,18 @@ static const struct tls_setting {
 	const char *name, *env;
 	size_t offset; /* of the field in struct tls_options */
 	char kind;     /* 'f' a readable file, 'd' a directory, 'w' a word */
+	size_t from;   /* of the field naming where a file came from; 0: a word */
 } tls_settings[] = {
-	{OPT_TLS_CA_FILE, "--tls-ca-file", "CACHEFENCE_TLS_CA_FILE", offsetof(struct tls_options, ca_file), 'f'},
-	{OPT_TLS_CA_DIR, "--tls-ca-dir", "CACHEFENCE_TLS_CA_DIR", offsetof(struct tls_options, ca_dir), 'd'},
-	{OPT_TLS_CERT, "--tls-cert", "CACHEFENCE_TLS_CERT", offsetof(struct tls_options, cert), 'f'},
-	{OPT_TLS_KEY, "--tls-key", "CACHEFENCE_TLS_KEY", offsetof(struct tls_options, key), 'f'},
+	{OPT_TLS_CA_FILE, "--tls-ca-file", "CACHEFENCE_TLS_CA_FILE", offsetof(struct tls_options, ca_file),
+	 'f', offsetof(struct tls_options, ca_file_from)},
+	{OPT_TLS_CA_DIR, "--tls-ca-dir", "CACHEFENCE_TLS_CA_DIR", offsetof(struct tls_options, ca_dir), 'd',
+	 offsetof(struct tls_options, ca_dir_from)},
+	{OPT_TLS_CERT, "--tls-cert", "CACHEFENCE_TLS_CERT", offsetof(struct tls_options, cert), 'f',
+	 offsetof(struct tls_options, cert_from)},
+	{OPT_TLS_KEY, "--tls-key", "CACHEFENCE_TLS_KEY", offsetof(struct tls_options, key), 'f',
+	 offsetof(struct tls_options, key_from)},
 	{OPT_TLS_SERVER_NAME, "--tls-server-name", "CACHEFENCE_TLS_SERVER_NAME",
-	 offsetof(struct tls_options, server_name), 'w'},
+	 offsetof(struct tls_options, server_name), 'w', 0},
 };
 #define NTLS (sizeof(tls_settings) / sizeof(tls_settings[0]))
 
@@ -869,6 +874,7 @@ static int validate_tls(const struct options *o)
 		struct stat st;
 		if (!v || ts->kind == 'w')
 			continue;
+		*(const char **)((char *)&o->tls + ts->from) = name;
 		if (stat(v, &st) < 0 || access(v, R_OK) < 0) {
 			err_set("%s: %s: %s", name, v, strerror(errno));
 			return -1;

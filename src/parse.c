@@ -539,15 +539,15 @@ static const char *parse_host(const char *url, const char *p, struct url *u)
 	}
 	for (e = p; is_host_char((unsigned char)*e); e++)
 		;
-	if (*e == ':' && memchr(e + 1, ':', strcspn(e + 1, "/?"))) {
+	if (*e == ':' && memchr(e + 1, ':', strcspn(e + 1, "/?,"))) {
 		bad_value(url, 1, "has an IPv6 address without brackets (write it as [::1])");
 		return NULL;
 	}
-	if (e == p && (*e == '\0' || *e == ':' || *e == '/' || *e == '?')) {
+	if (e == p && (*e == '\0' || *e == ':' || *e == '/' || *e == '?' || *e == ',')) {
 		bad_value(url, 1, "has no host (%s)", url_hint);
 		return NULL;
 	}
-	if (*e != '\0' && *e != ':' && *e != '/' && *e != '?') {
+	if (*e != '\0' && *e != ':' && *e != '/' && *e != '?' && *e != ',') {
 		bad_value(url, 1, "has a bad character in the host (%s)", url_hint);
 		return NULL;
 	}
@@ -575,20 +575,60 @@ static const char *scan_uint(const char *p, uint64_t max, uint64_t *v)
 	return q;
 }
 
-/* [:PORT][/[DB]] at p, the rest of a redis:// URL after its host */
+/* [:PORT] at p into *port (default 6379); the end of it, or NULL */
+static const char *parse_port(const char *url, const char *p, int *port)
+{
+	uint64_t v;
+
+	*port = REDIS_PORT;
+	if (*p != ':')
+		return p;
+	p = scan_uint(p + 1, 65535, &v);
+	if (!p || v == 0 || (*p && *p != '/' && *p != '?' && *p != ',')) {
+		bad_value(url, 1, "has a bad port (use a number from 1 to 65535)");
+		return NULL;
+	}
+	*port = (int)v;
+	return p;
+}
+
+/* ,HOST[:PORT]... at p, the hosts after the first, into u->more; the end
+ * of them, or NULL */
+static const char *parse_more_hosts(const char *url, const char *p, struct url *u)
+{
+	while (*p == ',') {
+		if (u->n_more + 1 >= URL_HOSTS_MAX) {
+			bad_value(url, 1, "names more than %d hosts", URL_HOSTS_MAX);
+			return NULL;
+		}
+		struct url one = {0};
+		int port;
+		p = parse_host(url, p + 1, &one);
+		if (p)
+			p = parse_port(url, p, &port);
+		if (!p) {
+			free(one.host);
+			return NULL;
+		}
+		u->more = xrealloc(u->more, (u->n_more + 1) * sizeof(*u->more));
+		u->more[u->n_more].host = one.host;
+		u->more[u->n_more].port = port;
+		u->n_more++;
+	}
+	return p;
+}
+
+/* [:PORT][,HOST[:PORT]...][/[DB]] at p, the rest of a redis:// URL after its
+ * first host */
 static int parse_port_db(const char *url, const char *p, struct url *u)
 {
 	uint64_t v;
 
-	u->port = REDIS_PORT;
-	if (*p == ':') {
-		p = scan_uint(p + 1, 65535, &v);
-		if (!p || v == 0 || (*p && *p != '/' && *p != '?')) {
-			bad_value(url, 1, "has a bad port (use a number from 1 to 65535)");
-			return -1;
-		}
-		u->port = (int)v;
-	}
+	p = parse_port(url, p, &u->port);
+	if (p)
+		p = parse_more_hosts(url, p, u);
+	if (!p)
+		return -1;
 	if (*p == '/' && p[1] != '\0' && p[1] != '?') {
 		p = scan_uint(p + 1, INT_MAX, &v);
 		if (!p || (*p && *p != '?')) {
@@ -749,7 +789,38 @@ void url_free(struct url *u)
 	free(u->path);
 	free(u->user);
 	free(u->password);
+	for (int i = 0; i < u->n_more; i++)
+		free(u->more[i].host);
+	free(u->more);
 	memset(u, 0, sizeof(*u));
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+void url_copy(struct url *dst, const struct url *src)
+{
+	*dst = *src;
+	dst->host = dup_or_null(src->host);
+	dst->path = dup_or_null(src->path);
+	dst->user = dup_or_null(src->user);
+	dst->password = dup_or_null(src->password);
+	dst->more = src->n_more ? xcalloc((size_t)src->n_more, sizeof(*dst->more)) : NULL;
+	for (int i = 0; i < src->n_more; i++) {
+		dst->more[i].host = xstrdup(src->more[i].host);
+		dst->more[i].port = src->more[i].port;
+	}
+}
+
+/* HOST:PORT, with brackets around an IPv6 address */
+static void append_host(struct buf *b, const char *host, int port)
+{
+	if (host && strchr(host, ':'))
+		buf_appendf(b, "[%s]:%d", host, port);
+	else
+		buf_appendf(b, "%s:%d", host ? host : "", port);
 }
 
 /* append s, percent-encoding what would break the line or the URL: control
@@ -781,11 +852,12 @@ char *url_display(const struct url *u)
 			buf_append(&b, ":***", 4);
 		if (u->user || u->password)
 			buf_append(&b, "@", 1);
-		if (u->host && strchr(u->host, ':'))
-			buf_appendf(&b, "[%s]", u->host);
-		else
-			buf_appendf(&b, "%s", u->host ? u->host : "");
-		buf_appendf(&b, ":%d/%d", u->port, u->db);
+		append_host(&b, u->host, u->port);
+		for (int i = 0; i < u->n_more; i++) {
+			buf_append(&b, ",", 1);
+			append_host(&b, u->more[i].host, u->more[i].port);
+		}
+		buf_appendf(&b, "/%d", u->db);
 		break;
 	case URL_REDIS_UNIX:
 		buf_appendf(&b, "unix://");

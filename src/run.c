@@ -1,5 +1,7 @@
-/* run: the decision logic. It talks only to the store interface (store.h)
- * and to child.c, so every store gets the same decisions:
+/* run: the decisions of SPEC 4.1 and nothing else. It talks only to the
+ * store interface (store.h), to child.c (running COMMAND) and to spawn.c
+ * (spools, --stdin, detached processes), so every store gets the same
+ * decisions:
  *
  *   lookup ─ fresh entry ──────────────────────→ replay it (hit); XFetch may
  *          │                                     refresh early in the background
@@ -12,22 +14,17 @@
  * whoever wins the lock has already checked the entry. */
 #include "run.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/random.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "child.h"
 #include "feed.h"
 #include "key.h"
 #include "lease.h"
+#include "spawn.h"
 #include "store.h"
 #include "util.h"
 
@@ -45,11 +42,7 @@ struct run_ctx {
 	char shown[ENTRY_CMD_MAX + 1]; /* COMMAND for log lines; "" until asked */
 	char token[TOKEN_LEN + 1];
 	char awaited[TOKEN_LEN + 1];
-	int stdin_spool;      /* --stdin: standard input, kept for COMMAND; else -1 */
-	off_t stdin_start;    /* --stdin: where standard input stood, or -1 (a pipe) */
-	bool stdin_partial;   /* --stdin: the spool stopped short (see keep_stdin) */
-	uint64_t stdin_spooled; /* bytes in stdin_spool */
-	struct buf stdin_held;  /* bytes read after those, which no spool took */
+	struct stdin_keep in; /* --stdin: standard input, kept for COMMAND */
 	bool lock_lost;       /* a renewal found the lock gone */
 	bool renew_failed;    /* a renewal could not reach the store */
 	bool released;        /* the lock went back before COMMAND ended */
@@ -78,75 +71,6 @@ static const char *command_for_log(struct run_ctx *ctx)
 	return ctx->shown;
 }
 
-static void close_inherited_fds(void);
-
-/* --stdin could not be kept whole: what was read (the spool's first bytes,
- * then stdin_held) and what was not (still in fd 0) reach COMMAND in order,
- * through a pipe that a detached process fills; a seekable stdin is simply
- * rewound. 0, or -1 with err_set(). */
-static int give_back_stdin(struct run_ctx *ctx)
-{
-	int p[2];
-
-	if (ctx->stdin_start >= 0 && lseek(STDIN_FILENO, ctx->stdin_start, SEEK_SET) >= 0)
-		return 0;
-	if (pipe(p) < 0) {
-		err_set("pipe: %s", strerror(errno));
-		return -1;
-	}
-	fcntl(p[0], F_SETFD, FD_CLOEXEC);
-	fcntl(p[1], F_SETFD, FD_CLOEXEC);
-	pid_t pid = fork();
-	if (pid == 0) {
-		/* a grandchild, so that it is nobody's zombie once done */
-		pid_t g = fork();
-		if (g != 0)
-			_exit(g < 0 ? 1 : 0);
-		close(p[0]);
-		int null = open("/dev/null", O_RDWR);
-		if (null >= 0) {
-			dup2(null, STDOUT_FILENO);
-			dup2(null, STDERR_FILENO);
-			if (null > STDERR_FILENO)
-				close(null);
-		}
-		close_inherited_fds();
-		if ((ctx->stdin_spooled &&
-		     (lseek(ctx->stdin_spool, 0, SEEK_SET) < 0 ||
-		      copy_fd(ctx->stdin_spool, p[1], ctx->stdin_spooled) < 0)) ||
-		    write_all(p[1], ctx->stdin_held.data, ctx->stdin_held.len) < 0)
-			_exit(1);
-		char chunk[65536];
-		ssize_t n;
-		while ((n = read(STDIN_FILENO, chunk, sizeof(chunk))) != 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0 || write_all(p[1], chunk, n) < 0)
-				_exit(1);
-		}
-		_exit(0);
-	}
-	int e = errno, wstatus = 0;
-	if (pid > 0)
-		while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-			;
-	if (pid < 0 || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-		err_set("fork: %s", strerror(pid < 0 ? e : EAGAIN));
-		close(p[0]);
-		close(p[1]);
-		return -1;
-	}
-	close(p[1]);
-	int rc = dup2(p[0], STDIN_FILENO);
-	e = errno;
-	close(p[0]);
-	if (rc < 0) {
-		err_set("dup2: %s", strerror(e));
-		return -1;
-	}
-	return 0;
-}
-
 /* replace this process with COMMAND, uncached, with --stdin's bytes as its
  * input; the store goes first, so that neither its connection nor its lock
  * file goes with COMMAND */
@@ -154,14 +78,11 @@ static int exec_uncached(struct run_ctx *ctx)
 {
 	store_close(ctx->store);
 	ctx->store = NULL;
-	if (ctx->stdin_partial && give_back_stdin(ctx) < 0) {
-		log_error("--stdin: cannot hand what was read of standard input to COMMAND: %s",
+	if (stdin_keep_restore(&ctx->in) < 0) {
+		log_error(ctx->in.partial
+				  ? "--stdin: cannot hand what was read of standard input to COMMAND: %s"
+				  : "--stdin: cannot replay standard input: %s",
 			  err_msg());
-		return 125;
-	}
-	if (!ctx->stdin_partial && ctx->stdin_spool >= 0 &&
-	    (lseek(ctx->stdin_spool, 0, SEEK_SET) < 0 || dup2(ctx->stdin_spool, STDIN_FILENO) < 0)) {
-		log_error("--stdin: cannot replay standard input: %s", strerror(errno));
 		return 125;
 	}
 	return child_exec(ctx->o->command);
@@ -224,25 +145,6 @@ static void renew_lease(void *arg)
 	}
 }
 
-/* an unlinked temporary file; -1 with err_set() */
-static int open_spool(void)
-{
-	const char *dir = getenv("TMPDIR");
-
-	if (!dir || !*dir)
-		dir = "/tmp";
-	char *path = xasprintf("%s/cachefence.XXXXXX", dir);
-	int fd = mkstemp(path);
-	if (fd >= 0) {
-		unlink(path);
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
-	} else {
-		err_set("cannot create a spool file in %s: %s (set TMPDIR)", dir, strerror(errno));
-	}
-	free(path);
-	return fd;
-}
-
 /* give the lock back without a result, so a waiter takes over at once */
 static void release(struct run_ctx *ctx, enum abandon_reason why)
 {
@@ -288,42 +190,6 @@ static void give_up_lock(void *arg, bool too_large)
 
 	ctx->give_up_why = too_large ? ABANDON_TOO_LARGE : ABANDON_INTERRUPTED;
 	lease_give_up(ctx->lease);
-}
-
-/* the spools of one run: stdout, and stderr with --cache-stderr */
-struct spools {
-	int out, err;
-};
-
-static void spools_close(struct spools *sp)
-{
-	if (sp->out >= 0)
-		close(sp->out);
-	if (sp->err >= 0)
-		close(sp->err);
-}
-
-static int spools_open(struct spools *sp, bool with_err)
-{
-	sp->out = open_spool();
-	sp->err = -1;
-	if (sp->out < 0)
-		return -1;
-	if (with_err && (sp->err = open_spool()) < 0) {
-		spools_close(sp);
-		return -1;
-	}
-	return 0;
-}
-
-/* rewind both spools for reading; 0 or -1 with err_set() */
-static int spools_rewind(struct spools *sp)
-{
-	if (lseek(sp->out, 0, SEEK_SET) < 0 || (sp->err >= 0 && lseek(sp->err, 0, SEEK_SET) < 0)) {
-		err_set("cannot rewind the spool file: %s", strerror(errno));
-		return -1;
-	}
-	return 0;
 }
 
 /* hand the finished run to the store: as the entry, or to this round's
@@ -413,7 +279,6 @@ static void prepare_spec(struct run_ctx *ctx, struct child_spec *spec, const str
 
 	*spec = (struct child_spec){
 		.argv = o->command,
-		.in_fd = -1,
 		.feed = feed,
 		.hold = mode == LEAD_FALLBACK,
 		.spool_fd = sp->out,
@@ -424,8 +289,7 @@ static void prepare_spec(struct run_ctx *ctx, struct child_spec *spec, const str
 		.give_up = give_up_lock,
 		.ctx = ctx,
 	};
-	if (ctx->stdin_spool >= 0 && lseek(ctx->stdin_spool, 0, SEEK_SET) == 0)
-		spec->in_fd = ctx->stdin_spool;
+	spec->in_fd = stdin_keep_fd(&ctx->in);
 }
 
 /* COMMAND could not start under the lock for a reason of this host (no
@@ -481,45 +345,11 @@ static int settle(struct run_ctx *ctx, const struct child_result *cr, struct spo
 	return cr->status;
 }
 
-/* What standard input held before COMMAND ran, to tell afterwards whether
- * COMMAND read it: the offset of a regular file, or the bytes waiting in a
- * pipe or socket. A terminal, /dev/null or a closed stdin cannot mislead. */
-struct stdin_probe {
-	bool watched;
-	bool regular;
-	off_t offset;
-	int waiting;
-};
-
-static void stdin_probe_start(const struct run_ctx *ctx, struct stdin_probe *p)
-{
-	struct stat st;
-
-	*p = (struct stdin_probe){0};
-	if (ctx->o->use_stdin || ctx->o->stdin_ignored || fstat(STDIN_FILENO, &st) < 0)
-		return;
-	if (S_ISREG(st.st_mode)) {
-		p->offset = lseek(STDIN_FILENO, 0, SEEK_CUR);
-		p->watched = p->regular = p->offset >= 0 && p->offset < st.st_size;
-	} else if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
-		p->watched = ioctl(STDIN_FILENO, FIONREAD, &p->waiting) == 0 && p->waiting > 0;
-	}
-}
-
 /* COMMAND consumed standard input that is not part of the key: a later
  * call with other input would get this result. Say so once. */
 static void stdin_probe_check(const struct stdin_probe *p)
 {
-	int waiting = 0;
-	bool read;
-
-	if (!p->watched)
-		return;
-	if (p->regular)
-		read = lseek(STDIN_FILENO, 0, SEEK_CUR) != p->offset;
-	else
-		read = ioctl(STDIN_FILENO, FIONREAD, &waiting) == 0 && waiting < p->waiting;
-	if (read)
+	if (stdin_probe_read(p))
 		log_warn("COMMAND read standard input, which is not part of the key: a later call "
 			 "with other input gets this result (key on it with --stdin, or say "
 			 "--stdin=ignore)");
@@ -555,7 +385,7 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 		return run_uncached_instead(ctx, mode);
 	}
 	struct stdin_probe probe;
-	stdin_probe_start(ctx, &probe);
+	stdin_probe_start(&probe, !ctx->o->use_stdin && !ctx->o->stdin_ignored);
 	int rc = child_run(&spec, &cr);
 	/* the store is ours again, after a renewal in flight */
 	lease_stop(ctx->lease);
@@ -573,52 +403,21 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 	return status;
 }
 
-/* Close what the caller handed us beyond stdin, stdout and stderr (a `5>file`,
- * a test harness's pipe): a detached refresh must not keep them open for
- * whoever waits on them. Every descriptor of our own is close-on-exec, which
- * is how they are told apart. */
-static void close_inherited_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-
-	if (!d)
-		return;
-	int self = dirfd(d);
-	while ((de = readdir(d))) {
-		int fd = atoi(de->d_name);
-		int flags = fcntl(fd, F_GETFD);
-		if (fd > STDERR_FILENO && fd != self && flags >= 0 && !(flags & FD_CLOEXEC))
-			close(fd);
-	}
-	closedir(d);
-}
-
 /* Refresh in a detached process (own session, no stdin, the caller's
  * stdout and stderr closed), so `x=$(cachefence ...)` returns at once. The
  * lock, already ours, goes with it. */
 static void refresh_in_background(struct run_ctx *ctx)
 {
-	pid_t pid = fork();
+	pid_t pid = spawn_detached();
 
 	if (pid < 0) {
-		log_warn("cannot start a background refresh: %s", strerror(errno));
+		log_warn("cannot start a background refresh: %s", err_msg());
 		release(ctx, ABANDON_INTERRUPTED);
 		return;
 	}
 	if (pid > 0) {
 		ctx->store->ops->after_fork(ctx->store, false);
 		return;
-	}
-	setsid();
-	close_inherited_fds();
-	int null = open("/dev/null", O_RDWR);
-	if (null >= 0) {
-		dup2(null, STDIN_FILENO);
-		dup2(null, STDOUT_FILENO);
-		dup2(null, STDERR_FILENO);
-		if (null > STDERR_FILENO)
-			close(null);
 	}
 	if (ctx->store->ops->after_fork(ctx->store, true) == 0)
 		lead(ctx, LEAD_BACKGROUND);
@@ -653,18 +452,38 @@ static double xfetch_draw(void)
 	return ((double)(r >> 11) + 1.0) / 9007199254740992.0; /* (0, 1] in 2^-53 steps */
 }
 
-/* a hit (fresh or stale) was served: log it, and start a refresh if ours */
-static int served(struct run_ctx *ctx, const struct lookup *l)
+/* an entry was served (its bytes went out with the lookup): log it, and
+ * start the refresh the lookup gave us the lock for; its stored status */
+static int serve_entry(struct run_ctx *ctx, const struct lookup *l, const char *what,
+		       const char *refreshing)
 {
-	const char *what = l->verdict == VERDICT_HIT ? "hit" : "stale";
-
 	log_verbose("%s key=%s age=%llds ttl=%llds%s", what, key_for_log(ctx),
 		    (long long)(l->age_ms / 1000), (long long)((l->meta.ttl_ms - l->age_ms) / 1000),
-		    !l->refresh			   ? ""
-		    : l->verdict == VERDICT_HIT ? ": xfetch early refresh in the background"
-						: ": refreshing in the background");
+		    l->refresh ? refreshing : "");
 	if (l->refresh)
 		refresh_in_background(ctx);
+	return l->meta.status;
+}
+
+/* SPEC 4.1 (1), fresh hit: the XFetch draw may have chosen us to refresh
+ * early, in the background; the caller is not delayed */
+static int fresh_hit(struct run_ctx *ctx, const struct lookup *l)
+{
+	return serve_entry(ctx, l, "hit", ": xfetch early refresh in the background");
+}
+
+/* SPEC 4.1 (2), stale hit: whoever took the lock refreshes, in the background */
+static int stale_hit(struct run_ctx *ctx, const struct lookup *l)
+{
+	return serve_entry(ctx, l, "stale", ": refreshing in the background");
+}
+
+/* SPEC 4.1 (3), a waiter's end: the leader's result, even a failed one
+ * (bytes sent with the lookup) */
+static int leaders_result(struct run_ctx *ctx, const struct lookup *l)
+{
+	log_verbose("waited key=%s: the leader's result, status %d", key_for_log(ctx),
+		    l->meta.status);
 	return l->meta.status;
 }
 
@@ -694,8 +513,10 @@ static int warm(struct run_ctx *ctx, const struct lookup_req *req)
 
 	if (ctx->store->ops->lookup(ctx->store, req, &l, &none) < 0)
 		return store_failed(ctx);
-	if (l.verdict == VERDICT_HIT || l.verdict == VERDICT_STALE) {
-		served(ctx, &l);
+	if (l.verdict == VERDICT_HIT) {
+		fresh_hit(ctx, &l);
+	} else if (l.verdict == VERDICT_STALE) {
+		stale_hit(ctx, &l);
 	} else if (l.verdict == VERDICT_LEAD) {
 		log_verbose("warm key=%s: refreshing in the background", key_for_log(ctx));
 		refresh_in_background(ctx);
@@ -722,6 +543,41 @@ static int wait_expired(struct run_ctx *ctx)
 	return exec_uncached(ctx);
 }
 
+/* a waiter's state between lookups */
+struct waiting {
+	bool watching;    /* the store wakes us when the leader is done */
+	int64_t deadline; /* --wait's end (monotonic ms), or 0 */
+};
+
+/* wait_turn's result when the caller should look again */
+#define LOOK_AGAIN (-1)
+
+/* SPEC 4.1 (3), wait: another process leads (l, from the lookup). Listen
+ * first, then look again, for a wake-up between our lookup and the
+ * subscription would be lost; after that, sleep until woken or the next
+ * poll. LOOK_AGAIN, or the exit status when the wait ends here. */
+static int wait_turn(struct run_ctx *ctx, const struct lookup *l, struct lookup_req *req,
+		     struct waiting *w)
+{
+	memcpy(ctx->awaited, l->holder, sizeof(ctx->awaited));
+	req->awaited = ctx->awaited;
+	if (!w->watching) {
+		log_verbose("wait key=%s: another process is running COMMAND", key_for_log(ctx));
+		if (ctx->store->ops->watch(ctx->store, ctx->key.data, ctx->key.len) < 0)
+			return store_failed(ctx);
+		w->watching = true;
+		return LOOK_AGAIN;
+	}
+	if (w->deadline && monotonic_ms() >= w->deadline)
+		return wait_expired(ctx);
+	if (ctx->store->ops->wait(ctx->store, wait_interval(l, w->deadline)) < 0)
+		return store_failed(ctx);
+	return LOOK_AGAIN;
+}
+
+/* SPEC 4.1, in order: look up (the store checks the entry and, when none
+ * answers, tries the lock, in one step); then a fresh hit, a stale hit,
+ * or on a miss lead or wait, and look again after waiting */
 static int decide(struct run_ctx *ctx)
 {
 	const struct options *o = ctx->o;
@@ -738,87 +594,31 @@ static int decide(struct run_ctx *ctx)
 	};
 	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
 	struct lookup l;
-	int64_t deadline = o->wait_ms ? monotonic_ms() + o->wait_ms : 0;
-	bool watching = false;
+	struct waiting w = {.deadline = o->wait_ms ? monotonic_ms() + o->wait_ms : 0};
+	int status = LOOK_AGAIN;
 
 	if (o->warm)
 		return warm(ctx, &req);
-	for (;;) {
+	while (status == LOOK_AGAIN) {
 		if (ctx->store->ops->lookup(ctx->store, &req, &l, &sink) < 0)
 			return sink.partial ? output_cut(ctx) : store_failed(ctx);
 		switch (l.verdict) {
 		case VERDICT_HIT:
+			return fresh_hit(ctx, &l);
 		case VERDICT_STALE:
-			return served(ctx, &l);
+			return stale_hit(ctx, &l);
 		case VERDICT_DONE:
-			log_verbose("waited key=%s: the leader's result, status %d", key_for_log(ctx),
-				    l.meta.status);
-			return l.meta.status;
+			return leaders_result(ctx, &l);
 		case VERDICT_LEAD:
 			return lead(ctx, l.fallback ? LEAD_FALLBACK : LEAD_LIVE);
 		case VERDICT_BYPASS:
 			return run_bypassed(ctx);
 		case VERDICT_WAIT:
+			status = wait_turn(ctx, &l, &req, &w);
 			break;
 		}
-		memcpy(ctx->awaited, l.holder, sizeof(ctx->awaited));
-		req.awaited = ctx->awaited;
-		if (!watching) {
-			/* listen first, then look again: a wake-up between our lookup
-			 * and the subscription would otherwise be lost */
-			log_verbose("wait key=%s: another process is running COMMAND", key_for_log(ctx));
-			if (ctx->store->ops->watch(ctx->store, ctx->key.data, ctx->key.len) < 0)
-				return store_failed(ctx);
-			watching = true;
-			continue;
-		}
-		if (deadline && monotonic_ms() >= deadline)
-			return wait_expired(ctx);
-		if (ctx->store->ops->wait(ctx->store, wait_interval(&l, deadline)) < 0)
-			return store_failed(ctx);
 	}
-}
-
-/* key_digest_read's keep for --stdin: into the spool while it takes it;
- * the piece it cannot take is held in memory, and reading stops there */
-static int keep_stdin(void *arg, const char *p, size_t n)
-{
-	struct run_ctx *ctx = arg;
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t w = write(ctx->stdin_spool, p + done, n - done);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			err_set("--stdin: cannot keep standard input in a spool file: %s (set TMPDIR)",
-				strerror(w < 0 ? errno : EIO));
-			ctx->stdin_spooled += done;
-			ctx->stdin_partial = true;
-			buf_append(&ctx->stdin_held, p + done, n - done);
-			return -1;
-		}
-		done += w;
-	}
-	ctx->stdin_spooled += done;
-	return 0;
-}
-
-/* --stdin: keep standard input in a spool and put its digest in the key;
- * 0, -1 when it cannot be read, or 1 when it cannot be kept (COMMAND then
- * runs uncached, and gets it all the same); err_set() says why */
-static int read_stdin(struct run_ctx *ctx, unsigned char digest[32])
-{
-	struct stat st;
-
-	ctx->stdin_start = -1;
-	if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode))
-		ctx->stdin_start = lseek(STDIN_FILENO, 0, SEEK_CUR);
-	ctx->stdin_spool = open_spool();
-	if (ctx->stdin_spool < 0)
-		return 1; /* nothing read: COMMAND gets standard input untouched */
-	int rc = key_digest_read(STDIN_FILENO, keep_stdin, ctx, digest);
-	return rc < 0 && ctx->stdin_partial ? 1 : rc;
+	return status;
 }
 
 int run_user_key(const struct options *o, const unsigned char *stdin_digest, struct buf *key)
@@ -841,22 +641,25 @@ int run_user_key(const struct options *o, const unsigned char *stdin_digest, str
 
 /* the user key: --key, or derived from COMMAND and the scopes, reading
  * --stdin's input into its spool first; 0, -1, or 1 when COMMAND must run
- * uncached (see read_stdin) */
+ * uncached (the spool could not be made or could not take it all: COMMAND
+ * then gets standard input all the same); err_set() says why */
 static int make_key(struct run_ctx *ctx)
 {
 	unsigned char digest[32];
 
 	if (!ctx->o->key && ctx->o->use_stdin) {
-		int rc = read_stdin(ctx, digest);
+		if (stdin_keep_open(&ctx->in) < 0)
+			return 1; /* nothing read: COMMAND gets standard input untouched */
+		int rc = key_digest_read(STDIN_FILENO, stdin_keep_bytes, &ctx->in, digest);
 		if (rc != 0)
-			return rc;
+			return rc < 0 && ctx->in.partial ? 1 : rc;
 	}
 	return run_user_key(ctx->o, ctx->o->use_stdin ? digest : NULL, &ctx->key);
 }
 
 int run_command(const struct options *o)
 {
-	struct run_ctx ctx = {.o = o, .stdin_spool = -1};
+	struct run_ctx ctx = {.o = o, .in = STDIN_KEEP_INIT};
 	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms,
 				   .password = o->password, .tls = &o->tls};
 	bool refused;
@@ -883,10 +686,8 @@ int run_command(const struct options *o)
 	}
 out:
 	store_close(ctx.store);
-	if (ctx.stdin_spool >= 0)
-		close(ctx.stdin_spool);
+	stdin_keep_free(&ctx.in);
 	buf_free(&ctx.key);
 	buf_free(&ctx.printable);
-	buf_free(&ctx.stdin_held);
 	return status;
 }

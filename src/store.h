@@ -1,6 +1,7 @@
 /* store: what the decisions in run.c need from a cache backend, and nothing
- * more. Redis (store_redis.c) and, later, a local directory implement it;
- * nothing above this interface knows which one is in use or includes hiredis.
+ * more. Redis (store_redis.c) and a local directory (store_file.c and its
+ * parts, store_file.h) implement it; nothing above this interface knows
+ * which one is in use or includes hiredis.
  *
  * Values flow as streams: a hit writes the stored bytes straight to the
  * caller's file descriptors, and a result is stored from the file the leader

@@ -22,25 +22,30 @@
  *
  * Entries appear by rename(2), so a reader sees the old entry or the new one,
  * never a torn one. Invalidate unlinks the lock file: a leader that finds
- * its lock file replaced has been fenced out and stores nothing. */
-#include "store.h"
+ * its lock file replaced has been fenced out and stores nothing.
+ *
+ * This file holds the store's operations, reading entries and the lookup;
+ * its parts (store_file.h) hold the rest: file_dir.c the directory and the
+ * names, file_lock.c the locks, waits and fencing, file_tags.c the tags,
+ * file_sweep.c the clean-up, file_stats.c the counters. */
+#include "store_file.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/inotify.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "file_stats.h"
+#include "file_dir.h"
+#include "file_lock.h"
+#include "file_sweep.h"
+#include "file_tags.h"
 #include "key.h"
 #include "policy.h"
 #include "records.h"
@@ -54,183 +59,10 @@
  * as the clock takes to catch up */
 #define FUTURE_SLACK_MS 2000
 
-/* a file name of one of a key's parts: H, '.', TOKEN, a suffix */
-#define NAME_MAX_LEN (KEY_HASH_HEX + TOKEN_LEN + 16)
-
-struct file_store {
-	struct store base;
-	struct file_stats stats;    /* the counters file */
-	int dirfd;                  /* the namespace directory */
-	char *dir;                  /* its path, for messages */
-	int lock_fd;                /* the lock we lead under, or -1 */
-	int wait_fd;                /* the lock file a waiter waits on, or -1 */
-	int64_t wait_since_ms;      /* when we first found the lock held, or 0: a
-				     * round that ended before is not the one we wait on */
-	int notify_fd;              /* inotify, to wake a waiter, or -1 */
-	int commit_fd;              /* commit.lock, opened on first use, or -1 */
-	char lock_value_suffix[300]; /* " host=H pid=P" after the token */
-};
-
-static struct file_store *to_file(struct store *s)
-{
-	return (struct file_store *)s;
-}
-
-static int64_t realtime_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* the file name of one of key's parts: H + suffix */
-static void file_name(char *out, size_t outlen, const char *key, size_t len, const char *suffix)
-{
-	char h[KEY_HASH_HEX];
-
-	key_hash_hex(h, key, len);
-	snprintf(out, outlen, "%s%s", h, suffix);
-}
-
-/* the file name of one of key's parts that belongs to a round: H.TOKEN + suffix */
-static void round_name(char *out, size_t outlen, const char *key, size_t len, const char *token,
-		       const char *suffix)
-{
-	char h[KEY_HASH_HEX];
-
-	key_hash_hex(h, key, len);
-	snprintf(out, outlen, "%s.%.*s%s", h, TOKEN_LEN, token, suffix);
-}
-
-/* true if the n bytes at p are lowercase hex digits */
-static bool is_hex(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
-			return false;
-	return true;
-}
-
 /* is the entry created more than the slack ahead of now? */
 static bool from_future(const struct entry_meta *m, int64_t now)
 {
 	return m->created_ms > now + FUTURE_SLACK_MS;
-}
-
-/* flock(2) that goes on after a signal handler ran */
-static int flock_retry(int fd, int how)
-{
-	int rc;
-
-	while ((rc = flock(fd, how)) < 0 && errno == EINTR)
-		;
-	return rc;
-}
-
-/* --- opening the directory safely ------------------------------------------ */
-
-/* refuse a directory that someone else could write into or swap */
-static int check_private(int fd, const char *path)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) < 0) {
-		err_set("cannot stat the store directory %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (st.st_uid != geteuid()) {
-		err_set("the store directory %s belongs to uid %ld, not to you (uid %ld): refusing it "
-			"(use a directory of your own with -u file:///DIR)",
-			path, (long)st.st_uid, (long)geteuid());
-		return -1;
-	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		err_set("the store directory %s is writable by group or others: refusing it "
-			"(chmod 700 %s)", path, path);
-		return -1;
-	}
-	return 0;
-}
-
-/* mkdir -p with mode 0700 for what is missing */
-static int make_dirs(const char *path)
-{
-	char *p = xstrdup(path);
-	int rc = 0;
-
-	for (char *s = p + 1;; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-			err_set("cannot create the store directory %s: %s", p, strerror(errno));
-			rc = -1;
-			break;
-		}
-		*s = c;
-		if (c == '\0')
-			break;
-	}
-	free(p);
-	return rc;
-}
-
-/* Explain why a store directory would not open. A symbolic link or a file
- * in its place is refused (retrying cannot help, and following a link is how
- * a shared /tmp is turned against its users); anything else is a failure to
- * run uncached past. */
-static void refuse_or_fail(const char *path, bool *refused)
-{
-	int e = errno;
-	struct stat st;
-
-	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-		err_set("the store directory %s is a symbolic link: refusing it (name the real "
-			"directory)", path);
-		*refused = true;
-	} else if (e == ENOTDIR || e == ELOOP) {
-		err_set("the store directory %s is not a directory: refusing it", path);
-		*refused = true;
-	} else {
-		err_set("cannot open the store directory %s: %s", path, strerror(e));
-	}
-}
-
-/* open DIR (created if missing) and its namespace subdirectory, both private */
-static int open_store_dir(const char *path, const char *ns, char **ns_path, bool *refused)
-{
-	if (make_dirs(path) < 0)
-		return -1;
-	int top = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (top < 0) {
-		refuse_or_fail(path, refused);
-		return -1;
-	}
-	if (check_private(top, path) < 0) {
-		*refused = true;
-		close(top);
-		return -1;
-	}
-	*ns_path = xasprintf("%s/%s", path, ns);
-	if (mkdirat(top, ns, 0700) < 0 && errno != EEXIST) {
-		err_set("cannot create the store directory %s: %s", *ns_path, strerror(errno));
-		close(top);
-		return -1;
-	}
-	int fd = openat(top, ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	close(top);
-	if (fd < 0) {
-		refuse_or_fail(*ns_path, refused);
-		return -1;
-	}
-	if (check_private(fd, *ns_path) < 0) {
-		*refused = true;
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 /* --- counters ------------------------------------------------------------------ */
@@ -251,15 +83,7 @@ static int file_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)
 
 /* --- reading entries ---------------------------------------------------------- */
 
-/* an entry (or round result) file opened and checked */
-struct stored {
-	int fd;              /* positioned at the stored stdout */
-	struct entry_meta meta;
-	char *trailer;       /* the user key (entries) or token (round results); malloc'ed */
-	size_t trailer_len;
-};
-
-static void stored_close(struct stored *st)
+void stored_close(struct stored *st)
 {
 	if (st->fd >= 0)
 		close(st->fd);
@@ -268,10 +92,7 @@ static void stored_close(struct stored *st)
 	st->trailer = NULL;
 }
 
-/* Open and decode a stored file. 1 found and sound, 0 absent or not
- * decodable (a miss: a corrupt, truncated or foreign file is never an
- * error), -1 on a real I/O failure. */
-static int stored_open(struct file_store *fs, const char *name, struct stored *st)
+int stored_open(struct file_store *fs, const char *name, struct stored *st)
 {
 	char head[HEADER_MAX];
 	struct stat sb;
@@ -313,8 +134,7 @@ miss:
 	return 0;
 }
 
-/* open the key's entry if it is sound and really holds this key */
-static int entry_open(struct file_store *fs, const char *key, size_t len, struct stored *st)
+int entry_open(struct file_store *fs, const char *key, size_t len, struct stored *st)
 {
 	char name[KEY_HASH_HEX + 16];
 
@@ -336,104 +156,6 @@ static int stored_deliver(struct stored *st, struct sink *sink)
 		return -1;
 	}
 	return 0;
-}
-
-/* --- the lock ------------------------------------------------------------------ */
-
-/* read the lock file's holder token into holder (TOKEN_LEN+1); "" if none
- * (or not a token: it becomes part of file names) */
-static void read_holder(int fd, char *holder)
-{
-	ssize_t n = pread(fd, holder, TOKEN_LEN, 0);
-
-	holder[n == TOKEN_LEN && is_hex(holder, TOKEN_LEN) ? TOKEN_LEN : 0] = '\0';
-}
-
-/* is the lock file at name still the inode we hold? (invalidate unlinks it) */
-static int lock_still_ours(struct file_store *fs, const char *name)
-{
-	struct stat a, b;
-
-	if (fs->lock_fd < 0 || fstat(fs->lock_fd, &a) < 0)
-		return 0;
-	if (fstatat(fs->dirfd, name, &b, AT_SYMLINK_NOFOLLOW) < 0)
-		return 0;
-	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-static void release_lock(struct file_store *fs)
-{
-	if (fs->lock_fd >= 0) {
-		flock(fs->lock_fd, LOCK_UN);
-		close(fs->lock_fd);
-		fs->lock_fd = -1;
-	}
-}
-
-/* We have just taken the lock: remove what a crashed predecessor left
- * half-written, then write our token for waiters and inspect, and our key
- * and tags for invalidate --match and --tag, which fence us out by them
- * before any entry of ours exists. */
-static int claim_lock(struct file_store *fs, int fd, const struct lookup_req *req)
-{
-	char prev[TOKEN_LEN + 1], tmp[NAME_MAX_LEN];
-	struct buf value = {0};
-	int rc = 0;
-
-	read_holder(fd, prev);
-	if (prev[0]) {
-		round_name(tmp, sizeof(tmp), req->key, req->key_len, prev, ".tmp");
-		unlinkat(fs->dirfd, tmp, 0);
-	}
-	buf_appendf(&value, "%.*s%s\n", TOKEN_LEN, req->token, fs->lock_value_suffix);
-	record_append(&value, req->key, req->key_len);
-	for (int i = 0; i < req->ntags; i++)
-		record_append(&value, req->tags[i], strlen(req->tags[i]));
-	if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0 ||
-	    write_all(fd, value.data, value.len) < 0) {
-		err_set("cannot write the lock file in %s: %s", fs->dir, strerror(errno));
-		rc = -1;
-	}
-	buf_free(&value);
-	return rc;
-}
-
-/* Try to take the key's lock without blocking: 1 taken (fs->lock_fd), 0 held
- * by another process (its token in holder, the file kept open in fs->wait_fd
- * to wait on), -1 with err_set(). */
-static int take_lock(struct file_store *fs, const struct lookup_req *req, char *holder)
-{
-	char name[NAME_MAX_LEN];
-
-	if (fs->lock_fd >= 0)
-		return 1;
-	file_name(name, sizeof(name), req->key, req->key_len, ".lock");
-	int fd = openat(fs->dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		err_set("cannot open the lock file in %s: %s", fs->dir, strerror(errno));
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK) {
-			err_set("cannot lock %s/%s: %s", fs->dir, name, strerror(errno));
-			close(fd);
-			return -1;
-		}
-		read_holder(fd, holder);
-		if (fs->wait_fd >= 0)
-			close(fs->wait_fd);
-		fs->wait_fd = fd;
-		if (!fs->wait_since_ms)
-			fs->wait_since_ms = realtime_ms();
-		return 0;
-	}
-	if (claim_lock(fs, fd, req) < 0) {
-		flock(fd, LOCK_UN);
-		close(fd);
-		return -1;
-	}
-	fs->lock_fd = fd;
-	return 1;
 }
 
 /* --- the back-off of a failed stale-if-error refresh ------------------------------- */
@@ -569,7 +291,7 @@ static bool bypass_marked(struct file_store *fs, const struct lookup_req *req)
 	return until >= realtime_ms() && until - BYPASS_MARK_MS >= fs->wait_since_ms;
 }
 
-/* --- lookup and waiting ------------------------------------------------------------- */
+/* --- lookup ----------------------------------------------------------------------- */
 
 /* What the leader we wait on left us, for the policy: its result (open in
  * st) or its mark that the output was too large; 0, or -1 with err_set().
@@ -687,73 +409,6 @@ static int file_watch(struct store *s, const char *key, size_t key_len)
 	return 0; /* the lock file itself is the wake-up: see file_wait */
 }
 
-/* A waiter looks at the lock again after this long, doubling up to a cap,
- * when no inotify event wakes it first: the events make the wake-up
- * immediate, the looks make it certain (an event can be missed, inotify
- * can be out of instances). */
-#define WAIT_STEP_FIRST_MS 2
-#define WAIT_STEP_CAP_MS 250
-#define WAIT_STEP_CAP_BLIND_MS 50 /* without inotify */
-
-/* Ask inotify about the lock file wait_fd has open: a leader opens it for
- * writing and closes it as it unlocks, or as it dies (IN_CLOSE_WRITE), and
- * invalidate unlinks it (IN_ATTRIB, the link count). Best effort. */
-static void watch_lock(struct file_store *fs)
-{
-	char path[64];
-
-	if (fs->notify_fd < 0)
-		fs->notify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fs->notify_fd < 0)
-		return;
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fs->wait_fd);
-	if (inotify_add_watch(fs->notify_fd, path, IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF) < 0) {
-		close(fs->notify_fd);
-		fs->notify_fd = -1;
-	}
-}
-
-/* Wait for the leader to release the lock file it holds exclusively: a
- * shared lock tried without blocking, again at each inotify event and at
- * growing intervals, until it is granted or timeout_ms passes. flock(2)
- * itself has no timeout, and a timer's signal is no bound: the caller may
- * have it blocked or ignored, and a store must not take a process-wide
- * signal for itself. */
-static int file_wait(struct store *s, int64_t timeout_ms)
-{
-	struct file_store *fs = to_file(s);
-	char events[4096];
-
-	if (fs->wait_fd < 0)
-		return 1;
-	if (timeout_ms <= 0)
-		return 0;
-	watch_lock(fs); /* before the first try, so no release falls between */
-	int64_t deadline = monotonic_ms() + timeout_ms;
-	int64_t step = WAIT_STEP_FIRST_MS;
-	for (;;) {
-		if (flock(fs->wait_fd, LOCK_SH | LOCK_NB) == 0) {
-			flock(fs->wait_fd, LOCK_UN);
-			return 1;
-		}
-		if (errno != EWOULDBLOCK && errno != EINTR) {
-			err_set("cannot wait on the lock in %s: %s", fs->dir, strerror(errno));
-			return -1;
-		}
-		int64_t left = deadline - monotonic_ms();
-		if (left <= 0)
-			return 0;
-		struct pollfd p = {.fd = fs->notify_fd, .events = POLLIN};
-		int n = poll(&p, fs->notify_fd >= 0, step < left ? step : left);
-		if (n > 0)
-			while (read(fs->notify_fd, events, sizeof(events)) > 0)
-				;
-		int64_t cap = fs->notify_fd >= 0 ? WAIT_STEP_CAP_MS : WAIT_STEP_CAP_BLIND_MS;
-		if (n == 0 && step < cap)
-			step = step * 2 < cap ? step * 2 : cap;
-	}
-}
-
 static int file_renew(struct store *s, const char *key, size_t key_len, const char *token,
 		      int64_t lease_ms)
 {
@@ -763,343 +418,6 @@ static int file_renew(struct store *s, const char *key, size_t key_len, const ch
 	(void)lease_ms;
 	file_name(name, sizeof(name), key, key_len, ".lock");
 	return lock_still_ours(to_file(s), name);
-}
-
-/* take the store-wide commit lock, held only across check-and-rename */
-static int commit_lock(struct file_store *fs)
-{
-	/* opened once per process: invalidate --match takes it per entry */
-	if (fs->commit_fd < 0)
-		fs->commit_fd = openat(fs->dirfd, "commit.lock",
-				       O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fs->commit_fd < 0 || flock_retry(fs->commit_fd, LOCK_EX) < 0) {
-		err_set("cannot take the commit lock in %s: %s", fs->dir, strerror(errno));
-		return -1;
-	}
-	return fs->commit_fd;
-}
-
-static void commit_unlock(int fd)
-{
-	flock(fd, LOCK_UN);
-}
-
-/* --- tags ----------------------------------------------------------------------- */
-
-/* the file listing a tag's keys: tag-SHA256(tag) */
-static void tag_file(char *out, size_t outlen, const char *tag)
-{
-	char h[KEY_HASH_HEX];
-
-	key_hash_hex(h, tag, strlen(tag));
-	snprintf(out, outlen, "tag-%s", h);
-}
-
-/* the file holding a tag's name: tagname-SHA256(tag) */
-static void tag_name_file(char *out, size_t outlen, const char *tag)
-{
-	char h[KEY_HASH_HEX];
-
-	key_hash_hex(h, tag, strlen(tag));
-	snprintf(out, outlen, "tagname-%s", h);
-}
-
-/* Keep the tag's name for list --tags, once: written aside and renamed into
- * place, so a reader finds the whole name or none. Best effort: a tag
- * without its name still fences and invalidates, it is only not listed. */
-static void tag_keep_name(struct file_store *fs, const char *tag)
-{
-	char name[KEY_HASH_HEX + 16], tmp[KEY_HASH_HEX + 48];
-
-	tag_name_file(name, sizeof(name), tag);
-	if (faccessat(fs->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-		return;
-	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", name, (long)getpid());
-	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
-	int rc = write_all(fd, tag, strlen(tag));
-	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0)
-		unlinkat(fs->dirfd, tmp, 0);
-}
-
-/* does tagname-H's tag file, tag-H, exist? (true if that cannot be told) */
-static bool tag_file_of_name_exists(struct file_store *fs, const char *tag_name_file)
-{
-	char name[KEY_HASH_HEX + 8];
-
-	snprintf(name, sizeof(name), "tag-%s", tag_name_file + 8);
-	return faccessat(fs->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
-}
-
-/* File key under tag: one record appended in one write(2), under the commit
- * lock, so records of concurrent leaders never interleave. A record that a
- * full disk cuts short is cut off again (ftruncate never needs space), and
- * one that a crash left without its newline gets one before ours, so that
- * a reader loses at most that record. 0, or -1 with err_set(). */
-static int tag_add(struct file_store *fs, const char *tag, const char *key, size_t len)
-{
-	char name[KEY_HASH_HEX + 8], last = '\n';
-	struct buf rec = {0};
-	struct stat st;
-	int rc = -1, e;
-
-	tag_keep_name(fs, tag);
-	tag_file(name, sizeof(name), tag);
-	int fd = openat(fs->dirfd, name, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || fstat(fd, &st) < 0)
-		goto out;
-	if (!S_ISREG(st.st_mode)) {
-		errno = EINVAL;
-		goto out;
-	}
-	if (st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1)
-		goto out;
-	if (last != '\n')
-		buf_append(&rec, "\n", 1);
-	record_append(&rec, key, len);
-	if (write_all(fd, rec.data, rec.len) < 0) {
-		e = errno;
-		if (ftruncate(fd, st.st_size) < 0)
-			log_warn("cannot cut a torn record off the tag file %s/%s: %s", fs->dir, name,
-				 strerror(errno));
-		errno = e;
-		goto out;
-	}
-	rc = 0;
-out:
-	e = errno;
-	if (fd >= 0 && close(fd) < 0 && rc == 0) {
-		rc = -1;
-		e = errno;
-	}
-	if (rc < 0)
-		err_set("cannot file the result under tag %s in %s: %s", tag, fs->dir, strerror(e));
-	buf_free(&rec);
-	return rc;
-}
-
-/* read a whole small file into b; 0, 1 when absent, -1 with err_set() */
-static int read_small_file(struct file_store *fs, const char *name, struct buf *b)
-{
-	char chunk[65536];
-	ssize_t n;
-	int fd = openat(fs->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 1;
-		err_set("cannot open %s/%s: %s", fs->dir, name, strerror(errno));
-		return -1;
-	}
-	while ((n = read_full(fd, chunk, sizeof(chunk))) > 0)
-		buf_append(b, chunk, n);
-	close(fd);
-	if (n < 0) {
-		err_set("cannot read %s/%s: %s", fs->dir, name, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-
-/* a walk of the store directory from its start, on a descriptor of its own
- * (closedir() closes it); NULL with err_set() */
-static DIR *store_listing(struct file_store *fs)
-{
-	int dfd = dup(fs->dirfd);
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-
-	if (!d) {
-		err_set("cannot read the store directory %s: %s", fs->dir, strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
-		return NULL;
-	}
-	rewinddir(d);
-	return d;
-}
-/* After invalidating the records that were in a tag file (its first done
- * bytes, as in was), drop them from it, keeping what leaders appended
- * since: under the commit lock, as appends are. Best effort: records left
- * behind only name keys once more. */
-static void tag_drop_done(struct file_store *fs, const char *name, const struct buf *was)
-{
-	struct buf now = {0};
-	char tmp[KEY_HASH_HEX + 32];
-
-	int cfd = commit_lock(fs);
-	if (cfd < 0)
-		return;
-	if (read_small_file(fs, name, &now) != 0 || now.len < was->len ||
-	    (was->len && memcmp(now.data, was->data, was->len) != 0))
-		goto out; /* gone, or rewritten by a sweep: nothing to drop */
-	if (now.len == was->len) {
-		unlinkat(fs->dirfd, name, 0);
-		goto out;
-	}
-	snprintf(tmp, sizeof(tmp), "%s.inval.tmp", name);
-	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto out;
-	int rc = write_all(fd, now.data + was->len, now.len - was->len);
-	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0)
-		unlinkat(fs->dirfd, tmp, 0);
-out:
-	commit_unlock(cfd);
-	buf_free(&now);
-}
-
-static int file_invalidate(struct store *s, const char *key, size_t key_len);
-static int fence_running(struct file_store *fs, const char *glob, const char *tag);
-
-/* Fence out the leaders running for tag first: one that stores after that
- * has filed its record by then, under the commit lock, where we read. A
- * record we cannot read (cut short by a crash, or by a full disk under an
- * older version) may name an entry that stays: that is an error to report,
- * after every record that reads has been acted on. */
-static long file_invalidate_tag(struct store *s, const char *tag)
-{
-	struct file_store *fs = to_file(s);
-	char name[KEY_HASH_HEX + 8];
-	struct buf b = {0}, key = {0};
-	long deleted = 0, damaged = 0;
-	size_t pos = 0;
-	int rc;
-
-	if (fence_running(fs, NULL, tag) < 0)
-		return -1;
-	tag_file(name, sizeof(name), tag);
-	int cfd = commit_lock(fs);
-	if (cfd < 0)
-		return -1;
-	rc = read_small_file(fs, name, &b);
-	commit_unlock(cfd);
-	if (rc != 0) {
-		buf_free(&b);
-		return rc < 0 ? -1 : 0;
-	}
-	while (deleted >= 0 && (rc = record_next(b.data, b.len, &pos, &key)) != 0) {
-		if (rc < 0) {
-			damaged++;
-			continue;
-		}
-		int one = file_invalidate(s, key.data, key.len);
-		deleted = one < 0 ? -1 : deleted + one;
-	}
-	if (deleted >= 0)
-		tag_drop_done(fs, name, &b);
-	if (deleted >= 0 && damaged > 0) {
-		err_set("tag %s: %ld entr%s invalidated, but %ld record%s of the tag file %s/%s could "
-			"not be read (cut short by a crash or a full disk): the entries %s named may "
-			"remain (invalidate them by key or with --match)",
-			tag, deleted, deleted == 1 ? "y" : "ies", damaged, damaged == 1 ? "" : "s",
-			fs->dir, name, damaged == 1 ? "it" : "they");
-		deleted = -1;
-	}
-	buf_free(&b);
-	buf_free(&key);
-	return deleted;
-}
-
-/* --- fencing leaders without an entry ------------------------------------------------ */
-
-/* is name a key's lock file, "<64 hex digits>.lock"? (commit.lock is not) */
-static bool is_key_lock(const char *name)
-{
-	return strlen(name) == KEY_HASH_HEX - 1 + 5 && is_hex(name, KEY_HASH_HEX - 1) &&
-	       strcmp(name + KEY_HASH_HEX - 1, ".lock") == 0;
-}
-
-/* Does the claimed lock file content b name a key that matches glob, or
- * (glob NULL) file under tag? Its first line is the holder, then come the
- * key's record and the tags' (claim_lock). */
-static bool lock_matches(const struct buf *b, const char *glob, const char *tag)
-{
-	struct buf rec = {0};
-	bool match = false;
-
-	if (b->len == 0) /* claimed, or its claim failed, this instant */
-		return false;
-	const char *nl = memchr(b->data, '\n', b->len);
-	size_t pos = nl ? (size_t)(nl + 1 - b->data) : b->len;
-
-	/* the key has no NUL (key_validate), so it reads as a C string for fnmatch */
-	if (record_next(b->data, b->len, &pos, &rec) == 1) {
-		if (glob)
-			match = fnmatch(glob, rec.data, 0) == 0;
-		else
-			while (!match && record_next(b->data, b->len, &pos, &rec) == 1)
-				match = rec.len == strlen(tag) && memcmp(rec.data, tag, rec.len) == 0;
-	}
-	buf_free(&rec);
-	return match;
-}
-
-/* If the lock file open at fd names a key that matches, unlink it: a
- * leader holding it then finds its lock replaced and stores nothing. The
- * file is read without taking its lock, even for a moment: a newcomer that
- * found it held would read its last leader's name and wait on a round long
- * over. A lock file nobody holds is made again by the next leader, as after
- * invalidate KEY. 0 or -1. */
-static int fence_one(struct file_store *fs, const char *name, int fd, const char *glob,
-		     const char *tag)
-{
-	struct buf b = {0};
-	struct stat a, here;
-	char chunk[65536];
-	ssize_t n;
-	int rc = 0;
-
-	while ((n = read_full(fd, chunk, sizeof(chunk))) > 0)
-		buf_append(&b, chunk, n);
-	if (n < 0 || !lock_matches(&b, glob, tag))
-		goto out;
-	int cfd = commit_lock(fs);
-	if (cfd < 0) {
-		rc = -1;
-		goto out;
-	}
-	/* still the same file: a lock file made since belongs to a leader that
-	 * started after we did */
-	if (fstat(fd, &a) == 0 && fstatat(fs->dirfd, name, &here, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    a.st_ino == here.st_ino && a.st_dev == here.st_dev)
-		unlinkat(fs->dirfd, name, 0);
-	commit_unlock(cfd);
-out:
-	buf_free(&b);
-	return rc;
-}
-
-/* Fence out every leader running for a key that matches glob, or (glob
- * NULL) that files its result under tag, whether an entry exists yet or
- * not. A leader writes its key and tags into its lock file before it runs
- * COMMAND; one whose lock file we have passed by runs COMMAND after the
- * invalidation began. 0 or -1. */
-static int fence_running(struct file_store *fs, const char *glob, const char *tag)
-{
-	DIR *d = store_listing(fs);
-	struct dirent *de;
-	int rc = 0;
-
-	if (!d)
-		return -1;
-	while (rc == 0 && (de = readdir(d))) {
-		if (!is_key_lock(de->d_name))
-			continue;
-		int fd = openat(fs->dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		rc = fence_one(fs, de->d_name, fd, glob, tag);
-		close(fd);
-	}
-	closedir(d);
-	return rc;
-}
-
-static int file_fence(struct store *s, const char *glob)
-{
-	return fence_running(to_file(s), glob, NULL);
 }
 
 /* --- inspect, list, ping ----------------------------------------------------------- */
@@ -1152,140 +470,11 @@ static int file_inspect(struct store *s, const char *key, size_t key_len, struct
 	return 0;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-
-	return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* --- sweeping ------------------------------------------------------------------------ */
-
-/* one store in SWEEP_ODDS sweeps the directory: often enough that expired
- * entries do not pile up, rarely enough that a busy host does not notice */
-#define SWEEP_ODDS 32
-/* a round result older than this has no waiter left to collect it */
-#define DONE_MAX_AGE_S 60
-/* a temporary file this old was left by a leader that died mid-write */
-#define TMP_MAX_AGE_S 3600
-/* a tag file being rewritten this long ago was left by a process that died */
-#define TAG_TMP_MAX_AGE_S 60
-
-static bool sweep_due(void)
-{
-	unsigned char r;
-
-	return getrandom(&r, 1, GRND_NONBLOCK) == 1 && r % SWEEP_ODDS == 0;
-}
-
-static bool older_than(struct file_store *fs, const char *name, time_t seconds)
-{
-	struct stat st;
-
-	return fstatat(fs->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	       st.st_mtime + seconds < time(NULL);
-}
-
-/* rewrite a tag file keeping the records whose entries still live; an
- * empty tag file is removed, so a tag whose entries expired costs nothing */
-static void compact_tag(struct file_store *fs, const char *name)
-{
-	struct buf b = {0}, keep = {0};
-	char tmp[KEY_HASH_HEX + 32];
-
-	if (read_small_file(fs, name, &b) != 0)
-		goto out;
-	struct buf key = {0};
-	size_t pos = 0, start = 0;
-	int rc;
-	/* a record that does not read is dropped: it names nothing we could find */
-	while ((rc = record_next(b.data, b.len, &pos, &key)) != 0) {
-		struct stored st;
-		if (rc == 1 && entry_open(fs, key.data, key.len, &st) == 1) {
-			if (entry_freshness(&st.meta, realtime_ms()) != ENTRY_EXPIRED)
-				buf_append(&keep, b.data + start, pos - start);
-			stored_close(&st);
-		}
-		start = pos;
-	}
-	buf_free(&key);
-	if (keep.len == 0) {
-		unlinkat(fs->dirfd, name, 0);
-		goto out;
-	}
-	if (keep.len == b.len)
-		goto out;
-	snprintf(tmp, sizeof(tmp), "%s.sweep.tmp", name);
-	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto out;
-	rc = write_all(fd, keep.data, keep.len);
-	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0)
-		unlinkat(fs->dirfd, tmp, 0);
-out:
-	buf_free(&b);
-	buf_free(&keep);
-}
-
-/* drop an entry file once every window has passed */
-static void sweep_entry(struct file_store *fs, const char *name)
-{
-	struct stored st;
-
-	/* its mtime is its expiry: a living entry costs one fstatat */
-	if (!older_than(fs, name, 0) || stored_open(fs, name, &st) != 1)
-		return;
-	bool expired = entry_freshness(&st.meta, realtime_ms()) == ENTRY_EXPIRED;
-	stored_close(&st);
-	if (expired)
-		unlinkat(fs->dirfd, name, 0);
-}
-
-/* Remove what has outlived its use: expired entries, old round results,
- * temporaries of leaders that died, and tag records of gone entries. Lock
- * files stay: unlinking one that another process is about to lock would
- * let two leaders run. Runs under the commit lock, against which entries
- * are renamed into place and tags appended. Best effort: errors are ignored. */
-static void sweep(struct file_store *fs)
-{
-	DIR *d = store_listing(fs);
-	struct dirent *de;
-
-	if (!d)
-		return;
-	int cfd = commit_lock(fs);
-	if (cfd < 0) {
-		closedir(d);
-		return;
-	}
-	while ((de = readdir(d))) {
-		const char *n = de->d_name;
-		if (ends_with(n, ".entry"))
-			sweep_entry(fs, n);
-		else if (ends_with(n, ".done") && older_than(fs, n, DONE_MAX_AGE_S))
-			unlinkat(fs->dirfd, n, 0);
-		else if ((ends_with(n, ".bypass") || ends_with(n, ".backoff")) && older_than(fs, n, 0))
-			unlinkat(fs->dirfd, n, 0);
-		else if (strncmp(n, "tag-", 4) == 0 && ends_with(n, ".tmp")) {
-			if (older_than(fs, n, TAG_TMP_MAX_AGE_S))
-				unlinkat(fs->dirfd, n, 0);
-		} else if (ends_with(n, ".tmp") && older_than(fs, n, TMP_MAX_AGE_S))
-			unlinkat(fs->dirfd, n, 0);
-		else if (strncmp(n, "tag-", 4) == 0)
-			compact_tag(fs, n);
-		else if (strncmp(n, "tagname-", 8) == 0 && older_than(fs, n, TAG_TMP_MAX_AGE_S) &&
-			 !tag_file_of_name_exists(fs, n))
-			unlinkat(fs->dirfd, n, 0);
-	}
-	commit_unlock(cfd);
-	closedir(d);
-}
-
 static int file_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 {
 	struct file_store *fs = to_file(s);
 
-	sweep(fs);
+	file_sweep(fs);
 	DIR *d = store_listing(fs);
 	struct dirent *de;
 	int rc = 0;
@@ -1304,44 +493,6 @@ static int file_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 		stored_close(&st);
 	}
 	closedir(d);
-	return 0;
-}
-
-/* the name in tagname-H, if it is a whole tag name that hashes to H and
- * its tag file tag-H exists; 1 with the name in b, else 0 */
-static int read_tag_name(struct file_store *fs, const char *name, struct buf *b)
-{
-	char h[KEY_HASH_HEX];
-
-	b->len = 0;
-	if (strlen(name) != 8 + KEY_HASH_HEX - 1 || !is_hex(name + 8, KEY_HASH_HEX - 1) ||
-	    !tag_file_of_name_exists(fs, name) ||
-	    read_small_file(fs, name, b) != 0 || b->len == 0 || b->len > KEY_MAX ||
-	    memchr(b->data, '\0', b->len))
-		return 0;
-	key_hash_hex(h, b->data, b->len);
-	return memcmp(h, name + 8, KEY_HASH_HEX - 1) == 0;
-}
-
-static int file_list_tags(struct store *s, const char *glob, tag_fn fn, void *ctx)
-{
-	struct file_store *fs = to_file(s);
-
-	sweep(fs); /* so that a tag whose entries are all gone is gone too */
-	DIR *d = store_listing(fs);
-	struct dirent *de;
-	struct buf tag = {0};
-	int rc = 0;
-
-	if (!d)
-		return -1;
-	while (rc == 0 && (de = readdir(d))) {
-		if (strncmp(de->d_name, "tagname-", 8) == 0 && read_tag_name(fs, de->d_name, &tag) &&
-		    (!glob || fnmatch(glob, tag.data, 0) == 0))
-			rc = fn(ctx, tag.data, tag.len);
-	}
-	closedir(d);
-	buf_free(&tag);
 	return 0;
 }
 
@@ -1414,19 +565,6 @@ static int write_temp(struct file_store *fs, char *tmp, const struct result *r,
 	return rc;
 }
 
-/* File the entry under its tags before it appears, under the commit lock
- * (so a sweep compacting a tag file or invalidate --tag reading it sees
- * both or neither); 0, or -1 with err_set(). A record filed for an entry
- * that then fails to appear only names a key that has none. */
-static int file_tags(struct file_store *fs, const struct result *r, const char *key,
-		     size_t key_len)
-{
-	for (int i = 0; i < r->ntags; i++)
-		if (tag_add(fs, r->tags[i], key, key_len) < 0)
-			return -1;
-	return 0;
-}
-
 static int file_finish(struct store *s, const char *key, size_t key_len, const char *token,
 		       const struct result *r)
 {
@@ -1475,8 +613,9 @@ static int file_finish(struct store *s, const char *key, size_t key_len, const c
 	commit_unlock(cfd);
 out:
 	release_lock(fs);
-	if (rc == 1 && sweep_due())
-		sweep(fs);
+	/* the sweep waits for file_close: after the caller got the result */
+	if (rc == 1 && file_sweep_due())
+		fs->sweep_pending = true;
 	return rc;
 }
 
@@ -1520,7 +659,7 @@ static int file_get(struct store *s, const char *key, size_t key_len, bool fresh
 	return rc;
 }
 
-static int file_invalidate(struct store *s, const char *key, size_t key_len)
+int file_invalidate(struct store *s, const char *key, size_t key_len)
 {
 	struct file_store *fs = to_file(s);
 	char entry[KEY_HASH_HEX + 16], lock[KEY_HASH_HEX + 16];
@@ -1563,6 +702,8 @@ static void file_close(struct store *s)
 	if (!fs)
 		return;
 	release_lock(fs);
+	if (fs->sweep_pending)
+		file_sweep(fs);
 	file_stats_close(&fs->stats);
 	if (fs->wait_fd >= 0)
 		close(fs->wait_fd);

@@ -281,15 +281,37 @@ static int select_db(struct redis_store *rs, struct conn *c)
 	return -1;
 }
 
+/* connect to the first host of the URL that takes the connection, each
+ * tried within --redis-timeout and before until (0: no limit); a
+ * connection, which says when it failed (the last host's failure) */
+static struct conn *connect_host(struct redis_store *rs, int64_t until)
+{
+	struct url host = rs->url;
+	struct conn *c = NULL;
+
+	for (int i = -1; i < rs->url.n_more; i++) {
+		if (i >= 0) {
+			host.host = rs->url.more[i].host;
+			host.port = rs->url.more[i].port;
+		}
+		int64_t deadline = monotonic_ms() + rs->timeout_ms;
+		if (until && until < deadline)
+			deadline = until;
+		conn_free(c);
+		c = conn_connect(&host, rs->tls, deadline);
+		/* a certificate that does not verify is not the host's fault */
+		if (!c->err || c->err == CONN_ERR_TLS || (until && monotonic_ms() >= until))
+			break;
+	}
+	return c;
+}
+
 /* open one connection (TLS for rediss://), authenticated and on the
  * right database, all within --redis-timeout for each step, and its
  * connecting before until (0: no limit) */
 static struct conn *connect_one(struct redis_store *rs, int64_t until)
 {
-	int64_t deadline = monotonic_ms() + rs->timeout_ms;
-	if (until && until < deadline)
-		deadline = until;
-	struct conn *c = conn_connect(&rs->url, rs->tls, deadline);
+	struct conn *c = connect_host(rs, until);
 
 	rs->connect_err = c->err;
 	if (c->err) {
@@ -1954,6 +1976,28 @@ static int probe_subscribe(struct redis_store *rs, const char *channel)
 	return rc;
 }
 
+/* for ping: how a waiter will learn that a leader died, which needs CLIENT
+ * ID and CLIENT LIST ID (an ACL user without +client has neither); a
+ * static phrase, or NULL with err_set() when the connection failed */
+static const char *takeover_probe(struct redis_store *rs)
+{
+	if (identity(rs) < 0)
+		return NULL;
+	if (rs->cid <= 0)
+		return "a dead leader is taken over after its lease (CLIENT ID is refused)";
+	char id[24];
+	snprintf(id, sizeof(id), "%lld", rs->cid);
+	const char *argv[4] = {"CLIENT", "LIST", "ID", id};
+	size_t lens[4] = {6, 4, 2, strlen(id)};
+	redisReply *r = raw_command(rs, rs->c, 4, argv, lens);
+	if (!r)
+		return NULL;
+	bool refused = r->type == REDIS_REPLY_ERROR;
+	freeReplyObject(r);
+	return refused ? "a dead leader is taken over after its lease (CLIENT LIST is refused)"
+		       : "a dead leader is taken over at once";
+}
+
 static int redis_ping(struct store *s, struct buf *out)
 {
 	struct redis_store *rs = to_redis(s);
@@ -2004,10 +2048,13 @@ static int redis_ping(struct store *s, struct buf *out)
 			loaded = "scripts load on first use (SCRIPT LOAD is refused)";
 		freeReplyObject(r);
 	}
+	const char *takeover = takeover_probe(rs);
+	if (!takeover)
+		return -1;
 	char tls[128];
 	conn_tls_desc(rs->c, tls, sizeof(tls));
-	buf_appendf(out, "%s: Redis %s, %s%s%s, round trip %.3f ms", rs->base.desc, version, tls,
-		    *tls ? ", " : "", loaded, rtt);
+	buf_appendf(out, "%s: Redis %s, %s%s%s, %s, round trip %.3f ms", rs->base.desc, version, tls,
+		    *tls ? ", " : "", loaded, takeover, rtt);
 	return 0;
 }
 
@@ -2081,15 +2128,6 @@ static const struct store_ops redis_ops = {
 };
 
 /* a deep copy of a parsed URL, so the store owns its strings */
-static void url_copy(struct url *dst, const struct url *src)
-{
-	*dst = *src;
-	dst->host = src->host ? xstrdup(src->host) : NULL;
-	dst->path = src->path ? xstrdup(src->path) : NULL;
-	dst->user = src->user ? xstrdup(src->user) : NULL;
-	dst->password = src->password ? xstrdup(src->password) : NULL;
-}
-
 /* The first connection of a call, retried like a broken one (SPEC 9.5): a
  * call that starts while Redis restarts or fails over waits for it, up to
  * --redis-timeout from its start, rather than running COMMAND uncached. A

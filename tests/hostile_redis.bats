@@ -413,6 +413,17 @@ acl_user() {
 	cf_to noscript -u "$url" ping
 	assert_status 0 noscript
 	grep -q 'scripts load on first use' noscript.out
+	grep -q 'a dead leader is taken over at once' fine.out
+	# without CLIENT a waiter cannot see that a leader's connection is gone:
+	# ping still passes, and says takeover waits for the lease
+	url=$(acl_user noclient '~cachefence:*' allchannels '+@all' -client)
+	cf_to noclient -u "$url" ping
+	assert_status 0 noclient
+	grep -q 'a dead leader is taken over after its lease (CLIENT ID is refused)' noclient.out
+	url=$(acl_user nolist '~cachefence:*' allchannels '+@all' '-client|list')
+	cf_to nolist -u "$url" ping
+	assert_status 0 nolist
+	grep -q 'a dead leader is taken over after its lease (CLIENT LIST is refused)' nolist.out
 	assert_eq "$(rcli --scan --pattern 'cachefence:*' | wc -l)" 0 "probe keys left behind"
 }
 

@@ -37,16 +37,6 @@ STATS=(hits misses stale_served early_refreshes background_refreshes waits
 # the fields of inspect --json, sorted
 INSPECT_FIELDS='["age_ms","command","compute_ms","created_at","exit_status","host","key","lock","size","stale_ms","state","ttl_ms"]'
 
-# a loopback port nothing listens on
-free_port() {
-	local port
-	for _ in $(seq 20); do
-		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
-		port_is_free "$port" && { echo "$port"; return 0; }
-	done
-	return 1
-}
-
 # fail unless FILE is exactly one JSON object on one line
 assert_json_object() {
 	local n

@@ -163,6 +163,21 @@ relay_start() {
 	((took >= 900 && took < 10000)) || { echo "took ${took} ms" >&2; return 1; }
 }
 
+@test "a URL that names a host that is down first and the server second reaches the server: the entry is stored and hit" {
+	cmd=$(counter_cmd seeds 'echo "seeds run $n"')
+	dead=$(free_port)
+	url=$REDIS_SCHEME://127.0.0.1:$dead,127.0.0.1:$REDIS_PORT
+
+	cf_to first -u "$url" -t 1m -k seeds -- "$cmd"
+	assert_status 0 first
+	cf_to second -u "$url" -t 1m -k seeds -- "$cmd"
+	assert_status 0 second
+	assert_bytes second.out 'seeds run 1\n'
+	assert_empty first.err
+	assert_eq "$(runs seeds)" 1 "runs of COMMAND"
+	assert_eq "$(rcli EXISTS 'cachefence:{seeds}')" 1 "the entry is stored"
+}
+
 # --- a leader gone ------------------------------------------------------------------------
 
 @test "a leader SIGKILLed 0.5 s into a 3 s COMMAND with 20 waiters and the default lease: the takeover starts within 1.5 s of the kill, and every waiter gets the result" {

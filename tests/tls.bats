@@ -210,6 +210,22 @@ assert_connects() {
 		assert_connects "$(url "$AUTHCLIENTS_PORT")"
 }
 
+@test "a client key that is not the certificate's, or a CA file that is not PEM: 125 naming the option or the variable it came from" {
+	cmd=$(counter_cmd badfile)
+	cf_to opt -u "$(url "$AUTHCLIENTS_PORT")" --tls-cert "$TLS_DIR/client.crt" \
+		--tls-key "$TLS_DIR/server.key" -t 1m -- "$cmd"
+	assert_usage_error opt
+	grep -q -- '^cachefence: --tls-key: .*server.key: is not the key of the certificate' opt.err
+	CACHEFENCE_TLS_CERT=$TLS_DIR/client.crt CACHEFENCE_TLS_KEY=$TLS_DIR/server.key \
+		cf_to env -u "$(url "$AUTHCLIENTS_PORT")" -t 1m -- "$cmd"
+	assert_usage_error env
+	grep -q '^cachefence: CACHEFENCE_TLS_KEY: .*server.key: is not the key of the certificate' env.err
+	CACHEFENCE_TLS_CA_FILE=$TLS_DIR/client.key cf_to ca -t 1m -- "$cmd"
+	assert_usage_error ca
+	grep -q '^cachefence: CACHEFENCE_TLS_CA_FILE: .*client.key: holds no CA certificate in PEM' ca.err
+	assert_eq "$(runs badfile)" 0 "runs of COMMAND"
+}
+
 @test "--tls-insecure connects to the unknown-CA, wrong-name and expired servers, with a warning line" {
 	for port in "$UNKNOWN_PORT" "$WRONGNAME_PORT" "$EXPIRED_PORT"; do
 		flush_all

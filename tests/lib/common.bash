@@ -165,6 +165,16 @@ port_is_free() {
 	! (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# a loopback port nothing listens on (never 6379)
+free_port() {
+	local port
+	for _ in $(seq 20); do
+		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
+		port_is_free "$port" && { echo "$port"; return 0; }
+	done
+	return 1
+}
+
 # set REDIS_LISTEN to the redis-server options that make it listen on
 # 127.0.0.1:PORT for the suite's store: plain TCP; on the tls store TLS only
 # (no plain port) with the fixture's server certificate, client certificates

@@ -630,8 +630,50 @@ static void test_url_struct_handling(void)
 	free(shown);
 }
 
+/* redis://H1[:P1],H2[:P2].../DB: the seeds of a cluster */
+static void test_seed_lists(void)
+{
+	struct url u, c;
+
+	ok(url_parse("rediss://u:pw@h1:7000,[::1]:7001,h3/2", &u) == 0 && str_is(u.host, "h1") &&
+		   u.port == 7000 && u.n_more == 2 && str_is(u.more[0].host, "::1") &&
+		   u.more[0].port == 7001 && str_is(u.more[1].host, "h3") && u.more[1].port == 6379 &&
+		   u.db == 2 && str_is(u.password, "pw"),
+	   "a list of hosts parses into the first and the others, each with its port");
+	char *shown = url_display(&u);
+	ok(str_is(shown, "rediss://u:***@h1:7000,[::1]:7001,h3:6379/2"), "and displays as a list (%s)",
+	   shown);
+	free(shown);
+	url_copy(&c, &u);
+	url_free(&u);
+	ok(c.n_more == 2 && str_is(c.more[0].host, "::1") && str_is(c.more[1].host, "h3") &&
+		   str_is(c.host, "h1") && str_is(c.password, "pw"),
+	   "url_copy copies every host: the copy outlives the original");
+	url_free(&c);
+	ok(url_parse("redis://a,b", &u) == 0 && u.n_more == 1 && u.port == 6379 && u.more[0].port == 6379,
+	   "hosts without ports take 6379");
+	url_free(&u);
+	url_fails("redis://h1:7000,", "has no host");
+	url_fails("redis://h1,,h2", "has no host");
+	url_fails("redis://h1,h2:0", "has a bad port");
+	url_fails("redis://h1,h2:x/0", "has a bad port");
+	url_fails("redis://h1,h 2", "has a bad character in the host");
+	url_fails("redis://h1,::1", "IPv6 address without brackets");
+	struct buf many = {0};
+	buf_appendf(&many, "redis://h0");
+	for (int i = 1; i < URL_HOSTS_MAX; i++)
+		buf_appendf(&many, ",h%d", i);
+	ok(url_parse(many.data, &u) == 0 && u.n_more == URL_HOSTS_MAX - 1, "%d hosts are fine",
+	   URL_HOSTS_MAX);
+	url_free(&u);
+	buf_appendf(&many, ",one-more");
+	url_fails(many.data, "names more than 64 hosts");
+	buf_free(&many);
+}
+
 int main(void)
 {
+	test_seed_lists();
 	test_durations();
 	test_sizes();
 	test_numbers();

@@ -1,0 +1,304 @@
+/* cluster: slots, the slot map and its cache on disk (see cluster.h). */
+#include "cluster.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <limits.h>
+#include <nettle/sha2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc16.h"
+#include "util.h"
+
+unsigned cluster_slot(const char *key, size_t len)
+{
+	const char *open = memchr(key, '{', len);
+
+	if (open) {
+		size_t rest = len - (size_t)(open + 1 - key);
+		const char *close = memchr(open + 1, '}', rest);
+		/* "{}" is no tag: the whole key is hashed */
+		if (close && close > open + 1)
+			return crc16(open + 1, (size_t)(close - open - 1)) & (CLUSTER_SLOTS - 1);
+	}
+	return crc16(key, len) & (CLUSTER_SLOTS - 1);
+}
+
+/* --- the map -------------------------------------------------------------------------------- */
+
+void slot_map_init(struct slot_map *m)
+{
+	m->nodes = NULL;
+	m->n_nodes = 0;
+	for (size_t i = 0; i < CLUSTER_SLOTS; i++)
+		m->owner[i] = CLUSTER_NO_NODE;
+}
+
+void slot_map_free(struct slot_map *m)
+{
+	for (size_t i = 0; i < m->n_nodes; i++)
+		free(m->nodes[i].host);
+	free(m->nodes);
+	slot_map_init(m);
+}
+
+size_t slot_map_node(struct slot_map *m, const char *host, int port)
+{
+	for (size_t i = 0; i < m->n_nodes; i++)
+		if (m->nodes[i].port == port && strcmp(m->nodes[i].host, host) == 0)
+			return i;
+	m->nodes = xrealloc(m->nodes, (m->n_nodes + 1) * sizeof(*m->nodes));
+	m->nodes[m->n_nodes].host = xstrdup(host);
+	m->nodes[m->n_nodes].port = port;
+	return m->n_nodes++;
+}
+
+const struct cluster_node *slot_map_owner(const struct slot_map *m, unsigned slot)
+{
+	if (slot >= CLUSTER_SLOTS || m->owner[slot] == CLUSTER_NO_NODE)
+		return NULL;
+	return &m->nodes[m->owner[slot]];
+}
+
+/* a node's host and port in a CLUSTER SLOTS entry; "" for the node asked,
+ * NULL for an endpoint the node does not know ("?") or a bad entry */
+static const char *endpoint(const redisReply *n, int *port)
+{
+	if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 ||
+	    n->element[1]->type != REDIS_REPLY_INTEGER || n->element[1]->integer <= 0 ||
+	    n->element[1]->integer > 65535)
+		return NULL;
+	*port = (int)n->element[1]->integer;
+	const redisReply *h = n->element[0];
+	if (h->type == REDIS_REPLY_NIL)
+		return "";
+	if (h->type != REDIS_REPLY_STRING || h->len >= 256 || memchr(h->str, ' ', h->len) ||
+	    strcmp(h->str, "?") == 0)
+		return NULL;
+	return h->str;
+}
+
+int slot_map_from_slots(struct slot_map *m, const redisReply *r, const char *asked_host,
+			int asked_port)
+{
+	slot_map_free(m);
+	(void)asked_port;
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		err_set("CLUSTER SLOTS: the reply is not a list of slot ranges");
+		return -1;
+	}
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i];
+		int port;
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+		    e->element[0]->type != REDIS_REPLY_INTEGER ||
+		    e->element[1]->type != REDIS_REPLY_INTEGER ||
+		    e->element[0]->integer < 0 || e->element[1]->integer >= CLUSTER_SLOTS ||
+		    e->element[0]->integer > e->element[1]->integer) {
+			slot_map_free(m);
+			err_set("CLUSTER SLOTS: entry %zu is not a slot range and its primary", i + 1);
+			return -1;
+		}
+		const char *host = endpoint(e->element[2], &port);
+		if (!host)
+			continue; /* unknown for now: a MOVED will say */
+		size_t node = slot_map_node(m, *host ? host : asked_host, port);
+		for (long long s = e->element[0]->integer; s <= e->element[1]->integer; s++)
+			m->owner[s] = (uint16_t)node;
+	}
+	return 0;
+}
+
+/* --- redirections -------------------------------------------------------------------------- */
+
+bool cluster_parse_redirect(const char *err, const char *asked_host, struct redirect *r)
+{
+	const char *p;
+
+	if (strncmp(err, "MOVED ", 6) == 0) {
+		r->ask = false;
+		p = err + 6;
+	} else if (strncmp(err, "ASK ", 4) == 0) {
+		r->ask = true;
+		p = err + 4;
+	} else {
+		return false;
+	}
+	char *end;
+	errno = 0;
+	unsigned long slot = strtoul(p, &end, 10);
+	if (errno || end == p || *end != ' ' || slot >= CLUSTER_SLOTS)
+		return false;
+	p = end + 1;
+	/* the port follows the last ':' (an IPv6 address holds others) */
+	const char *colon = strrchr(p, ':');
+	if (!colon || (size_t)(colon - p) >= sizeof(r->host))
+		return false;
+	errno = 0;
+	long port = strtol(colon + 1, &end, 10);
+	if (errno || end == colon + 1 || *end || port <= 0 || port > 65535)
+		return false;
+	size_t hlen = (size_t)(colon - p);
+	if (hlen == 0) {
+		if (strlen(asked_host) >= sizeof(r->host))
+			return false;
+		strcpy(r->host, asked_host);
+	} else {
+		memcpy(r->host, p, hlen);
+		r->host[hlen] = '\0';
+	}
+	r->slot = (unsigned)slot;
+	r->port = (int)port;
+	return true;
+}
+
+/* --- the cache on disk ---------------------------------------------------------------------- */
+
+/* First line of a cache file; then "START END HOST PORT" per range. */
+#define CACHE_MAGIC "cachefence-slots 1\n"
+#define CACHE_MAX (1 << 20)
+
+/* the private directory of the caches: made if missing; NULL (nothing
+ * made) when there is no place or it is not ours alone */
+static char *cache_dir(void)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	char *dir;
+	struct stat st;
+
+	if (xdg && xdg[0] == '/')
+		dir = xasprintf("%s/cachefence-cluster", xdg);
+	else if (home && home[0] == '/')
+		dir = xasprintf("%s/.cache/cachefence-cluster", home);
+	else
+		return NULL;
+	if (mkdir(dir, 0700) < 0 && errno == ENOENT) {
+		/* ~/.cache itself may be missing */
+		char *parent = xstrdup(dir);
+		*strrchr(parent, '/') = '\0';
+		mkdir(parent, 0700);
+		free(parent);
+		mkdir(dir, 0700);
+	}
+	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 077)) {
+		free(dir);
+		return NULL;
+	}
+	return dir;
+}
+
+char *slot_map_cache_path(const char *seeds)
+{
+	struct sha256_ctx ctx;
+	uint8_t d[SHA256_DIGEST_SIZE];
+	char hex[33];
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, strlen(seeds), (const uint8_t *)seeds);
+	sha256_digest(&ctx, sizeof(d), d);
+	for (size_t i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	char *dir = cache_dir();
+	if (!dir)
+		return NULL;
+	char *path = xasprintf("%s/%s", dir, hex);
+	free(dir);
+	return path;
+}
+
+/* read the whole of a private file of ours at path, at most CACHE_MAX
+ * bytes, into b; -1 when it is missing, not ours alone, or too large */
+static int read_private(const char *path, struct buf *b)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+	int rc = -1;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+	    !(st.st_mode & 077) && st.st_size < CACHE_MAX) {
+		char chunk[8192];
+		ssize_t n;
+		while ((n = read(fd, chunk, sizeof(chunk))) > 0 && b->len + (size_t)n < CACHE_MAX)
+			buf_append(b, chunk, (size_t)n);
+		rc = n == 0 ? 0 : -1;
+	}
+	close(fd);
+	return rc;
+}
+
+/* one line "START END HOST PORT" into m; false when it is not one */
+static bool load_range(struct slot_map *m, const char *line)
+{
+	unsigned start, end;
+	int port, used = -1;
+	char host[256];
+
+	if (sscanf(line, "%5u %5u %255s %5d%n", &start, &end, host, &port, &used) != 4 ||
+	    line[used] != '\0' || start > end || end >= CLUSTER_SLOTS || port <= 0 || port > 65535)
+		return false;
+	size_t node = slot_map_node(m, host, port);
+	if (node >= CLUSTER_NO_NODE)
+		return false;
+	for (unsigned s = start; s <= end; s++)
+		m->owner[s] = (uint16_t)node;
+	return true;
+}
+
+int slot_map_load(struct slot_map *m, const char *path)
+{
+	struct buf b = {0};
+
+	slot_map_free(m);
+	if (read_private(path, &b) < 0 || b.len < strlen(CACHE_MAGIC) ||
+	    memcmp(b.data, CACHE_MAGIC, strlen(CACHE_MAGIC)) != 0 || memchr(b.data, '\0', b.len) ||
+	    b.data[b.len - 1] != '\n') {
+		buf_free(&b);
+		return -1;
+	}
+	char *line = b.data + strlen(CACHE_MAGIC), *nl;
+	for (; (nl = strchr(line, '\n')); line = nl + 1) {
+		*nl = '\0';
+		if (!load_range(m, line)) {
+			slot_map_free(m);
+			buf_free(&b);
+			return -1;
+		}
+	}
+	buf_free(&b);
+	return m->n_nodes ? 0 : -1;
+}
+
+void slot_map_save(const struct slot_map *m, const char *path)
+{
+	struct buf b = {0};
+
+	buf_append(&b, CACHE_MAGIC, strlen(CACHE_MAGIC));
+	for (unsigned s = 0; s < CLUSTER_SLOTS;) {
+		unsigned e = s;
+		while (e + 1 < CLUSTER_SLOTS && m->owner[e + 1] == m->owner[s])
+			e++;
+		if (m->owner[s] != CLUSTER_NO_NODE)
+			buf_appendf(&b, "%u %u %s %d\n", s, e, m->nodes[m->owner[s]].host,
+				    m->nodes[m->owner[s]].port);
+		s = e + 1;
+	}
+	char *tmp = xasprintf("%s.%ld.tmp", path, (long)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		bool ok = write_all(fd, b.data, b.len) == 0;
+		if (close(fd) < 0)
+			ok = false;
+		if (!ok || rename(tmp, path) < 0)
+			unlink(tmp);
+	}
+	free(tmp);
+	buf_free(&b);
+}

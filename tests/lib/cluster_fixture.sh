@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# cluster_fixture.sh: a Redis Cluster of 3 primaries and 3 replicas on free
+# loopback ports (never 6379), for the tests and benchmarks of issue 16.
+#
+#   cluster_fixture.sh start DIR   start it; DIR/ports holds the six ports
+#                                  (the three primaries first), DIR/pids
+#                                  their pids, DIR/url a seed URL naming
+#                                  two primaries
+#   cluster_fixture.sh stop DIR    stop every node started in DIR
+#
+# Each node works in DIR/node-PORT (its nodes.conf, its log), without
+# persistence. Start waits until every node says cluster_state:ok and sees
+# all 16384 slots served; it exits 1 with the nodes' logs when not within
+# 30 s. A cluster bus port is the node's port + 10000: both must be free.
+set -uo pipefail
+
+nodes=6
+cmd=${1:-}
+dir=${2:-}
+[[ ($cmd == start || $cmd == stop) && -n $dir ]] || {
+	echo "usage: cluster_fixture.sh start|stop DIR" >&2
+	exit 2
+}
+
+port_is_free() { ! (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+stop() {
+	local pid
+	[[ -f $dir/pids ]] || return 0
+	while read -r pid; do kill -TERM "$pid" 2>/dev/null; done <"$dir/pids"
+	for _ in $(seq 100); do
+		local alive=0
+		while read -r pid; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$dir/pids"
+		((alive)) || break
+		sleep 0.05
+	done
+	while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$dir/pids"
+	rm -f "$dir/pids"
+}
+
+if [[ $cmd == stop ]]; then
+	stop
+	exit 0
+fi
+
+mkdir -p "$dir" || exit 1
+: >"$dir/ports"
+: >"$dir/pids"
+trap 'stop' ERR
+
+# six ports p with p and p + 10000 free, spread from a random start
+p=$((20000 + (RANDOM * 32768 + RANDOM) % 20000))
+while (($(wc -l <"$dir/ports") < nodes)); do
+	p=$((p + 1))
+	((p != 6379 && p + 10000 != 6379)) || continue
+	port_is_free "$p" && port_is_free $((p + 10000)) && echo "$p" >>"$dir/ports"
+done
+
+mapfile -t ports <"$dir/ports"
+for port in "${ports[@]}"; do
+	mkdir -p "$dir/node-$port"
+	redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+		--cluster-config-file "$dir/node-$port/nodes.conf" --cluster-node-timeout 2000 \
+		--save '' --appendonly no --dir "$dir/node-$port" --logfile "$dir/node-$port/log" \
+		</dev/null >/dev/null 2>&1 &
+	echo $! >>"$dir/pids"
+done
+for port in "${ports[@]}"; do
+	for _ in $(seq 200); do
+		[[ $(redis-cli -p "$port" PING 2>/dev/null) == PONG ]] && break
+		sleep 0.02
+	done
+done
+
+addrs=()
+for port in "${ports[@]}"; do addrs+=("127.0.0.1:$port"); done
+if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+	>"$dir/create.log" 2>&1; then
+	echo "redis-cli --cluster create failed:" >&2
+	tail -20 "$dir/create.log" >&2
+	stop
+	exit 1
+fi
+
+# --cluster create makes the first three the primaries; wait until every
+# node agrees that all slots are served
+ready() {
+	local port info
+	for port in "${ports[@]}"; do
+		info=$(redis-cli -p "$port" CLUSTER INFO 2>/dev/null | tr -d '\r')
+		[[ $info == *cluster_state:ok* && $info == *cluster_slots_ok:16384* ]] || return 1
+	done
+	# each replica has its primary's link up
+	for port in "${ports[@]:3}"; do
+		redis-cli -p "$port" INFO replication 2>/dev/null | tr -d '\r' |
+			grep -q '^master_link_status:up' || return 1
+	done
+}
+for _ in $(seq 300); do
+	ready && break
+	sleep 0.1
+done
+if ! ready; then
+	echo "the cluster did not become ready within 30 s; the nodes' logs:" >&2
+	for port in "${ports[@]}"; do tail -5 "$dir/node-$port/log" >&2; done
+	stop
+	exit 1
+fi
+echo "redis://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}" >"$dir/url"
+trap - ERR
+exit 0
