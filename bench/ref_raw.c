@@ -76,7 +76,8 @@ int main(int argc, char **argv)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			fprintf(stderr, "ref_raw: connection closed mid-value (%llu bytes missing)\n",
+			fprintf(stderr,
+				"ref_raw: connection closed mid-value (%llu bytes missing)\n",
 				left);
 			return 2;
 		}

@@ -74,7 +74,8 @@ int main(int argc, char **argv)
 	int n = argc == 5 && strcmp(argv[1], "push") == 0 ? atoi(argv[4]) : 0;
 
 	if (!wait && (n < 1 || n > 1000)) {
-		fprintf(stderr, "usage: ref_wake wait PORT KEY | ref_wake push PORT KEY N (N 1 to 1000)\n");
+		fprintf(stderr,
+			"usage: ref_wake wait PORT KEY | ref_wake push PORT KEY N (N 1 to 1000)\n");
 		return 2;
 	}
 	int fd = connect_to("127.0.0.1", atoi(argv[2]));

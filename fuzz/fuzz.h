@@ -15,13 +15,13 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* abort with the failed condition and the last recorded error */
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: check failed: %s\n  (err_msg: %s)\n", \
-				__FILE__, __LINE__, #cond, err_msg());                 \
-			abort();                                                       \
-		}                                                                      \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s\n  (err_msg: %s)\n", __FILE__,    \
+				__LINE__, #cond, err_msg());                                       \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 /* a malloc'ed copy of size bytes, NUL-terminated (the string ends at the

@@ -72,12 +72,26 @@ static bool read_json_string(const unsigned char *s, size_t n, struct buf *out)
 			return false;
 		char e = s[i + 1], b;
 		switch (e) {
-		case '"': case '\\': case '/': b = e; break;
-		case 'b': b = '\b'; break;
-		case 'f': b = '\f'; break;
-		case 'n': b = '\n'; break;
-		case 'r': b = '\r'; break;
-		case 't': b = '\t'; break;
+		case '"':
+		case '\\':
+		case '/':
+			b = e;
+			break;
+		case 'b':
+			b = '\b';
+			break;
+		case 'f':
+			b = '\f';
+			break;
+		case 'n':
+			b = '\n';
+			break;
+		case 'r':
+			b = '\r';
+			break;
+		case 't':
+			b = '\t';
+			break;
 		case 'u': {
 			if (i + 6 > n - 1)
 				return false;

@@ -25,24 +25,23 @@ struct unit {
 };
 
 static const struct unit duration_units[] = {
-	{"", 1000}, {"ms", 1}, {"msec", 1},
-	{"s", 1000}, {"sec", 1000}, {"second", 1000}, {"seconds", 1000},
-	{"m", 60000}, {"min", 60000}, {"minute", 60000}, {"minutes", 60000},
-	{"h", 3600000}, {"hr", 3600000}, {"hour", 3600000}, {"hours", 3600000},
-	{"d", 86400000}, {"day", 86400000}, {"days", 86400000},
-	{"w", 604800000}, {"week", 604800000}, {"weeks", 604800000},
+	{"", 1000},           {"ms", 1},          {"msec", 1},        {"s", 1000},
+	{"sec", 1000},        {"second", 1000},   {"seconds", 1000},  {"m", 60000},
+	{"min", 60000},       {"minute", 60000},  {"minutes", 60000}, {"h", 3600000},
+	{"hr", 3600000},      {"hour", 3600000},  {"hours", 3600000}, {"d", 86400000},
+	{"day", 86400000},    {"days", 86400000}, {"w", 604800000},   {"week", 604800000},
+	{"weeks", 604800000},
 };
 
 static const struct unit size_units[] = {
-	{"", 1}, {"B", 1},
-	{"k", 1 << 10}, {"K", 1 << 10}, {"kB", 1 << 10}, {"KB", 1 << 10},
-	{"m", 1 << 20}, {"M", 1 << 20}, {"mB", 1 << 20}, {"MB", 1 << 20},
-	{"g", 1 << 30}, {"G", 1 << 30}, {"gB", 1 << 30}, {"GB", 1 << 30},
+	{"", 1},         {"B", 1},       {"k", 1 << 10},  {"K", 1 << 10},  {"kB", 1 << 10},
+	{"KB", 1 << 10}, {"m", 1 << 20}, {"M", 1 << 20},  {"mB", 1 << 20}, {"MB", 1 << 20},
+	{"g", 1 << 30},  {"G", 1 << 30}, {"gB", 1 << 30}, {"GB", 1 << 30},
 };
 
 /* DIGITS[.DIGITS] at the start of s */
 struct number {
-	u128 ip;      /* saturates at 2^100: far beyond any limit */
+	u128 ip; /* saturates at 2^100: far beyond any limit */
 	const char *frac;
 	size_t nfrac;
 	const char *rest; /* what follows the number */
@@ -157,8 +156,8 @@ static void check_duration(const char *s, int rc, uint64_t got)
 }
 
 /* check one parse of s with units against max: *got and rc from the parser */
-static void check_scaled(const char *s, const struct unit *units, size_t nunits, u128 max,
-			 int rc, uint64_t got)
+static void check_scaled(const char *s, const struct unit *units, size_t nunits, u128 max, int rc,
+			 uint64_t got)
 {
 	struct number n;
 	const struct unit *u = NULL;
@@ -201,7 +200,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = parse_size(s, &bytes);
 	if (rc < 0)
 		CHECK(one_line(err_msg()));
-	check_scaled(s, size_units, sizeof(size_units) / sizeof(*size_units), UINT64_MAX, rc, bytes);
+	check_scaled(s, size_units, sizeof(size_units) / sizeof(*size_units), UINT64_MAX, rc,
+		     bytes);
 
 	rc = parse_nonneg_double(s, &x);
 	struct number n;

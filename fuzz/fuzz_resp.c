@@ -57,10 +57,18 @@ static ssize_t pull_piece(void *ctx, void *p, size_t n, int64_t deadline)
 
 	(void)deadline;
 	switch (r % 4) {
-	case 0: take = 1 + (r >> 2) % 3; break;     /* a byte or three: split everything */
-	case 1: take = 1 + (r >> 2) % 64; break;
-	case 2: take = 1 + (r >> 2) % 4096; break;
-	default: take = rest; break;                 /* all that is left */
+	case 0:
+		take = 1 + (r >> 2) % 3;
+		break; /* a byte or three: split everything */
+	case 1:
+		take = 1 + (r >> 2) % 64;
+		break;
+	case 2:
+		take = 1 + (r >> 2) % 4096;
+		break;
+	default:
+		take = rest;
+		break; /* all that is left */
 	}
 	if (take > rest)
 		take = rest;
@@ -108,12 +116,15 @@ static struct resp_reader reader;
 
 /* the HMGET of a large entry's run id and bytes; *changed when the run id
  * is not the metadata's */
-static int fetch_big(const char *rid, const struct entry_meta *m, struct counted *c,
-		     bool *changed)
+static int fetch_big(const char *rid, const struct entry_meta *m, struct counted *c, bool *changed)
 {
 	struct body_reply br = {
-		.rid = rid, .out_len = m->out_len, .err_len = m->err_len,
-		.out = count_out, .err = count_err, .ctx = c,
+		.rid = rid,
+		.out_len = m->out_len,
+		.err_len = m->err_len,
+		.out = count_out,
+		.err = count_err,
+		.ctx = c,
 	};
 
 	int rc = body_reply_read(&reader, &br);
@@ -126,7 +137,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct lookup res;
 	struct counted c = {0, 0};
 	struct entry_reply er = {
-		.res = &res, .inline_max = INLINE_MAX, .out = count_out, .err = count_err, .ctx = &c,
+		.res = &res,
+		.inline_max = INLINE_MAX,
+		.out = count_out,
+		.err = count_err,
+		.ctx = &c,
 	};
 	struct source src = {.data = data, .size = size, .state = fnv1a(data, size)};
 

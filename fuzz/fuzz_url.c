@@ -141,7 +141,8 @@ static void check_display(const struct url *u)
 	CHECK(same(back.path, u->path) && same(back.user, u->user));
 	CHECK(back.n_more == u->n_more);
 	for (int i = 0; i < u->n_more && i < back.n_more; i++)
-		CHECK(same(back.more[i].host, u->more[i].host) && back.more[i].port == u->more[i].port);
+		CHECK(same(back.more[i].host, u->more[i].host) &&
+		      back.more[i].port == u->more[i].port);
 	CHECK(!back.password == !u->password);
 	CHECK(!back.password || strcmp(back.password, "***") == 0);
 	char *again = url_display(&back);

@@ -15,7 +15,7 @@ note() {
 # lists on such a chroot.
 DEPS_BUILD=(gcc libc6-dev meson ninja-build pkg-config python3 libhiredis-dev nettle-dev libssl-dev)
 DEPS_DEMO=("${DEPS_BUILD[@]}" redis-server redis-tools util-linux coreutils)
-DEPS_TEST=("${DEPS_DEMO[@]}" bats jq faketime mandoc bsdextrautils procps zsh fish openssl time)
+DEPS_TEST=("${DEPS_DEMO[@]}" bats jq faketime mandoc bsdextrautils procps zsh fish openssl time clang-format)
 DEPS_BENCH=("${DEPS_DEMO[@]}" hyperfine valgrind time openssl)
 DEPS_DEB=("${DEPS_BUILD[@]}" build-essential dpkg-dev debhelper fakeroot lintian)
 

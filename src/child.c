@@ -70,7 +70,6 @@ void child_signals_init(void)
 	}
 }
 
-
 /* what sig was when we started: ignored, or (for all we touch) the default */
 static void restore_start_disposition(int sig)
 {
@@ -216,11 +215,11 @@ struct tee {
 	bool own_group; /* COMMAND leads a process group of its own */
 	struct stream streams[2];
 	int nstreams;
-	bool exited;   /* COMMAND ended; left unreaped (a zombie) until the loop
+	bool exited;  /* COMMAND ended; left unreaped (a zombie) until the loop
 			* ends, so its pid, the id of its process group, cannot be
 			* taken by another process while we may still signal it */
-	bool gave_up;  /* the result can no longer be stored */
-	bool holding;  /* output kept from the feed (spec->hold) */
+	bool gave_up; /* the result can no longer be stored */
+	bool holding; /* output kept from the feed (spec->hold) */
 	int64_t term_at, kill_at, escaped_at; /* --timeout deadlines; 0: none */
 };
 
@@ -427,7 +426,8 @@ static void tee_loop(struct tee *t)
 		for (int i = 0; i < t->nstreams; i++)
 			pfd[i + 1] = (struct pollfd){.fd = full ? -1 : t->streams[i].pipe_fd,
 						     .events = POLLIN};
-		pfd[3] = (struct pollfd){.fd = full ? feed_wake_fd(spec->feed) : -1, .events = POLLIN};
+		pfd[3] = (struct pollfd){.fd = full ? feed_wake_fd(spec->feed) : -1,
+					 .events = POLLIN};
 		int n = poll(pfd, 4, next_timeout(t));
 		if (n < 0 && errno != EINTR)
 			break;
@@ -456,8 +456,7 @@ static void tee_loop(struct tee *t)
  * --timeout has always had a group of its own, as before. */
 static bool terminal_job(const struct child_spec *spec)
 {
-	int fds[2] = {spec->in_fd >= 0 ? -1 : STDIN_FILENO,
-		      spec->capture_err ? -1 : STDERR_FILENO};
+	int fds[2] = {spec->in_fd >= 0 ? -1 : STDIN_FILENO, spec->capture_err ? -1 : STDERR_FILENO};
 	pid_t group = getpgrp();
 
 	for (int i = 0; i < 2; i++)
@@ -661,8 +660,13 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 	}
 	t.own_group = spec->timeout_ms > 0 || !terminal_job(spec);
 	struct exec_plan plan = {
-		.argv = spec->argv, .in_fd = spec->in_fd, .out_fd = out[1], .err_fd = err[1],
-		.own_group = t.own_group, .err_pipe = exe[1], .mask = &old_mask,
+		.argv = spec->argv,
+		.in_fd = spec->in_fd,
+		.out_fd = out[1],
+		.err_fd = err[1],
+		.own_group = t.own_group,
+		.err_pipe = exe[1],
+		.mask = &old_mask,
 	};
 	pid_t watchdog = -1;
 	int watchdog_fd = -1;
@@ -699,11 +703,12 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 	watchdog = watchdog_start(t.pid, t.own_group, &watchdog_fd);
 	int e = exec_errno(exe[0]);
 	close(exe[0]);
-	t.streams[t.nstreams++] = (struct stream){out[0], STDOUT_FILENO, spec->spool_fd,
-						  &res->out_len, 0, &res->held_tail[0]};
+	t.streams[t.nstreams++] = (struct stream){
+		out[0], STDOUT_FILENO, spec->spool_fd, &res->out_len, 0, &res->held_tail[0]};
 	if (err[0] >= 0)
-		t.streams[t.nstreams++] = (struct stream){err[0], STDERR_FILENO, spec->err_spool_fd,
-							  &res->err_len, 0, &res->held_tail[1]};
+		t.streams[t.nstreams++] = (struct stream){
+			err[0], STDERR_FILENO,     spec->err_spool_fd, &res->err_len,
+			0,      &res->held_tail[1]};
 	tee_loop(&t);
 	int wstatus = reap(t.pid);
 	watchdog_stop(watchdog, watchdog_fd);

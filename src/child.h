@@ -17,34 +17,34 @@ struct feed;
 typedef void (*child_give_up_fn)(void *ctx, bool too_large);
 
 struct child_spec {
-	char *const *argv;  /* COMMAND and its arguments */
-	int in_fd;          /* COMMAND's stdin; -1 to inherit ours */
-	struct feed *feed;  /* the caller's copy of the output; NULL for none */
-	bool hold;          /* keep the output from the feed while the result can still be
+	char *const *argv; /* COMMAND and its arguments */
+	int in_fd;         /* COMMAND's stdin; -1 to inherit ours */
+	struct feed *feed; /* the caller's copy of the output; NULL for none */
+	bool hold;         /* keep the output from the feed while the result can still be
 			     * stored (the caller may get another entry instead); once it
 			     * cannot, feed what the spools hold and go on live */
-	int spool_fd;       /* a copy of stdout for the store; -1 for none */
-	bool capture_err;   /* also take stderr through a pipe (to the feed and err_spool_fd) */
+	int spool_fd;      /* a copy of stdout for the store; -1 for none */
+	bool capture_err;  /* also take stderr through a pipe (to the feed and err_spool_fd) */
 	int err_spool_fd;
-	uint64_t max_spool; /* spool at most this many bytes (stdout + stderr); 0: no limit */
-	int64_t timeout_ms; /* 0: none; else SIGTERM to COMMAND's process group then,
+	uint64_t max_spool;       /* spool at most this many bytes (stdout + stderr); 0: no limit */
+	int64_t timeout_ms;       /* 0: none; else SIGTERM to COMMAND's process group then,
 			     * SIGKILL 2 s later */
 	child_give_up_fn give_up; /* may be NULL */
-	void *ctx;          /* for give_up */
+	void *ctx;                /* for give_up */
 };
 
 struct child_result {
-	int status;          /* exit code; 128+S when killed by S; 126/127 when exec failed */
-	bool exec_failed;    /* COMMAND could not be started */
-	int signal_received; /* SIGINT, SIGTERM or SIGHUP we passed on to COMMAND, else 0 */
-	bool timed_out;      /* --timeout killed it */
-	int64_t compute_ms;  /* from fork to exit */
-	uint64_t out_len;    /* bytes of stdout */
-	uint64_t err_len;    /* bytes of stderr, when captured */
-	bool too_large;      /* past max_spool: the spool is incomplete */
-	bool spool_failed;   /* a spool could not be written: the result is incomplete */
-	int spool_errno;     /* why, when spool_failed */
-	bool held;           /* hold was asked and kept: nothing went to the feed */
+	int status;              /* exit code; 128+S when killed by S; 126/127 when exec failed */
+	bool exec_failed;        /* COMMAND could not be started */
+	int signal_received;     /* SIGINT, SIGTERM or SIGHUP we passed on to COMMAND, else 0 */
+	bool timed_out;          /* --timeout killed it */
+	int64_t compute_ms;      /* from fork to exit */
+	uint64_t out_len;        /* bytes of stdout */
+	uint64_t err_len;        /* bytes of stderr, when captured */
+	bool too_large;          /* past max_spool: the spool is incomplete */
+	bool spool_failed;       /* a spool could not be written: the result is incomplete */
+	int spool_errno;         /* why, when spool_failed */
+	bool held;               /* hold was asked and kept: nothing went to the feed */
 	struct buf held_tail[2]; /* held: the end of stdout and of stderr that no spool
 				  * took (full TMPDIR, past max_spool), in memory, at
 				  * most HOLD_MEMORY_MAX in all; child_result_free() */

@@ -97,11 +97,12 @@ int slot_map_from_slots(struct slot_map *m, const redisReply *r, const char *ask
 		int port;
 		if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
 		    e->element[0]->type != REDIS_REPLY_INTEGER ||
-		    e->element[1]->type != REDIS_REPLY_INTEGER ||
-		    e->element[0]->integer < 0 || e->element[1]->integer >= CLUSTER_SLOTS ||
+		    e->element[1]->type != REDIS_REPLY_INTEGER || e->element[0]->integer < 0 ||
+		    e->element[1]->integer >= CLUSTER_SLOTS ||
 		    e->element[0]->integer > e->element[1]->integer) {
 			slot_map_free(m);
-			err_set("CLUSTER SLOTS: entry %zu is not a slot range and its primary", i + 1);
+			err_set("CLUSTER SLOTS: entry %zu is not a slot range and its primary",
+				i + 1);
 			return -1;
 		}
 		const char *host = endpoint(e->element[2], &port);

@@ -54,7 +54,7 @@ int slot_map_from_slots(struct slot_map *m, const struct redisReply *r, const ch
 
 /* a redirection a node answered with instead of running a command */
 struct redirect {
-	bool ask;        /* ASK: this command only; MOVED: the slot moved for good */
+	bool ask; /* ASK: this command only; MOVED: the slot moved for good */
 	unsigned slot;
 	char host[256];
 	int port;

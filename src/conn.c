@@ -158,15 +158,19 @@ static void tls_failed(struct conn *c, int sslerr, const char *what)
 	    (c->cert_requested && !c->got_data &&
 	     (is_certificate_alert(alert) ||
 	      (alert < 0 && (eof || reset) && !SSL_get_certificate(c->ssl))))) {
-		failf(c, CONN_ERR_TLS, "%s: the server turned our TLS connection away (client certificate "
-			"required: give one it trusts with --tls-cert and --tls-key)", what);
+		failf(c, CONN_ERR_TLS,
+		      "%s: the server turned our TLS connection away (client certificate "
+		      "required: give one it trusts with --tls-cert and --tls-key)",
+		      what);
 	} else if (eof) {
 		failf(c, CONN_ERR_EOF, "%s: the server closed the connection", what);
 	} else if (reset) {
 		failf(c, CONN_ERR_IO, "%s: %s", what, strerror(sys));
 	} else if (first && ERR_GET_REASON(first) == SSL_R_WRONG_VERSION_NUMBER) {
-		failf(c, CONN_ERR_TLS, "%s: the server does not speak TLS (wrong version number: is this "
-			"port the server's tls-port?)", what);
+		failf(c, CONN_ERR_TLS,
+		      "%s: the server does not speak TLS (wrong version number: is this "
+		      "port the server's tls-port?)",
+		      what);
 	} else {
 		const char *why = first ? ERR_reason_error_string(first) : NULL;
 		failf(c, CONN_ERR_TLS, "%s: TLS error: %s", what, why ? why : "unknown");
@@ -194,21 +198,29 @@ static void handshake_failed(struct conn *c, int sslerr, const char *name)
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
 	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
 	case X509_V_ERR_CERT_UNTRUSTED:
-		failf(c, CONN_ERR_TLS, "%s: the server's certificate is not signed by a CA we trust "
-			"(unknown CA: give the server's CA with --tls-ca-file or --tls-ca-dir)", what);
+		failf(c, CONN_ERR_TLS,
+		      "%s: the server's certificate is not signed by a CA we trust "
+		      "(unknown CA: give the server's CA with --tls-ca-file or --tls-ca-dir)",
+		      what);
 		break;
 	case X509_V_ERR_HOSTNAME_MISMATCH:
 	case X509_V_ERR_IP_ADDRESS_MISMATCH:
-		failf(c, CONN_ERR_TLS, "%s: the server's certificate is not for %s (name mismatch: "
-			"--tls-server-name NAME verifies a name it has)", what, name);
+		failf(c, CONN_ERR_TLS,
+		      "%s: the server's certificate is not for %s (name mismatch: "
+		      "--tls-server-name NAME verifies a name it has)",
+		      what, name);
 		break;
 	case X509_V_ERR_CERT_HAS_EXPIRED:
-		failf(c, CONN_ERR_TLS, "%s: the server's certificate has expired (certificate expired: "
-			"renew it, or check this host's clock)", what);
+		failf(c, CONN_ERR_TLS,
+		      "%s: the server's certificate has expired (certificate expired: "
+		      "renew it, or check this host's clock)",
+		      what);
 		break;
 	case X509_V_ERR_CERT_NOT_YET_VALID:
-		failf(c, CONN_ERR_TLS, "%s: the server's certificate is not yet valid (check this host's "
-			"clock)", what);
+		failf(c, CONN_ERR_TLS,
+		      "%s: the server's certificate is not yet valid (check this host's "
+		      "clock)",
+		      what);
 		break;
 	default:
 		failf(c, CONN_ERR_TLS, "%s: the server's certificate does not verify: %s", what,
@@ -376,7 +388,8 @@ int conn_buffered_reply(struct conn *c, struct redisReply **reply)
 	if (c->err)
 		return -1;
 	if (c->in.len > c->in.pos) {
-		if (redisReaderFeed(c->reader, c->in.buf + c->in.pos, c->in.len - c->in.pos) != REDIS_OK) {
+		if (redisReaderFeed(c->reader, c->in.buf + c->in.pos, c->in.len - c->in.pos) !=
+		    REDIS_OK) {
 			failf(c, CONN_ERR_PROTOCOL, "%s", c->reader->errstr);
 			return -1;
 		}
@@ -554,18 +567,20 @@ static void connect_tcp(struct conn *c, const char *host, int port, int64_t dead
 	else if (inet_pton(AF_INET6, host, &in6.sin6_addr) == 1)
 		c->fd = connect_to((struct sockaddr *)&in6, sizeof(in6), deadline);
 	else {
-		struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV},
+				*res;
 		char service[16];
 		snprintf(service, sizeof(service), "%d", port);
 		int rc = getaddrinfo(host, service, &hints, &res);
 		if (rc != 0) {
 			/* EAI_AGAIN: the resolver may answer on a later try */
-			failf(c, rc == EAI_AGAIN || rc == EAI_SYSTEM ? CONN_ERR_IO : CONN_ERR_NAME, "%s",
-			      rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+			failf(c, rc == EAI_AGAIN || rc == EAI_SYSTEM ? CONN_ERR_IO : CONN_ERR_NAME,
+			      "%s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 			return;
 		}
 		errno = EADDRNOTAVAIL;
-		for (struct addrinfo *ai = res; ai && c->fd < 0 && errno != ETIMEDOUT; ai = ai->ai_next)
+		for (struct addrinfo *ai = res; ai && c->fd < 0 && errno != ETIMEDOUT;
+		     ai = ai->ai_next)
 			c->fd = connect_to(ai->ai_addr, ai->ai_addrlen, deadline);
 		freeaddrinfo(res);
 	}
@@ -623,7 +638,8 @@ static void tls_handshake(struct conn *c, const struct conn_tls *t, const char *
 		}
 		int ready = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
 		if (ready == 0)
-			failf(c, CONN_ERR_TIMEOUT, "TLS handshake failed: not done within "
+			failf(c, CONN_ERR_TIMEOUT,
+			      "TLS handshake failed: not done within "
 			      "--redis-timeout (is this port the server's tls-port?)");
 		else if (ready < 0)
 			failf(c, CONN_ERR_IO, "poll: %s", strerror(errno));
@@ -701,7 +717,8 @@ static struct conn_tls *tls_setting_error(struct conn_tls *t, const char *opt, c
 	unsigned long code = ERR_peek_last_error();
 	const char *why = code ? ERR_reason_error_string(code) : NULL;
 
-	err_set("%s: %s: %s%s%s%s", opt, file, what, why ? " (" : "", why ? why : "", why ? ")" : "");
+	err_set("%s: %s: %s%s%s%s", opt, file, what, why ? " (" : "", why ? why : "",
+		why ? ")" : "");
 	ERR_clear_error();
 	conn_tls_free(t);
 	return NULL;
@@ -747,14 +764,16 @@ struct conn_tls *conn_tls_new(const struct tls_options *o)
 		 * every run (~18 ms for the system's) */
 		const char *dir = o->ca_dir ? o->ca_dir : o->ca_file ? NULL : default_ca_dir();
 		if (o->ca_file && SSL_CTX_load_verify_file(t->ctx, o->ca_file) != 1)
-			return tls_setting_error(t, from(o->ca_file_from, "--tls-ca-file"), o->ca_file,
-						 "holds no CA certificate in PEM");
+			return tls_setting_error(t, from(o->ca_file_from, "--tls-ca-file"),
+						 o->ca_file, "holds no CA certificate in PEM");
 		if (dir && SSL_CTX_load_verify_dir(t->ctx, dir) != 1)
-			return tls_setting_error(t, from(o->ca_dir_from, "--tls-ca-dir"), dir, "cannot be used");
+			return tls_setting_error(t, from(o->ca_dir_from, "--tls-ca-dir"), dir,
+						 "cannot be used");
 	}
 	if (o->cert) {
 		const char *key = o->key ? o->key : o->cert;
-		const char *key_from = o->key ? from(o->key_from, "--tls-key") : from(o->cert_from, "--tls-cert");
+		const char *key_from =
+			o->key ? from(o->key_from, "--tls-key") : from(o->cert_from, "--tls-cert");
 		if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert) != 1)
 			return tls_setting_error(t, from(o->cert_from, "--tls-cert"), o->cert,
 						 "holds no certificate in PEM");
@@ -762,12 +781,15 @@ struct conn_tls *conn_tls_new(const struct tls_options *o)
 			unsigned long code = ERR_peek_last_error();
 			if (ERR_GET_LIB(code) == ERR_LIB_X509 &&
 			    ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH)
-				return tls_setting_error(t, key_from, key, "is not the key of the certificate");
-			return tls_setting_error(t, key_from, key,
-						 "holds no private key in PEM without a passphrase");
+				return tls_setting_error(t, key_from, key,
+							 "is not the key of the certificate");
+			return tls_setting_error(
+				t, key_from, key,
+				"holds no private key in PEM without a passphrase");
 		}
 		if (SSL_CTX_check_private_key(t->ctx) != 1)
-			return tls_setting_error(t, key_from, key, "is not the key of the certificate");
+			return tls_setting_error(t, key_from, key,
+						 "is not the key of the certificate");
 	}
 	return t;
 }

@@ -36,13 +36,13 @@ enum conn_error {
 struct conn {
 	int fd;
 	enum conn_error err;
-	char errstr[400];          /* err's cause, one line without the address */
-	struct ssl_st *ssl;        /* TLS; NULL on a plain connection */
-	bool cert_requested;       /* TLS: the server asked for a client certificate */
-	bool got_data;             /* some application data came since the handshake */
+	char errstr[400];           /* err's cause, one line without the address */
+	struct ssl_st *ssl;         /* TLS; NULL on a plain connection */
+	bool cert_requested;        /* TLS: the server asked for a client certificate */
+	bool got_data;              /* some application data came since the handshake */
 	struct redisReader *reader; /* parses replies that are not streamed */
-	struct buf out;            /* commands appended, not yet sent */
-	struct resp_reader in;     /* bytes read and not yet parsed */
+	struct buf out;             /* commands appended, not yet sent */
+	struct resp_reader in;      /* bytes read and not yet parsed */
 };
 
 /* a TLS configuration: the CA to trust, the client certificate, the name to

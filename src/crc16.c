@@ -3,7 +3,7 @@
 #include "crc16.h"
 
 /* the table entry of byte b: its CRC with the polynomial 0x1021 */
-#define R(c) ((uint16_t)(((c) & 0x8000) ? ((c) << 1) ^ 0x1021 : (c) << 1))
+#define R(c) ((uint16_t)(((c)&0x8000) ? ((c) << 1) ^ 0x1021 : (c) << 1))
 #define E(b) R(R(R(R(R(R(R(R((uint16_t)((b) << 8)))))))))
 #define E4(b) E(b), E((b) + 1), E((b) + 2), E((b) + 3)
 #define E16(b) E4(b), E4((b) + 4), E4((b) + 8), E4((b) + 12)

@@ -111,7 +111,8 @@ int entry_meta_decode(struct entry_meta *m, const char *const *names, const char
 	}
 	int c = find_field(ENTRY_CMD_FIELD, names, n);
 	if (c >= 0)
-		printable_copy(m->cmd, values[c], lens[c] < ENTRY_CMD_MAX ? lens[c] : ENTRY_CMD_MAX);
+		printable_copy(m->cmd, values[c],
+			       lens[c] < ENTRY_CMD_MAX ? lens[c] : ENTRY_CMD_MAX);
 	return 0;
 }
 
@@ -123,7 +124,7 @@ int entry_meta_decode(struct entry_meta *m, const char *const *names, const char
 struct display {
 	char *out;
 	size_t len;
-	size_t cut;  /* where "..." goes if the rest does not fit */
+	size_t cut; /* where "..." goes if the rest does not fit */
 	bool full;
 };
 
@@ -175,8 +176,12 @@ static void display_word(struct display *d, const char *w, bool first)
 	piece(d, "$'", 2);
 	for (const unsigned char *c = (const unsigned char *)w; *c; c++) {
 		char esc[8];
-		const char *named = *c == '\n' ? "\\n" : *c == '\t' ? "\\t" : *c == '\r' ? "\\r"
-				  : *c == '\\' ? "\\\\" : *c == '\'' ? "\\'" : NULL;
+		const char *named = *c == '\n'   ? "\\n"
+				    : *c == '\t' ? "\\t"
+				    : *c == '\r' ? "\\r"
+				    : *c == '\\' ? "\\\\"
+				    : *c == '\'' ? "\\'"
+						 : NULL;
 		if (named)
 			piece(d, named, 2);
 		else if (*c < 0x20 || *c > 0x7e)
@@ -239,7 +244,8 @@ bool entry_xfetch_fires(const struct entry_meta *m, int64_t age_ms, double beta,
 {
 	if (beta <= 0 || m->compute_ms <= 0 || rand <= 0 || rand > 1)
 		return false;
-	return (double)age_ms + (double)m->compute_ms * beta * entry_neg_ln(rand) >= (double)m->ttl_ms;
+	return (double)age_ms + (double)m->compute_ms * beta * entry_neg_ln(rand) >=
+	       (double)m->ttl_ms;
 }
 
 void entry_header_sum(char out[ENTRY_SUM_LEN + 1], const char *p, size_t len)
@@ -283,7 +289,8 @@ static int check_sum(const char *p, size_t len, size_t pos, size_t line_len)
 {
 	char want[ENTRY_SUM_LEN + 1];
 
-	if (line_len != 4 + ENTRY_SUM_LEN || len - pos < line_len + 2 || p[pos + line_len + 1] != '\n') {
+	if (line_len != 4 + ENTRY_SUM_LEN || len - pos < line_len + 2 ||
+	    p[pos + line_len + 1] != '\n') {
 		err_set("entry header's checksum line is malformed or not last");
 		return -1;
 	}

@@ -48,10 +48,10 @@ struct entry_field {
 };
 
 enum freshness {
-	ENTRY_FRESH,         /* within its TTL */
-	ENTRY_STALE,         /* past the TTL, inside the stale window */
+	ENTRY_FRESH,          /* within its TTL */
+	ENTRY_STALE,          /* past the TTL, inside the stale window */
 	ENTRY_STALE_IF_ERROR, /* past both, less than sie_ms past the TTL */
-	ENTRY_EXPIRED,       /* past every window: a miss */
+	ENTRY_EXPIRED,        /* past every window: a miss */
 };
 
 /* fill fields[] with the metadata as text, in a fixed order, the format

@@ -25,7 +25,7 @@ void file_name(char *out, size_t outlen, const char *key, size_t len, const char
 
 /* the file name of one of key's parts that belongs to a round: H.TOKEN + suffix */
 void round_name(char *out, size_t outlen, const char *key, size_t len, const char *token,
-		       const char *suffix)
+		const char *suffix)
 {
 	char h[KEY_HASH_HEX];
 
@@ -59,7 +59,8 @@ static int check_private(int fd, const char *path)
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
 		err_set("the store directory %s is writable by group or others: refusing it "
-			"(chmod 700 %s)", path, path);
+			"(chmod 700 %s)",
+			path, path);
 		return -1;
 	}
 	return 0;
@@ -100,7 +101,8 @@ static void refuse_or_fail(const char *path, bool *refused)
 
 	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
 		err_set("the store directory %s is a symbolic link: refusing it (name the real "
-			"directory)", path);
+			"directory)",
+			path);
 		*refused = true;
 	} else if (e == ENOTDIR || e == ELOOP) {
 		err_set("the store directory %s is not a directory: refusing it", path);

@@ -147,7 +147,8 @@ static void watch_lock(struct file_store *fs)
 	if (fs->notify_fd < 0)
 		return;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fs->wait_fd);
-	if (inotify_add_watch(fs->notify_fd, path, IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF) < 0) {
+	if (inotify_add_watch(fs->notify_fd, path, IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF) <
+	    0) {
 		close(fs->notify_fd);
 		fs->notify_fd = -1;
 	}
@@ -239,7 +240,8 @@ static bool lock_matches(const struct buf *b, const char *glob, const char *tag)
 			match = fnmatch(glob, rec.data, 0) == 0;
 		else
 			while (!match && record_next(b->data, b->len, &pos, &rec) == 1)
-				match = rec.len == strlen(tag) && memcmp(rec.data, tag, rec.len) == 0;
+				match = rec.len == strlen(tag) &&
+					memcmp(rec.data, tag, rec.len) == 0;
 	}
 	buf_free(&rec);
 	return match;

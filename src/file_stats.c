@@ -27,7 +27,8 @@ static int stats_open(struct file_stats *st, int dirfd, const char *dir)
 
 	if (st->opened) {
 		if (st->open_errno)
-			err_set("cannot open the counters in %s: %s", dir, strerror(st->open_errno));
+			err_set("cannot open the counters in %s: %s", dir,
+				strerror(st->open_errno));
 		return st->open_errno ? -1 : 0;
 	}
 	st->opened = true;

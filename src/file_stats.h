@@ -13,15 +13,18 @@
 #include <stdint.h>
 
 struct file_stats {
-	int fd;          /* the counters file, opened on first use, or -1 */
-	bool opened;     /* an open was tried */
-	int open_errno;  /* why it failed, or 0 */
-	bool writable;   /* opened for writing (a read-only store opens it for reading) */
-	bool warned;     /* a failed update was reported (with -v) */
+	int fd;         /* the counters file, opened on first use, or -1 */
+	bool opened;    /* an open was tried */
+	int open_errno; /* why it failed, or 0 */
+	bool writable;  /* opened for writing (a read-only store opens it for reading) */
+	bool warned;    /* a failed update was reported (with -v) */
 };
 
 /* a struct file_stats not yet opened */
-#define FILE_STATS_INIT {.fd = -1}
+#define FILE_STATS_INIT                                                                            \
+	{                                                                                          \
+		.fd = -1                                                                           \
+	}
 
 /* add one to counter which (below 64) of the store directory dirfd (its
  * path dir for messages); best effort: a failure costs one verbose line */

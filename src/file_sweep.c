@@ -73,7 +73,8 @@ static void compact_tag(struct file_store *fs, const char *name)
 	if (keep.len == b.len)
 		goto out;
 	snprintf(tmp, sizeof(tmp), "%s.sweep.tmp", name);
-	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd =
+		openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		goto out;
 	rc = write_all(fd, keep.data, keep.len);
@@ -121,7 +122,8 @@ void file_sweep(struct file_store *fs)
 			sweep_entry(fs, n);
 		else if (ends_with(n, ".done") && older_than(fs, n, DONE_MAX_AGE_S))
 			unlinkat(fs->dirfd, n, 0);
-		else if ((ends_with(n, ".bypass") || ends_with(n, ".backoff")) && older_than(fs, n, 0))
+		else if ((ends_with(n, ".bypass") || ends_with(n, ".backoff")) &&
+			 older_than(fs, n, 0))
 			unlinkat(fs->dirfd, n, 0);
 		else if (strncmp(n, "tag-", 4) == 0 && ends_with(n, ".tmp")) {
 			if (older_than(fs, n, TAG_TMP_MAX_AGE_S))

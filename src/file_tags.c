@@ -46,7 +46,8 @@ static void tag_keep_name(struct file_store *fs, const char *tag)
 	if (faccessat(fs->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return;
 	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", name, (long)getpid());
-	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd =
+		openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
 	int rc = write_all(fd, tag, strlen(tag));
@@ -77,7 +78,8 @@ static int tag_add(struct file_store *fs, const char *tag, const char *key, size
 
 	tag_keep_name(fs, tag);
 	tag_file(name, sizeof(name), tag);
-	int fd = openat(fs->dirfd, name, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd =
+		openat(fs->dirfd, name, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || fstat(fd, &st) < 0)
 		goto out;
 	if (!S_ISREG(st.st_mode)) {
@@ -92,8 +94,8 @@ static int tag_add(struct file_store *fs, const char *tag, const char *key, size
 	if (write_all(fd, rec.data, rec.len) < 0) {
 		e = errno;
 		if (ftruncate(fd, st.st_size) < 0)
-			log_warn("cannot cut a torn record off the tag file %s/%s: %s", fs->dir, name,
-				 strerror(errno));
+			log_warn("cannot cut a torn record off the tag file %s/%s: %s", fs->dir,
+				 name, strerror(errno));
 		errno = e;
 		goto out;
 	}
@@ -130,7 +132,8 @@ static void tag_drop_done(struct file_store *fs, const char *name, const struct 
 		goto out;
 	}
 	snprintf(tmp, sizeof(tmp), "%s.inval.tmp", name);
-	int fd = openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd =
+		openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		goto out;
 	int rc = write_all(fd, now.data + was->len, now.len - was->len);
@@ -198,9 +201,8 @@ static int read_tag_name(struct file_store *fs, const char *name, struct buf *b)
 
 	b->len = 0;
 	if (strlen(name) != 8 + KEY_HASH_HEX - 1 || !is_hex(name + 8, KEY_HASH_HEX - 1) ||
-	    !tag_file_of_name_exists(fs, name) ||
-	    read_small_file(fs, name, b) != 0 || b->len == 0 || b->len > KEY_MAX ||
-	    memchr(b->data, '\0', b->len))
+	    !tag_file_of_name_exists(fs, name) || read_small_file(fs, name, b) != 0 ||
+	    b->len == 0 || b->len > KEY_MAX || memchr(b->data, '\0', b->len))
 		return 0;
 	key_hash_hex(h, b->data, b->len);
 	return memcmp(h, name + 8, KEY_HASH_HEX - 1) == 0;
@@ -219,7 +221,8 @@ int file_list_tags(struct store *s, const char *glob, tag_fn fn, void *ctx)
 	if (!d)
 		return -1;
 	while (rc == 0 && (de = readdir(d))) {
-		if (strncmp(de->d_name, "tagname-", 8) == 0 && read_tag_name(fs, de->d_name, &tag) &&
+		if (strncmp(de->d_name, "tagname-", 8) == 0 &&
+		    read_tag_name(fs, de->d_name, &tag) &&
 		    (!glob || fnmatch(glob, tag.data, 0) == 0))
 			rc = fn(ctx, tag.data, tag.len);
 	}
@@ -232,8 +235,7 @@ int file_list_tags(struct store *s, const char *glob, tag_fn fn, void *ctx)
  * (so a sweep compacting a tag file or invalidate --tag reading it sees
  * both or neither); 0, or -1 with err_set(). A record filed for an entry
  * that then fails to appear only names a key that has none. */
-int file_tags(struct file_store *fs, const struct result *r, const char *key,
-		     size_t key_len)
+int file_tags(struct file_store *fs, const struct result *r, const char *key, size_t key_len)
 {
 	for (int i = 0; i < r->ntags; i++)
 		if (tag_add(fs, r->tags[i], key, key_len) < 0)

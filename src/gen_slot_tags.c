@@ -39,7 +39,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (argc != 2 || left) {
-		fprintf(stderr, "gen_slot_tags: %s\n", left ? "some slot has no tag" : "usage: gen_slot_tags OUT.c");
+		fprintf(stderr, "gen_slot_tags: %s\n",
+			left ? "some slot has no tag" : "usage: gen_slot_tags OUT.c");
 		return 1;
 	}
 	FILE *f = fopen(argv[1], "w");

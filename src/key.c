@@ -56,7 +56,8 @@ static int add_scope(struct sha256_ctx *ctx, const struct key_scope *scope)
 	if (scope->cwd) {
 		char *cwd = getcwd(NULL, 0);
 		if (!cwd) {
-			err_set("--scope-cwd: cannot read the working directory: %s", strerror(errno));
+			err_set("--scope-cwd: cannot read the working directory: %s",
+				strerror(errno));
 			return -1;
 		}
 		add_record(ctx, "cwd", cwd, strlen(cwd));

@@ -18,10 +18,10 @@ int key_validate(const char *key, size_t len);
 
 /* what else goes into a derived key besides COMMAND's argv */
 struct key_scope {
-	bool cwd;                  /* the working directory */
-	const char *const *env;    /* variable names: their values (or their absence) */
+	bool cwd;               /* the working directory */
+	const char *const *env; /* variable names: their values (or their absence) */
 	int nenv;
-	const char *const *files;  /* paths: their size and mtime (or their absence) */
+	const char *const *files; /* paths: their size and mtime (or their absence) */
 	int nfiles;
 	const unsigned char *stdin_digest; /* SHA-256 of standard input, or NULL */
 };

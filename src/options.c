@@ -55,11 +55,11 @@ enum opt_group {
 	GROUP_GLOBAL = 1,
 	GROUP_RUN = 2,
 	GROUP_GET = 4,
-	GROUP_JSON = 8,       /* inspect, list, stats */
+	GROUP_JSON = 8, /* inspect, list, stats */
 	GROUP_STATS = 16,
 	GROUP_INVALIDATE = 32,
-	GROUP_SCOPE = 64,     /* what shapes a derived key: run, key, invalidate -- COMMAND */
-	GROUP_KEY = 128,      /* -k: run, key */
+	GROUP_SCOPE = 64, /* what shapes a derived key: run, key, invalidate -- COMMAND */
+	GROUP_KEY = 128,  /* -k: run, key */
 	GROUP_LIST = 256,
 };
 
@@ -122,10 +122,10 @@ static const struct tls_setting {
 	char kind;     /* 'f' a readable file, 'd' a directory, 'w' a word */
 	size_t from;   /* of the field naming where a file came from; 0: a word */
 } tls_settings[] = {
-	{OPT_TLS_CA_FILE, "--tls-ca-file", "CACHEFENCE_TLS_CA_FILE", offsetof(struct tls_options, ca_file),
-	 'f', offsetof(struct tls_options, ca_file_from)},
-	{OPT_TLS_CA_DIR, "--tls-ca-dir", "CACHEFENCE_TLS_CA_DIR", offsetof(struct tls_options, ca_dir), 'd',
-	 offsetof(struct tls_options, ca_dir_from)},
+	{OPT_TLS_CA_FILE, "--tls-ca-file", "CACHEFENCE_TLS_CA_FILE",
+	 offsetof(struct tls_options, ca_file), 'f', offsetof(struct tls_options, ca_file_from)},
+	{OPT_TLS_CA_DIR, "--tls-ca-dir", "CACHEFENCE_TLS_CA_DIR",
+	 offsetof(struct tls_options, ca_dir), 'd', offsetof(struct tls_options, ca_dir_from)},
 	{OPT_TLS_CERT, "--tls-cert", "CACHEFENCE_TLS_CERT", offsetof(struct tls_options, cert), 'f',
 	 offsetof(struct tls_options, cert_from)},
 	{OPT_TLS_KEY, "--tls-key", "CACHEFENCE_TLS_KEY", offsetof(struct tls_options, key), 'f',
@@ -352,8 +352,8 @@ static int validate_tag(const char *opt, const char *tag)
 	}
 	for (const char *c = tag; *c; c++) {
 		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-			err_set("%s: \"%s\" holds a space or control character (tags are words)", opt,
-				tag);
+			err_set("%s: \"%s\" holds a space or control character (tags are words)",
+				opt, tag);
 			return -1;
 		}
 	}
@@ -431,7 +431,8 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		return 0;
 	case OPT_SCOPE_ENV:
 		if (!*arg || strchr(arg, '=')) {
-			err_set("--scope-env: \"%s\" is not a variable name (give NAME, without =)", arg);
+			err_set("--scope-env: \"%s\" is not a variable name (give NAME, without =)",
+				arg);
 			return -1;
 		}
 		push_value(&o->scope_env, &o->nscope_env, arg);
@@ -452,7 +453,8 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		}
 		if (arg) {
 			err_set("--stdin: \"%s\" is not a choice (--stdin hashes standard input into "
-				"the key; --stdin=ignore says it does not matter)", arg);
+				"the key; --stdin=ignore says it does not matter)",
+				arg);
 			return -1;
 		}
 		o->use_stdin = true;
@@ -623,8 +625,7 @@ static int parse_group(struct options *o, int groups, int argc, char **argv, int
 	}
 	/* getopt skips a "--" that ends the options; it is the word before the
 	 * first operand unless that word was an option's value */
-	if (optind > 1 && strcmp(argv[optind - 1], "--") == 0 &&
-	    last_arg != argv[optind - 1])
+	if (optind > 1 && strcmp(argv[optind - 1], "--") == 0 && last_arg != argv[optind - 1])
 		*saw_dashdash = true;
 	*next = optind;
 	return 0;
@@ -638,7 +639,8 @@ static int validate_namespace(const char *ns)
 	 * store, so it may hold neither glob nor hash-tag characters nor a path */
 	if (len == 0 || len > NS_MAX || ns[0] == '.' || strpbrk(ns, "{}*?[]\\/ \t\n")) {
 		err_set("--namespace: \"%s\" is not a namespace (use up to %d letters, digits, "
-			"'-', '_', '.' or ':')", ns, NS_MAX);
+			"'-', '_', '.' or ':')",
+			ns, NS_MAX);
 		return -1;
 	}
 	return 0;
@@ -694,7 +696,8 @@ static int refuse_subcommand_typo(const struct options *o, bool command_first)
 	}
 	if ((like = subcommand_like(word))) {
 		err_set("\"%s\" is not a subcommand: did you mean %s? (to cache a command of "
-			"that name: cachefence -t 5m -- %s)", word, like, word);
+			"that name: cachefence -t 5m -- %s)",
+			word, like, word);
 		return -1;
 	}
 	return 0;
@@ -733,7 +736,8 @@ static int validate_run(struct options *o, bool command_first)
 		return -1;
 	if (o->ttl_ms < 0) {
 		err_set("--ttl is required (for example: cachefence -t 5m -- %s; or set "
-			"CACHEFENCE_TTL)", o->command[0]);
+			"CACHEFENCE_TTL)",
+			o->command[0]);
 		return -1;
 	}
 	if (o->ttl_ms == 0) {
@@ -794,7 +798,8 @@ static int validate_subcommand(const struct options *o)
 				"COMMAND [ARG]...)");
 			return -1;
 		}
-		if ((o->match != NULL) + (o->tag != NULL) + (o->nargs > 0) + (o->command != NULL) != 1) {
+		if ((o->match != NULL) + (o->tag != NULL) + (o->nargs > 0) + (o->command != NULL) !=
+		    1) {
 			err_set("invalidate: give KEY..., or --match GLOB, or --tag NAME, or -- COMMAND "
 				"[ARG]... (one of them)");
 			return -1;
@@ -820,8 +825,8 @@ static int validate_subcommand(const struct options *o)
 		/* fall through */
 	case CMD_PING:
 		if (o->nargs > 0) {
-			err_set("%s: takes no operands (got \"%s\")", o->cmd == CMD_PING ? "ping" : "stats",
-				o->args[0]);
+			err_set("%s: takes no operands (got \"%s\")",
+				o->cmd == CMD_PING ? "ping" : "stats", o->args[0]);
 			return -1;
 		}
 		break;
@@ -864,7 +869,8 @@ static int validate_tls(const struct options *o)
 	const char *insecure = getenv("CACHEFENCE_TLS_INSECURE");
 	if (!(o->tls_flags & tls_bit(OPT_TLS_INSECURE)) && insecure && *insecure &&
 	    strcmp(insecure, "0") != 0 && strcmp(insecure, "1") != 0) {
-		err_set("CACHEFENCE_TLS_INSECURE: \"%s\" is not 1 (skip verification) or 0", insecure);
+		err_set("CACHEFENCE_TLS_INSECURE: \"%s\" is not 1 (skip verification) or 0",
+			insecure);
 		return -1;
 	}
 	for (size_t i = 0; i < NTLS; i++) {
@@ -881,7 +887,8 @@ static int validate_tls(const struct options *o)
 		}
 		if (ts->kind == 'd' && !S_ISDIR(st.st_mode)) {
 			err_set("%s: %s is not a directory (give a directory of hashed CA certificates, "
-				"or the file with --tls-ca-file)", name, v);
+				"or the file with --tls-ca-file)",
+				name, v);
 			return -1;
 		}
 		if (ts->kind == 'f' && S_ISDIR(st.st_mode)) {

@@ -23,8 +23,7 @@
 static const char duration_hint[] = "try 30s, 5m, 1h";
 static const char size_hint[] = "try 512k, 64M, 1G";
 static const char number_hint[] = "try 0, 0.5 or 1.0";
-static const char url_hint[] =
-	"use redis://HOST[:PORT][/DB], unix:///PATH or file:///DIR";
+static const char url_hint[] = "use redis://HOST[:PORT][/DB], unix:///PATH or file:///DIR";
 
 struct unit {
 	const char *name;
@@ -57,14 +56,8 @@ static const struct unit duration_units[] = {
 };
 
 static const struct unit size_units[] = {
-	{"", 1},
-	{"B", 1},
-	{"k", 1 << 10},
-	{"K", 1 << 10},
-	{"m", 1 << 20},
-	{"M", 1 << 20},
-	{"g", 1 << 30},
-	{"G", 1 << 30},
+	{"", 1},        {"B", 1},       {"k", 1 << 10}, {"K", 1 << 10},
+	{"m", 1 << 20}, {"M", 1 << 20}, {"g", 1 << 30}, {"G", 1 << 30},
 };
 
 /* a decimal number as written: DIGITS[.DIGITS] */
@@ -188,7 +181,7 @@ static void find_secrets(const char *s, struct secrets *sc)
 		bool db = param_end - param >= 3 && strncmp(param, "db=", 3) == 0;
 		if (!db || strspn(param + 3, "0123456789abcdefghijklmnopqrstuvwxyz"
 					     "ABCDEFGHIJKLMNOPQRSTUVWXYZ_-") !=
-			       (size_t)(param_end - param - 3))
+				   (size_t)(param_end - param - 3))
 			add_secret(sc, eq ? eq + 1 : param, param_end);
 		q = param_end;
 	}
@@ -227,8 +220,7 @@ static char *quote(const char *s, int mask)
 }
 
 /* err_set() a line that quotes the value s and then says what is wrong */
-static void bad_value(const char *s, int mask, const char *fmt, ...)
-	ATTR_PRINTF(3, 4);
+static void bad_value(const char *s, int mask, const char *fmt, ...) ATTR_PRINTF(3, 4);
 static void bad_value(const char *s, int mask, const char *fmt, ...)
 {
 	char msg[512];
@@ -275,8 +267,7 @@ static int scan_decimal(const char **p, struct decimal *d)
 /* d times scale (at most 2^30), rounded to the nearest integer with halves
  * up, into *out; -1 if that exceeds max. The fraction is multiplied digit by
  * digit from the right, so the rounding is exact however many digits it has. */
-static int scale_decimal(const struct decimal *d, uint64_t scale, uint64_t max,
-			 uint64_t *out)
+static int scale_decimal(const struct decimal *d, uint64_t scale, uint64_t max, uint64_t *out)
 {
 	uint64_t carry = 0, first = 0, whole, add;
 
@@ -299,8 +290,7 @@ static int scale_decimal(const struct decimal *d, uint64_t scale, uint64_t max,
 }
 
 /* the unit named exactly s in the table, or NULL */
-static const struct unit *find_unit(const struct unit *units, size_t n,
-				    const char *s)
+static const struct unit *find_unit(const struct unit *units, size_t n, const char *s)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(units[i].name, s) == 0)
@@ -331,8 +321,7 @@ int parse_duration(const char *s, int64_t *ms)
 	int terms = 0;
 
 	if (*s == '-') {
-		bad_value(s, 0, "is not a duration: it cannot be negative (%s)",
-			  duration_hint);
+		bad_value(s, 0, "is not a duration: it cannot be negative (%s)", duration_hint);
 		return -1;
 	}
 	/* one or more NUMBER[UNIT] terms added up (1h30m); a lone number is
@@ -350,7 +339,8 @@ int parse_duration(const char *s, int64_t *ms)
 		if (is_alpha((unsigned char)*p)) {
 			unit = scan_duration_unit(&p, name, sizeof(name));
 			if (!unit && !*p) {
-				bad_value(s, 0, "has an unknown unit \"%s\" (use ms, s, m, h, d or w)",
+				bad_value(s, 0,
+					  "has an unknown unit \"%s\" (use ms, s, m, h, d or w)",
 					  name);
 				return -1;
 			}
@@ -390,8 +380,7 @@ int parse_size(const char *s, uint64_t *bytes)
 		memcpy(suffix, p, strlen(p) + 1);
 		if (suffix[0] != 'B' && suffix[1] == 'B')
 			suffix[1] = '\0';
-		unit = find_unit(size_units, sizeof(size_units) / sizeof(*size_units),
-				 suffix);
+		unit = find_unit(size_units, sizeof(size_units) / sizeof(*size_units), suffix);
 	}
 	if (!unit) {
 		bad_value(s, 0, "is not a size (%s)", size_hint);
@@ -426,8 +415,7 @@ int parse_nonneg_double(const char *s, double *out)
 	struct decimal d;
 
 	if (*s == '-') {
-		bad_value(s, 0, "is negative (use a number of 0 or more: %s)",
-			  number_hint);
+		bad_value(s, 0, "is negative (use a number of 0 or more: %s)", number_hint);
 		return -1;
 	}
 	if (scan_decimal(&p, &d) < 0 || *p) {
@@ -444,8 +432,7 @@ int parse_nonneg_double(const char *s, double *out)
 
 /* percent-decode the n bytes at p (part `what` of url) into a new string in
  * *out; -1 on a bad escape or %00, which no C string can carry */
-static int pct_decode(const char *url, const char *p, size_t n,
-		      const char *what, char **out)
+static int pct_decode(const char *url, const char *p, size_t n, const char *what, char **out)
 {
 	char *d = xmalloc(n + 1), *o = d;
 
@@ -466,8 +453,7 @@ static int pct_decode(const char *url, const char *p, size_t n,
 			return -1;
 		}
 		if (hi == 0 && lo == 0) {
-			bad_value(url, 1, "has %%00 in the %s (a NUL byte is not allowed)",
-				  what);
+			bad_value(url, 1, "has %%00 in the %s (a NUL byte is not allowed)", what);
 			free(d);
 			return -1;
 		}
@@ -480,8 +466,7 @@ static int pct_decode(const char *url, const char *p, size_t n,
 }
 
 /* percent-decode user or password; an empty one is absent (NULL) */
-static int decode_credential(const char *url, const char *p, size_t n,
-			     const char *what, char **out)
+static int decode_credential(const char *url, const char *p, size_t n, const char *what, char **out)
 {
 	if (n == 0)
 		return 0;
@@ -489,8 +474,7 @@ static int decode_credential(const char *url, const char *p, size_t n,
 }
 
 /* [USER][:PASSWORD] from the n bytes at p; a user without ':' has no password */
-static int parse_userinfo(const char *url, const char *p, size_t n,
-			  struct url *u)
+static int parse_userinfo(const char *url, const char *p, size_t n, struct url *u)
 {
 	const char *colon = memchr(p, ':', n);
 	size_t user_len = colon ? (size_t)(colon - p) : n;
@@ -499,8 +483,7 @@ static int parse_userinfo(const char *url, const char *p, size_t n,
 		return -1;
 	if (!colon)
 		return 0;
-	return decode_credential(url, colon + 1, n - user_len - 1, "password",
-				 &u->password);
+	return decode_credential(url, colon + 1, n - user_len - 1, "password", &u->password);
 }
 
 static int is_host_char(int c)
@@ -632,8 +615,9 @@ static int parse_port_db(const char *url, const char *p, struct url *u)
 	if (*p == '/' && p[1] != '\0' && p[1] != '?') {
 		p = scan_uint(p + 1, INT_MAX, &v);
 		if (!p || (*p && *p != '?')) {
-			bad_value(url, 1,
-				  "has a bad database (use a number of 0 or more, such as /0 or /2)");
+			bad_value(
+				url, 1,
+				"has a bad database (use a number of 0 or more, such as /0 or /2)");
 			return -1;
 		}
 		u->db = (int)v;
@@ -641,8 +625,9 @@ static int parse_port_db(const char *url, const char *p, struct url *u)
 		p++;
 	}
 	if (*p == '?') {
-		bad_value(url, 1,
-			  "has a query, which redis:// URLs do not take (give the database as /DB)");
+		bad_value(
+			url, 1,
+			"has a query, which redis:// URLs do not take (give the database as /DB)");
 		return -1;
 	}
 	if (*p) {
@@ -686,7 +671,8 @@ static int parse_unix_query(const char *url, const char *q, struct url *u)
 		}
 		e = scan_uint(q + 3, INT_MAX, &v);
 		if (!e || e != q + n || seen) {
-			bad_value(url, 1, "has a bad db parameter (use one ?db=N with N 0 or more)");
+			bad_value(url, 1,
+				  "has a bad db parameter (use one ?db=N with N 0 or more)");
 			return -1;
 		}
 		u->db = (int)v;
@@ -704,7 +690,8 @@ static int parse_unix(const char *url, const char *rest, struct url *u)
 	size_t n = strcspn(rest, "?");
 
 	if (rest[0] != '/') {
-		bad_value(url, 1, "does not name an absolute socket path "
+		bad_value(url, 1,
+			  "does not name an absolute socket path "
 			  "(use unix:///PATH, with three slashes)");
 		return -1;
 	}
@@ -737,7 +724,8 @@ static int parse_file(const char *url, const char *rest, struct url *u)
 	if (local && *local == '/')
 		p = local;
 	if (*p != '/') {
-		bad_value(url, 1, "does not name a directory on this host "
+		bad_value(url, 1,
+			  "does not name a directory on this host "
 			  "(use file:///DIR, with three slashes)");
 		return -1;
 	}

@@ -27,14 +27,14 @@ enum url_kind {
 /* a parsed store URL; every string is malloc'ed and owned by the struct */
 struct url {
 	enum url_kind kind;
-	char *host;     /* TCP: host name or address, without IPv6 brackets */
-	int port;       /* TCP: default 6379 */
+	char *host; /* TCP: host name or address, without IPv6 brackets */
+	int port;   /* TCP: default 6379 */
 	/* TCP: the hosts named after the first, in order (seeds of a
 	 * cluster); each host malloc'ed, the array too */
 	struct url_host {
 		char *host;
 		int port;
-	} *more;
+	} * more;
 	int n_more;
 	char *path;     /* UNIX: socket path; FILE: directory */
 	char *user;     /* NULL when absent */

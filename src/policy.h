@@ -28,26 +28,26 @@ enum policy_round {
 
 struct policy_in {
 	const struct entry_meta *entry; /* the key's sound entry, or NULL */
-	int64_t now_ms;      /* the store's clock, the one entry->created_ms is on */
-	int64_t backoff_ms;  /* a failed refresh of this entry holds the next off
+	int64_t now_ms;                 /* the store's clock, the one entry->created_ms is on */
+	int64_t backoff_ms;             /* a failed refresh of this entry holds the next off
 			      * until then (lookup.lua: the field 'bo'); 0: none */
 	enum policy_lock lock;
-	bool waiting;        /* a waiter looking again (lookup_req.awaited) */
+	bool waiting;            /* a waiter looking again (lookup_req.awaited) */
 	enum policy_round round; /* waiting: what its leader left */
-	bool force;          /* --refresh: no entry counts */
-	bool holder_gone;    /* a lock found free was let go by its holder (a kernel
+	bool force;              /* --refresh: no entry counts */
+	bool holder_gone;        /* a lock found free was let go by its holder (a kernel
 			      * lock): a waiter that takes it counts a takeover
 			      * from a holder gone, not from a lease run out */
-	double beta;         /* XFetch factor; 0: no early refresh */
-	double rand;         /* XFetch draw, uniform in (0, 1] */
+	double beta;             /* XFetch factor; 0: no early refresh */
+	double rand;             /* XFetch draw, uniform in (0, 1] */
 };
 
 struct policy_out {
 	enum verdict verdict;
-	bool take_lock;   /* the verdict takes the lock (never when it is another's) */
-	bool refresh;     /* HIT, STALE: with the lock, refresh in the background */
-	bool fallback;    /* LEAD: the stale-if-error entry stands behind it */
-	int64_t age_ms;   /* HIT, STALE: the entry's age, 0 if from the future */
+	bool take_lock;    /* the verdict takes the lock (never when it is another's) */
+	bool refresh;      /* HIT, STALE: with the lock, refresh in the background */
+	bool fallback;     /* LEAD: the stale-if-error entry stands behind it */
+	int64_t age_ms;    /* HIT, STALE: the entry's age, 0 if from the future */
 	unsigned counters; /* the counters to bump: a bit (1u << STAT_x) each */
 };
 

@@ -32,53 +32,53 @@
 
 /* The counters `stats` reports, in the order the local store's counters
  * file keeps them (file_stats.h): add new ones at the end only. */
-#define STAT_LIST(X)                                                                      \
-	X(STAT_HITS, "hits")                                                              \
-	X(STAT_MISSES, "misses")                                                          \
-	X(STAT_STALE, "stale_served")                /* stale entries served */          \
-	X(STAT_EARLY, "early_refreshes")             /* XFetch early refreshes started */ \
-	X(STAT_BACKGROUND, "background_refreshes")   /* refreshes of stale entries */    \
-	X(STAT_WAITS, "waits")                       /* callers that waited */           \
-	X(STAT_TAKEOVERS, "lock_takeovers")          /* a leader's lease ran out */      \
-	X(STAT_FAIL_OPEN, "fail_open_runs")          /* runs without the store */        \
-	X(STAT_TOO_LARGE, "stores_skipped_too_large") /* output above --max-size */      \
-	X(STAT_LOST_LOCK, "stores_skipped_lost_lock") /* fenced out */                   \
-	X(STAT_STORE_FAILED, "stores_failed")         /* the store refused the write */  \
-	X(STAT_TAKEOVERS_GONE, "lock_takeovers_holder_gone") /* its holder was gone */   \
-	X(STAT_REFRESH_FAILED, "refreshes_failed")    /* stale-if-error refresh failed */
+#define STAT_LIST(X)                                                                               \
+	X(STAT_HITS, "hits")                                                                       \
+	X(STAT_MISSES, "misses")                                                                   \
+	X(STAT_STALE, "stale_served")                        /* stale entries served */            \
+	X(STAT_EARLY, "early_refreshes")                     /* XFetch early refreshes started */  \
+	X(STAT_BACKGROUND, "background_refreshes")           /* refreshes of stale entries */      \
+	X(STAT_WAITS, "waits")                               /* callers that waited */             \
+	X(STAT_TAKEOVERS, "lock_takeovers")                  /* a leader's lease ran out */        \
+	X(STAT_FAIL_OPEN, "fail_open_runs")                  /* runs without the store */          \
+	X(STAT_TOO_LARGE, "stores_skipped_too_large")        /* output above --max-size */         \
+	X(STAT_LOST_LOCK, "stores_skipped_lost_lock")        /* fenced out */                      \
+	X(STAT_STORE_FAILED, "stores_failed")                /* the store refused the write */     \
+	X(STAT_TAKEOVERS_GONE, "lock_takeovers_holder_gone") /* its holder was gone */             \
+	X(STAT_REFRESH_FAILED, "refreshes_failed")           /* stale-if-error refresh failed */
 
 /* The verdicts of a lookup, as lookup.lua's reply names them (store.h says
  * what each means); "none" is get.lua's answer for no entry. */
-#define VERDICT_LIST(X)                  \
-	X(VERDICT_HIT, "hit")            \
-	X(VERDICT_STALE, "stale")        \
-	X(VERDICT_DONE, "done")          \
-	X(VERDICT_LEAD, "lead")          \
-	X(VERDICT_WAIT, "wait")          \
+#define VERDICT_LIST(X)                                                                            \
+	X(VERDICT_HIT, "hit")                                                                      \
+	X(VERDICT_STALE, "stale")                                                                  \
+	X(VERDICT_DONE, "done")                                                                    \
+	X(VERDICT_LEAD, "lead")                                                                    \
+	X(VERDICT_WAIT, "wait")                                                                    \
 	X(VERDICT_BYPASS, "bypass")
 
 /* An entry's metadata fields, in the order they are written and read
  * (entry.c's entry_field_names, lib.lua's ENTRY_META_LIST). Short, because
  * Redis stores one copy per entry; readable, because operators use HGETALL. */
-#define ENTRY_META_LIST(X)                                   \
-	X(META_VERSION, "v")     /* FORMAT_VERSION */        \
-	X(META_STATUS, "st")     /* COMMAND's exit status */ \
-	X(META_CREATED, "ct")    /* created at, ms */        \
-	X(META_TTL, "ttl")                                   \
-	X(META_STALE, "sw")      /* --stale */               \
-	X(META_SIE, "se")        /* --stale-if-error */      \
-	X(META_COMPUTE, "dt")    /* XFetch's delta */        \
-	X(META_OUT_LEN, "olen")                              \
-	X(META_ERR_LEN, "elen")                              \
+#define ENTRY_META_LIST(X)                                                                         \
+	X(META_VERSION, "v")  /* FORMAT_VERSION */                                                 \
+	X(META_STATUS, "st")  /* COMMAND's exit status */                                          \
+	X(META_CREATED, "ct") /* created at, ms */                                                 \
+	X(META_TTL, "ttl")                                                                         \
+	X(META_STALE, "sw")   /* --stale */                                                        \
+	X(META_SIE, "se")     /* --stale-if-error */                                               \
+	X(META_COMPUTE, "dt") /* XFetch's delta */                                                 \
+	X(META_OUT_LEN, "olen")                                                                    \
+	X(META_ERR_LEN, "elen")                                                                    \
 	X(META_HOST, "host")
 
 /* an entry's fields besides its metadata, and the mark an over-sized
  * round leaves its waiters */
-#define FIELD_OUT "out"          /* stored stdout */
-#define FIELD_ERR "err"          /* stored stderr */
-#define FIELD_RUN_ID "rid"       /* the token of the leader that stored it */
-#define FIELD_BACKOFF "bo"       /* a failed refresh holds off the next until then */
-#define FIELD_CMD "cmd"          /* COMMAND's display form (inspect, list) */
+#define FIELD_OUT "out"            /* stored stdout */
+#define FIELD_ERR "err"            /* stored stderr */
+#define FIELD_RUN_ID "rid"         /* the token of the leader that stored it */
+#define FIELD_BACKOFF "bo"         /* a failed refresh holds off the next until then */
+#define FIELD_CMD "cmd"            /* COMMAND's display form (inspect, list) */
 #define MARK_TOO_LARGE "too-large" /* the round's output was over --max-size */
 
 /* the X for an enum of a list's names, for the array of its strings by

@@ -136,7 +136,8 @@ int entry_reply_read(struct resp_reader *rd, void *ctx)
 		return 0;
 	}
 	if (is_verdict(w, VERDICT_WAIT) && n == 3) {
-		if (resp_number(rd, ':', &v) < 0 || small_bulk(rd, holder, sizeof(holder)) < TOKEN_LEN)
+		if (resp_number(rd, ':', &v) < 0 ||
+		    small_bulk(rd, holder, sizeof(holder)) < TOKEN_LEN)
 			goto malformed;
 		res->verdict = VERDICT_WAIT;
 		res->lease_left_ms = v;
@@ -166,8 +167,7 @@ static void discard(void *ctx, const char *p, size_t n)
 
 /* one bulk string of the body: exactly want bytes to fn, or with
  * skip any length (or nil) to nowhere */
-static int body_value(struct resp_reader *rd, uint64_t want, bool skip, resp_piece_fn fn,
-		      void *ctx)
+static int body_value(struct resp_reader *rd, uint64_t want, bool skip, resp_piece_fn fn, void *ctx)
 {
 	int64_t len;
 

@@ -19,14 +19,14 @@
  * ones come as nil and big is set, with the run id of the entry the
  * metadata belongs to: fetch the bytes with body_reply_read. */
 struct entry_reply {
-	struct lookup *res;    /* filled in */
+	struct lookup *res; /* filled in */
 	uint64_t inline_max;
 	resp_piece_fn out, err; /* receive an inlined stdout and stderr */
 	void *ctx;              /* for out and err */
 	char verdict[16];       /* as the script said it */
 	bool big;
-	char rid[64];           /* big: the run id ("" for an entry without one) */
-	char holder[512];       /* wait: the lock's whole value (token, host, pid, ...) */
+	char rid[64];     /* big: the run id ("" for an entry without one) */
+	char holder[512]; /* wait: the lock's whole value (token, host, pid, ...) */
 };
 
 /* read one such reply into the struct entry_reply at ctx; 0, -2 for a Redis
@@ -43,7 +43,7 @@ struct body_reply {
 	uint64_t out_len, err_len; /* from the metadata */
 	resp_piece_fn out, err;
 	void *ctx;
-	bool changed;              /* set: the entry is another run's; read again */
+	bool changed; /* set: the entry is another run's; read again */
 };
 
 /* read one such reply for the struct body_reply at ctx; as entry_reply_read */

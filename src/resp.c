@@ -11,7 +11,8 @@
 
 int64_t resp_budget_ms(uint64_t n)
 {
-	return (int64_t)(n / RESP_MIN_RATE * 1000 + ((n % RESP_MIN_RATE) * 1000 + RESP_MIN_RATE - 1) / RESP_MIN_RATE);
+	return (int64_t)(n / RESP_MIN_RATE * 1000 +
+			 ((n % RESP_MIN_RATE) * 1000 + RESP_MIN_RATE - 1) / RESP_MIN_RATE);
 }
 
 void resp_reader_init(struct resp_reader *r, resp_pull_fn pull, void *ctx)
@@ -52,7 +53,8 @@ void resp_reader_extend(struct resp_reader *r, uint64_t n)
 static int fill(struct resp_reader *r)
 {
 	compact(r);
-	ssize_t n = r->pull ? r->pull(r->ctx, r->buf + r->len, sizeof(r->buf) - r->len, r->deadline) : 0;
+	ssize_t n = r->pull ? r->pull(r->ctx, r->buf + r->len, sizeof(r->buf) - r->len, r->deadline)
+			    : 0;
 	if (n > 0) {
 		r->len += n;
 		return 0;
@@ -222,7 +224,8 @@ static int put_file(struct writer *w, int fd, uint64_t len)
 		size_t want = len < room ? (size_t)len : room;
 		ssize_t n = read_full(fd, w->buf + w->len, want);
 		if (n < 0 || (size_t)n < want) {
-			err_set("cannot read a value to send: %s", n < 0 ? strerror(errno) : "it is shorter than said");
+			err_set("cannot read a value to send: %s",
+				n < 0 ? strerror(errno) : "it is shorter than said");
 			return -1;
 		}
 		w->len += n;

@@ -37,16 +37,16 @@
 struct run_ctx {
 	const struct options *o;
 	struct store *store;
-	struct buf key;       /* the user key */
-	struct buf printable; /* key for log lines */
+	struct buf key;                /* the user key */
+	struct buf printable;          /* key for log lines */
 	char shown[ENTRY_CMD_MAX + 1]; /* COMMAND for log lines; "" until asked */
 	char token[TOKEN_LEN + 1];
 	char awaited[TOKEN_LEN + 1];
-	struct stdin_keep in; /* --stdin: standard input, kept for COMMAND */
-	bool lock_lost;       /* a renewal found the lock gone */
-	bool renew_failed;    /* a renewal could not reach the store */
-	bool released;        /* the lock went back before COMMAND ended */
-	struct lease *lease;  /* while COMMAND runs: the thread that renews the lock,
+	struct stdin_keep in;            /* --stdin: standard input, kept for COMMAND */
+	bool lock_lost;                  /* a renewal found the lock gone */
+	bool renew_failed;               /* a renewal could not reach the store */
+	bool released;                   /* the lock went back before COMMAND ended */
+	struct lease *lease;             /* while COMMAND runs: the thread that renews the lock,
 			       * and the only user of the store meanwhile */
 	enum abandon_reason give_up_why; /* what the lease's give_up tells the store */
 };
@@ -79,10 +79,11 @@ static int exec_uncached(struct run_ctx *ctx)
 	store_close(ctx->store);
 	ctx->store = NULL;
 	if (stdin_keep_restore(&ctx->in) < 0) {
-		log_error(ctx->in.partial
-				  ? "--stdin: cannot hand what was read of standard input to COMMAND: %s"
-				  : "--stdin: cannot replay standard input: %s",
-			  err_msg());
+		log_error(
+			ctx->in.partial
+				? "--stdin: cannot hand what was read of standard input to COMMAND: %s"
+				: "--stdin: cannot replay standard input: %s",
+			err_msg());
 		return 125;
 	}
 	return child_exec(ctx->o->command);
@@ -159,7 +160,8 @@ static void back_off(struct run_ctx *ctx, const struct child_result *cr)
 {
 	if (!ctx->released)
 		ctx->store->ops->abandon(ctx->store, ctx->key.data, ctx->key.len, ctx->token,
-					 ABANDON_REFRESH_FAILED, refresh_backoff_ms(cr->compute_ms));
+					 ABANDON_REFRESH_FAILED,
+					 refresh_backoff_ms(cr->compute_ms));
 	ctx->released = true;
 }
 
@@ -227,16 +229,17 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 		/* give the lock back if the store still listens, so waiters take
 		 * over now rather than when the lease runs out */
 		release(ctx, ABANDON_STORE_FAILED);
-	}
-	else if (rc == 0)
+	} else if (rc == 0)
 		log_warn("result for key=%s not stored: the lock was lost (lease ran out, or the "
-			 "key was invalidated)", key_for_log(ctx));
+			 "key was invalidated)",
+			 key_for_log(ctx));
 	else if (r.cacheable)
 		log_verbose("stored key=%s status=%d size=%llu compute=%lldms", key_for_log(ctx),
 			    cr->status, (unsigned long long)cr->out_len, (long long)cr->compute_ms);
 	else
 		log_verbose("not cached key=%s status=%d (failures are cached only with "
-			    "--cache-failures); handed to waiters", key_for_log(ctx), cr->status);
+			    "--cache-failures); handed to waiters",
+			    key_for_log(ctx), cr->status);
 }
 
 /* A refresh failed while a stale-if-error entry stands: serve that entry
@@ -448,7 +451,7 @@ static double xfetch_draw(void)
 	uint64_t r = 0;
 
 	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-		return 1.0; /* no early refresh this time */
+		return 1.0;                                    /* no early refresh this time */
 	return ((double)(r >> 11) + 1.0) / 9007199254740992.0; /* (0, 1] in 2^-53 steps */
 }
 
@@ -495,7 +498,8 @@ static int run_bypassed(struct run_ctx *ctx)
 {
 	if (log_is_verbose())
 		log_verbose("waited key=%s: the leader's output is over --max-size; running %s "
-			    "uncached", key_for_log(ctx), command_for_log(ctx));
+			    "uncached",
+			    key_for_log(ctx), command_for_log(ctx));
 	store_close(ctx->store);
 	ctx->store = NULL;
 	return exec_uncached(ctx);
@@ -660,8 +664,11 @@ static int make_key(struct run_ctx *ctx)
 int run_command(const struct options *o)
 {
 	struct run_ctx ctx = {.o = o, .in = STDIN_KEEP_INIT};
-	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms,
-				   .password = o->password, .tls = &o->tls};
+	struct store_config cfg = {.url = &o->url,
+				   .ns = o->ns,
+				   .timeout_ms = o->redis_timeout_ms,
+				   .password = o->password,
+				   .tls = &o->tls};
 	bool refused;
 	int status = 125;
 	int rc = make_key(&ctx);

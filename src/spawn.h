@@ -39,7 +39,10 @@ struct stdin_keep {
 	struct buf held;  /* bytes read after those, which no spool took */
 };
 
-#define STDIN_KEEP_INIT {.spool = -1, .start = -1}
+#define STDIN_KEEP_INIT                                                                            \
+	{                                                                                          \
+		.spool = -1, .start = -1                                                           \
+	}
 
 /* open the spool for standard input; 0, or -1 with err_set() (nothing was
  * read then: COMMAND gets standard input untouched) */

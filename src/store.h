@@ -42,16 +42,16 @@ enum verdict { VERDICT_LIST(POLICY_ENUM) };
 
 /* what one lookup asks for */
 struct lookup_req {
-	const char *key;     /* the user key */
+	const char *key; /* the user key */
 	size_t key_len;
-	const char *token;   /* ours, TOKEN_LEN hex digits: taken as the lock on a miss */
-	int64_t lease_ms;    /* lease of the lock if we take it */
-	const char *awaited; /* the leader token we waited on, or NULL */
+	const char *token;       /* ours, TOKEN_LEN hex digits: taken as the lock on a miss */
+	int64_t lease_ms;        /* lease of the lock if we take it */
+	const char *awaited;     /* the leader token we waited on, or NULL */
 	const char *const *tags; /* --tag: the tags a result of ours files under, */
 	int ntags;               /* so that invalidate --tag fences us while we lead */
-	bool force;          /* --refresh: no entry counts; lead or wait */
-	double beta;         /* XFetch factor; 0: no early refresh */
-	double rand;         /* XFetch draw, uniform in (0, 1] */
+	bool force;              /* --refresh: no entry counts; lead or wait */
+	double beta;             /* XFetch factor; 0: no early refresh */
+	double rand;             /* XFetch draw, uniform in (0, 1] */
 };
 
 /* what one lookup found */
@@ -74,9 +74,9 @@ extern const char *const stat_names[STAT_COUNT];
 
 /* why a leader gives up its lock without a result */
 enum abandon_reason {
-	ABANDON_INTERRUPTED, /* a signal, or a local failure */
-	ABANDON_TOO_LARGE,   /* the output was above --max-size */
-	ABANDON_STORE_FAILED, /* the store refused the result (out of memory, disk full) */
+	ABANDON_INTERRUPTED,    /* a signal, or a local failure */
+	ABANDON_TOO_LARGE,      /* the output was above --max-size */
+	ABANDON_STORE_FAILED,   /* the store refused the result (out of memory, disk full) */
 	ABANDON_REFRESH_FAILED, /* a stale-if-error refresh failed and the old entry was
 				 * served: hold off the next refresh (back-off) */
 };
@@ -94,15 +94,15 @@ int64_t refresh_backoff_ms(int64_t failed_run_ms);
 
 /* what inspect and list report of one key */
 struct entry_info {
-	bool present;            /* an entry exists, in any window */
-	bool future;             /* created ahead of the store's clock (the clock was
+	bool present; /* an entry exists, in any window */
+	bool future;  /* created ahead of the store's clock (the clock was
 				  * set back since): not served, age_ms < 0 */
 	struct entry_meta meta;
 	int64_t age_ms;
 	enum freshness freshness;
-	bool locked;             /* a leader holds the key's lock */
-	char holder[320];        /* the lock's value: token, host, pid */
-	int64_t lease_left_ms;   /* -1: no lease (a kernel lock) */
+	bool locked;           /* a leader holds the key's lock */
+	char holder[320];      /* the lock's value: token, host, pid */
+	int64_t lease_left_ms; /* -1: no lease (a kernel lock) */
 };
 
 /* called by list for every entry; a non-zero return stops the walk */
@@ -113,13 +113,13 @@ typedef int (*tag_fn)(void *ctx, const char *tag, size_t len);
 
 /* a finished leader's result, to store under the lock */
 struct result {
-	struct entry_meta meta; /* status, windows, compute time, sizes, host */
-	bool cacheable;         /* false: hand it to this round's waiters only */
-	int64_t handoff_ms;     /* how long this round's waiters can still collect it */
+	struct entry_meta meta;  /* status, windows, compute time, sizes, host */
+	bool cacheable;          /* false: hand it to this round's waiters only */
+	int64_t handoff_ms;      /* how long this round's waiters can still collect it */
 	const char *const *tags; /* file the entry under these tags */
 	int ntags;
-	int out_fd;             /* positioned at the start of meta.out_len bytes */
-	int err_fd;             /* -1, or positioned at meta.err_len bytes */
+	int out_fd; /* positioned at the start of meta.out_len bytes */
+	int err_fd; /* -1, or positioned at meta.err_len bytes */
 };
 
 struct store;
@@ -197,9 +197,9 @@ struct store {
 
 struct store_config {
 	const struct url *url;
-	const char *ns;       /* namespace: prefix of every key */
-	int64_t timeout_ms;   /* connect and per-command timeout */
-	const char *password; /* used when the URL has none; may be NULL */
+	const char *ns;                /* namespace: prefix of every key */
+	int64_t timeout_ms;            /* connect and per-command timeout */
+	const char *password;          /* used when the URL has none; may be NULL */
 	const struct tls_options *tls; /* rediss://: its settings; NULL: the defaults */
 };
 

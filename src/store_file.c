@@ -252,8 +252,7 @@ static int gather_entry(struct file_store *fs, const struct lookup_req *req, str
  * file) a mark that sends them to run COMMAND themselves at once: nothing
  * will be stored, and taking the lock one after another would run it once
  * per waiter in turn. An empty file whose mtime is its expiry; best effort. */
-static void leave_bypass_mark(struct file_store *fs, const char *key, size_t len,
-			      const char *token)
+static void leave_bypass_mark(struct file_store *fs, const char *key, size_t len, const char *token)
 {
 	char name[NAME_MAX_LEN];
 	int64_t until = realtime_ms() + BYPASS_MARK_MS;
@@ -382,9 +381,10 @@ static int file_lookup(struct store *s, const struct lookup_req *req, struct loo
 	for (int i = 0; i < STAT_COUNT; i++)
 		if (out.counters & 1u << i)
 			file_count(s, i);
-	struct stored *answer = out.verdict == VERDICT_DONE                                ? &done
-				: out.verdict == VERDICT_HIT || out.verdict == VERDICT_STALE ? &entry
-											     : NULL;
+	struct stored *answer = out.verdict == VERDICT_DONE ? &done
+				: out.verdict == VERDICT_HIT || out.verdict == VERDICT_STALE
+					? &entry
+					: NULL;
 	if (in.entry)
 		res->meta = entry.meta;
 	rc = 0;
@@ -504,7 +504,8 @@ static int file_ping(struct store *s, struct buf *out)
 
 	snprintf(probe, sizeof(probe), ".ping.%ld", (long)getpid());
 	clock_gettime(CLOCK_MONOTONIC, &a);
-	int fd = openat(fs->dirfd, probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = openat(fs->dirfd, probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			0600);
 	if (fd < 0 || write_all(fd, "ping\n", 5) < 0) {
 		err_set("the store directory %s is not writable: %s", fs->dir, strerror(errno));
 		if (fd >= 0) {

@@ -15,17 +15,17 @@
 
 struct file_store {
 	struct store base;
-	struct file_stats stats;    /* the counters file */
-	int dirfd;                  /* the namespace directory */
-	char *dir;                  /* its path, for messages */
-	int lock_fd;                /* the lock we lead under, or -1 */
-	int wait_fd;                /* the lock file a waiter waits on, or -1 */
-	int64_t wait_since_ms;      /* when we first found the lock held, or 0: a
+	struct file_stats stats;     /* the counters file */
+	int dirfd;                   /* the namespace directory */
+	char *dir;                   /* its path, for messages */
+	int lock_fd;                 /* the lock we lead under, or -1 */
+	int wait_fd;                 /* the lock file a waiter waits on, or -1 */
+	int64_t wait_since_ms;       /* when we first found the lock held, or 0: a
 				     * round that ended before is not the one we wait on */
-	int notify_fd;              /* inotify, to wake a waiter, or -1 */
-	int commit_fd;              /* commit.lock, opened on first use, or -1 */
+	int notify_fd;               /* inotify, to wake a waiter, or -1 */
+	int commit_fd;               /* commit.lock, opened on first use, or -1 */
 	char lock_value_suffix[300]; /* " host=H pid=P" after the token */
-	bool sweep_pending;         /* a result was stored and the odds fell: sweep at close */
+	bool sweep_pending;          /* a result was stored and the odds fell: sweep at close */
 };
 
 static inline struct file_store *to_file(struct store *s)
@@ -35,9 +35,9 @@ static inline struct file_store *to_file(struct store *s)
 
 /* an entry (or round result) file opened and checked */
 struct stored {
-	int fd;              /* positioned at the stored stdout */
+	int fd; /* positioned at the stored stdout */
 	struct entry_meta meta;
-	char *trailer;       /* the user key (entries) or token (round results); malloc'ed */
+	char *trailer; /* the user key (entries) or token (round results); malloc'ed */
 	size_t trailer_len;
 };
 

@@ -46,37 +46,37 @@
 
 struct redis_store {
 	struct store base;
-	struct conn *c;    /* commands */
-	struct conn *sub;  /* subscribed to one wake channel, for waiters only */
+	struct conn *c;       /* commands */
+	struct conn *sub;     /* subscribed to one wake channel, for waiters only */
 	struct conn_tls *tls; /* rediss://: the TLS configuration of both */
 	struct url url;
 	char *ns;
 	int64_t timeout_ms;
-	char *lock_value_suffix; /* " host=H pid=P", after the token */
-	char *stats_key;         /* NS:{%stats} */
-	bool refused;            /* the server refused our credentials */
+	char *lock_value_suffix;     /* " host=H pid=P", after the token */
+	char *stats_key;             /* NS:{%stats} */
+	bool refused;                /* the server refused our credentials */
 	enum conn_error connect_err; /* how the last connect_one() failed to connect */
-	char *password;          /* CACHEFENCE_PASSWORD's, for a URL without one */
-	const char *const *tags; /* the run's tags, from its lookup: renew keeps them */
+	char *password;              /* CACHEFENCE_PASSWORD's, for a URL without one */
+	const char *const *tags;     /* the run's tags, from its lookup: renew keeps them */
 	int ntags;
 	/* who c is on the server (identity()), asked once per connection: */
 	bool identified;
-	long long cid;           /* CLIENT ID; 0 when refused */
-	char run_id[48];         /* INFO server's run_id; "" when refused */
-	bool no_client_list;     /* CLIENT LIST ID is refused: wait out leases */
+	long long cid;       /* CLIENT ID; 0 when refused */
+	char run_id[48];     /* INFO server's run_id; "" when refused */
+	bool no_client_list; /* CLIENT LIST ID is refused: wait out leases */
 	/* the lock this process holds, from its lookup until finish or abandon */
 	bool holding;
-	char held_run[48];       /* the run id of the server it was last ours on */
+	char held_run[48]; /* the run id of the server it was last ours on */
 	int64_t held_lease_ms;
-	struct buf held_key;     /* its user key */
+	struct buf held_key; /* its user key */
 	char held_token[TOKEN_LEN + 1];
-	struct conn *old;        /* a broken connection we held the lock from, kept open
+	struct conn *old;       /* a broken connection we held the lock from, kept open
 				  * until the lock names the new one (see reconnect) */
-	char seen_holder[512];   /* a waiter: the lock's value at its last look */
-	int64_t seen_pttl_ms;    /* and how long its lease still ran then */
-	bool waited;             /* redis_wait judged seen_holder since that look */
-	struct buf sub_channel;  /* the channel watched: a broken subscription is renewed */
-	int64_t resubscribe_at;  /* when to try that again */
+	char seen_holder[512];  /* a waiter: the lock's value at its last look */
+	int64_t seen_pttl_ms;   /* and how long its lease still ran then */
+	bool waited;            /* redis_wait judged seen_holder since that look */
+	struct buf sub_channel; /* the channel watched: a broken subscription is renewed */
+	int64_t resubscribe_at; /* when to try that again */
 };
 
 static struct redis_store *to_redis(struct store *s)
@@ -189,8 +189,8 @@ static bool is_refusal(const char *text)
 /* send one command and read its reply within --redis-timeout (and the time
  * its arguments' size allows); the reply, error replies included, or NULL
  * with err_set() on I/O failure. The caller frees the reply. */
-static redisReply *raw_command(struct redis_store *rs, struct conn *c, int argc,
-			       const char **argv, const size_t *lens)
+static redisReply *raw_command(struct redis_store *rs, struct conn *c, int argc, const char **argv,
+			       const size_t *lens)
 {
 	uint64_t size = 0;
 
@@ -210,8 +210,8 @@ static redisReply *command(struct redis_store *rs, struct conn *c, int argc, con
 
 	if (r && r->type == REDIS_REPLY_ERROR) {
 		char *where = url_display(&rs->url);
-		err_set("redis %s: %s%.*s", where, is_refusal(r->str) ? "the server refused us: " : "",
-			(int)r->len, r->str);
+		err_set("redis %s: %s%.*s", where,
+			is_refusal(r->str) ? "the server refused us: " : "", (int)r->len, r->str);
 		free(where);
 		freeReplyObject(r);
 		return NULL;
@@ -260,18 +260,20 @@ static int select_db(struct redis_store *rs, struct conn *c)
 		int n = server_databases(rs, c);
 		if (n > 1)
 			err_set("%s: database %d does not exist on this server (it has %d: see "
-				"'databases' in redis.conf); use %s0 to %s%d", where, rs->url.db, n, sel,
-				sel, n - 1);
+				"'databases' in redis.conf); use %s0 to %s%d",
+				where, rs->url.db, n, sel, sel, n - 1);
 		else if (n == 1)
 			err_set("%s: database %d does not exist on this server (it has only one: see "
-				"'databases' in redis.conf); use %s0", where, rs->url.db, sel);
+				"'databases' in redis.conf); use %s0",
+				where, rs->url.db, sel);
 		else
 			err_set("%s: database %d does not exist on this server (see 'databases' in its "
-				"redis.conf: 16 by default, %s0 to %s15)", where, rs->url.db, sel, sel);
+				"redis.conf: 16 by default, %s0 to %s15)",
+				where, rs->url.db, sel, sel);
 		rs->refused = true;
 	} else if (strstr(r->str, "cluster mode")) {
-		err_set("%s: a Redis Cluster has only database 0: drop %s%d from the URL", where, sel,
-			rs->url.db);
+		err_set("%s: a Redis Cluster has only database 0: drop %s%d from the URL", where,
+			sel, rs->url.db);
 		rs->refused = true;
 	} else {
 		err_set("redis %s: SELECT %d: %s", where, rs->url.db, r->str);
@@ -330,7 +332,8 @@ static struct conn *connect_one(struct redis_store *rs, int64_t until)
 			/* a failure of TLS (a client certificate the server
 			 * wants) is not the password's */
 			if (c->err != CONN_ERR_TLS)
-				err_set("%s (check the password in the URL or CACHEFENCE_PASSWORD)", why);
+				err_set("%s (check the password in the URL or CACHEFENCE_PASSWORD)",
+					why);
 			/* a server that answers but refuses us will not change its
 			 * mind: a usage error, not a reason to run uncached */
 			if (c->err == 0)
@@ -587,7 +590,8 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 		}
 		if (rc == -2 && attempt == 0 && strncmp(err_msg(), "NOSCRIPT", 8) == 0) {
 			all[0] = (struct resp_arg){.p = "EVAL", .len = 4, .fd = -1};
-			all[1] = (struct resp_arg){.p = sc->script->src, .len = sc->script->len, .fd = -1};
+			all[1] = (struct resp_arg){
+				.p = sc->script->src, .len = sc->script->len, .fd = -1};
 			continue;
 		}
 		if (rc == -2 && is_refusal(err_msg())) {
@@ -608,7 +612,8 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 				char why[512];
 				snprintf(why, sizeof(why), "%s", err_msg());
 				err_set("%s (the server wants a password: put it in the URL or "
-					"CACHEFENCE_PASSWORD)", why);
+					"CACHEFENCE_PASSWORD)",
+					why);
 			}
 			return -1;
 		}
@@ -786,8 +791,7 @@ static int identity(struct redis_store *rs)
 	if (!r)
 		return -1;
 	rs->run_id[0] = '\0';
-	const char *v = r->type == REDIS_REPLY_STRING
-				? strstr(r->str, "run_id:") : NULL;
+	const char *v = r->type == REDIS_REPLY_STRING ? strstr(r->str, "run_id:") : NULL;
 	if (v)
 		sscanf(v + 7, "%40[0-9a-fA-F]", rs->run_id);
 	freeReplyObject(r);
@@ -895,7 +899,8 @@ static void restore_lock(struct redis_store *rs, const struct lookup_req *req)
 		return;
 	const char *cid = strstr(holder, " cid=");
 	struct buf lock = {0}, value = {0};
-	buf_append(&value, holder, cid && cid < run ? (size_t)(cid - holder) : (size_t)(run - holder));
+	buf_append(&value, holder,
+		   cid && cid < run ? (size_t)(cid - holder) : (size_t)(run - holder));
 	redis_name(&lock, rs->ns, req->key, req->key_len, ":lock");
 	char pttl[24];
 	snprintf(pttl, sizeof(pttl), "%lld", (long long)rs->seen_pttl_ms);
@@ -903,8 +908,9 @@ static void restore_lock(struct redis_store *rs, const struct lookup_req *req)
 	size_t lens[6] = {3, lock.len, value.len, 2, strlen(pttl), 2};
 	redisReply *r = raw_command(rs, rs->c, 6, argv, lens);
 	if (r && r->type == REDIS_REPLY_STATUS)
-		log_verbose("the server restarted: put the lock of the awaited leader back for %s ms",
-			    pttl);
+		log_verbose(
+			"the server restarted: put the lock of the awaited leader back for %s ms",
+			pttl);
 	freeReplyObject(r);
 	buf_free(&lock);
 	buf_free(&value);
@@ -980,8 +986,9 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 			/* the holder's connection is gone: no need to wait out its lease */
 			int t = take_over(rs, req, er.holder);
 			if (t == 1) {
-				log_verbose("key: the lock's holder is gone (%.*s); took the lock over",
-					    (int)strcspn(er.holder, " "), er.holder);
+				log_verbose(
+					"key: the lock's holder is gone (%.*s); took the lock over",
+					(int)strcspn(er.holder, " "), er.holder);
 				took_over = locked = true;
 				memset(res, 0, sizeof(*res));
 				continue;
@@ -990,8 +997,8 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 		if (rc < 0 || !er.big)
 			break;
 		locked = locked || res->refresh;
-		rc = fetch_big(rs, res->verdict == VERDICT_DONE ? &done : &entry, &res->meta, er.rid,
-			       sink);
+		rc = fetch_big(rs, res->verdict == VERDICT_DONE ? &done : &entry, &res->meta,
+			       er.rid, sink);
 		if (rc < 0 && !sink->partial && again(rs, &rt)) {
 			memset(res, 0, sizeof(*res));
 			continue;
@@ -1207,8 +1214,8 @@ static int redis_renew(struct store *s, const char *key, size_t key_len, const c
 	return rc;
 }
 
-static int abandon_once(struct redis_store *rs, const char *key, size_t key_len,
-			const char *token, enum abandon_reason why, int64_t backoff_ms)
+static int abandon_once(struct redis_store *rs, const char *key, size_t key_len, const char *token,
+			enum abandon_reason why, int64_t backoff_ms)
 {
 	struct buf lock = {0}, channel = {0}, done = {0}, entry = {0}, runs[MAX_TAGS] = {{0}};
 	struct script_call sc = {.script = &lua_abandon, .nkeys = 4};
@@ -1288,9 +1295,10 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const ch
 	}
 	/* the command, for inspect and list only: no hit reads it */
 	if (res->meta.cmd[0]) {
-		args[n++] = (struct resp_arg){.p = ENTRY_CMD_FIELD, .len = strlen(ENTRY_CMD_FIELD),
-					      .fd = -1};
-		args[n++] = (struct resp_arg){.p = res->meta.cmd, .len = strlen(res->meta.cmd), .fd = -1};
+		args[n++] = (struct resp_arg){
+			.p = ENTRY_CMD_FIELD, .len = strlen(ENTRY_CMD_FIELD), .fd = -1};
+		args[n++] = (struct resp_arg){
+			.p = res->meta.cmd, .len = strlen(res->meta.cmd), .fd = -1};
 	}
 	/* the run id: a reader of a large entry checks its bytes are this run's */
 	args[n++] = (struct resp_arg){.p = FIELD_RUN_ID, .len = sizeof(FIELD_RUN_ID) - 1, .fd = -1};
@@ -1298,8 +1306,9 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const ch
 	args[n++] = (struct resp_arg){.p = FIELD_OUT, .len = sizeof(FIELD_OUT) - 1, .fd = -1};
 	args[n++] = (struct resp_arg){.len = res->meta.out_len, .fd = res->out_fd};
 	args[n++] = (struct resp_arg){.p = FIELD_ERR, .len = sizeof(FIELD_ERR) - 1, .fd = -1};
-	args[n++] = res->err_fd >= 0 ? (struct resp_arg){.len = res->meta.err_len, .fd = res->err_fd}
-				     : (struct resp_arg){.p = "", .len = 0, .fd = -1};
+	args[n++] = res->err_fd >= 0
+			    ? (struct resp_arg){.len = res->meta.err_len, .fd = res->err_fd}
+			    : (struct resp_arg){.p = "", .len = 0, .fd = -1};
 	if (plain_command(rs, args, n, read_integer_reply, &reply) < 0)
 		return -1;
 	struct resp_arg expire[3] = {
@@ -1310,8 +1319,8 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const ch
 	return plain_command(rs, expire, 3, read_integer_reply, &reply);
 }
 
-static int finish_once(struct redis_store *rs, const char *key, size_t key_len,
-		       const char *token, const struct result *res)
+static int finish_once(struct redis_store *rs, const char *key, size_t key_len, const char *token,
+		       const struct result *res)
 {
 	struct buf entry = {0}, lock = {0}, done = {0}, channel = {0}, stage = {0};
 	struct script_call sc = {.script = &lua_finish, .nkeys = 5};
@@ -1499,8 +1508,9 @@ static int redis_inspect(struct store *s, const char *key, size_t key_len, struc
 	if (!r)
 		return -1;
 	redisReply **el = r->element;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 || el[0]->type != REDIS_REPLY_INTEGER ||
-	    !is_string(el[2]) || el[3]->type != REDIS_REPLY_INTEGER || !is_string(el[4])) {
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 ||
+	    el[0]->type != REDIS_REPLY_INTEGER || !is_string(el[2]) ||
+	    el[3]->type != REDIS_REPLY_INTEGER || !is_string(el[4])) {
 		err_set("the store's inspect reply is malformed");
 		goto out;
 	}
@@ -1574,7 +1584,8 @@ static int64_t time_reply_ms(const redisReply *t)
 	if (!t || t->type != REDIS_REPLY_ARRAY || t->elements != 2 || !is_string(t->element[0]) ||
 	    !is_string(t->element[1]))
 		return -1;
-	return strtoll(t->element[0]->str, NULL, 10) * 1000 + strtoll(t->element[1]->str, NULL, 10) / 1000;
+	return strtoll(t->element[0]->str, NULL, 10) * 1000 +
+	       strtoll(t->element[1]->str, NULL, 10) / 1000;
 }
 
 /* One SCAN batch: report every lock whose key matches glob, then pipeline
@@ -1584,8 +1595,8 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 		      void *ctx)
 {
 	/* the META fields, then the command */
-	static const char *const hmget[] = {"HMGET", NULL, ENTRY_META_LIST(POLICY_STRING)
-						    ENTRY_CMD_FIELD};
+	static const char *const hmget[] = {"HMGET", NULL,
+					    ENTRY_META_LIST(POLICY_STRING) ENTRY_CMD_FIELD};
 	const size_t nargs = sizeof(hmget) / sizeof(hmget[0]);
 	struct buf user = {0};
 	size_t *entries = xcalloc(names->elements + 1, sizeof(*entries)), nentries = 0;
@@ -1609,7 +1620,8 @@ static int list_batch(struct redis_store *rs, redisReply *names, const char *glo
 	}
 	/* one deadline for the whole pipeline, with room for each reply (the
 	 * numbers, host and command) */
-	int64_t deadline = deadline_for(rs, (uint64_t)nentries * (ENTRY_HOST_MAX + ENTRY_CMD_MAX + 512));
+	int64_t deadline =
+		deadline_for(rs, (uint64_t)nentries * (ENTRY_HOST_MAX + ENTRY_CMD_MAX + 512));
 	if (rc != 0 || nentries == 0)
 		goto out;
 	const char *time_argv[1] = {"TIME"};
@@ -1708,8 +1720,8 @@ static int tag_of(struct buf *out, const char *ns, const char *name, size_t len)
 	size_t pre = strlen(ns) + 7, i;
 
 	out->len = 0;
-	if (len < pre + 2 || memcmp(name, ns, pre - 7) != 0 || memcmp(name + pre - 7, ":{%tag:", 7) != 0 ||
-	    name[len - 1] != '}')
+	if (len < pre + 2 || memcmp(name, ns, pre - 7) != 0 ||
+	    memcmp(name + pre - 7, ":{%tag:", 7) != 0 || name[len - 1] != '}')
 		return 0;
 	for (i = pre; i < len - 1; i++) {
 		if (name[i] == '}' || name[i] == '\0')
@@ -1745,8 +1757,8 @@ static int redis_list_tags(struct store *s, const char *glob, tag_fn fn, void *c
 		append_escaped(&pattern, glob, strcspn(glob, "*?[\\"));
 	buf_append(&pattern, "*", 1);
 	do {
-		const char *argv[8] = {"SCAN", cursor, "MATCH", pattern.data, "COUNT", "1000",
-				       "TYPE", "set"};
+		const char *argv[8] = {"SCAN",  cursor, "MATCH", pattern.data,
+				       "COUNT", "1000", "TYPE",  "set"};
 		size_t lens[8] = {4, strlen(cursor), 5, pattern.len, 5, 4, 4, 3};
 		redisReply *r = scan_step(rs, 8, argv, lens, cursor);
 		if (!r) {
@@ -1783,7 +1795,8 @@ static long invalidate_members(struct store *s, const struct buf *set)
 			return -1;
 		redisReply *members = r->element[1];
 		for (size_t i = 0; i < members->elements && deleted >= 0; i++) {
-			int one = s->ops->invalidate(s, members->element[i]->str, members->element[i]->len);
+			int one = s->ops->invalidate(s, members->element[i]->str,
+						     members->element[i]->len);
 			deleted = one < 0 ? -1 : deleted + one;
 		}
 		freeReplyObject(r);
@@ -1827,7 +1840,8 @@ static int redis_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)
 		return -1;
 	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
 		for (int k = 0; k < STAT_COUNT; k++) {
-			if (is_string(r->element[i]) && strcmp(r->element[i]->str, stat_names[k]) == 0 &&
+			if (is_string(r->element[i]) &&
+			    strcmp(r->element[i]->str, stat_names[k]) == 0 &&
 			    is_string(r->element[i + 1]))
 				c[k] = strtoull(r->element[i + 1]->str, NULL, 10);
 		}
@@ -1864,8 +1878,8 @@ static void probe_failed(const struct redis_store *rs, const char *cmd, const ch
 		err_set("the ACL user cannot access keys %s:* (add ~%s:* to it): %s", ns, ns,
 			consequence);
 	else if (strstr(text, "can't access") && strstr(text, "keys"))
-		err_set("the ACL user cannot access keys %s:* with %s (add ~%s:* to it): %s", ns, cmd,
-			ns, consequence);
+		err_set("the ACL user cannot access keys %s:* with %s (add ~%s:* to it): %s", ns,
+			cmd, ns, consequence);
 	else if ((strstr(text, "NOPERM") || strstr(text, "can't")) && strstr(text, "channel"))
 		err_set("the ACL user cannot run %s (channels %s:*): %s", cmd, ns, consequence);
 	else if (strstr(text, "NOPERM") || strstr(text, "can't"))
@@ -1920,7 +1934,8 @@ static int probe_scripts(struct redis_store *rs, const char *key, const char *ke
 			const char *nl = memchr(r->str, '\n', r->len);
 			snprintf(cmd, sizeof(cmd), "%.*s", nl ? (int)(nl - r->str) : 0, r->str);
 			if (strcmp(cmd, "PUBLISH") == 0)
-				probe_failed(rs, cmd, nl ? nl + 1 : "", "waiters would not be woken");
+				probe_failed(rs, cmd, nl ? nl + 1 : "",
+					     "waiters would not be woken");
 			else
 				probe_failed(rs, cmd, nl ? nl + 1 : "", fail_open);
 			rc = -1;
@@ -1953,7 +1968,9 @@ static int probe_commands(struct redis_store *rs, const char *key, const char *p
 		{4, {"HINCRBY", key, "n", "1"}, "stats would miss the fail-open runs"},
 		{2, {"DEL", key}, "invalidate --tag would fail"},
 		{1, {"TIME"}, "list and invalidate --match would fail"},
-		{6, {"SCAN", "0", "MATCH", pattern, "COUNT", "10"}, "list and invalidate --match would fail"},
+		{6,
+		 {"SCAN", "0", "MATCH", pattern, "COUNT", "10"},
+		 "list and invalidate --match would fail"},
 		{3, {"SSCAN", key, "0"}, "invalidate --tag would fail"},
 	};
 
@@ -2024,7 +2041,8 @@ static int redis_ping(struct store *s, struct buf *out)
 
 	/* probe names of their own (NS:{%ping}...: no escaped key spells them) */
 	char *key = xasprintf("%s:{%%ping}", rs->ns), *key2 = xasprintf("%s:{%%ping}:2", rs->ns);
-	char *channel = xasprintf("%s:{%%ping}:wake", rs->ns), *pattern = xasprintf("%s:{%%ping}*", rs->ns);
+	char *channel = xasprintf("%s:{%%ping}:wake", rs->ns),
+	     *pattern = xasprintf("%s:{%%ping}*", rs->ns);
 	int rc = probe_scripts(rs, key, key2, channel);
 	if (rc == 0)
 		rc = probe_commands(rs, key, pattern);
@@ -2053,8 +2071,8 @@ static int redis_ping(struct store *s, struct buf *out)
 		return -1;
 	char tls[128];
 	conn_tls_desc(rs->c, tls, sizeof(tls));
-	buf_appendf(out, "%s: Redis %s, %s%s%s, %s, round trip %.3f ms", rs->base.desc, version, tls,
-		    *tls ? ", " : "", loaded, takeover, rtt);
+	buf_appendf(out, "%s: Redis %s, %s%s%s, %s, round trip %.3f ms", rs->base.desc, version,
+		    tls, *tls ? ", " : "", loaded, takeover, rtt);
 	return 0;
 }
 
@@ -2080,7 +2098,8 @@ static int redis_after_fork(struct store *s, bool child)
 	/* a background refresh names its own connection in the lock it
 	 * carries: the parent's closes when the parent exits */
 	if (rs->holding && identity(rs) == 0)
-		renew_once(rs, rs->held_key.data, rs->held_key.len, rs->held_token, rs->held_lease_ms);
+		renew_once(rs, rs->held_key.data, rs->held_key.len, rs->held_token,
+			   rs->held_lease_ms);
 	return 0;
 }
 
@@ -2156,7 +2175,8 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	rs->base.ops = &redis_ops;
 	if (strchr(cfg->ns, '{')) {
 		/* the first '{' must end the namespace, or names could collide */
-		err_set("--namespace: \"%s\" holds a '{', which Redis key names use to end it", cfg->ns);
+		err_set("--namespace: \"%s\" holds a '{', which Redis key names use to end it",
+			cfg->ns);
 		*refused = true;
 		free(rs);
 		return NULL;
@@ -2178,8 +2198,9 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 			return NULL;
 		}
 		if (tls->insecure)
-			log_warn("--tls-insecure: the server's certificate is not verified: anyone on the "
-				 "path can read and change what is cached");
+			log_warn(
+				"--tls-insecure: the server's certificate is not verified: anyone on the "
+				"path can read and change what is cached");
 	}
 	gethostname(host, sizeof(host) - 1);
 	rs->lock_value_suffix = xasprintf(" host=%s pid=%ld", host, (long)getpid());

@@ -18,8 +18,11 @@
 /* open the store for a subcommand; NULL after printing why */
 static struct store *open_for(const struct options *o)
 {
-	struct store_config cfg = {.url = &o->url, .ns = o->ns, .timeout_ms = o->redis_timeout_ms,
-				   .password = o->password, .tls = &o->tls};
+	struct store_config cfg = {.url = &o->url,
+				   .ns = o->ns,
+				   .timeout_ms = o->redis_timeout_ms,
+				   .password = o->password,
+				   .tls = &o->tls};
 	bool refused;
 	struct store *s = store_open(&cfg, &refused);
 
@@ -160,9 +163,11 @@ static const char *human(char *out, size_t len, int64_t ms)
 	else if (s < 3600)
 		snprintf(out, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
 	else if (s < 86400)
-		snprintf(out, len, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+		snprintf(out, len, "%lldh%02lldm", (long long)(s / 3600),
+			 (long long)(s % 3600 / 60));
 	else
-		snprintf(out, len, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+		snprintf(out, len, "%lldd%02lldh", (long long)(s / 86400),
+			 (long long)(s % 86400 / 3600));
 	return out;
 }
 
@@ -193,11 +198,14 @@ static void inspect_json(struct buf *b, const char *key, const struct entry_info
 	json_string(b, key, strlen(key));
 	buf_appendf(b, ",\"state\":\"%s\"", state_of(i));
 	if (i->present) {
-		buf_appendf(b, ",\"age_ms\":%lld,\"ttl_ms\":%lld,\"stale_ms\":%lld,\"size\":%llu,"
-			       "\"exit_status\":%d,\"compute_ms\":%lld,\"created_at\":\"%s\",\"host\":",
-			    (long long)i->age_ms, (long long)ttl_left(i), (long long)stale_left(i),
-			    (unsigned long long)size_of(i), i->meta.status, (long long)i->meta.compute_ms,
-			    iso_time(when, sizeof(when), i->meta.created_ms));
+		buf_appendf(
+			b,
+			",\"age_ms\":%lld,\"ttl_ms\":%lld,\"stale_ms\":%lld,\"size\":%llu,"
+			"\"exit_status\":%d,\"compute_ms\":%lld,\"created_at\":\"%s\",\"host\":",
+			(long long)i->age_ms, (long long)ttl_left(i), (long long)stale_left(i),
+			(unsigned long long)size_of(i), i->meta.status,
+			(long long)i->meta.compute_ms,
+			iso_time(when, sizeof(when), i->meta.created_ms));
 		json_string(b, i->meta.host, strlen(i->meta.host));
 		buf_append(b, ",\"command\":", 11);
 		command_json(b, i);
@@ -308,8 +316,9 @@ static int list_one(void *arg, const char *key, size_t len, const struct entry_i
 	if (c->o->json) {
 		buf_append(&c->out, "{\"key\":", 7);
 		json_string(&c->out, key, len);
-		buf_appendf(&c->out, ",\"state\":\"%s\",\"age_ms\":%lld,\"ttl_ms\":%lld,\"size\":%llu,"
-				     "\"command\":",
+		buf_appendf(&c->out,
+			    ",\"state\":\"%s\",\"age_ms\":%lld,\"ttl_ms\":%lld,\"size\":%llu,"
+			    "\"command\":",
 			    state_of(i), (long long)i->age_ms, (long long)ttl_left(i),
 			    (unsigned long long)size_of(i));
 		command_json(&c->out, i);
@@ -367,7 +376,8 @@ static int list_tags(const struct options *o, struct store *s)
 				json_string(&out, name, strlen(name));
 				buf_append(&out, "}\n", 2);
 			} else {
-				buf_appendf(&out, "%s\n", key_printable(&printable, name, strlen(name)));
+				buf_appendf(&out, "%s\n",
+					    key_printable(&printable, name, strlen(name)));
 			}
 		}
 	}
@@ -500,7 +510,8 @@ static const char *const stat_help[STAT_COUNT] = {
 	[STAT_TOO_LARGE] = "Results not stored: larger than --max-size.",
 	[STAT_LOST_LOCK] = "Results not stored: the lock was lost (fencing).",
 	[STAT_STORE_FAILED] = "Results not stored: the store refused or failed the write.",
-	[STAT_TAKEOVERS_GONE] = "Waiters that took over at once from a leader whose connection was gone.",
+	[STAT_TAKEOVERS_GONE] =
+		"Waiters that took over at once from a leader whose connection was gone.",
 	[STAT_REFRESH_FAILED] = "Stale-if-error refreshes that failed; the old entry was served.",
 };
 

@@ -25,11 +25,11 @@ int tls_api_load(void)
 			dlerror());
 		return -1;
 	}
-#define TLS_API_LOOKUP(f)                                                                         \
-	if (!(*(void **)&tls_api.f = dlsym(lib, #f))) {                                          \
-		err_set("rediss:// needs OpenSSL 3: " LIBSSL " lacks %s", #f);                   \
-		dlclose(lib);                                                                     \
-		return -1;                                                                        \
+#define TLS_API_LOOKUP(f)                                                                          \
+	if (!(*(void **)&tls_api.f = dlsym(lib, #f))) {                                            \
+		err_set("rediss:// needs OpenSSL 3: " LIBSSL " lacks %s", #f);                     \
+		dlclose(lib);                                                                      \
+		return -1;                                                                         \
 	}
 	TLS_API_FUNCTIONS(TLS_API_LOOKUP)
 #undef TLS_API_LOOKUP

@@ -290,7 +290,8 @@ void out_lost(int fd, int err)
 	const char *what = fd == STDOUT_FILENO ? "output" : "error";
 	if (err == EBADF)
 		log_error("cannot write to standard %s: it is closed (to discard it, send it to "
-			  "/dev/null)", what);
+			  "/dev/null)",
+			  what);
 	else
 		log_error("cannot write to standard %s: %s", what, strerror(err));
 }

@@ -61,6 +61,14 @@ setup_file() {
 
 # --- the man page ----------------------------------------------------------------
 
+@test "every C file of the tree is laid out as .clang-format says" {
+	command -v clang-format >/dev/null || { echo "clang-format not found (Debian package clang-format)" >&2; return 1; }
+	cd "$BATS_TEST_DIRNAME/.."
+	mapfile -t files < <(find src tests fuzz bench -name '*.[ch]' | sort)
+	((${#files[@]} > 50)) || { echo "only ${#files[@]} C files found" >&2; return 1; }
+	clang-format --style=file --dry-run --Werror "${files[@]}"
+}
+
 @test "the man page is clean under mandoc -Tlint -W warning" {
 	need mandoc
 	run mandoc -Tlint -W warning "$MAN"

@@ -37,11 +37,11 @@ struct decision_case {
 
 /* an entry fresh for a minute, stale for 30 s more, servable on a failed
  * refresh up to 2 min past its TTL, computed in 1 s */
-#define ENTRY_AGED(age) \
-	.has_entry = true, .age_ms = (age), .ttl_ms = 60000, .stale_ms = 30000, .sie_ms = 120000, \
+#define ENTRY_AGED(age)                                                                            \
+	.has_entry = true, .age_ms = (age), .ttl_ms = 60000, .stale_ms = 30000, .sie_ms = 120000,  \
 	.compute_ms = 1000
-#define ENTRY_WINDOWS(age, ttl, sw, se, dt) \
-	.has_entry = true, .age_ms = (age), .ttl_ms = (ttl), .stale_ms = (sw), .sie_ms = (se), \
+#define ENTRY_WINDOWS(age, ttl, sw, se, dt)                                                        \
+	.has_entry = true, .age_ms = (age), .ttl_ms = (ttl), .stale_ms = (sw), .sie_ms = (se),     \
 	.compute_ms = (dt)
 #define FRESH ENTRY_AGED(30000)
 #define STALE ENTRY_AGED(70000)
@@ -62,8 +62,8 @@ static const struct decision_case decision_cases[] = {
 	 .verdict = VERDICT_LEAD, .take_lock = true, .counters = COUNT(STAT_MISSES)},
 	{"a waiter that looks again while the lock is held waits on, uncounted",
 	 .lock = POLICY_LOCK_OTHERS, .waiting = true, NO_XFETCH, .verdict = VERDICT_WAIT},
-	{"a waiter that finds the lock free takes over", .lock = POLICY_LOCK_FREE,
-	 .waiting = true, NO_XFETCH, .verdict = VERDICT_LEAD, .take_lock = true,
+	{"a waiter that finds the lock free takes over", .lock = POLICY_LOCK_FREE, .waiting = true,
+	 NO_XFETCH, .verdict = VERDICT_LEAD, .take_lock = true,
 	 .counters = COUNT(STAT_MISSES) | COUNT(STAT_TAKEOVERS)},
 	{"a waiter whose lock is ours already (taken over) leads, no takeover counted",
 	 .lock = POLICY_LOCK_OURS, .waiting = true, NO_XFETCH, .verdict = VERDICT_LEAD,
@@ -78,8 +78,8 @@ static const struct decision_case decision_cases[] = {
 	 .lock = POLICY_LOCK_FREE, .waiting = true, .round = POLICY_ROUND_TOO_LARGE, NO_XFETCH,
 	 .verdict = VERDICT_BYPASS},
 	{"a round result is not looked at by a caller that does not wait",
-	 .lock = POLICY_LOCK_OTHERS, .round = POLICY_ROUND_DONE, NO_XFETCH,
-	 .verdict = VERDICT_WAIT, .counters = COUNT(STAT_WAITS)},
+	 .lock = POLICY_LOCK_OTHERS, .round = POLICY_ROUND_DONE, NO_XFETCH, .verdict = VERDICT_WAIT,
+	 .counters = COUNT(STAT_WAITS)},
 
 	/* fresh */
 	{"a fresh entry is a hit", FRESH, .lock = POLICY_LOCK_FREE, NO_XFETCH,
@@ -118,9 +118,9 @@ static const struct decision_case decision_cases[] = {
 	 .verdict = VERDICT_DONE},
 
 	/* stale */
-	{"a stale entry is served and refreshed in the background", STALE,
-	 .lock = POLICY_LOCK_FREE, NO_XFETCH, .verdict = VERDICT_STALE, .refresh = true,
-	 .take_lock = true, .counters = COUNT(STAT_STALE) | COUNT(STAT_BACKGROUND)},
+	{"a stale entry is served and refreshed in the background", STALE, .lock = POLICY_LOCK_FREE,
+	 NO_XFETCH, .verdict = VERDICT_STALE, .refresh = true, .take_lock = true,
+	 .counters = COUNT(STAT_STALE) | COUNT(STAT_BACKGROUND)},
 	{"a stale entry is served without a refresh while another holds the lock", STALE,
 	 .lock = POLICY_LOCK_OTHERS, NO_XFETCH, .verdict = VERDICT_STALE,
 	 .counters = COUNT(STAT_STALE)},
@@ -129,7 +129,8 @@ static const struct decision_case decision_cases[] = {
 	 .counters = COUNT(STAT_STALE) | COUNT(STAT_BACKGROUND)},
 	{"a waiter served a stale entry refreshes it, no takeover counted", STALE,
 	 .lock = POLICY_LOCK_FREE, .waiting = true, NO_XFETCH, .verdict = VERDICT_STALE,
-	 .refresh = true, .take_lock = true, .counters = COUNT(STAT_STALE) | COUNT(STAT_BACKGROUND)},
+	 .refresh = true, .take_lock = true,
+	 .counters = COUNT(STAT_STALE) | COUNT(STAT_BACKGROUND)},
 	{"a stale entry with no stale window is expired", ENTRY_WINDOWS(70000, 60000, 0, 0, 1000),
 	 .lock = POLICY_LOCK_FREE, NO_XFETCH, .verdict = VERDICT_LEAD, .take_lock = true,
 	 .counters = COUNT(STAT_MISSES)},
@@ -169,9 +170,8 @@ static const struct decision_case decision_cases[] = {
 	 .verdict = VERDICT_LEAD, .take_lock = true, .counters = COUNT(STAT_MISSES)},
 	{"an expired entry with the lock held waits", EXPIRED, .lock = POLICY_LOCK_OTHERS,
 	 NO_XFETCH, .verdict = VERDICT_WAIT, .counters = COUNT(STAT_WAITS)},
-	{"an expired entry gives a waiter its leader's result", EXPIRED,
-	 .lock = POLICY_LOCK_OTHERS, .waiting = true, .round = POLICY_ROUND_DONE, NO_XFETCH,
-	 .verdict = VERDICT_DONE},
+	{"an expired entry gives a waiter its leader's result", EXPIRED, .lock = POLICY_LOCK_OTHERS,
+	 .waiting = true, .round = POLICY_ROUND_DONE, NO_XFETCH, .verdict = VERDICT_DONE},
 	{"an expired entry with a back-off set is still a miss", EXPIRED, .backoff_in_ms = 30000,
 	 .lock = POLICY_LOCK_OTHERS, NO_XFETCH, .verdict = VERDICT_WAIT,
 	 .counters = COUNT(STAT_WAITS)},

@@ -38,8 +38,10 @@ static void test_slots(void)
 	   "an empty first tag makes the whole key hashed (CLUSTER KEYSLOT says 8363)");
 	ok(cluster_slot("foo{{bar}}zap", 13) == cluster_slot("{bar", 4),
 	   "the tag runs from the first '{' to the next '}'");
-	ok(cluster_slot("foo{bar}{zap}", 13) == cluster_slot("bar", 3), "only the first tag counts");
-	ok(cluster_slot("a\0{b}", 5) == cluster_slot("b", 1), "a NUL byte before the tag is a byte like any");
+	ok(cluster_slot("foo{bar}{zap}", 13) == cluster_slot("bar", 3),
+	   "only the first tag counts");
+	ok(cluster_slot("a\0{b}", 5) == cluster_slot("b", 1),
+	   "a NUL byte before the tag is a byte like any");
 
 	int bad = 0;
 	for (unsigned s = 0; s < CLUSTER_SLOTS; s++) {
@@ -52,8 +54,10 @@ static void test_slots(void)
 	}
 	ok(bad == 0, "every slot has a tag %%[0-9a-z]{1,4} that hashes to it (%d wrong)", bad);
 	char key[64];
-	int n = snprintf(key, sizeof(key), "ns:{%s}:stats", cluster_slot_tags[cluster_slot("k", 1)]);
-	ok(cluster_slot(key, (size_t)n) == cluster_slot("k", 1), "a key tagged with a slot's tag is in that slot");
+	int n = snprintf(key, sizeof(key), "ns:{%s}:stats",
+			 cluster_slot_tags[cluster_slot("k", 1)]);
+	ok(cluster_slot(key, (size_t)n) == cluster_slot("k", 1),
+	   "a key tagged with a slot's tag is in that slot");
 }
 
 static void test_map(void)
@@ -62,15 +66,18 @@ static void test_map(void)
 	slot_map_init(&m);
 
 	/* Redis 7: [start, end, [host, port, id, metadata], replica...] */
-	redisReply *r = reply_of("*3\r\n"
-				 "*4\r\n:0\r\n:5460\r\n*3\r\n$9\r\n127.0.0.1\r\n:7000\r\n$2\r\nid\r\n"
-				 "*3\r\n$9\r\n127.0.0.1\r\n:7003\r\n$2\r\nir\r\n"
-				 "*3\r\n:5461\r\n:10922\r\n*2\r\n$0\r\n\r\n:7001\r\n"
-				 "*3\r\n:10923\r\n:16383\r\n*2\r\n$-1\r\n:7002\r\n");
-	ok(r && slot_map_from_slots(&m, r, "10.0.0.9", 7001) == 0, "a CLUSTER SLOTS reply makes a map");
+	redisReply *r =
+		reply_of("*3\r\n"
+			 "*4\r\n:0\r\n:5460\r\n*3\r\n$9\r\n127.0.0.1\r\n:7000\r\n$2\r\nid\r\n"
+			 "*3\r\n$9\r\n127.0.0.1\r\n:7003\r\n$2\r\nir\r\n"
+			 "*3\r\n:5461\r\n:10922\r\n*2\r\n$0\r\n\r\n:7001\r\n"
+			 "*3\r\n:10923\r\n:16383\r\n*2\r\n$-1\r\n:7002\r\n");
+	ok(r && slot_map_from_slots(&m, r, "10.0.0.9", 7001) == 0,
+	   "a CLUSTER SLOTS reply makes a map");
 	const struct cluster_node *a = slot_map_owner(&m, 0), *b = slot_map_owner(&m, 5461),
 				  *c = slot_map_owner(&m, 16383);
-	ok(a && strcmp(a->host, "127.0.0.1") == 0 && a->port == 7000, "slot 0 is served by the first primary");
+	ok(a && strcmp(a->host, "127.0.0.1") == 0 && a->port == 7000,
+	   "slot 0 is served by the first primary");
 	ok(slot_map_owner(&m, 5460) == a, "the range's last slot too, not its replica");
 	ok(b && strcmp(b->host, "10.0.0.9") == 0 && b->port == 7001,
 	   "an empty endpoint means the node asked");
@@ -93,7 +100,8 @@ static void test_map(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		r = reply_of(bad[i]);
 		ok(r && slot_map_from_slots(&m, r, "h", 1) < 0 && m.n_nodes == 0,
-		   "a reply that is not a slot map is refused and leaves the map empty (case %zu)", i + 1);
+		   "a reply that is not a slot map is refused and leaves the map empty (case %zu)",
+		   i + 1);
 		freeReplyObject(r);
 	}
 	slot_map_free(&m);
@@ -103,16 +111,17 @@ static void test_redirects(void)
 {
 	struct redirect r;
 
-	ok(cluster_parse_redirect("MOVED 3999 127.0.0.1:6381", "x", &r) && !r.ask && r.slot == 3999 &&
-		   strcmp(r.host, "127.0.0.1") == 0 && r.port == 6381,
+	ok(cluster_parse_redirect("MOVED 3999 127.0.0.1:6381", "x", &r) && !r.ask &&
+		   r.slot == 3999 && strcmp(r.host, "127.0.0.1") == 0 && r.port == 6381,
 	   "MOVED names the slot and its new owner");
-	ok(cluster_parse_redirect("ASK 12 ::1:7000", "x", &r) && r.ask && strcmp(r.host, "::1") == 0 &&
-		   r.port == 7000,
+	ok(cluster_parse_redirect("ASK 12 ::1:7000", "x", &r) && r.ask &&
+		   strcmp(r.host, "::1") == 0 && r.port == 7000,
 	   "ASK with an IPv6 address: the port follows the last ':'");
 	ok(cluster_parse_redirect("MOVED 7 :7002", "seed", &r) && strcmp(r.host, "seed") == 0,
 	   "an empty host is the node asked");
-	static const char *bad[] = {"MOVED", "MOVED 16384 h:1", "MOVED x h:1", "MOVED 1 h", "MOVED 1 h:0",
-				    "MOVED 1 h:70000", "ASK 1 h:1x", "ERR MOVED 1 h:1", "TRYAGAIN"};
+	static const char *bad[] = {"MOVED",      "MOVED 16384 h:1", "MOVED x h:1",
+				    "MOVED 1 h",  "MOVED 1 h:0",     "MOVED 1 h:70000",
+				    "ASK 1 h:1x", "ERR MOVED 1 h:1", "TRYAGAIN"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		ok(!cluster_parse_redirect(bad[i], "x", &r), "\"%s\" is no redirection", bad[i]);
 }
@@ -138,7 +147,8 @@ static void test_cache(void)
 	   "each seed list has its own cache file under XDG_CACHE_HOME");
 	struct stat st;
 	char *cdir = xasprintf("%s/cachefence-cluster", dir);
-	ok(stat(cdir, &st) == 0 && (st.st_mode & 0777) == 0700, "the cache directory is private (0700)");
+	ok(stat(cdir, &st) == 0 && (st.st_mode & 0777) == 0700,
+	   "the cache directory is private (0700)");
 
 	struct slot_map m, back;
 	slot_map_init(&m);
@@ -150,17 +160,25 @@ static void test_cache(void)
 	slot_map_save(&m, p1);
 	ok(stat(p1, &st) == 0 && (st.st_mode & 0777) == 0600, "the cache file is private (0600)");
 	ok(slot_map_load(&back, p1) == 0 && memcmp(back.owner, m.owner, sizeof(m.owner)) == 0 &&
-		   back.n_nodes == 2 && strcmp(back.nodes[back.owner[101]].host, "127.0.0.1") == 0 &&
+		   back.n_nodes == 2 &&
+		   strcmp(back.nodes[back.owner[101]].host, "127.0.0.1") == 0 &&
 		   back.nodes[back.owner[102]].port == 7001,
 	   "a saved map loads back the same, unknown slots included");
 
 	chmod(p1, 0644);
-	ok(slot_map_load(&back, p1) < 0 && back.n_nodes == 0, "a cache file others may read is not used");
+	ok(slot_map_load(&back, p1) < 0 && back.n_nodes == 0,
+	   "a cache file others may read is not used");
 	static const char *bad[] = {
-		"", "cachefence-slots 2\n0 1 h 1\n", "cachefence-slots 1\n0 1 h\n",
-		"cachefence-slots 1\n0 16384 h 1\n", "cachefence-slots 1\n5 1 h 1\n",
-		"cachefence-slots 1\n0 1 h 1 extra\n", "cachefence-slots 1\n0 1 h 1", "cachefence-slots 1\n",
-		"cachefence-slots 1\n0 1 h 0\n", "cachefence-slots 1\n-1 1 h 1\n",
+		"",
+		"cachefence-slots 2\n0 1 h 1\n",
+		"cachefence-slots 1\n0 1 h\n",
+		"cachefence-slots 1\n0 16384 h 1\n",
+		"cachefence-slots 1\n5 1 h 1\n",
+		"cachefence-slots 1\n0 1 h 1 extra\n",
+		"cachefence-slots 1\n0 1 h 1",
+		"cachefence-slots 1\n",
+		"cachefence-slots 1\n0 1 h 0\n",
+		"cachefence-slots 1\n-1 1 h 1\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		write_file(p1, bad[i], 0600);
@@ -169,7 +187,8 @@ static void test_cache(void)
 	}
 	char *link = xasprintf("%s/link", cdir);
 	slot_map_save(&m, p2);
-	ok(symlink(p2, link) == 0 && slot_map_load(&back, link) < 0, "a symbolic link is not followed");
+	ok(symlink(p2, link) == 0 && slot_map_load(&back, link) < 0,
+	   "a symbolic link is not followed");
 
 	unsetenv("XDG_CACHE_HOME");
 	char *home = getenv("HOME") ? xstrdup(getenv("HOME")) : NULL;

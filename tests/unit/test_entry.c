@@ -10,8 +10,14 @@
 static struct entry_meta sample(void)
 {
 	struct entry_meta m = {
-		.status = 7, .created_ms = 1700000000123, .ttl_ms = 60000, .stale_ms = 5000,
-		.sie_ms = 10000, .compute_ms = 42, .out_len = 1048576, .err_len = 3,
+		.status = 7,
+		.created_ms = 1700000000123,
+		.ttl_ms = 60000,
+		.stale_ms = 5000,
+		.sie_ms = 10000,
+		.compute_ms = 42,
+		.out_len = 1048576,
+		.err_len = 3,
 	};
 	strcpy(m.host, "web-1.example");
 	return m;
@@ -62,7 +68,8 @@ static void test_strict_decoding(void)
 	ok(decode_with("st", "", &m) < 0, "an empty status is rejected");
 	ok(decode_with("ttl", "99999999999999999999999", &m) < 0, "an overflowing ttl is rejected");
 	ok(decode_with("olen", " 5", &m) < 0, "a size with a leading space is rejected");
-	ok(decode_with("host", NULL, &m) == 0 && m.host[0] == '\0', "a missing host is allowed and empty");
+	ok(decode_with("host", NULL, &m) == 0 && m.host[0] == '\0',
+	   "a missing host is allowed and empty");
 	ok(decode_with("st", "0", &m) == 0 && m.status == 0, "status 0 decodes");
 }
 
@@ -78,7 +85,8 @@ static void test_freshness(void)
 	   "an entry past its stale window is stale-if-error");
 	ok(entry_freshness(&m, c + 69999) == ENTRY_STALE_IF_ERROR,
 	   "stale-if-error lasts until sie past the TTL");
-	ok(entry_freshness(&m, c + 70000) == ENTRY_EXPIRED, "an entry past every window is expired");
+	ok(entry_freshness(&m, c + 70000) == ENTRY_EXPIRED,
+	   "an entry past every window is expired");
 	ok(entry_lifetime(&m) == 70000, "the lifetime is the TTL plus the longer window");
 	m.sie_ms = 1000;
 	ok(entry_freshness(&m, c + 65000) == ENTRY_EXPIRED,
@@ -95,15 +103,24 @@ static void test_xfetch(void)
 	ok(!entry_xfetch_fires(&m, 1000, 1.0, 0.5), "a normal beta far from expiry does not");
 	ok(entry_xfetch_fires(&m, 59990, 1.0, 0.5), "a normal beta right before expiry does");
 	m.compute_ms = 0;
-	ok(!entry_xfetch_fires(&m, 59990, 1e9, 0.5), "an entry with no compute time never refreshes early");
+	ok(!entry_xfetch_fires(&m, 59990, 1e9, 0.5),
+	   "an entry with no compute time never refreshes early");
 }
 
 /* entry_neg_ln agrees with libm's -log over (0, 1]: at the ends, at the
  * powers of two where frexp's exponent steps, and at many draws between */
 static void test_neg_ln(void)
 {
-	static const double fixed[] = {1.0, 0.5, 0.25, 0.75, 0.999999999, 1e-3, 1e-300, 5e-324,
-				       2.2250738585072014e-308, 0.70710678118654752};
+	static const double fixed[] = {1.0,
+				       0.5,
+				       0.25,
+				       0.75,
+				       0.999999999,
+				       1e-3,
+				       1e-300,
+				       5e-324,
+				       2.2250738585072014e-308,
+				       0.70710678118654752};
 	double worst = 0;
 	uint64_t x = 88172645463325252u;
 
@@ -148,8 +165,10 @@ static void test_header(void)
 	   "the header length points at the stored bytes");
 	ok(b.status == a.status && b.out_len == a.out_len, "header fields survive the round trip");
 	ok(strchr(b.host, '\n') == NULL, "a newline in the host name cannot end the header early");
-	ok(entry_header_parse(h.data, hdr_len - 1, &b, &hdr_len) < 0, "a truncated header is rejected");
-	ok(entry_header_parse("garbage\n\n", 9, &b, &hdr_len) < 0, "a file without the magic line is rejected");
+	ok(entry_header_parse(h.data, hdr_len - 1, &b, &hdr_len) < 0,
+	   "a truncated header is rejected");
+	ok(entry_header_parse("garbage\n\n", 9, &b, &hdr_len) < 0,
+	   "a file without the magic line is rejected");
 	/* found by fuzzing: a NUL in a name must not make "v\0junk" read as "v" */
 	static const char nul_name[] = "cachefence-entry\nv\0junk=1\nst=0\nct=1\nttl=1\nsw=0\n"
 				       "se=0\ndt=0\nolen=0\nelen=0\n";
@@ -167,8 +186,10 @@ static void sizes_header(struct buf *b, const char *olen, const char *elen, cons
 {
 	struct buf fields = {0};
 
-	buf_appendf(&fields, "%sv=1\nst=0\nct=1000\nttl=60000\nsw=0\nse=0\ndt=5\n"
-		    "olen=%s\nelen=%s\nhost=h\n", ENTRY_MAGIC, olen, elen);
+	buf_appendf(&fields,
+		    "%sv=1\nst=0\nct=1000\nttl=60000\nsw=0\nse=0\ndt=5\n"
+		    "olen=%s\nelen=%s\nhost=h\n",
+		    ENTRY_MAGIC, olen, elen);
 	if (sum) {
 		buf_append(b, fields.data, fields.len);
 		buf_appendf(b, "sum=%s\n\n", sum);
@@ -186,7 +207,8 @@ static void test_header_checksum(void)
 	char sum[ENTRY_SUM_LEN + 1];
 
 	sizes_header(&h, "10", "5", NULL);
-	ok(entry_header_parse(h.data, h.len, &m, &hdr_len) == 0 && m.out_len == 10 && m.err_len == 5,
+	ok(entry_header_parse(h.data, h.len, &m, &hdr_len) == 0 && m.out_len == 10 &&
+		   m.err_len == 5,
 	   "a sealed header parses");
 	/* the sum of all before "sum=SUM\n\n" is the sum the header holds */
 	entry_header_sum(sum, h.data, h.len - (4 + ENTRY_SUM_LEN + 2));
@@ -202,7 +224,7 @@ static void test_header_checksum(void)
 	   "the same sizes sealed anew parse: the checksum is what told them apart");
 
 	static const char unsealed[] = ENTRY_MAGIC "v=1\nst=0\nct=1\nttl=1\nsw=0\nse=0\n"
-				       "dt=0\nolen=0\nelen=0\nhost=h\n\n";
+						   "dt=0\nolen=0\nelen=0\nhost=h\n\n";
 	ok(entry_header_parse(unsealed, sizeof(unsealed) - 1, &m, &hdr_len) < 0,
 	   "a header without a checksum is rejected");
 	buf_free(&moved);
@@ -238,7 +260,8 @@ static void test_command_display(void)
 	   "words of safe characters are shown bare");
 	ok(strcmp(shown(quoted), "echo 'a b' '' 'it'\\''s' 'a\\b' '~x' '$HOME'") == 0,
 	   "words with spaces, quotes or shell characters are single-quoted, an empty one as ''");
-	ok(strcmp(shown(escaped), "printf $'new\\nline' $'\\xff\\x01' $'tab\\there\\r' $'q\\'b\\\\\\x02'") == 0,
+	ok(strcmp(shown(escaped),
+		  "printf $'new\\nline' $'\\xff\\x01' $'tab\\there\\r' $'q\\'b\\\\\\x02'") == 0,
 	   "words with bytes outside printable ASCII are shown as $'...' with escapes");
 	ok(strcmp(shown(assign), "'A=b' x=y") == 0,
 	   "a first word with '=' is quoted, so a shell does not read it as an assignment");
@@ -267,7 +290,8 @@ static void test_command_display(void)
 	memset(word, 'a', ENTRY_CMD_MAX);
 	char *fit[] = {word, NULL};
 	m = shown(fit);
-	ok(strlen(m) == ENTRY_CMD_MAX && strchr(m, '.') == NULL, "a command of exactly the bound is whole");
+	ok(strlen(m) == ENTRY_CMD_MAX && strchr(m, '.') == NULL,
+	   "a command of exactly the bound is whole");
 	word[ENTRY_CMD_MAX] = 'a';
 	m = shown(fit);
 	ok(strlen(m) == ENTRY_CMD_MAX && strcmp(m + ENTRY_CMD_MAX - 4, "a...") == 0,
@@ -308,14 +332,15 @@ static void test_command_field(void)
 	values[ENTRY_NFIELDS] = "rm -rf\n\x1b[2J\xc3\xa9";
 	lens[ENTRY_NFIELDS] = strlen(values[ENTRY_NFIELDS]);
 	ok(entry_meta_decode(&b, names, values, lens, ENTRY_NFIELDS + 1) == 0 &&
-	   strcmp(b.cmd, "rm -rf??[2J??") == 0,
+		   strcmp(b.cmd, "rm -rf??[2J??") == 0,
 	   "a stored command's bytes outside printable ASCII decode as '?'");
 	static char big[3000];
 	memset(big, 'x', sizeof(big) - 1);
 	values[ENTRY_NFIELDS] = big;
 	lens[ENTRY_NFIELDS] = sizeof(big) - 1;
 	ok(entry_meta_decode(&b, names, values, lens, ENTRY_NFIELDS + 1) == 0 &&
-	   strlen(b.cmd) == ENTRY_CMD_MAX, "an oversized stored command decodes cut to the bound");
+		   strlen(b.cmd) == ENTRY_CMD_MAX,
+	   "an oversized stored command decodes cut to the bound");
 }
 
 int main(void)

@@ -21,7 +21,8 @@ int main(void)
 
 	derive(&a, echo_ab);
 	derive(&b, echo_a_b);
-	ok(strncmp(a.data, "cmd:", 4) == 0 && a.len == 4 + 64, "a derived key is cmd: and 64 hex digits");
+	ok(strncmp(a.data, "cmd:", 4) == 0 && a.len == 4 + 64,
+	   "a derived key is cmd: and 64 hex digits");
 	ok(strcmp(a.data, b.data) != 0, "argv (a b) and (a, b) derive different keys");
 	derive(&b, echo_ab_again);
 	ok(strcmp(a.data, b.data) == 0, "the same argv derives the same key");
@@ -58,10 +59,12 @@ int main(void)
 	ok(key_validate("k", 1) == 0, "a one-byte key is valid");
 	ok(key_validate("", 0) < 0, "an empty key is rejected");
 	ok(key_validate("a\0b", 3) < 0, "a key with NUL is rejected");
-	ok(key_validate("sp ace}*\n\xc3\xa9", 10) == 0, "spaces, braces, stars, newlines and UTF-8 are valid");
+	ok(key_validate("sp ace}*\n\xc3\xa9", 10) == 0,
+	   "spaces, braces, stars, newlines and UTF-8 are valid");
 
 	key_printable(&p, "a\nb\\", 4);
-	ok(strcmp(p.data, "a\\x0ab\\x5c") == 0, "printable keys escape control bytes and backslashes");
+	ok(strcmp(p.data, "a\\x0ab\\x5c") == 0,
+	   "printable keys escape control bytes and backslashes");
 	buf_free(&a);
 	buf_free(&b);
 	buf_free(&p);

@@ -67,7 +67,8 @@ static void set_up(const struct decision_case *c)
 	run("DEL %s %s %s %s", ENTRY_KEY, LOCK_KEY, STATS_KEY, DONE_KEY);
 	long long now = server_ms();
 	if (c->has_entry) {
-		put_entry(ENTRY_KEY, now - c->age_ms, c->ttl_ms, c->stale_ms, c->sie_ms, c->compute_ms);
+		put_entry(ENTRY_KEY, now - c->age_ms, c->ttl_ms, c->stale_ms, c->sie_ms,
+			  c->compute_ms);
 		if (c->backoff_in_ms)
 			run("HSET %s %s %lld", ENTRY_KEY, FIELD_BACKOFF, now + c->backoff_in_ms);
 	}
@@ -106,9 +107,21 @@ static void check(const struct decision_case *c)
 	snprintf(beta, sizeof(beta), "%.17g", c->beta);
 	snprintf(draw, sizeof(draw), "%.17g", c->rand);
 	const char *argv[] = {
-		"EVAL", lua_lookup.src, "4", ENTRY_KEY, LOCK_KEY, DONE_KEY, STATS_KEY, OUR_TOKEN,
-		"10000", OUR_TOKEN " host=h pid=1", c->waiting ? "1" : "0", c->force ? "1" : "0",
-		beta, draw, "k",
+		"EVAL",
+		lua_lookup.src,
+		"4",
+		ENTRY_KEY,
+		LOCK_KEY,
+		DONE_KEY,
+		STATS_KEY,
+		OUR_TOKEN,
+		"10000",
+		OUR_TOKEN " host=h pid=1",
+		c->waiting ? "1" : "0",
+		c->force ? "1" : "0",
+		beta,
+		draw,
+		"k",
 	};
 	int argc = (int)(sizeof(argv) / sizeof(argv[0]));
 	redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
@@ -136,8 +149,8 @@ static void check(const struct decision_case *c)
 	decision_counters_text(got, sizeof(got), counters < 0 ? 0 : (unsigned)counters);
 	decision_counters_text(want, sizeof(want), c->counters);
 	ok(strcmp(verdict, policy_verdict_name(c->verdict)) == 0 && refresh == c->refresh &&
-		   fallback == c->fallback && ours == (c->take_lock || c->lock == POLICY_LOCK_OURS) &&
-		   counters == c->counters,
+		   fallback == c->fallback &&
+		   ours == (c->take_lock || c->lock == POLICY_LOCK_OURS) && counters == c->counters,
 	   "%s (%s refresh=%d fallback=%d ours=%d:%s; want %s %d %d %d:%s)", c->name, verdict,
 	   refresh, fallback, ours, got, policy_verdict_name(c->verdict), c->refresh, c->fallback,
 	   c->take_lock || c->lock == POLICY_LOCK_OURS, want);

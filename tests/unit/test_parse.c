@@ -50,8 +50,8 @@ static void duration_is(const char *s, int64_t want)
 	int64_t ms = -42;
 	int rc = parse_duration(s, &ms);
 
-	ok(rc == 0 && ms == want, "duration \"%s\" is %lld ms (got rc %d, %lld)",
-	   s, (long long)want, rc, (long long)ms);
+	ok(rc == 0 && ms == want, "duration \"%s\" is %lld ms (got rc %d, %lld)", s,
+	   (long long)want, rc, (long long)ms);
 }
 
 static void duration_fails(const char *s, const char *says)
@@ -61,8 +61,8 @@ static void duration_fails(const char *s, const char *says)
 	err_clear();
 	int rc = parse_duration(s, &ms);
 	ok(rc == -1 && ms == -42 && error_says(says),
-	   "duration \"%s\" is refused with a message saying \"%s\" (got: %s)",
-	   printable(s), says, err_msg());
+	   "duration \"%s\" is refused with a message saying \"%s\" (got: %s)", printable(s), says,
+	   err_msg());
 }
 
 static void size_is(const char *s, uint64_t want)
@@ -70,8 +70,8 @@ static void size_is(const char *s, uint64_t want)
 	uint64_t n = 42;
 	int rc = parse_size(s, &n);
 
-	ok(rc == 0 && n == want, "size \"%s\" is %llu bytes (got rc %d, %llu)",
-	   s, (unsigned long long)want, rc, (unsigned long long)n);
+	ok(rc == 0 && n == want, "size \"%s\" is %llu bytes (got rc %d, %llu)", s,
+	   (unsigned long long)want, rc, (unsigned long long)n);
 }
 
 static void size_fails(const char *s, const char *says)
@@ -81,8 +81,8 @@ static void size_fails(const char *s, const char *says)
 	err_clear();
 	int rc = parse_size(s, &n);
 	ok(rc == -1 && n == 42 && error_says(says),
-	   "size \"%s\" is refused with a message saying \"%s\" (got: %s)",
-	   printable(s), says, err_msg());
+	   "size \"%s\" is refused with a message saying \"%s\" (got: %s)", printable(s), says,
+	   err_msg());
 }
 
 static void number_is(const char *s, double want)
@@ -90,8 +90,7 @@ static void number_is(const char *s, double want)
 	double d = -1;
 	int rc = parse_nonneg_double(s, &d);
 
-	ok(rc == 0 && d == want, "number \"%s\" is %g (got rc %d, %.17g)", s,
-	   want, rc, d);
+	ok(rc == 0 && d == want, "number \"%s\" is %g (got rc %d, %.17g)", s, want, rc, d);
 }
 
 static void number_fails(const char *s, const char *says)
@@ -101,8 +100,8 @@ static void number_fails(const char *s, const char *says)
 	err_clear();
 	int rc = parse_nonneg_double(s, &d);
 	ok(rc == -1 && d == -1 && error_says(says),
-	   "number \"%s\" is refused with a message saying \"%s\" (got: %s)",
-	   printable(s), says, err_msg());
+	   "number \"%s\" is refused with a message saying \"%s\" (got: %s)", printable(s), says,
+	   err_msg());
 }
 
 static int str_is(const char *got, const char *want)
@@ -113,20 +112,18 @@ static int str_is(const char *got, const char *want)
 }
 
 /* parse s and compare every field; display is the expected url_display() */
-static void url_is(const char *s, enum url_kind kind, const char *host,
-		   int port, const char *path, const char *user,
-		   const char *password, int db, const char *display)
+static void url_is(const char *s, enum url_kind kind, const char *host, int port, const char *path,
+		   const char *user, const char *password, int db, const char *display)
 {
 	struct url u;
 	int rc = url_parse(s, &u);
 	char *shown = rc == 0 ? url_display(&u) : NULL;
 
 	ok(rc == 0 && u.kind == kind && str_is(u.host, host) && u.port == port &&
-		   str_is(u.path, path) && str_is(u.user, user) &&
-		   str_is(u.password, password) && u.db == db &&
-		   str_is(shown, display),
-	   "URL \"%s\" parses into its parts and displays as \"%s\" (got %s)",
-	   s, display, shown ? shown : err_msg());
+		   str_is(u.path, path) && str_is(u.user, user) && str_is(u.password, password) &&
+		   u.db == db && str_is(shown, display),
+	   "URL \"%s\" parses into its parts and displays as \"%s\" (got %s)", s, display,
+	   shown ? shown : err_msg());
 	free(shown);
 	url_free(&u);
 }
@@ -147,7 +144,8 @@ static void url_fails(const char *s, const char *says)
 	int rc = url_parse(s, &u);
 	ok(rc == -1 && is_zeroed(&u) && error_says(says),
 	   "URL \"%s\" is refused, leaving the struct zeroed, with a message "
-	   "saying \"%s\" (got: %s)", printable(s), says, err_msg());
+	   "saying \"%s\" (got: %s)",
+	   printable(s), says, err_msg());
 }
 
 static void test_durations(void)
@@ -319,52 +317,49 @@ static void test_numbers(void)
 
 static void test_tcp_urls(void)
 {
-	url_is("redis://localhost", URL_REDIS_TCP, "localhost", 6379, NULL,
-	       NULL, NULL, 0, "redis://localhost:6379/0");
-	url_is("redis://localhost/", URL_REDIS_TCP, "localhost", 6379, NULL,
-	       NULL, NULL, 0, "redis://localhost:6379/0");
-	url_is("redis://10.0.0.5:6380/2", URL_REDIS_TCP, "10.0.0.5", 6380,
-	       NULL, NULL, NULL, 2, "redis://10.0.0.5:6380/2");
-	url_is("REDIS://cache.example.org:1/15", URL_REDIS_TCP,
-	       "cache.example.org", 1, NULL, NULL, NULL, 15,
-	       "redis://cache.example.org:1/15");
-	url_is("redis://h:65535/2147483647", URL_REDIS_TCP, "h", 65535, NULL,
-	       NULL, NULL, 2147483647, "redis://h:65535/2147483647");
-	url_is("redis://h:06379/007", URL_REDIS_TCP, "h", 6379, NULL, NULL,
-	       NULL, 7, "redis://h:6379/7");
-	url_is("redis://my_host-1/", URL_REDIS_TCP, "my_host-1", 6379, NULL,
-	       NULL, NULL, 0, "redis://my_host-1:6379/0");
-	url_is("redis://user:secret@host:6379/2", URL_REDIS_TCP, "host", 6379,
-	       NULL, "user", "secret", 2, "redis://user:***@host:6379/2");
-	url_is("redis://:secret@host", URL_REDIS_TCP, "host", 6379, NULL, NULL,
-	       "secret", 0, "redis://:***@host:6379/0");
-	url_is("redis://user@host", URL_REDIS_TCP, "host", 6379, NULL, "user",
-	       NULL, 0, "redis://user@host:6379/0");
-	url_is("redis://user:@host", URL_REDIS_TCP, "host", 6379, NULL, "user",
-	       NULL, 0, "redis://user@host:6379/0");
-	url_is("redis://@host", URL_REDIS_TCP, "host", 6379, NULL, NULL, NULL,
-	       0, "redis://host:6379/0");
-	url_is("redis://:p%40ss%3Aw%2Frd%25@host", URL_REDIS_TCP, "host", 6379,
-	       NULL, NULL, "p@ss:w/rd%", 0, "redis://:***@host:6379/0");
-	url_is("redis://:p@ss/w?rd#@host/3", URL_REDIS_TCP, "host", 6379, NULL,
-	       NULL, "p@ss/w?rd#", 3, "redis://:***@host:6379/3");
-	url_is("redis://al%69ce%3a%40x:pw@host", URL_REDIS_TCP, "host", 6379,
-	       NULL, "alice:@x", "pw", 0, "redis://alice%3A%40x:***@host:6379/0");
-	url_is("redis://a%20b@host", URL_REDIS_TCP, "host", 6379, NULL, "a b",
-	       NULL, 0, "redis://a%20b@host:6379/0");
-	url_is("redis://[::1]", URL_REDIS_TCP, "::1", 6379, NULL, NULL, NULL,
-	       0, "redis://[::1]:6379/0");
-	url_is("redis://[::1]:7000/1", URL_REDIS_TCP, "::1", 7000, NULL, NULL,
-	       NULL, 1, "redis://[::1]:7000/1");
-	url_is("redis://u:p@[2001:db8::1]:6380/4", URL_REDIS_TCP, "2001:db8::1",
-	       6380, NULL, "u", "p", 4, "redis://u:***@[2001:db8::1]:6380/4");
-	url_is("redis://[::ffff:10.0.0.1]/", URL_REDIS_TCP, "::ffff:10.0.0.1",
-	       6379, NULL, NULL, NULL, 0, "redis://[::ffff:10.0.0.1]:6379/0");
-	url_is("rediss://:pw@secure.example.org:6380/1", URL_REDIS_TLS,
-	       "secure.example.org", 6380, NULL, NULL, "pw", 1,
-	       "rediss://:***@secure.example.org:6380/1");
-	url_is("rediss://h", URL_REDIS_TLS, "h", 6379, NULL, NULL, NULL, 0,
-	       "rediss://h:6379/0");
+	url_is("redis://localhost", URL_REDIS_TCP, "localhost", 6379, NULL, NULL, NULL, 0,
+	       "redis://localhost:6379/0");
+	url_is("redis://localhost/", URL_REDIS_TCP, "localhost", 6379, NULL, NULL, NULL, 0,
+	       "redis://localhost:6379/0");
+	url_is("redis://10.0.0.5:6380/2", URL_REDIS_TCP, "10.0.0.5", 6380, NULL, NULL, NULL, 2,
+	       "redis://10.0.0.5:6380/2");
+	url_is("REDIS://cache.example.org:1/15", URL_REDIS_TCP, "cache.example.org", 1, NULL, NULL,
+	       NULL, 15, "redis://cache.example.org:1/15");
+	url_is("redis://h:65535/2147483647", URL_REDIS_TCP, "h", 65535, NULL, NULL, NULL,
+	       2147483647, "redis://h:65535/2147483647");
+	url_is("redis://h:06379/007", URL_REDIS_TCP, "h", 6379, NULL, NULL, NULL, 7,
+	       "redis://h:6379/7");
+	url_is("redis://my_host-1/", URL_REDIS_TCP, "my_host-1", 6379, NULL, NULL, NULL, 0,
+	       "redis://my_host-1:6379/0");
+	url_is("redis://user:secret@host:6379/2", URL_REDIS_TCP, "host", 6379, NULL, "user",
+	       "secret", 2, "redis://user:***@host:6379/2");
+	url_is("redis://:secret@host", URL_REDIS_TCP, "host", 6379, NULL, NULL, "secret", 0,
+	       "redis://:***@host:6379/0");
+	url_is("redis://user@host", URL_REDIS_TCP, "host", 6379, NULL, "user", NULL, 0,
+	       "redis://user@host:6379/0");
+	url_is("redis://user:@host", URL_REDIS_TCP, "host", 6379, NULL, "user", NULL, 0,
+	       "redis://user@host:6379/0");
+	url_is("redis://@host", URL_REDIS_TCP, "host", 6379, NULL, NULL, NULL, 0,
+	       "redis://host:6379/0");
+	url_is("redis://:p%40ss%3Aw%2Frd%25@host", URL_REDIS_TCP, "host", 6379, NULL, NULL,
+	       "p@ss:w/rd%", 0, "redis://:***@host:6379/0");
+	url_is("redis://:p@ss/w?rd#@host/3", URL_REDIS_TCP, "host", 6379, NULL, NULL, "p@ss/w?rd#",
+	       3, "redis://:***@host:6379/3");
+	url_is("redis://al%69ce%3a%40x:pw@host", URL_REDIS_TCP, "host", 6379, NULL, "alice:@x",
+	       "pw", 0, "redis://alice%3A%40x:***@host:6379/0");
+	url_is("redis://a%20b@host", URL_REDIS_TCP, "host", 6379, NULL, "a b", NULL, 0,
+	       "redis://a%20b@host:6379/0");
+	url_is("redis://[::1]", URL_REDIS_TCP, "::1", 6379, NULL, NULL, NULL, 0,
+	       "redis://[::1]:6379/0");
+	url_is("redis://[::1]:7000/1", URL_REDIS_TCP, "::1", 7000, NULL, NULL, NULL, 1,
+	       "redis://[::1]:7000/1");
+	url_is("redis://u:p@[2001:db8::1]:6380/4", URL_REDIS_TCP, "2001:db8::1", 6380, NULL, "u",
+	       "p", 4, "redis://u:***@[2001:db8::1]:6380/4");
+	url_is("redis://[::ffff:10.0.0.1]/", URL_REDIS_TCP, "::ffff:10.0.0.1", 6379, NULL, NULL,
+	       NULL, 0, "redis://[::ffff:10.0.0.1]:6379/0");
+	url_is("rediss://:pw@secure.example.org:6380/1", URL_REDIS_TLS, "secure.example.org", 6380,
+	       NULL, NULL, "pw", 1, "rediss://:***@secure.example.org:6380/1");
+	url_is("rediss://h", URL_REDIS_TLS, "h", 6379, NULL, NULL, NULL, 0, "rediss://h:6379/0");
 
 	url_fails("redis://", "has no host");
 	url_fails("redis://:6379", "has no host");
@@ -408,31 +403,29 @@ static void test_tcp_urls(void)
 
 static void test_other_urls(void)
 {
-	url_is("unix:///run/redis/redis.sock", URL_REDIS_UNIX, NULL, 0,
-	       "/run/redis/redis.sock", NULL, NULL, 0,
-	       "unix:///run/redis/redis.sock");
-	url_is("unix:///tmp/r.sock?db=3", URL_REDIS_UNIX, NULL, 0,
-	       "/tmp/r.sock", NULL, NULL, 3, "unix:///tmp/r.sock?db=3");
-	url_is("unix:///tmp/r.sock?db=0", URL_REDIS_UNIX, NULL, 0,
-	       "/tmp/r.sock", NULL, NULL, 0, "unix:///tmp/r.sock");
-	url_is("unix:///tmp/r.sock?", URL_REDIS_UNIX, NULL, 0, "/tmp/r.sock",
-	       NULL, NULL, 0, "unix:///tmp/r.sock");
-	url_is("UNIX:///tmp/my%20dir/r%3F.sock", URL_REDIS_UNIX, NULL, 0,
-	       "/tmp/my dir/r?.sock", NULL, NULL, 0,
-	       "unix:///tmp/my%20dir/r%3F.sock");
-	url_is("unix:///tmp/a@b:c.sock", URL_REDIS_UNIX, NULL, 0,
-	       "/tmp/a@b:c.sock", NULL, NULL, 0, "unix:///tmp/a@b:c.sock");
-	url_is("file:///var/cache/cf", URL_FILE, NULL, 0, "/var/cache/cf",
-	       NULL, NULL, 0, "file:///var/cache/cf");
-	url_is("file:///var/cache/cf//", URL_FILE, NULL, 0, "/var/cache/cf",
-	       NULL, NULL, 0, "file:///var/cache/cf");
+	url_is("unix:///run/redis/redis.sock", URL_REDIS_UNIX, NULL, 0, "/run/redis/redis.sock",
+	       NULL, NULL, 0, "unix:///run/redis/redis.sock");
+	url_is("unix:///tmp/r.sock?db=3", URL_REDIS_UNIX, NULL, 0, "/tmp/r.sock", NULL, NULL, 3,
+	       "unix:///tmp/r.sock?db=3");
+	url_is("unix:///tmp/r.sock?db=0", URL_REDIS_UNIX, NULL, 0, "/tmp/r.sock", NULL, NULL, 0,
+	       "unix:///tmp/r.sock");
+	url_is("unix:///tmp/r.sock?", URL_REDIS_UNIX, NULL, 0, "/tmp/r.sock", NULL, NULL, 0,
+	       "unix:///tmp/r.sock");
+	url_is("UNIX:///tmp/my%20dir/r%3F.sock", URL_REDIS_UNIX, NULL, 0, "/tmp/my dir/r?.sock",
+	       NULL, NULL, 0, "unix:///tmp/my%20dir/r%3F.sock");
+	url_is("unix:///tmp/a@b:c.sock", URL_REDIS_UNIX, NULL, 0, "/tmp/a@b:c.sock", NULL, NULL, 0,
+	       "unix:///tmp/a@b:c.sock");
+	url_is("file:///var/cache/cf", URL_FILE, NULL, 0, "/var/cache/cf", NULL, NULL, 0,
+	       "file:///var/cache/cf");
+	url_is("file:///var/cache/cf//", URL_FILE, NULL, 0, "/var/cache/cf", NULL, NULL, 0,
+	       "file:///var/cache/cf");
 	url_is("file:///", URL_FILE, NULL, 0, "/", NULL, NULL, 0, "file:///");
-	url_is("file://localhost/srv/cache", URL_FILE, NULL, 0, "/srv/cache",
-	       NULL, NULL, 0, "file:///srv/cache");
-	url_is("file://LocalHost/srv/cache", URL_FILE, NULL, 0, "/srv/cache",
-	       NULL, NULL, 0, "file:///srv/cache");
-	url_is("file:///srv/my%20cache%25", URL_FILE, NULL, 0,
-	       "/srv/my cache%", NULL, NULL, 0, "file:///srv/my%20cache%25");
+	url_is("file://localhost/srv/cache", URL_FILE, NULL, 0, "/srv/cache", NULL, NULL, 0,
+	       "file:///srv/cache");
+	url_is("file://LocalHost/srv/cache", URL_FILE, NULL, 0, "/srv/cache", NULL, NULL, 0,
+	       "file:///srv/cache");
+	url_is("file:///srv/my%20cache%25", URL_FILE, NULL, 0, "/srv/my cache%", NULL, NULL, 0,
+	       "file:///srv/my%20cache%25");
 
 	url_fails("unix://", "absolute socket path");
 	url_fails("unix://tmp/r.sock", "absolute socket path (use unix:///PATH");
@@ -469,7 +462,7 @@ static void test_other_urls(void)
 	url_fails("file:///a%g0", "bad percent escape in the path");
 
 	url_fails("http://x", "\"http://x\" is not a store URL (use "
-		  "redis://HOST[:PORT][/DB], unix:///PATH or file:///DIR)");
+			      "redis://HOST[:PORT][/DB], unix:///PATH or file:///DIR)");
 	url_fails("", "is not a store URL");
 	url_fails("localhost:6379", "is not a store URL");
 	url_fails("/var/cache/cf", "is not a store URL");
@@ -502,8 +495,7 @@ static void test_secrets_stay_out_of_errors(void)
 		int rc = url_parse(bad[i], &u);
 		ok(rc == -1 && has_error() && !strstr(err_msg(), "hunter2") &&
 			   strstr(err_msg(), ":***@"),
-		   "the error for a bad URL with a password masks it (%s)",
-		   err_msg());
+		   "the error for a bad URL with a password masks it (%s)", err_msg());
 	}
 }
 
@@ -520,8 +512,10 @@ static void test_secrets_of_path_urls_stay_out_of_errors(void)
 		{"unix://:hun@ter2@/tmp/r.sock", "unix://:***@/tmp/r.sock"},
 		{"unix://:hunter2@tmp/r.sock", "unix://:***@tmp/r.sock"},
 		{"unix:///tmp/r.sock?password=hunter2", "unix:///tmp/r.sock?password=***"},
-		{"unix:///tmp/r.sock?db=1&password=hunter2", "unix:///tmp/r.sock?db=1&password=***"},
-		{"unix:///tmp/r.sock?password=hunter2&db=1", "unix:///tmp/r.sock?password=***&db=1"},
+		{"unix:///tmp/r.sock?db=1&password=hunter2",
+		 "unix:///tmp/r.sock?db=1&password=***"},
+		{"unix:///tmp/r.sock?password=hunter2&db=1",
+		 "unix:///tmp/r.sock?password=***&db=1"},
 		{"unix:///tmp/r.sock?hunter2", "unix:///tmp/r.sock?***"},
 		{"unix://:hunter2@/tmp/r.sock?pass=hunter2", "unix://:***@/tmp/r.sock?pass=***"},
 		{"unix:/:hunter2@/tmp/r.sock", "unix:/:***@/tmp/r.sock"},
@@ -540,7 +534,8 @@ static void test_secrets_of_path_urls_stay_out_of_errors(void)
 		err_clear();
 		int rc = url_parse(bad[i].url, &u);
 		ok(rc == -1 && has_error() && !strstr(err_msg(), "hunter2") &&
-			   !strstr(err_msg(), "ter2") && strncmp(err_msg(), want, strlen(want)) == 0,
+			   !strstr(err_msg(), "ter2") &&
+			   strncmp(err_msg(), want, strlen(want)) == 0,
 		   "the error for %s hides its password (%s)", bad[i].shown, err_msg());
 	}
 	/* db is no secret, and a path with ':' and '@' but no user info shows whole */
@@ -564,15 +559,12 @@ static void test_error_lines(void)
 	long_value[sizeof(long_value) - 1] = '\0';
 	err_clear();
 	ok(parse_duration(long_value, &(int64_t){0}) == -1 && has_error() &&
-		   strstr(err_msg(), "...\" is not a duration") &&
-		   strlen(err_msg()) < 200,
+		   strstr(err_msg(), "...\" is not a duration") && strlen(err_msg()) < 200,
 	   "a long bad value is cut short in its error line (%s)", err_msg());
 
 	err_clear();
-	ok(url_parse("ftp://h\r\n\x1b[31m", &u) == -1 &&
-		   error_says("\\x0d\\x0a\\x1b[31m"),
-	   "control bytes in a bad URL are escaped in its error line (%s)",
-	   err_msg());
+	ok(url_parse("ftp://h\r\n\x1b[31m", &u) == -1 && error_says("\\x0d\\x0a\\x1b[31m"),
+	   "control bytes in a bad URL are escaped in its error line (%s)", err_msg());
 
 	err_clear();
 	ok(parse_size("1\tM", &(uint64_t){0}) == -1 && error_says("\"1\\x09M\""),
@@ -599,11 +591,8 @@ static void test_url_struct_handling(void)
 
 	/* what url_display prints, url_parse reads back to the same parts */
 	static const char *const round[] = {
-		"redis://al%40ice@h:6380/3",
-		"redis://[::1]:7000/1",
-		"rediss://h:6379/0",
-		"unix:///tmp/a%20b%3Fc?db=9",
-		"file:///srv/%25x%23y",
+		"redis://al%40ice@h:6380/3",  "redis://[::1]:7000/1", "rediss://h:6379/0",
+		"unix:///tmp/a%20b%3Fc?db=9", "file:///srv/%25x%23y",
 	};
 	for (size_t i = 0; i < sizeof(round) / sizeof(*round); i++) {
 		struct url a, b;
@@ -612,21 +601,18 @@ static void test_url_struct_handling(void)
 		url_parse(round[i], &a);
 		shown = url_display(&a);
 		int rc = url_parse(shown, &b);
-		ok(rc == 0 && a.kind == b.kind && str_is(a.host, b.host) &&
-			   a.port == b.port && str_is(a.path, b.path) &&
-			   str_is(a.user, b.user) && a.db == b.db,
-		   "the display of \"%s\" (\"%s\") parses back to the same URL",
-		   round[i], shown);
+		ok(rc == 0 && a.kind == b.kind && str_is(a.host, b.host) && a.port == b.port &&
+			   str_is(a.path, b.path) && str_is(a.user, b.user) && a.db == b.db,
+		   "the display of \"%s\" (\"%s\") parses back to the same URL", round[i], shown);
 		free(shown);
 		url_free(&a);
 		url_free(&b);
 	}
 
-	u = (struct url){.kind = URL_REDIS_TCP, .host = "h", .port = 1,
-			 .password = "x\ny"};
+	u = (struct url){.kind = URL_REDIS_TCP, .host = "h", .port = 1, .password = "x\ny"};
 	char *shown = url_display(&u);
-	ok(str_is(shown, "redis://:***@h:1/0"),
-	   "url_display never prints the password itself (%s)", shown);
+	ok(str_is(shown, "redis://:***@h:1/0"), "url_display never prints the password itself (%s)",
+	   shown);
 	free(shown);
 }
 
@@ -637,12 +623,12 @@ static void test_seed_lists(void)
 
 	ok(url_parse("rediss://u:pw@h1:7000,[::1]:7001,h3/2", &u) == 0 && str_is(u.host, "h1") &&
 		   u.port == 7000 && u.n_more == 2 && str_is(u.more[0].host, "::1") &&
-		   u.more[0].port == 7001 && str_is(u.more[1].host, "h3") && u.more[1].port == 6379 &&
-		   u.db == 2 && str_is(u.password, "pw"),
+		   u.more[0].port == 7001 && str_is(u.more[1].host, "h3") &&
+		   u.more[1].port == 6379 && u.db == 2 && str_is(u.password, "pw"),
 	   "a list of hosts parses into the first and the others, each with its port");
 	char *shown = url_display(&u);
-	ok(str_is(shown, "rediss://u:***@h1:7000,[::1]:7001,h3:6379/2"), "and displays as a list (%s)",
-	   shown);
+	ok(str_is(shown, "rediss://u:***@h1:7000,[::1]:7001,h3:6379/2"),
+	   "and displays as a list (%s)", shown);
 	free(shown);
 	url_copy(&c, &u);
 	url_free(&u);
@@ -650,7 +636,8 @@ static void test_seed_lists(void)
 		   str_is(c.host, "h1") && str_is(c.password, "pw"),
 	   "url_copy copies every host: the copy outlives the original");
 	url_free(&c);
-	ok(url_parse("redis://a,b", &u) == 0 && u.n_more == 1 && u.port == 6379 && u.more[0].port == 6379,
+	ok(url_parse("redis://a,b", &u) == 0 && u.n_more == 1 && u.port == 6379 &&
+		   u.more[0].port == 6379,
 	   "hosts without ports take 6379");
 	url_free(&u);
 	url_fails("redis://h1:7000,", "has no host");

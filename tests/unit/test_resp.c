@@ -68,14 +68,15 @@ static void test_split_reads(void)
 
 	struct conn *conn = conn_of_fd(peer(reply, sizeof(reply) - 1, 1, &pid));
 	struct resp_reader *r = conn_reader(conn, 0);
-	ok(resp_number(r, '*', &n) == 0 && n == 3, "an array header read one byte at a time parses");
+	ok(resp_number(r, '*', &n) == 0 && n == 3,
+	   "an array header read one byte at a time parses");
 	ok(resp_number(r, '$', &n) == 0 && n == 4 && resp_read(r, word, 4) == 0 &&
 		   memcmp(word, "wait", 4) == 0 && resp_crlf(r) == 0,
 	   "a bulk string split across reads is read whole");
 	ok(resp_number(r, ':', &v) == 0 && v == 1234, "an integer split across reads parses");
 	struct collected c = {0};
-	ok(resp_number(r, '$', &n) == 0 && resp_stream(r, n, collect, &c) == 0 &&
-		   c.b.len == 5 && memcmp(c.b.data, "hello", 5) == 0 && resp_crlf(r) == 0,
+	ok(resp_number(r, '$', &n) == 0 && resp_stream(r, n, collect, &c) == 0 && c.b.len == 5 &&
+		   memcmp(c.b.data, "hello", 5) == 0 && resp_crlf(r) == 0,
 	   "a streamed value arrives in pieces and in order");
 	conn_free(conn);
 	waitpid(pid, NULL, 0);
@@ -91,7 +92,8 @@ static void test_cut_mid_value(void)
 
 	struct conn *conn = conn_of_fd(peer(reply, sizeof(reply) - 1, 3, &pid));
 	struct resp_reader *r = conn_reader(conn, 0);
-	ok(resp_number(r, '$', &n) == 0 && n == 10, "the header of a value that will be cut parses");
+	ok(resp_number(r, '$', &n) == 0 && n == 10,
+	   "the header of a value that will be cut parses");
 	ok(resp_stream(r, n, collect, &c) < 0, "a peer that closes mid-value is an error");
 	ok(c.b.len == 4, "the bytes before the cut were handed over, and no more");
 	ok(strstr(err_msg(), "closed") != NULL, "the error says the connection closed");
@@ -137,7 +139,8 @@ static void test_send_file_argument(void)
 	char got[256];
 
 	unlink(path);
-	if (fd < 0 || write_all(fd, "a\0b\r\nc", 6) < 0 || lseek(fd, 0, SEEK_SET) < 0 || pipe(p) < 0)
+	if (fd < 0 || write_all(fd, "a\0b\r\nc", 6) < 0 || lseek(fd, 0, SEEK_SET) < 0 ||
+	    pipe(p) < 0)
 		abort();
 	struct resp_arg args[3] = {
 		{.p = "HSET", .len = 4, .fd = -1},
@@ -156,7 +159,8 @@ static void test_send_file_argument(void)
 	args[2].len = 100;
 	lseek(fd, 0, SEEK_SET);
 	w = conn_of_fd(open("/dev/null", O_WRONLY));
-	ok(resp_send(conn_push, w, args, 3, 0) < 0, "a file shorter than its argument's length is an error");
+	ok(resp_send(conn_push, w, args, 3, 0) < 0,
+	   "a file shorter than its argument's length is an error");
 	conn_free(w);
 	close(fd);
 }
@@ -199,7 +203,8 @@ static void test_deadlines(void)
 	conn_free(conn);
 	close(sv[1]);
 
-	ok(resp_budget_ms(0) == 0 && resp_budget_ms(1) == 1 && resp_budget_ms(RESP_MIN_RATE) == 1000 &&
+	ok(resp_budget_ms(0) == 0 && resp_budget_ms(1) == 1 &&
+		   resp_budget_ms(RESP_MIN_RATE) == 1000 &&
 		   resp_budget_ms((uint64_t)64 * RESP_MIN_RATE + 1) == 64001,
 	   "a value's time budget is its size at RESP_MIN_RATE, rounded up");
 }
