@@ -170,21 +170,26 @@ int read_small_file(struct file_store *fs, const char *name, struct buf *b)
 	return 0;
 }
 
-/* a walk of the store directory from its start, on a descriptor of its own
- * (closedir() closes it); NULL with err_set() */
-DIR *store_listing(struct file_store *fs)
+int store_each(struct file_store *fs, int (*fn)(struct file_store *fs, const char *name, void *ctx),
+	       void *ctx)
 {
+	/* a descriptor of its own, which closedir() closes */
 	int dfd = dup(fs->dirfd);
 	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+	int rc = 0;
 
 	if (!d) {
 		err_set("cannot read the store directory %s: %s", fs->dir, strerror(errno));
 		if (dfd >= 0)
 			close(dfd);
-		return NULL;
+		return -1;
 	}
 	rewinddir(d);
-	return d;
+	while (rc == 0 && (de = readdir(d)))
+		rc = fn(fs, de->d_name, ctx);
+	closedir(d);
+	return rc;
 }
 
 bool ends_with(const char *s, const char *suffix)

@@ -41,8 +41,10 @@ bool ends_with(const char *s, const char *suffix);
 /* read the whole small file name into b; 0, 1 when absent, -1 with err_set() */
 int read_small_file(struct file_store *fs, const char *name, struct buf *b);
 
-/* a walk of the store directory from its start, on a descriptor of its own
- * (closedir() closes it); NULL with err_set() */
-DIR *store_listing(struct file_store *fs);
+/* Call fn with each name in the store directory, from its start, until fn
+ * returns non-zero; fn's last return, or -1 with err_set() when the
+ * directory cannot be read. */
+int store_each(struct file_store *fs, int (*fn)(struct file_store *fs, const char *name, void *ctx),
+	       void *ctx);
 
 #endif

@@ -287,25 +287,29 @@ out:
  * not. A leader writes its key and tags into its lock file before it runs
  * COMMAND; one whose lock file we have passed by runs COMMAND after the
  * invalidation began. 0 or -1. */
+struct fence_walk {
+	const char *glob, *tag;
+};
+
+static int fence_name(struct file_store *fs, const char *name, void *ctx)
+{
+	const struct fence_walk *w = ctx;
+
+	if (!is_key_lock(name))
+		return 0;
+	int fd = openat(fs->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int rc = fence_one(fs, name, fd, w->glob, w->tag);
+	close(fd);
+	return rc;
+}
+
 int fence_running(struct file_store *fs, const char *glob, const char *tag)
 {
-	DIR *d = store_listing(fs);
-	struct dirent *de;
-	int rc = 0;
+	struct fence_walk w = {glob, tag};
 
-	if (!d)
-		return -1;
-	while (rc == 0 && (de = readdir(d))) {
-		if (!is_key_lock(de->d_name))
-			continue;
-		int fd = openat(fs->dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		rc = fence_one(fs, de->d_name, fd, glob, tag);
-		close(fd);
-	}
-	closedir(d);
-	return rc;
+	return store_each(fs, fence_name, &w);
 }
 
 int file_fence(struct store *s, const char *glob)

@@ -99,6 +99,29 @@ static void sweep_entry(struct file_store *fs, const char *name)
 		unlinkat(fs->dirfd, name, 0);
 }
 
+/* sweep one name of the store directory (see file_sweep) */
+static int sweep_name(struct file_store *fs, const char *n, void *ctx)
+{
+	(void)ctx;
+	if (ends_with(n, ".entry"))
+		sweep_entry(fs, n);
+	else if (ends_with(n, ".done") && older_than(fs, n, DONE_MAX_AGE_S))
+		unlinkat(fs->dirfd, n, 0);
+	else if ((ends_with(n, ".bypass") || ends_with(n, ".backoff")) && older_than(fs, n, 0))
+		unlinkat(fs->dirfd, n, 0);
+	else if (strncmp(n, "tag-", 4) == 0 && ends_with(n, ".tmp")) {
+		if (older_than(fs, n, TAG_TMP_MAX_AGE_S))
+			unlinkat(fs->dirfd, n, 0);
+	} else if (ends_with(n, ".tmp") && older_than(fs, n, TMP_MAX_AGE_S))
+		unlinkat(fs->dirfd, n, 0);
+	else if (strncmp(n, "tag-", 4) == 0)
+		compact_tag(fs, n);
+	else if (strncmp(n, "tagname-", 8) == 0 && older_than(fs, n, TAG_TMP_MAX_AGE_S) &&
+		 !tag_file_of_name_exists(fs, n))
+		unlinkat(fs->dirfd, n, 0);
+	return 0;
+}
+
 /* Remove what has outlived its use: expired entries, old round results,
  * temporaries of leaders that died, and tag records of gone entries. Lock
  * files stay: unlinking one that another process is about to lock would
@@ -106,36 +129,10 @@ static void sweep_entry(struct file_store *fs, const char *name)
  * are renamed into place and tags appended. Best effort: errors are ignored. */
 void file_sweep(struct file_store *fs)
 {
-	DIR *d = store_listing(fs);
-	struct dirent *de;
-
-	if (!d)
-		return;
 	int cfd = commit_lock(fs);
-	if (cfd < 0) {
-		closedir(d);
+
+	if (cfd < 0)
 		return;
-	}
-	while ((de = readdir(d))) {
-		const char *n = de->d_name;
-		if (ends_with(n, ".entry"))
-			sweep_entry(fs, n);
-		else if (ends_with(n, ".done") && older_than(fs, n, DONE_MAX_AGE_S))
-			unlinkat(fs->dirfd, n, 0);
-		else if ((ends_with(n, ".bypass") || ends_with(n, ".backoff")) &&
-			 older_than(fs, n, 0))
-			unlinkat(fs->dirfd, n, 0);
-		else if (strncmp(n, "tag-", 4) == 0 && ends_with(n, ".tmp")) {
-			if (older_than(fs, n, TAG_TMP_MAX_AGE_S))
-				unlinkat(fs->dirfd, n, 0);
-		} else if (ends_with(n, ".tmp") && older_than(fs, n, TMP_MAX_AGE_S))
-			unlinkat(fs->dirfd, n, 0);
-		else if (strncmp(n, "tag-", 4) == 0)
-			compact_tag(fs, n);
-		else if (strncmp(n, "tagname-", 8) == 0 && older_than(fs, n, TAG_TMP_MAX_AGE_S) &&
-			 !tag_file_of_name_exists(fs, n))
-			unlinkat(fs->dirfd, n, 0);
-	}
+	store_each(fs, sweep_name, NULL);
 	commit_unlock(cfd);
-	closedir(d);
 }

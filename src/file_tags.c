@@ -208,27 +208,33 @@ static int read_tag_name(struct file_store *fs, const char *name, struct buf *b)
 	return memcmp(h, name + 8, KEY_HASH_HEX - 1) == 0;
 }
 
+struct tags_walk {
+	const char *glob;
+	tag_fn fn;
+	void *ctx;
+	struct buf tag;
+	int stopped; /* fn's non-zero return: stop, which is no failure */
+};
+
+static int tag_of_name(struct file_store *fs, const char *name, void *ctx)
+{
+	struct tags_walk *w = ctx;
+
+	if (strncmp(name, "tagname-", 8) == 0 && read_tag_name(fs, name, &w->tag) &&
+	    (!w->glob || fnmatch(w->glob, w->tag.data, 0) == 0))
+		return w->stopped = w->fn(w->ctx, w->tag.data, w->tag.len);
+	return 0;
+}
+
 int file_list_tags(struct store *s, const char *glob, tag_fn fn, void *ctx)
 {
 	struct file_store *fs = to_file(s);
+	struct tags_walk w = {.glob = glob, .fn = fn, .ctx = ctx};
 
 	file_sweep(fs); /* so that a tag whose entries are all gone is gone too */
-	DIR *d = store_listing(fs);
-	struct dirent *de;
-	struct buf tag = {0};
-	int rc = 0;
-
-	if (!d)
-		return -1;
-	while (rc == 0 && (de = readdir(d))) {
-		if (strncmp(de->d_name, "tagname-", 8) == 0 &&
-		    read_tag_name(fs, de->d_name, &tag) &&
-		    (!glob || fnmatch(glob, tag.data, 0) == 0))
-			rc = fn(ctx, tag.data, tag.len);
-	}
-	closedir(d);
-	buf_free(&tag);
-	return 0;
+	int rc = store_each(fs, tag_of_name, &w);
+	buf_free(&w.tag);
+	return rc < 0 && !w.stopped ? -1 : 0;
 }
 
 /* File the entry under its tags before it appears, under the commit lock

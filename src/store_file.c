@@ -470,30 +470,37 @@ static int file_inspect(struct store *s, const char *key, size_t key_len, struct
 	return 0;
 }
 
+struct list_walk {
+	const char *glob;
+	list_fn fn;
+	void *ctx;
+	int stopped; /* fn's non-zero return: stop, which is no failure */
+};
+
+static int list_name(struct file_store *fs, const char *name, void *ctx)
+{
+	struct list_walk *w = ctx;
+	struct stored st;
+	struct entry_info info = {0};
+	int rc = 0;
+
+	if (!ends_with(name, ".entry") || stored_open(fs, name, &st) != 1)
+		return 0;
+	info_from(&info, &st);
+	/* keys hold no NUL, so the trailer reads as a C string for fnmatch */
+	if (info.freshness != ENTRY_EXPIRED && (!w->glob || fnmatch(w->glob, st.trailer, 0) == 0))
+		rc = w->stopped = w->fn(w->ctx, st.trailer, st.trailer_len, &info);
+	stored_close(&st);
+	return rc;
+}
+
 static int file_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 {
 	struct file_store *fs = to_file(s);
+	struct list_walk w = {glob, fn, ctx, 0};
 
 	file_sweep(fs);
-	DIR *d = store_listing(fs);
-	struct dirent *de;
-	int rc = 0;
-
-	if (!d)
-		return -1;
-	while (rc == 0 && (de = readdir(d))) {
-		struct stored st;
-		struct entry_info info = {0};
-		if (!ends_with(de->d_name, ".entry") || stored_open(fs, de->d_name, &st) != 1)
-			continue;
-		info_from(&info, &st);
-		/* keys hold no NUL, so the trailer reads as a C string for fnmatch */
-		if (info.freshness != ENTRY_EXPIRED && (!glob || fnmatch(glob, st.trailer, 0) == 0))
-			rc = fn(ctx, st.trailer, st.trailer_len, &info);
-		stored_close(&st);
-	}
-	closedir(d);
-	return 0;
+	return store_each(fs, list_name, &w) < 0 && !w.stopped ? -1 : 0;
 }
 
 static int file_ping(struct store *s, struct buf *out)

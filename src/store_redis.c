@@ -129,6 +129,17 @@ static void redis_name(struct buf *out, const char *ns, const char *key, size_t 
 	buf_append(out, suffix, strlen(suffix));
 }
 
+/* put "redis URL: " and then says before the error message set so far */
+static void err_at_server(const struct redis_store *rs, const char *says)
+{
+	char why[512];
+	char *where = url_display(&rs->url);
+
+	snprintf(why, sizeof(why), "%s", err_msg());
+	err_set("redis %s: %s%s", where, says, why);
+	free(where);
+}
+
 /* record a connection's failure as the error message */
 static void conn_error(const struct redis_store *rs, const struct conn *c, const char *what)
 {
@@ -595,11 +606,7 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 			continue;
 		}
 		if (rc == -2 && is_refusal(err_msg())) {
-			char why[512];
-			char *where = url_display(&rs->url);
-			snprintf(why, sizeof(why), "%s", err_msg());
-			err_set("redis %s: the server refused us: %s", where, why);
-			free(where);
+			err_at_server(rs, "the server refused us: ");
 			break_connection(rs); /* it closes the connection after saying so */
 			return -1;
 		}
@@ -618,11 +625,7 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 			return -1;
 		}
 		if (rc < 0) {
-			char why[512];
-			char *where = url_display(&rs->url);
-			snprintf(why, sizeof(why), "%s", err_msg());
-			err_set("redis %s: %s", where, why);
-			free(where);
+			err_at_server(rs, "");
 			break_connection(rs);
 		}
 		return rc;
@@ -714,11 +717,7 @@ static int plain_command(struct redis_store *rs, const struct resp_arg *args, in
 	int rc = rd ? read_reply(rd, ctx) : -1;
 
 	if (rc < 0) {
-		char why[512];
-		char *where = url_display(&rs->url);
-		snprintf(why, sizeof(why), "%s", err_msg());
-		err_set("redis %s: %s", where, why);
-		free(where);
+		err_at_server(rs, "");
 		if (rc == -1)
 			break_connection(rs);
 		return -1;
