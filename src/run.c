@@ -661,14 +661,19 @@ static int make_key(struct run_ctx *ctx)
 	return run_user_key(ctx->o, ctx->o->use_stdin ? digest : NULL, &ctx->key);
 }
 
+struct store_config run_store_config(const struct options *o)
+{
+	return (struct store_config){.url = &o->url,
+				     .ns = o->ns,
+				     .timeout_ms = o->redis_timeout_ms,
+				     .password = o->password,
+				     .tls = &o->tls};
+}
+
 int run_command(const struct options *o)
 {
 	struct run_ctx ctx = {.o = o, .in = STDIN_KEEP_INIT};
-	struct store_config cfg = {.url = &o->url,
-				   .ns = o->ns,
-				   .timeout_ms = o->redis_timeout_ms,
-				   .password = o->password,
-				   .tls = &o->tls};
+	struct store_config cfg = run_store_config(o);
 	bool refused;
 	int status = 125;
 	int rc = make_key(&ctx);

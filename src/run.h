@@ -11,6 +11,10 @@
  * they cannot disagree. */
 int run_user_key(const struct options *o, const unsigned char *stdin_digest, struct buf *key);
 
+struct store_config;
+/* the store the options name, for store_open(); points into o */
+struct store_config run_store_config(const struct options *o);
+
 /* run COMMAND through the cache as o says; returns the exit status */
 int run_command(const struct options *o);
 

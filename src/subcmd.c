@@ -18,11 +18,7 @@
 /* open the store for a subcommand; NULL after printing why */
 static struct store *open_for(const struct options *o)
 {
-	struct store_config cfg = {.url = &o->url,
-				   .ns = o->ns,
-				   .timeout_ms = o->redis_timeout_ms,
-				   .password = o->password,
-				   .tls = &o->tls};
+	struct store_config cfg = run_store_config(o);
 	bool refused;
 	struct store *s = store_open(&cfg, &refused);
 
