@@ -733,6 +733,16 @@ static int plain_command(struct redis_store *rs, const struct resp_arg *args, in
  * whose metadata m came with run id rid: one HMGET of the run id and both
  * values, a snapshot of one moment, checked before a byte is handed on.
  * 1 written, 0 the entry is another run's now (nothing written), -1. */
+/* after attempt reads of a large entry that another run replaced each
+ * time: -1 with err_set() when that is enough, else 0 (read again) */
+static int replaced_too_often(int attempt)
+{
+	if (attempt < BIG_READ_ATTEMPTS)
+		return 0;
+	err_set("the entry was replaced %d times while it was being read", attempt);
+	return -1;
+}
+
 static int fetch_big(struct redis_store *rs, const struct buf *name, const struct entry_meta *m,
 		     const char *rid, struct sink *sink)
 {
@@ -1004,11 +1014,8 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 		}
 		if (rc != 0)
 			break;
-		if (attempt == BIG_READ_ATTEMPTS) {
-			err_set("the entry was replaced %d times while it was being read", attempt);
-			rc = -1;
+		if ((rc = replaced_too_often(attempt)) < 0)
 			break;
-		}
 		/* another run replaced the entry: look again, from the start */
 		memset(res, 0, sizeof(*res));
 	}
@@ -1416,11 +1423,8 @@ static int get_once(struct redis_store *rs, const char *key, size_t key_len, boo
 		rc = fetch_big(rs, &entry, &res.meta, er.rid, sink);
 		if (rc != 0)
 			break;
-		if (attempt == BIG_READ_ATTEMPTS) {
-			err_set("the entry was replaced %d times while it was being read", attempt);
-			rc = -1;
+		if ((rc = replaced_too_often(attempt)) < 0)
 			break;
-		}
 	}
 	buf_free(&entry);
 	if (rc < 0)
