@@ -11,21 +11,25 @@
  *   NS:{K}:done:TOKEN    a failed round's result for its waiters
  *   NS:{K}:stage:TOKEN   a result being written
  *   NS:{K}:wake          the pub/sub channel that wakes the waiters
- *   NS:{%tag:T}          the set of user keys filed under tag T
- *   NS:{%run:T}          the keys whose leader runs with tag T and has not
- *                        finished (so that invalidate --tag can fence it)
- *   NS:{%stats}          the namespace's counters (a hash)
+ *   NS:{%W}:tag:T        the set of user keys of slot %W filed under tag T
+ *   NS:{%W}:run:T        the keys of slot %W whose leader runs with tag T and
+ *                        has not finished (so that invalidate --tag can fence it)
+ *   NS:{%W}:stats        the counters of the runs of slot %W's keys (a hash)
  *   NS:{%ping}...        probe keys of ping, deleted after
  *
  * K is the user key and T the tag name with '%' and '}' written %25 and %7D,
  * so a brace tag holds the whole name, and one entry's keys share a cluster
- * slot, whatever bytes the key holds. The mapping is injective: the
- * namespace holds no '{' (options.c refuses one, and so does open), so the
- * first '{' ends it; the first '}' ends the brace tag; an escaped key holds
- * '%' only in %25 or %7D, so no key's brace tag starts with '%' like a tag
- * set's, a run set's, the counters' or ping's; and the suffix after the '}'
- * says which part of the entry a name is. No tag, key or namespace can name
- * another's key. */
+ * slot, whatever bytes the key holds. %W is the tag of that slot (cluster.h:
+ * '%' and a word of [0-9a-z]{1,4} that hashes to it), so that each script
+ * call touches one slot, counters and tag sets included, on a cluster and
+ * alike on a standalone server; stats and the tag subcommands add up every
+ * slot's (SCAN). The mapping is injective: the namespace holds no '{'
+ * (options.c refuses one, and so does open), so the first '{' ends it; the
+ * first '}' ends the brace tag; an escaped key holds '%' only in %25 or %7D,
+ * so no entry's name is "NS:{%W}:" followed by tag, run or stats (those
+ * suffixes are not an entry part's); and the suffix after the '}' says which
+ * part of the entry a name is. No tag, key or namespace can name another's
+ * key. */
 #include "store.h"
 
 #include <errno.h>
@@ -38,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "conn.h"
 #include "lua_scripts.h"
 #include "reply.h"
@@ -53,7 +58,8 @@ struct redis_store {
 	char *ns;
 	int64_t timeout_ms;
 	char *lock_value_suffix;     /* " host=H pid=P", after the token */
-	char *stats_key;             /* NS:{%stats} */
+	const char *slot_tag;        /* of the key in use: its counters and tag sets' slot */
+	struct buf stats_key;        /* NS:{%SLOTTAG}:stats, the counters of that slot */
 	bool refused;                /* the server refused our credentials */
 	enum conn_error connect_err; /* how the last connect_one() failed to connect */
 	char *password;              /* CACHEFENCE_PASSWORD's, for a URL without one */
@@ -100,22 +106,40 @@ static void append_escaped(struct buf *out, const char *p, size_t n)
 	}
 }
 
-/* the Redis name of a tag's set: NS:{%tag:escaped tag}, into out */
-static void tag_name(struct buf *out, const char *ns, const char *tag)
+/* Counters and tag records live next to the entries they count and file:
+ * in each slot (of Redis Cluster's 16384), under that slot's tag %W (see
+ * cluster.h), so that every script call touches one slot. A standalone
+ * server has the same names: stats and the tag subcommands add them up. */
+
+/* the Redis name of a tag's set in the slot of slot_tag: NS:{%W}:tag:escaped
+ * tag, into out */
+static void tag_name(struct buf *out, const char *ns, const char *slot_tag, const char *tag)
 {
 	out->len = 0;
-	buf_appendf(out, "%s:{%%tag:", ns);
+	buf_appendf(out, "%s:{%s}:tag:", ns, slot_tag);
 	append_escaped(out, tag, strlen(tag));
-	buf_append(out, "}", 1);
 }
 
-/* the Redis name of a tag's running leaders: NS:{%run:escaped tag}, into out */
-static void run_set_name(struct buf *out, const char *ns, const char *tag)
+/* the Redis name of a tag's running leaders in the slot of slot_tag:
+ * NS:{%W}:run:escaped tag, into out */
+static void run_set_name(struct buf *out, const char *ns, const char *slot_tag, const char *tag)
 {
 	out->len = 0;
-	buf_appendf(out, "%s:{%%run:", ns);
+	buf_appendf(out, "%s:{%s}:run:", ns, slot_tag);
 	append_escaped(out, tag, strlen(tag));
-	buf_append(out, "}", 1);
+}
+
+/* the key in use from now on is key: its slot's counters (and tag sets) */
+static void use_key_slot(struct redis_store *rs, const char *key, size_t len)
+{
+	struct buf tag = {0};
+
+	append_escaped(&tag, key, len);
+	/* NS:{escaped key}: the hash tag is the escaped key (it has no '}') */
+	rs->slot_tag = cluster_slot_tags[cluster_slot(tag.data, tag.len)];
+	buf_free(&tag);
+	rs->stats_key.len = 0;
+	buf_appendf(&rs->stats_key, "%s:{%s}:stats", rs->ns, rs->slot_tag);
 }
 
 /* the Redis name of one of key's parts: NS:{escaped key}suffix, into out */
@@ -479,14 +503,14 @@ static void call_push_str(struct script_call *sc, const char *s)
 	call_push(sc, s, strlen(s));
 }
 
-/* push the names made by name_of(ns, tags[i]) for ntags tags as keys of
- * sc, built in names[] (freed with free_names) */
-static void push_tag_keys(struct script_call *sc, struct buf *names, const char *ns,
+/* push the names made by name_of(ns, slot tag, tags[i]) for ntags tags as
+ * keys of sc, built in names[] (freed with free_names) */
+static void push_tag_keys(struct script_call *sc, struct buf *names, const struct redis_store *rs,
 			  const char *const *tags, int ntags,
-			  void (*name_of)(struct buf *, const char *, const char *))
+			  void (*name_of)(struct buf *, const char *, const char *, const char *))
 {
 	for (int i = 0; i < ntags; i++) {
-		name_of(&names[i], ns, tags[i]);
+		name_of(&names[i], rs->ns, rs->slot_tag, tags[i]);
 		call_push(sc, names[i].data, names[i].len);
 		sc->nkeys++;
 	}
@@ -870,12 +894,13 @@ static int take_over(struct redis_store *rs, const struct lookup_req *req, const
 	int ntags = req->ntags < MAX_TAGS ? req->ntags : MAX_TAGS;
 	char lease[24];
 
+	use_key_slot(rs, req->key, req->key_len);
 	redis_name(&lock, rs->ns, req->key, req->key_len, ":lock");
 	lock_value(rs, &value, req->token);
 	snprintf(lease, sizeof(lease), "%lld", (long long)req->lease_ms);
 	call_push(&sc, lock.data, lock.len);
-	call_push_str(&sc, rs->stats_key);
-	push_tag_keys(&sc, runs, rs->ns, req->tags, ntags, run_set_name);
+	call_push(&sc, rs->stats_key.data, rs->stats_key.len);
+	push_tag_keys(&sc, runs, rs, req->tags, ntags, run_set_name);
 	call_push_str(&sc, holder);
 	call_push(&sc, value.data, value.len);
 	call_push_str(&sc, lease);
@@ -942,6 +967,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	char lease[24], beta[32], draw[32];
 
 	memset(res, 0, sizeof(*res));
+	use_key_slot(rs, req->key, req->key_len);
 	redis_name(&entry, rs->ns, req->key, req->key_len, "");
 	redis_name(&lock, rs->ns, req->key, req->key_len, ":lock");
 	redis_name(&done, rs->ns, req->key, req->key_len, ":done:");
@@ -953,10 +979,10 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	call_push(&sc, entry.data, entry.len);
 	call_push(&sc, lock.data, lock.len);
 	call_push(&sc, done.data, done.len);
-	call_push_str(&sc, rs->stats_key);
+	call_push(&sc, rs->stats_key.data, rs->stats_key.len);
 	rs->tags = req->tags;
 	rs->ntags = ntags;
-	push_tag_keys(&sc, tags, rs->ns, req->tags, ntags, run_set_name);
+	push_tag_keys(&sc, tags, rs, req->tags, ntags, run_set_name);
 	call_push_str(&sc, req->token);
 	call_push_str(&sc, lease);
 	call_push(&sc, lock_value.data, lock_value.len);
@@ -1183,10 +1209,11 @@ static int renew_once(struct redis_store *rs, const char *key, size_t key_len, c
 
 	bool retake = server_changed(rs);
 	snprintf(lease, sizeof(lease), "%lld", (long long)lease_ms);
+	use_key_slot(rs, key, key_len);
 	redis_name(&lock, rs->ns, key, key_len, ":lock");
 	lock_value(rs, &value, token);
 	call_push(&sc, lock.data, lock.len);
-	push_tag_keys(&sc, tags, rs->ns, rs->tags, rs->ntags, run_set_name);
+	push_tag_keys(&sc, tags, rs, rs->tags, rs->ntags, run_set_name);
 	call_push_str(&sc, token);
 	call_push_str(&sc, lease);
 	call_push(&sc, key, key_len);
@@ -1227,16 +1254,17 @@ static int abandon_once(struct redis_store *rs, const char *key, size_t key_len,
 	struct script_call sc = {.script = &lua_abandon, .nkeys = 4};
 	char mark_ms[24] = "", backoff[24] = "";
 
+	use_key_slot(rs, key, key_len);
 	redis_name(&lock, rs->ns, key, key_len, ":lock");
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
 	redis_name(&done, rs->ns, key, key_len, ":done:");
 	buf_append(&done, token, TOKEN_LEN);
 	redis_name(&entry, rs->ns, key, key_len, "");
 	call_push(&sc, lock.data, lock.len);
-	call_push_str(&sc, rs->stats_key);
+	call_push(&sc, rs->stats_key.data, rs->stats_key.len);
 	call_push(&sc, done.data, done.len);
 	call_push(&sc, entry.data, entry.len);
-	push_tag_keys(&sc, runs, rs->ns, rs->tags, rs->ntags, run_set_name);
+	push_tag_keys(&sc, runs, rs, rs->tags, rs->ntags, run_set_name);
 	call_push_str(&sc, token);
 	call_push(&sc, channel.data, channel.len);
 	int counter = abandon_counter(why);
@@ -1339,6 +1367,7 @@ static int finish_once(struct redis_store *rs, const char *key, size_t key_len, 
 	int64_t expiry_ms = entry_lifetime(&res->meta);
 	snprintf(expiry, sizeof(expiry), "%lld", (long long)(expiry_ms > 0 ? expiry_ms : 1));
 	snprintf(handoff, sizeof(handoff), "%lld", (long long)res->handoff_ms);
+	use_key_slot(rs, key, key_len);
 	redis_name(&entry, rs->ns, key, key_len, "");
 	redis_name(&lock, rs->ns, key, key_len, ":lock");
 	redis_name(&done, rs->ns, key, key_len, ":done:");
@@ -1352,10 +1381,10 @@ static int finish_once(struct redis_store *rs, const char *key, size_t key_len, 
 	call_push(&sc, entry.data, entry.len);
 	call_push(&sc, lock.data, lock.len);
 	call_push(&sc, done.data, done.len);
-	call_push_str(&sc, rs->stats_key);
+	call_push(&sc, rs->stats_key.data, rs->stats_key.len);
 	call_push(&sc, stage.data, stage.len);
-	push_tag_keys(&sc, tags, rs->ns, res->tags, ntags, tag_name);
-	push_tag_keys(&sc, runs, rs->ns, res->tags, ntags, run_set_name);
+	push_tag_keys(&sc, tags, rs, res->tags, ntags, tag_name);
+	push_tag_keys(&sc, runs, rs, res->tags, ntags, run_set_name);
 	snprintf(ntags_arg, sizeof(ntags_arg), "%d", ntags);
 	call_push_str(&sc, token);
 	call_push_str(&sc, res->cacheable ? "1" : "0");
@@ -1717,23 +1746,80 @@ static int redis_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 	return rc < 0 ? -1 : 0;
 }
 
-/* the tag in a Redis name NS:{%tag:T} into out; 1, or 0 for another name */
+/* Call fn with every name of type type (a set, a hash) that matches the
+ * SCAN pattern, until it returns non-zero; 0 (fn's stop included), or -1
+ * with err_set(). */
+static int scan_each(struct redis_store *rs, const struct buf *pattern, const char *type,
+		     int (*fn)(struct redis_store *, const char *, size_t, void *), void *ctx)
+{
+	char cursor[32] = "0";
+	int rc = 0;
+
+	do {
+		const char *argv[8] = {"SCAN",  cursor, "MATCH", pattern->data,
+				       "COUNT", "1000", "TYPE",  type};
+		size_t lens[8] = {4, strlen(cursor), 5, pattern->len, 5, 4, 4, strlen(type)};
+		redisReply *r = scan_step(rs, 8, argv, lens, cursor);
+		if (!r)
+			return -1;
+		redisReply *names = r->element[1];
+		for (size_t i = 0; i < names->elements && rc == 0; i++)
+			if (is_string(names->element[i]))
+				rc = fn(rs, names->element[i]->str, names->element[i]->len, ctx);
+		freeReplyObject(r);
+	} while (rc == 0 && strcmp(cursor, "0") != 0);
+	return rc < 0 ? -1 : 0;
+}
+
+/* append the n bytes at p to a SCAN pattern, its glob characters escaped */
+static void append_glob_literal(struct buf *out, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strchr("*?[]\\", p[i]))
+			buf_append(out, "\\", 1);
+		buf_append(out, p + i, 1);
+	}
+}
+
+/* the SCAN pattern of every slot's tag sets (what "tag") or run sets ("run")
+ * whose escaped tag name is the n bytes at p, then "*" when open */
+static void tag_pattern(struct buf *out, const char *ns, const char *what, const char *p, size_t n,
+			bool open)
+{
+	struct buf escaped = {0};
+
+	append_escaped(&escaped, p, n);
+	out->len = 0;
+	/* NS:{%W}: the namespace has no glob character (options.c) */
+	buf_appendf(out, "%s:{%%*}:%s:", ns, what);
+	append_glob_literal(out, escaped.data, escaped.len);
+	if (open)
+		buf_append(out, "*", 1);
+	buf_free(&escaped);
+}
+
+/* the tag name of a Redis name NS:{%W}:tag:escaped tag into out; 0 when the
+ * name is not one */
 static int tag_of(struct buf *out, const char *ns, const char *name, size_t len)
 {
-	size_t pre = strlen(ns) + 7, i;
+	size_t pre = strlen(ns) + 3, i;
+	const char *end = name + len;
 
 	out->len = 0;
-	if (len < pre + 2 || memcmp(name, ns, pre - 7) != 0 ||
-	    memcmp(name + pre - 7, ":{%tag:", 7) != 0 || name[len - 1] != '}')
+	if (len < pre + 1 || memcmp(name, ns, pre - 3) != 0 ||
+	    memcmp(name + pre - 3, ":{%", 3) != 0)
 		return 0;
-	for (i = pre; i < len - 1; i++) {
+	const char *close = memchr(name + pre, '}', len - pre);
+	if (!close || (size_t)(end - close) < 6 || memcmp(close, "}:tag:", 6) != 0)
+		return 0;
+	for (i = (size_t)(close + 6 - name); i < len; i++) {
 		if (name[i] == '}' || name[i] == '\0')
 			return 0;
 		if (name[i] != '%') {
 			buf_append(out, name + i, 1);
 			continue;
 		}
-		if (i + 3 > len - 1)
+		if (i + 3 > len)
 			return 0;
 		if (memcmp(name + i, "%25", 3) == 0)
 			buf_append(out, "%", 1);
@@ -1746,40 +1832,38 @@ static int tag_of(struct buf *out, const char *ns, const char *name, size_t len)
 	return out->len > 0;
 }
 
+struct tags_walk {
+	const char *glob;
+	tag_fn fn;
+	void *ctx;
+	struct buf tag;
+};
+
+static int tag_found(struct redis_store *rs, const char *name, size_t len, void *ctx)
+{
+	struct tags_walk *w = ctx;
+
+	if (tag_of(&w->tag, rs->ns, name, len) &&
+	    (!w->glob || fnmatch(w->glob, w->tag.data, 0) == 0))
+		return w->fn(w->ctx, w->tag.data, w->tag.len);
+	return 0;
+}
+
+/* every slot's tag sets; a tag filed in many slots comes many times (the
+ * caller keeps one) */
 static int redis_list_tags(struct store *s, const char *glob, tag_fn fn, void *ctx)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf pattern = {0}, tag = {0};
-	char cursor[32] = "0";
-	int rc = 0;
+	struct tags_walk w = {.glob = glob, .fn = fn, .ctx = ctx};
+	struct buf pattern = {0};
 
 	/* narrowed to the glob's literal start, as scan_pattern does for keys */
-	tag_name(&pattern, rs->ns, "");
-	pattern.len--;
-	if (glob)
-		append_escaped(&pattern, glob, strcspn(glob, "*?[\\"));
-	buf_append(&pattern, "*", 1);
-	do {
-		const char *argv[8] = {"SCAN",  cursor, "MATCH", pattern.data,
-				       "COUNT", "1000", "TYPE",  "set"};
-		size_t lens[8] = {4, strlen(cursor), 5, pattern.len, 5, 4, 4, 3};
-		redisReply *r = scan_step(rs, 8, argv, lens, cursor);
-		if (!r) {
-			rc = -1;
-			break;
-		}
-		redisReply *names = r->element[1];
-		for (size_t i = 0; i < names->elements && rc == 0; i++) {
-			redisReply *n = names->element[i];
-			if (is_string(n) && tag_of(&tag, rs->ns, n->str, n->len) &&
-			    (!glob || fnmatch(glob, tag.data, 0) == 0))
-				rc = fn(ctx, tag.data, tag.len);
-		}
-		freeReplyObject(r);
-	} while (rc == 0 && strcmp(cursor, "0") != 0);
+	tag_pattern(&pattern, rs->ns, "tag", glob ? glob : "", glob ? strcspn(glob, "*?[\\") : 0,
+		    true);
+	int rc = scan_each(rs, &pattern, "set", tag_found, &w);
 	buf_free(&pattern);
-	buf_free(&tag);
-	return rc < 0 ? -1 : 0;
+	buf_free(&w.tag);
+	return rc;
 }
 
 /* invalidate every member of the set named set (and delete it); the count
@@ -1815,29 +1899,52 @@ static long invalidate_members(struct store *s, const struct buf *set)
 	return deleted;
 }
 
+static int invalidate_set(struct redis_store *rs, const char *name, size_t len, void *ctx)
+{
+	long *count = ctx;
+	struct buf set = {0};
+
+	buf_append(&set, name, len);
+	long n = invalidate_members(&rs->base, &set);
+	buf_free(&set);
+	if (n < 0)
+		return -1;
+	*count += n;
+	return 0;
+}
+
 /* the entries filed under tag, and the leaders running with it (whose
- * locks invalidate deletes: they store nothing) */
+ * locks invalidate deletes: they store nothing), in every slot: the run
+ * sets first, so that no leader stores after its entry was deleted */
 static long redis_invalidate_tag(struct store *s, const char *tag)
 {
 	struct redis_store *rs = to_redis(s);
-	struct buf set = {0};
+	struct buf pattern = {0};
+	long count = 0;
 
-	run_set_name(&set, rs->ns, tag);
-	long running = invalidate_members(s, &set);
-	tag_name(&set, rs->ns, tag);
-	long deleted = running < 0 ? -1 : invalidate_members(s, &set);
-	buf_free(&set);
-	return deleted < 0 ? -1 : running + deleted;
+	tag_pattern(&pattern, rs->ns, "run", tag, strlen(tag), false);
+	int rc = scan_each(rs, &pattern, "set", invalidate_set, &count);
+	if (rc == 0) {
+		tag_pattern(&pattern, rs->ns, "tag", tag, strlen(tag), false);
+		rc = scan_each(rs, &pattern, "set", invalidate_set, &count);
+	}
+	buf_free(&pattern);
+	return rc < 0 ? -1 : count;
 }
 
-static int redis_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)
+struct stats_sum {
+	uint64_t *c;
+	bool reset;
+};
+
+/* add the counters of one slot's hash (name) to the sum; zero them with reset */
+static int add_slot_stats(struct redis_store *rs, const char *name, size_t len, void *ctx)
 {
-	struct redis_store *rs = to_redis(s);
+	struct stats_sum *sum = ctx;
 	struct script_call sc = {.script = &lua_stats, .nkeys = 1};
 
-	memset(c, 0, STAT_COUNT * sizeof(*c));
-	call_push_str(&sc, rs->stats_key);
-	call_push_str(&sc, reset ? "1" : "0");
+	call_push(&sc, name, len);
+	call_push_str(&sc, sum->reset ? "1" : "0");
 	redisReply *r = call_script(rs, &sc);
 	if (!r)
 		return -1;
@@ -1846,11 +1953,25 @@ static int redis_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)
 			if (is_string(r->element[i]) &&
 			    strcmp(r->element[i]->str, stat_names[k]) == 0 &&
 			    is_string(r->element[i + 1]))
-				c[k] = strtoull(r->element[i + 1]->str, NULL, 10);
+				sum->c[k] += strtoull(r->element[i + 1]->str, NULL, 10);
 		}
 	}
 	freeReplyObject(r);
 	return 0;
+}
+
+/* the namespace's counters: the sum of every slot's (see use_key_slot) */
+static int redis_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)
+{
+	struct redis_store *rs = to_redis(s);
+	struct stats_sum sum = {c, reset};
+	struct buf pattern = {0};
+
+	memset(c, 0, STAT_COUNT * sizeof(*c));
+	buf_appendf(&pattern, "%s:{%%*}:stats", rs->ns);
+	int rc = scan_each(rs, &pattern, "hash", add_slot_stats, &sum);
+	buf_free(&pattern);
+	return rc;
 }
 
 static void redis_count(struct store *s, enum counter which)
@@ -1860,8 +1981,8 @@ static void redis_count(struct store *s, enum counter which)
 	/* a connection that failed would only make the caller wait again */
 	if (!rs->c || rs->c->err)
 		return;
-	const char *argv[4] = {"HINCRBY", rs->stats_key, stat_names[which], "1"};
-	size_t lens[4] = {7, strlen(rs->stats_key), strlen(stat_names[which]), 1};
+	const char *argv[4] = {"HINCRBY", rs->stats_key.data, stat_names[which], "1"};
+	size_t lens[4] = {7, rs->stats_key.len, strlen(stat_names[which]), 1};
 	freeReplyObject(raw_command(rs, rs->c, 4, argv, lens));
 }
 
@@ -2119,7 +2240,7 @@ static void redis_close(struct store *s)
 	url_free(&rs->url);
 	free(rs->ns);
 	free(rs->lock_value_suffix);
-	free(rs->stats_key);
+	buf_free(&rs->stats_key);
 	buf_free(&rs->sub_channel);
 	buf_free(&rs->held_key);
 	if (rs->password)
@@ -2188,7 +2309,8 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	rs->base.desc = url_display(&rs->url);
 	rs->ns = xstrdup(cfg->ns);
 	rs->password = cfg->password ? xstrdup(cfg->password) : NULL;
-	rs->stats_key = xasprintf("%s:{%%stats}", cfg->ns);
+	rs->slot_tag = cluster_slot_tags[0];
+	buf_appendf(&rs->stats_key, "%s:{%s}:stats", rs->ns, rs->slot_tag);
 	rs->timeout_ms = cfg->timeout_ms;
 	if (rs->url.kind == URL_REDIS_TLS) {
 		static const struct tls_options none = {0};

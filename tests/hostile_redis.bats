@@ -93,9 +93,17 @@ clean_run() {
 	rcli --scan >names
 	assert_eq "$(grep -cv '^odd:ns:{' names)" 0 "names outside odd:ns:{"
 	grep -qxF 'odd:ns:{k%7D%25}' names
-	grep -qxF 'odd:ns:{%tag:a%7Db}' names
-	grep -qxF 'odd:ns:{%tag:%25}' names
-	grep -qxF 'odd:ns:{%stats}' names
+	# the counters and tag sets of the entry's slot: {%W} is its slot's tag
+	slot='odd:ns:\{%[0-9a-z]{1,4}\}'
+	grep -qxE "$slot:tag:a%7Db" names
+	grep -qxE "$slot:tag:%25" names
+	grep -qxE "$slot:stats" names
+	assert_eq "$(grep -oE '^odd:ns:\{%[0-9a-z]+\}' names | sort -u | wc -l)" 1 "slots of one run's counters and tags"
+	# ... and that slot is the entry's (CRC16 of the brace tag, as Redis Cluster hashes)
+	w=$(grep -oE '^odd:ns:\{%[0-9a-z]+\}' names | head -1 | sed 's/^odd:ns:{\(.*\)}$/\1/')
+	assert_eq "$(python3 -c 'import binascii, sys; print(*(binascii.crc_hqx(a.encode(), 0) % 16384 for a in sys.argv[1:]))' "$w" 'k%7D%25')" \
+		"$(python3 -c 'import binascii, sys; s = binascii.crc_hqx(sys.argv[1].encode(), 0) % 16384; print(s, s)' 'k%7D%25')" \
+		"slot of the counters and of the entry"
 }
 
 # --- slow and broken links (tests/lib/relay.py) --------------------------------------------
@@ -288,7 +296,7 @@ start_held_leader() {
 	# the next run stores as usual, and is filed under its tags again
 	cf_to again -t 1h -k report --tag users --tag weekly -- echo new
 	assert_bytes again.out 'new\n'
-	assert_eq "$(rcli EXISTS 'cachefence:{%run:users}' 'cachefence:{%run:weekly}')" 0 "run sets left by a finished run"
+	assert_eq "$(redis_names 'cachefence:{%*}:run:*')" "" "run sets left by a finished run"
 	cf_to byusers invalidate --tag users
 	assert_bytes byusers.out '1\n'
 }

@@ -773,14 +773,21 @@ redis_calls() {
 	done
 
 	if store_is_redis; then
-		# the tag set lives exactly as long as its longest-lived entry
+		# each slot's tag set lives exactly as long as its longest-lived
+		# entry; the longest of them as long as the longest entry
 		e1=$(rcli PTTL 'cachefence:{t1}')
 		e2=$(rcli PTTL 'cachefence:{t2}')
-		tag=$(rcli PTTL 'cachefence:{%tag:users}')
-		((tag > 0)) || { echo "tag set has no expiry (PTTL $tag)" >&2; false; }
-		((tag <= e2)) || { echo "tag set outlives its entries: PTTL $tag > $e2" >&2; false; }
-		((tag > e1)) || { echo "tag set dies with its shortest-lived entry: PTTL $tag <= $e1" >&2; false; }
-		assert_eq "$(rcli TYPE 'cachefence:{%tag:users}')" set "type of the tag"
+		redis_names 'cachefence:{%*}:tag:users' >sets
+		assert_eq "$(wc -l <sets)" 2 "tag sets of users (t1 and t2 are in two slots)"
+		longest=0
+		while read -r set; do
+			tag=$(rcli PTTL "$set")
+			((tag > 0)) || { echo "tag set $set has no expiry (PTTL $tag)" >&2; false; }
+			((tag <= e2)) || { echo "tag set outlives its entries: PTTL $tag > $e2" >&2; false; }
+			((tag > longest)) && longest=$tag
+			assert_eq "$(rcli TYPE "$set")" set "type of the tag"
+		done <sets
+		((longest > e1)) || { echo "tag sets die with the shortest-lived entry: PTTL $longest <= $e1" >&2; false; }
 	fi
 
 	cf_to users invalidate --tag users
@@ -810,7 +817,7 @@ redis_calls() {
 	cf_to last get t4
 	assert_status 0 last
 	if store_is_redis; then
-		assert_eq "$(rcli EXISTS 'cachefence:{%tag:users}' 'cachefence:{%tag:feed}')" 0 "tag sets left after invalidate --tag"
+		assert_eq "$(redis_names 'cachefence:{%*}:tag:*')" "" "tag sets left after invalidate --tag"
 	fi
 }
 
@@ -818,13 +825,15 @@ redis_calls() {
 	require_redis
 	cf_to short -t 300ms -k brief --tag ephemeral -- printf x
 	assert_status 0 short
-	pttl=$(rcli PTTL 'cachefence:{%tag:ephemeral}')
+	set=$(redis_names 'cachefence:{%*}:tag:ephemeral')
+	[[ -n $set ]] || { echo "no tag set for ephemeral" >&2; false; }
+	pttl=$(rcli PTTL "$set")
 	((pttl > 0 && pttl <= 300)) || { echo "tag PTTL $pttl, entry TTL 300 ms" >&2; false; }
 	for _ in $(seq 50); do
-		[[ $(rcli EXISTS 'cachefence:{%tag:ephemeral}') == 0 ]] && break
+		[[ $(rcli EXISTS "$set") == 0 ]] && break
 		sleep 0.1
 	done
-	assert_eq "$(rcli EXISTS 'cachefence:{%tag:ephemeral}' 'cachefence:{brief}')" 0 "tag and entry left"
+	assert_eq "$(rcli EXISTS "$set" 'cachefence:{brief}')" 0 "tag and entry left"
 }
 
 @test "list --tags prints each tag of the namespace once, sorted; GLOB and --json; invalidate --tag and expiry remove it" {

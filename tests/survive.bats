@@ -40,13 +40,6 @@ teardown() {
 
 # --- helpers ----------------------------------------------------------------------------
 
-# the namespace's counter NAME, 0 when unset
-stat_value() {
-	local v
-	v=$(rcli HGET "cachefence:{%stats}" "$1")
-	echo "${v:-0}"
-}
-
 # wait up to SECONDS (default 30) until counter NAME is at least N
 wait_for_stat() {
 	local i

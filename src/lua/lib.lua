@@ -61,7 +61,7 @@ local function lock_is(lock_value, token)
   return lock_value and string.sub(lock_value, 1, TOKEN_LEN) == token
 end
 
--- File member under the run sets KEYS[first..] (NS:{%run:TAG}: the keys
+-- File member under the run sets KEYS[first..] (NS:{%W}:run:TAG: the keys
 -- whose leader runs with the tag and has not finished), and keep each at
 -- least lease ms (renew keeps extending it): invalidate --tag walks them
 -- beside the tag sets and deletes each member's lock, which fences the run

@@ -165,6 +165,22 @@ port_is_free() {
 	! (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# the names of the default namespace's Redis keys that match PATTERN (SCAN)
+redis_names() {
+	rcli --scan --pattern "$1" | sort
+}
+
+# the default namespace's counter NAME: the sum over its slots' counters
+# (cachefence:{%W}:stats, one hash per slot in use), 0 when unset
+stat_value() {
+	local name sum=0 v
+	while read -r name; do
+		v=$(rcli HGET "$name" "$1")
+		sum=$((sum + ${v:-0}))
+	done < <(redis_names 'cachefence:{%*}:stats')
+	echo "$sum"
+}
+
 # a loopback port nothing listens on (never 6379)
 free_port() {
 	local port
