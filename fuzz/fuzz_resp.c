@@ -20,7 +20,7 @@
 /* values up to this size come inside the script's reply, larger ones come
  * as nil and are fetched with HGET; store_redis.c draws the line at 1 MiB,
  * here it is lower so that inputs of a fuzzer's size reach both paths */
-#define INLINE_MAX 256
+#define FUZZ_INLINE_MAX 256
 
 /* --- the input, in pieces ----------------------------------------------------------- */
 
@@ -138,7 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct counted c = {0, 0};
 	struct entry_reply er = {
 		.res = &res,
-		.inline_max = INLINE_MAX,
+		.inline_max = FUZZ_INLINE_MAX,
 		.out = count_out,
 		.err = count_err,
 		.ctx = &c,
@@ -157,7 +157,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(res.meta.status >= 0 && res.meta.status <= 255);
 			bool changed = false;
 			if (er.big) {
-				CHECK(res.meta.out_len + res.meta.err_len > INLINE_MAX);
+				CHECK(res.meta.out_len + res.meta.err_len > FUZZ_INLINE_MAX);
 				CHECK(c.out == 0 && c.err == 0);
 				rc = fetch_big(er.rid, &res.meta, &c, &changed);
 			}

@@ -145,6 +145,10 @@ bool cluster_parse_redirect(const char *err, const char *asked_host, struct redi
 	if (errno || end == colon + 1 || *end || port <= 0 || port > 65535)
 		return false;
 	size_t hlen = (size_t)(colon - p);
+	if (hlen >= 2 && p[0] == '[' && p[hlen - 1] == ']') {
+		p++; /* [IPv6]:port */
+		hlen -= 2;
+	}
 	if (hlen == 0) {
 		if (strlen(asked_host) >= sizeof(r->host))
 			return false;
@@ -253,28 +257,39 @@ static bool load_range(struct slot_map *m, const char *line)
 	return true;
 }
 
+int slot_map_parse(struct slot_map *m, const char *p, size_t n)
+{
+	size_t magic = strlen(CACHE_MAGIC);
+	struct buf b = {0};
+	int rc = 0;
+
+	slot_map_free(m);
+	if (n < magic || n > CACHE_MAX || memcmp(p, CACHE_MAGIC, magic) != 0 ||
+	    memchr(p, '\0', n) || p[n - 1] != '\n')
+		return -1;
+	buf_append(&b, p, n); /* a copy whose lines can be cut */
+	char *line = b.data + magic, *nl;
+	for (; rc == 0 && (nl = strchr(line, '\n')); line = nl + 1) {
+		*nl = '\0';
+		if (!load_range(m, line))
+			rc = -1;
+	}
+	buf_free(&b);
+	if (rc < 0 || m->n_nodes == 0) {
+		slot_map_free(m);
+		return -1;
+	}
+	return 0;
+}
+
 int slot_map_load(struct slot_map *m, const char *path)
 {
 	struct buf b = {0};
 
 	slot_map_free(m);
-	if (read_private(path, &b) < 0 || b.len < strlen(CACHE_MAGIC) ||
-	    memcmp(b.data, CACHE_MAGIC, strlen(CACHE_MAGIC)) != 0 || memchr(b.data, '\0', b.len) ||
-	    b.data[b.len - 1] != '\n') {
-		buf_free(&b);
-		return -1;
-	}
-	char *line = b.data + strlen(CACHE_MAGIC), *nl;
-	for (; (nl = strchr(line, '\n')); line = nl + 1) {
-		*nl = '\0';
-		if (!load_range(m, line)) {
-			slot_map_free(m);
-			buf_free(&b);
-			return -1;
-		}
-	}
+	int rc = read_private(path, &b) < 0 ? -1 : slot_map_parse(m, b.data, b.len);
 	buf_free(&b);
-	return m->n_nodes ? 0 : -1;
+	return rc;
 }
 
 void slot_map_save(const struct slot_map *m, const char *path)

@@ -69,6 +69,9 @@ bool cluster_parse_redirect(const char *err, const char *asked_host, struct redi
  * ~/.cache/cachefence-cluster/, then a digest of seeds. NULL when there is
  * no such place (neither variable set); the caller frees the path. */
 char *slot_map_cache_path(const char *seeds);
+/* Parse the n bytes at p, a cached map as slot_map_save() writes it, into
+ * m (emptied first); 0, or -1 (m left empty) when they are not one. */
+int slot_map_parse(struct slot_map *m, const char *p, size_t n);
 /* Load the map cached at path into m (emptied first). A file that is
  * missing, not ours, readable by others, or does not parse is no map: 0
  * loaded, -1 none (no message: the cluster is asked instead). */

@@ -119,6 +119,9 @@ static void test_redirects(void)
 	   "ASK with an IPv6 address: the port follows the last ':'");
 	ok(cluster_parse_redirect("MOVED 7 :7002", "seed", &r) && strcmp(r.host, "seed") == 0,
 	   "an empty host is the node asked");
+	ok(cluster_parse_redirect("ASK 7 [fe80::1]:7002", "seed", &r) &&
+		   strcmp(r.host, "fe80::1") == 0,
+	   "an IPv6 address in brackets loses them");
 	static const char *bad[] = {"MOVED",      "MOVED 16384 h:1", "MOVED x h:1",
 				    "MOVED 1 h",  "MOVED 1 h:0",     "MOVED 1 h:70000",
 				    "ASK 1 h:1x", "ERR MOVED 1 h:1", "TRYAGAIN"};
