@@ -82,6 +82,20 @@ struct redis_store {
 	int64_t seen_pttl_ms;   /* and how long its lease still ran then */
 	bool waited;            /* redis_wait judged seen_holder since that look */
 	struct buf sub_channel; /* the channel watched: a broken subscription is renewed */
+	/* Redis Cluster (SPEC 9.3): found from the first MOVED, or from a map
+	 * cached for these seeds; c is then the connection to one node */
+	bool cluster;
+	struct slot_map map;
+	char *map_path; /* the map's cache on disk; NULL: none */
+	struct peer {   /* connections to the other nodes, parked */
+		char *host;
+		int port;
+		struct conn *c;
+	} * peers;
+	size_t n_peers;
+	char *at_host; /* the node c is on; NULL: the URL's (a seed) */
+	int at_port;
+	bool asking;            /* ASK: send ASKING before the next command */
 	int64_t resubscribe_at; /* when to try that again */
 };
 
@@ -325,8 +339,15 @@ static struct conn *connect_host(struct redis_store *rs, int64_t until)
 {
 	struct url host = rs->url;
 	struct conn *c = NULL;
+	int more = rs->url.n_more;
 
-	for (int i = -1; i < rs->url.n_more; i++) {
+	if (rs->at_host) {
+		/* a cluster's node, which the map named: that one only */
+		host.host = rs->at_host;
+		host.port = rs->at_port;
+		more = 0;
+	}
+	for (int i = -1; i < more; i++) {
 		if (i >= 0) {
 			host.host = rs->url.more[i].host;
 			host.port = rs->url.more[i].port;
@@ -482,6 +503,174 @@ static bool again(struct redis_store *rs, struct retry *rt)
 	return false;
 }
 
+/* --- Redis Cluster: routing by slot (SPEC 9.3) ---------------------------------------- */
+
+/* Cluster mode is found, not configured: the first MOVED says so (and a
+ * standalone server never sends one, so it costs nothing), or a map cached
+ * on disk for the same seeds. Then each keyed command goes to the node
+ * that serves its key's slot, on a connection of its own kept for the
+ * run; MOVED corrects the map (and the cache), ASK sends the one command
+ * to the node named after ASKING, TRYAGAIN and CLUSTERDOWN wait a little;
+ * all of it at most REDIRECTS_MAX times a command. */
+
+#define REDIRECTS_MAX 5
+
+/* the host c is connected to (a seed's, or a node's) */
+static const char *at_host(const struct redis_store *rs)
+{
+	return rs->at_host ? rs->at_host : rs->url.host;
+}
+
+/* put c away, on the node it is on, for a later command there (a broken
+ * one is closed) */
+static void park(struct redis_store *rs)
+{
+	if (!rs->c || rs->c->err || rs->c->fd < 0) {
+		conn_free(rs->c);
+	} else {
+		rs->peers = xrealloc(rs->peers, (rs->n_peers + 1) * sizeof(*rs->peers));
+		rs->peers[rs->n_peers++] = (struct peer){
+			xstrdup(at_host(rs)), rs->at_host ? rs->at_port : rs->url.port, rs->c};
+	}
+	rs->c = NULL;
+}
+
+/* the parked connection to host:port, taken out; NULL when there is none */
+static struct conn *unpark(struct redis_store *rs, const char *host, int port)
+{
+	for (size_t i = 0; i < rs->n_peers; i++) {
+		if (rs->peers[i].port != port || strcmp(rs->peers[i].host, host) != 0)
+			continue;
+		struct conn *c = rs->peers[i].c;
+		free(rs->peers[i].host);
+		rs->peers[i] = rs->peers[--rs->n_peers];
+		return c;
+	}
+	return NULL;
+}
+
+/* make c a connection to host:port, parked or new; 0, or -1 with err_set()
+ * and c a connection that says it failed */
+static int go_to_node(struct redis_store *rs, const char *host, int port)
+{
+	int here = rs->at_host ? rs->at_port : rs->url.port;
+
+	if (rs->c && port == here && strcmp(host, at_host(rs)) == 0)
+		return 0;
+	park(rs);
+	char *h = xstrdup(host);
+	free(rs->at_host);
+	rs->at_host = h;
+	rs->at_port = port;
+	rs->identified = false; /* CLIENT ID and run id are the node's */
+	rs->cid = 0;
+	rs->run_id[0] = '\0';
+	rs->c = unpark(rs, host, port);
+	if (rs->c)
+		return 0;
+	rs->c = connect_one(rs, 0);
+	if (rs->c)
+		return 0;
+	rs->c = conn_of_fd(-1);
+	conn_fail(rs->c, CONN_ERR_IO, err_msg());
+	return -1;
+}
+
+/* send what follows to the node serving the slot of the Redis name (a
+ * no-op off a cluster, or for a slot the map does not know) */
+static void route(struct redis_store *rs, const void *name, size_t len)
+{
+	if (!rs->cluster)
+		return;
+	const struct cluster_node *n = slot_map_owner(&rs->map, cluster_slot(name, len));
+	if (n)
+		go_to_node(rs, n->host, n->port); /* a failure shows on the exchange */
+}
+
+/* ask the node c is on for the whole map, and keep it, on disk too */
+static void learn_map(struct redis_store *rs)
+{
+	const char *argv[2] = {"CLUSTER", "SLOTS"};
+	size_t lens[2] = {7, 5};
+	redisReply *r = raw_command(rs, rs->c, 2, argv, lens);
+
+	if (r && slot_map_from_slots(&rs->map, r, at_host(rs), 0) == 0 && rs->map_path)
+		slot_map_save(&rs->map, rs->map_path);
+	freeReplyObject(r);
+}
+
+/* After an error reply whose text is text: 1 when it was a cluster's
+ * redirection or a "try again", followed (c is then where the command goes
+ * again), 0 when it is none or hops ran out */
+static int follow_redirect(struct redis_store *rs, const char *text, int *hops)
+{
+	struct redirect rd;
+
+	if (strncmp(text, "TRYAGAIN", 8) == 0 || strncmp(text, "CLUSTERDOWN", 11) == 0) {
+		if (++*hops > REDIRECTS_MAX)
+			return 0;
+		poll(NULL, 0, 25 * *hops); /* a migration or a failover in progress */
+		return 1;
+	}
+	if (!cluster_parse_redirect(text, at_host(rs), &rd) || ++*hops > REDIRECTS_MAX)
+		return 0;
+	if (!rd.ask) {
+		if (!rs->cluster) {
+			rs->cluster = true;
+			log_verbose("%s is a Redis Cluster: routing by slot", rs->base.desc);
+			learn_map(rs);
+		}
+		rs->map.owner[rd.slot] = (uint16_t)slot_map_node(&rs->map, rd.host, rd.port);
+		if (rs->map_path)
+			slot_map_save(&rs->map, rs->map_path);
+	}
+	if (go_to_node(rs, rd.host, rd.port) < 0)
+		return 0;
+	rs->asking = rd.ask;
+	return 1;
+}
+
+/* ASK: the node takes the next command for a slot it is importing only
+ * after ASKING; 0, or -1 with err_set() */
+static int send_asking(struct redis_store *rs)
+{
+	const char *argv[1] = {"ASKING"};
+	size_t lens[1] = {6};
+
+	if (!rs->asking)
+		return 0;
+	rs->asking = false;
+	conn_append(rs->c, 1, argv, lens);
+	redisReply *r = exchange(rs, rs->c, deadline_for(rs, 0));
+	freeReplyObject(r);
+	return r ? 0 : -1;
+}
+
+/* the cache file of the map of the URL's seeds, or NULL */
+static char *map_path_of(const struct url *u)
+{
+	struct buf seeds = {0};
+
+	buf_appendf(&seeds, "%s:%d", u->host, u->port);
+	for (int i = 0; i < u->n_more; i++)
+		buf_appendf(&seeds, ",%s:%d", u->more[i].host, u->more[i].port);
+	char *path = slot_map_cache_path(seeds.data);
+	buf_free(&seeds);
+	return path;
+}
+
+/* every parked connection closed, with or without a word on the wire */
+static void unpark_all(struct redis_store *rs, void (*close)(struct conn *))
+{
+	for (size_t i = 0; i < rs->n_peers; i++) {
+		close(rs->peers[i].c);
+		free(rs->peers[i].host);
+	}
+	free(rs->peers);
+	rs->peers = NULL;
+	rs->n_peers = 0;
+}
+
 /* A script call: EVALSHA, and on NOSCRIPT (a restarted or flushed server)
  * EVAL with the source, which also caches it for the next call. */
 struct script_call {
@@ -551,14 +740,25 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 		argv[3 + i] = sc->args[i].p;
 		lens[3 + i] = sc->args[i].len;
 	}
-	redisReply *r = raw_command(rs, rs->c, sc->argc + 3, argv, lens);
-	if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-		freeReplyObject(r);
-		argv[0] = "EVAL";
-		lens[0] = 4;
-		argv[1] = sc->script->src;
-		lens[1] = sc->script->len;
+	if (sc->nkeys > 0)
+		route(rs, sc->args[0].p, sc->args[0].len);
+	redisReply *r;
+	for (int hops = 0;;) {
+		if (send_asking(rs) < 0)
+			return NULL;
 		r = raw_command(rs, rs->c, sc->argc + 3, argv, lens);
+		if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+			/* each node loads the script the first time it is asked */
+			freeReplyObject(r);
+			argv[0] = "EVAL";
+			lens[0] = 4;
+			argv[1] = sc->script->src;
+			lens[1] = sc->script->len;
+			continue;
+		}
+		if (!r || r->type != REDIS_REPLY_ERROR || !follow_redirect(rs, r->str, &hops))
+			break;
+		freeReplyObject(r);
 	}
 	if (!r)
 		return NULL;
@@ -616,19 +816,26 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 	all[1] = (struct resp_arg){.p = sc->script->sha, .len = 40, .fd = -1};
 	all[2] = (struct resp_arg){.p = nkeys, .len = strlen(nkeys), .fd = -1};
 	memcpy(all + 3, sc->args, sc->argc * sizeof(*all));
-	for (int attempt = 0;; attempt++) {
+	if (sc->nkeys > 0)
+		route(rs, sc->args[0].p, sc->args[0].len);
+	for (int attempt = 0, hops = 0;; attempt++) {
+		if (send_asking(rs) < 0)
+			return -1;
 		struct resp_reader *rd = exchange_start(rs, all, sc->argc + 3);
 		int rc = rd ? read_reply(rd, ctx) : -1;
 		if (rc == 0 && rd->pos != rd->len) {
 			err_set("the reply to script %s has bytes after its end", sc->script->name);
 			rc = -1;
 		}
-		if (rc == -2 && attempt == 0 && strncmp(err_msg(), "NOSCRIPT", 8) == 0) {
+		if (rc == -2 && strncmp(err_msg(), "NOSCRIPT", 8) == 0 &&
+		    all[0].len == 7 /* still EVALSHA */) {
 			all[0] = (struct resp_arg){.p = "EVAL", .len = 4, .fd = -1};
 			all[1] = (struct resp_arg){
 				.p = sc->script->src, .len = sc->script->len, .fd = -1};
 			continue;
 		}
+		if (rc == -2 && follow_redirect(rs, err_msg(), &hops))
+			continue;
 		if (rc == -2 && is_refusal(err_msg())) {
 			err_at_server(rs, "the server refused us: ");
 			break_connection(rs); /* it closes the connection after saying so */
@@ -737,8 +944,20 @@ static struct entry_reply entry_reply_to(struct lookup *res, struct sink *sink)
 static int plain_command(struct redis_store *rs, const struct resp_arg *args, int n,
 			 reply_fn read_reply, void *ctx)
 {
-	struct resp_reader *rd = exchange_start(rs, args, n);
-	int rc = rd ? read_reply(rd, ctx) : -1;
+	int rc;
+
+	if (n > 1)
+		route(rs, args[1].p, args[1].len);
+	for (int hops = 0;;) {
+		struct resp_reader *rd = send_asking(rs) < 0 ? NULL : exchange_start(rs, args, n);
+		rc = rd ? read_reply(rd, ctx) : -1;
+		if (rc != -2 || !follow_redirect(rs, err_msg(), &hops))
+			break;
+		/* a value read from a file goes again from its start */
+		for (int i = 0; i < n; i++)
+			if (args[i].fd >= 0 && lseek(args[i].fd, 0, SEEK_SET) < 0)
+				return -1;
+	}
 
 	if (rc < 0) {
 		err_at_server(rs, "");
@@ -1981,6 +2200,7 @@ static void redis_count(struct store *s, enum counter which)
 	/* a connection that failed would only make the caller wait again */
 	if (!rs->c || rs->c->err)
 		return;
+	route(rs, rs->stats_key.data, rs->stats_key.len);
 	const char *argv[4] = {"HINCRBY", rs->stats_key.data, stat_names[which], "1"};
 	size_t lens[4] = {7, rs->stats_key.len, strlen(stat_names[which]), 1};
 	freeReplyObject(raw_command(rs, rs->c, 4, argv, lens));
@@ -2214,6 +2434,7 @@ static int redis_after_fork(struct store *s, bool child)
 	rs->sub = NULL;
 	conn_drop(rs->old);
 	rs->old = NULL;
+	unpark_all(rs, conn_drop);
 	conn_drop(rs->c);
 	rs->identified = false;
 	rs->c = connect_one(rs, 0);
@@ -2236,6 +2457,10 @@ static void redis_close(struct store *s)
 	conn_free(rs->c);
 	conn_free(rs->old);
 	conn_free(rs->sub);
+	unpark_all(rs, conn_free);
+	slot_map_free(&rs->map);
+	free(rs->map_path);
+	free(rs->at_host);
 	conn_tls_free(rs->tls);
 	url_free(&rs->url);
 	free(rs->ns);
@@ -2329,6 +2554,12 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	}
 	gethostname(host, sizeof(host) - 1);
 	rs->lock_value_suffix = xasprintf(" host=%s pid=%ld", host, (long)getpid());
+	slot_map_init(&rs->map);
+	if (rs->url.kind != URL_REDIS_UNIX) {
+		rs->map_path = map_path_of(&rs->url);
+		/* a map of the seeds cached by an earlier run: route at once */
+		rs->cluster = rs->map_path && slot_map_load(&rs->map, rs->map_path) == 0;
+	}
 	if (connect_first(rs) < 0) {
 		*refused = rs->refused;
 		redis_close(&rs->base);
