@@ -168,20 +168,26 @@ bool cluster_parse_redirect(const char *err, const char *asked_host, struct redi
 #define CACHE_MAGIC "cachefence-slots 1\n"
 #define CACHE_MAX (1 << 20)
 
-/* the private directory of the caches: made if missing; NULL (nothing
- * made) when there is no place or it is not ours alone */
+/* the directory of the caches, malloc'ed; NULL when there is no place */
 static char *cache_dir(void)
 {
 	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-	char *dir;
-	struct stat st;
 
 	if (xdg && xdg[0] == '/')
-		dir = xasprintf("%s/cachefence-cluster", xdg);
-	else if (home && home[0] == '/')
-		dir = xasprintf("%s/.cache/cachefence-cluster", home);
-	else
-		return NULL;
+		return xasprintf("%s/cachefence-cluster", xdg);
+	if (home && home[0] == '/')
+		return xasprintf("%s/.cache/cachefence-cluster", home);
+	return NULL;
+}
+
+/* make the directory of the file at path if missing; whether it is ours
+ * alone (only then is a cache written there) */
+static bool private_dir_of(const char *path)
+{
+	char *dir = xstrdup(path);
+	struct stat st;
+
+	*strrchr(dir, '/') = '\0';
 	if (mkdir(dir, 0700) < 0 && errno == ENOENT) {
 		/* ~/.cache itself may be missing */
 		char *parent = xstrdup(dir);
@@ -190,12 +196,10 @@ static char *cache_dir(void)
 		free(parent);
 		mkdir(dir, 0700);
 	}
-	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
-	    (st.st_mode & 077)) {
-		free(dir);
-		return NULL;
-	}
-	return dir;
+	bool ok = lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+		  !(st.st_mode & 077);
+	free(dir);
+	return ok;
 }
 
 char *slot_map_cache_path(const char *seeds)
@@ -305,6 +309,10 @@ void slot_map_save(const struct slot_map *m, const char *path)
 			buf_appendf(&b, "%u %u %s %d\n", s, e, m->nodes[m->owner[s]].host,
 				    m->nodes[m->owner[s]].port);
 		s = e + 1;
+	}
+	if (!private_dir_of(path)) {
+		buf_free(&b);
+		return;
 	}
 	char *tmp = xasprintf("%s.%ld.tmp", path, (long)getpid());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

@@ -66,8 +66,9 @@ bool cluster_parse_redirect(const char *err, const char *asked_host, struct redi
 
 /* The file that caches the slot map of the cluster whose seeds are the
  * text seeds (the URL's host list): $XDG_CACHE_HOME/cachefence-cluster/ or
- * ~/.cache/cachefence-cluster/, then a digest of seeds. NULL when there is
- * no such place (neither variable set); the caller frees the path. */
+ * ~/.cache/cachefence-cluster/, then a digest of seeds (nothing is made
+ * until a map is saved). NULL when there is no such place (neither variable
+ * set); the caller frees the path. */
 char *slot_map_cache_path(const char *seeds);
 /* Parse the n bytes at p, a cached map as slot_map_save() writes it, into
  * m (emptied first); 0, or -1 (m left empty) when they are not one. */

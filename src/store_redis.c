@@ -95,7 +95,9 @@ struct redis_store {
 	size_t n_peers;
 	char *at_host; /* the node c is on; NULL: the URL's (a seed) */
 	int at_port;
-	bool asking;            /* ASK: send ASKING before the next command */
+	bool asking;     /* ASK: send ASKING before the next command */
+	char *scan_host; /* the node a SCAN walks, while it does */
+	int scan_port;
 	int64_t resubscribe_at; /* when to try that again */
 };
 
@@ -657,6 +659,39 @@ static char *map_path_of(const struct url *u)
 	char *path = slot_map_cache_path(seeds.data);
 	buf_free(&seeds);
 	return path;
+}
+
+/* Off a cluster known so far, ask whether the server is one (an operator's
+ * command only: a run finds out from its first MOVED) */
+static void detect_cluster(struct redis_store *rs)
+{
+	if (rs->cluster)
+		return;
+	learn_map(rs);
+	rs->cluster = rs->map.n_nodes > 0;
+}
+
+/* Call fn on each primary of a cluster, with c on it and SCAN kept there
+ * (scan_step), or once on the server; the first failure, or 0 */
+static int each_primary(struct redis_store *rs, int (*fn)(struct redis_store *, void *), void *ctx)
+{
+	detect_cluster(rs);
+	if (!rs->cluster)
+		return fn(rs, ctx);
+	int rc = 0;
+	for (size_t i = 0; i < rs->map.n_nodes && rc == 0; i++) {
+		unsigned s = 0;
+		while (s < CLUSTER_SLOTS && rs->map.owner[s] != i)
+			s++;
+		if (s == CLUSTER_SLOTS)
+			continue; /* a node that serves no slot now */
+		rs->scan_host = xstrdup(rs->map.nodes[i].host);
+		rs->scan_port = rs->map.nodes[i].port;
+		rc = go_to_node(rs, rs->scan_host, rs->scan_port) < 0 ? -1 : fn(rs, ctx);
+		free(rs->scan_host);
+		rs->scan_host = NULL;
+	}
+	return rc;
 }
 
 /* every parked connection closed, with or without a word on the wire */
@@ -1928,6 +1963,9 @@ out:
 static redisReply *scan_step(struct redis_store *rs, int argc, const char **argv,
 			     const size_t *lens, char cursor[32])
 {
+	/* the names found may have sent c to other nodes meanwhile */
+	if (rs->scan_host && go_to_node(rs, rs->scan_host, rs->scan_port) < 0)
+		return NULL;
 	redisReply *r = command(rs, rs->c, argc, argv, lens);
 
 	if (!r)
@@ -1942,52 +1980,85 @@ static redisReply *scan_step(struct redis_store *rs, int argc, const char **argv
 	return r;
 }
 
+struct list_walk {
+	const struct buf *pattern;
+	const char *glob;
+	list_fn fn;
+	void *ctx;
+};
+
+/* list the entries of the server c is on */
+static int list_here(struct redis_store *rs, void *arg)
+{
+	const struct list_walk *w = arg;
+	char cursor[32] = "0";
+	int rc = 0;
+
+	do {
+		const char *argv[6] = {"SCAN", cursor, "MATCH", w->pattern->data, "COUNT", "1000"};
+		size_t lens[6] = {4, strlen(cursor), 5, w->pattern->len, 5, 4};
+		redisReply *r = scan_step(rs, 6, argv, lens, cursor);
+		if (!r)
+			return -1;
+		rc = list_batch(rs, r->element[1], w->glob, w->fn, w->ctx);
+		freeReplyObject(r);
+	} while (rc == 0 && strcmp(cursor, "0") != 0);
+	return rc;
+}
+
 static int redis_list(struct store *s, const char *glob, list_fn fn, void *ctx)
 {
 	struct redis_store *rs = to_redis(s);
 	struct buf pattern = {0};
-	char cursor[32] = "0";
-	int rc = 0;
 
 	scan_pattern(&pattern, rs->ns, glob);
-	do {
-		const char *argv[6] = {"SCAN", cursor, "MATCH", pattern.data, "COUNT", "1000"};
-		size_t lens[6] = {4, strlen(cursor), 5, pattern.len, 5, 4};
-		redisReply *r = scan_step(rs, 6, argv, lens, cursor);
-		if (!r) {
-			rc = -1;
-			break;
-		}
-		rc = list_batch(rs, r->element[1], glob, fn, ctx);
-		freeReplyObject(r);
-	} while (rc == 0 && strcmp(cursor, "0") != 0);
+	struct list_walk w = {&pattern, glob, fn, ctx};
+	int rc = each_primary(rs, list_here, &w);
 	buf_free(&pattern);
 	return rc < 0 ? -1 : 0;
 }
 
-/* Call fn with every name of type type (a set, a hash) that matches the
- * SCAN pattern, until it returns non-zero; 0 (fn's stop included), or -1
- * with err_set(). */
-static int scan_each(struct redis_store *rs, const struct buf *pattern, const char *type,
-		     int (*fn)(struct redis_store *, const char *, size_t, void *), void *ctx)
+struct scan {
+	const struct buf *pattern;
+	const char *type;
+	int (*fn)(struct redis_store *, const char *, size_t, void *);
+	void *ctx;
+};
+
+/* the scan on the server c is on */
+static int scan_here(struct redis_store *rs, void *arg)
 {
+	const struct scan *sc = arg;
 	char cursor[32] = "0";
 	int rc = 0;
 
 	do {
-		const char *argv[8] = {"SCAN",  cursor, "MATCH", pattern->data,
-				       "COUNT", "1000", "TYPE",  type};
-		size_t lens[8] = {4, strlen(cursor), 5, pattern->len, 5, 4, 4, strlen(type)};
+		const char *argv[8] = {"SCAN",  cursor, "MATCH", sc->pattern->data,
+				       "COUNT", "1000", "TYPE",  sc->type};
+		size_t lens[8] = {4, strlen(cursor),  5, sc->pattern->len, 5, 4,
+				  4, strlen(sc->type)};
 		redisReply *r = scan_step(rs, 8, argv, lens, cursor);
 		if (!r)
 			return -1;
 		redisReply *names = r->element[1];
 		for (size_t i = 0; i < names->elements && rc == 0; i++)
 			if (is_string(names->element[i]))
-				rc = fn(rs, names->element[i]->str, names->element[i]->len, ctx);
+				rc = sc->fn(rs, names->element[i]->str, names->element[i]->len,
+					    sc->ctx);
 		freeReplyObject(r);
 	} while (rc == 0 && strcmp(cursor, "0") != 0);
-	return rc < 0 ? -1 : 0;
+	return rc;
+}
+
+/* Call fn with every name of type type (a set, a hash) that matches the
+ * SCAN pattern, on every primary, until it returns non-zero; 0 (fn's stop
+ * included), or -1 with err_set(). */
+static int scan_each(struct redis_store *rs, const struct buf *pattern, const char *type,
+		     int (*fn)(struct redis_store *, const char *, size_t, void *), void *ctx)
+{
+	struct scan sc = {pattern, type, fn, ctx};
+
+	return each_primary(rs, scan_here, &sc) < 0 ? -1 : 0;
 }
 
 /* append the n bytes at p to a SCAN pattern, its glob characters escaped */
@@ -2387,6 +2458,9 @@ static int redis_ping(struct store *s, struct buf *out)
 	char *key = xasprintf("%s:{%%ping}", rs->ns), *key2 = xasprintf("%s:{%%ping}:2", rs->ns);
 	char *channel = xasprintf("%s:{%%ping}:wake", rs->ns),
 	     *pattern = xasprintf("%s:{%%ping}*", rs->ns);
+	/* on a cluster, the probes go to the node of their slot ({%ping}) */
+	detect_cluster(rs);
+	route(rs, key, strlen(key));
 	int rc = probe_scripts(rs, key, key2, channel);
 	if (rc == 0)
 		rc = probe_commands(rs, key, pattern);
@@ -2461,6 +2535,7 @@ static void redis_close(struct store *s)
 	slot_map_free(&rs->map);
 	free(rs->map_path);
 	free(rs->at_host);
+	free(rs->scan_host);
 	conn_tls_free(rs->tls);
 	url_free(&rs->url);
 	free(rs->ns);
