@@ -385,6 +385,7 @@ unreachable_url() {
 
 @test "a store slower than --redis-timeout fails open within a bounded time" {
 	require_redis # the local store has no server to be slow
+	require_standalone # it stops the one server
 	cmd=$(counter_cmd slowstore 'echo uncached')
 
 	kill -STOP "$REDIS_PID"

@@ -132,6 +132,56 @@ bulk_entries() {
 			for i = 1, old do put(ns .. ':{expired-' .. i .. '}', tostring(tonumber(now) - 7200000)) end
 			return n" 0 "$ns" "$n" "$(server_ms)" "$expired" >/dev/null
 		;;
+	cluster)
+		# the same entries, each sent to the primary of its slot (CRC16 of
+		# its brace tag, as Redis hashes) through redis-cli --pipe
+		rcli CLUSTER SLOTS >slots.txt
+		python3 - "$ns" "$n" "$expired" "$(server_ms)" "$PWD" <<-'EOF'
+			import binascii, sys
+			ns, n, old, now, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+			lines = open(d + "/slots.txt").read().split()
+			# redis-cli's flat print: start, end, host, port, id, [replicas...]
+			ranges, i = [], 0
+			while i + 3 < len(lines):
+			    if lines[i].isdigit() and lines[i + 1].isdigit() and lines[i + 3].isdigit():
+			        ranges.append((int(lines[i]), int(lines[i + 1]), int(lines[i + 3])))
+			        i += 4
+			    else:
+			        i += 1
+			def port_of(tag):
+			    s = binascii.crc_hqx(tag.encode(), 0) % 16384
+			    return next(p for a, b, p in ranges if a <= s <= b)
+			def resp(*args):
+			    out = b"*%d\r\n" % len(args)
+			    for a in args:
+			        a = a.encode() if isinstance(a, str) else a
+			        out += b"$%d\r\n%s\r\n" % (len(a), a)
+			    return out
+			files = {}
+			def put(tag, ct, ttl=True):
+			    name = "%s:{%s}" % (ns, tag)
+			    port = port_of(tag)
+			    if port not in files:
+			        files[port] = open("%s/bulk.%d" % (d, port), "wb")
+			    f = files[port]
+			    f.write(resp("HSET", name, "v", "1", "st", "0", "ct", str(ct), "ttl", "3600000",
+			                 "sw", "0", "se", "0", "dt", "5", "olen", "3", "elen", "0",
+			                 "host", "crafted", "out", "out", "err", ""))
+			    if ttl:
+			        f.write(resp("PEXPIRE", name, "3600000"))
+			for i in range(1, n + 1):
+			    put("bulk-%05d" % i, now)
+			for i in range(1, old + 1):
+			    put("expired-%d" % i, now - 7200000, False)
+			for f in files.values():
+			    f.close()
+			open(d + "/bulk.ports", "w").write("".join("%d\n" % p for p in files))
+		EOF
+		local port
+		while read -r port; do
+			redis-cli -p "$port" --pipe <"bulk.$port" >/dev/null || return 1
+		done <bulk.ports
+		;;
 	file)
 		# the namespace directory, created by cachefence as it likes it
 		cf -n "$ns" ping >/dev/null || return
@@ -304,6 +354,7 @@ redis_calls() {
 
 @test "a wrong Redis password is a 125 with one line that says what was wrong, for every subcommand" {
 	require_redis
+	require_standalone # a password is set per node
 	rcli CONFIG SET requirepass s3cret >/dev/null
 
 	for sub in "ping" "get k" "inspect k" "list" "invalidate k" "invalidate --tag t" "stats"; do

@@ -44,32 +44,48 @@ if [[ $cmd == stop ]]; then
 fi
 
 mkdir -p "$dir" || exit 1
-: >"$dir/ports"
-: >"$dir/pids"
 trap 'stop' ERR
 
-# six ports p with p and p + 10000 free, spread from a random start
-p=$((20000 + (RANDOM * 32768 + RANDOM) % 20000))
-while (($(wc -l <"$dir/ports") < nodes)); do
-	p=$((p + 1))
-	((p != 6379 && p + 10000 != 6379)) || continue
-	port_is_free "$p" && port_is_free $((p + 10000)) && echo "$p" >>"$dir/ports"
-done
-
-mapfile -t ports <"$dir/ports"
-for port in "${ports[@]}"; do
-	mkdir -p "$dir/node-$port"
-	redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
-		--cluster-config-file "$dir/node-$port/nodes.conf" --cluster-node-timeout 2000 \
-		--save '' --appendonly no --dir "$dir/node-$port" --logfile "$dir/node-$port/log" \
-		</dev/null >/dev/null 2>&1 &
-	echo $! >>"$dir/pids"
-done
-for port in "${ports[@]}"; do
-	for _ in $(seq 200); do
-		[[ $(redis-cli -p "$port" PING 2>/dev/null) == PONG ]] && break
-		sleep 0.02
+# six ports p with p and p + 10000 free, from a random start; nodes on
+# them, each checked to be ours (another suite starting at the same time may
+# have taken a port between the look and the start): tried again elsewhere
+start_nodes() {
+	local p port pid
+	: >"$dir/ports"
+	: >"$dir/pids"
+	p=$((20000 + (RANDOM * 32768 + RANDOM) % 20000))
+	while (($(wc -l <"$dir/ports") < nodes)); do
+		p=$((p + 1))
+		((p != 6379 && p + 10000 != 6379)) || continue
+		port_is_free "$p" && port_is_free $((p + 10000)) && echo "$p" >>"$dir/ports"
 	done
+	mapfile -t ports <"$dir/ports"
+	for port in "${ports[@]}"; do
+		mkdir -p "$dir/node-$port"
+		rm -f "$dir/node-$port/nodes.conf"
+		redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+			--cluster-config-file "$dir/node-$port/nodes.conf" --cluster-node-timeout 2000 \
+			--save '' --appendonly no --dir "$dir/node-$port" --logfile "$dir/node-$port/log" \
+			</dev/null >/dev/null 2>&1 &
+		echo $! >>"$dir/pids"
+	done
+	local i=0
+	for port in "${ports[@]}"; do
+		i=$((i + 1))
+		pid=$(sed -n "${i}p" "$dir/pids")
+		for _ in $(seq 200); do
+			[[ $(redis-cli -p "$port" INFO server 2>/dev/null | tr -d '\r' |
+				sed -n 's/^process_id://p') == "$pid" ]] && continue 2
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.02
+		done
+		return 1
+	done
+}
+for attempt in $(seq 5); do
+	start_nodes && break
+	stop
+	((attempt < 5)) || { echo "could not start $nodes nodes on free ports" >&2; exit 1; }
 done
 
 addrs=()

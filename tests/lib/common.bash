@@ -42,6 +42,7 @@ store_start() {
 	case $CACHEFENCE_TEST_STORE in
 	redis) redis_start ;;
 	tls) tls_store_start ;;
+	cluster) cluster_store_start ;;
 	file) file_store_start ;;
 	*) echo "unknown CACHEFENCE_TEST_STORE=$CACHEFENCE_TEST_STORE" >&2; return 1 ;;
 	esac
@@ -51,6 +52,7 @@ store_start() {
 store_stop() {
 	case $CACHEFENCE_TEST_STORE in
 	redis | tls) redis_stop ;;
+	cluster) "$BATS_TEST_DIRNAME/lib/cluster_fixture.sh" stop "$BATS_FILE_TMPDIR/cluster" ;;
 	file) file_store_stop ;;
 	esac
 }
@@ -59,13 +61,38 @@ store_stop() {
 store_flush() {
 	case $CACHEFENCE_TEST_STORE in
 	redis | tls) [[ $(rcli FLUSHALL) == OK ]] ;;
+	cluster)
+		local port
+		for port in $CLUSTER_PRIMARIES; do
+			[[ $(redis-cli -p "$port" FLUSHALL) == OK ]] || return 1
+		done
+		;;
 	file) file_store_flush ;;
 	esac
 }
 
 # true when the suite's store is a redis-server (plain TCP or TLS)
 store_is_redis() {
-	[[ $CACHEFENCE_TEST_STORE == redis || $CACHEFENCE_TEST_STORE == tls ]]
+	[[ $CACHEFENCE_TEST_STORE == redis || $CACHEFENCE_TEST_STORE == tls ||
+		$CACHEFENCE_TEST_STORE == cluster ]]
+}
+
+# skip the current test on a Redis Cluster (it restarts or relays one server)
+require_standalone() {
+	[[ $CACHEFENCE_TEST_STORE != cluster ]] || skip "needs one server, not a cluster"
+}
+
+# the cluster store: 3 primaries and 3 replicas (tests/lib/cluster_fixture.sh);
+# the URL names two primaries as seeds, the slot map is cached in the suite's
+# own XDG_CACHE_HOME; REDIS_PORT is the first primary's, and rcli follows
+# redirections (redis-cli -c)
+cluster_store_start() {
+	local dir=$BATS_FILE_TMPDIR/cluster
+	"$BATS_TEST_DIRNAME/lib/cluster_fixture.sh" start "$dir" || return 1
+	mapfile -t ports <"$dir/ports"
+	export REDIS_PORT=${ports[0]} CACHEFENCE_URL=$(<"$dir/url")
+	export XDG_CACHE_HOME=$BATS_FILE_TMPDIR/xdg
+	export CLUSTER_PRIMARIES="${ports[*]:0:3}"
 }
 
 # skip the current test unless the suite runs against Redis (plain or TLS)
@@ -165,9 +192,17 @@ port_is_free() {
 	! (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# the names of the default namespace's Redis keys that match PATTERN (SCAN)
+# the names of the Redis keys that match PATTERN (SCAN; on every primary
+# of the cluster store)
 redis_names() {
-	rcli --scan --pattern "$1" | sort
+	local port
+	if [[ $CACHEFENCE_TEST_STORE == cluster ]]; then
+		for port in $CLUSTER_PRIMARIES; do
+			redis-cli -p "$port" --scan --pattern "$1"
+		done | sort
+	else
+		rcli --scan --pattern "$1" | sort
+	fi
 }
 
 # the default namespace's counter NAME: the sum over its slots' counters
@@ -215,6 +250,8 @@ redis_cli_at() {
 	if [[ $CACHEFENCE_TEST_STORE == tls ]]; then
 		redis-cli --tls --cacert "$TLS_DIR/ca.crt" --cert "$TLS_DIR/client.crt" \
 			--key "$TLS_DIR/client.key" -p "$port" "$@"
+	elif [[ $CACHEFENCE_TEST_STORE == cluster ]]; then
+		redis-cli -c -p "$port" "$@"
 	else
 		redis-cli -p "$port" "$@"
 	fi
