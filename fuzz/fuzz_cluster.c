@@ -17,7 +17,7 @@ static void check_map(const uint8_t *data, size_t size)
 	if (slot_map_parse(&m, (const char *)data, size) < 0) {
 		CHECK(m.n_nodes == 0 && !m.nodes);
 		for (unsigned s = 0; s < CLUSTER_SLOTS; s++)
-			CHECK(m.owner[s] == CLUSTER_NO_NODE);
+			CHECK(slot_map_index(&m, s) == CLUSTER_NO_NODE);
 		return;
 	}
 	CHECK(m.n_nodes > 0);
@@ -25,7 +25,8 @@ static void check_map(const uint8_t *data, size_t size)
 		CHECK(m.nodes[i].host && m.nodes[i].host[0] && m.nodes[i].port >= 1 &&
 		      m.nodes[i].port <= 65535);
 	for (unsigned s = 0; s < CLUSTER_SLOTS; s++)
-		CHECK(m.owner[s] == CLUSTER_NO_NODE || m.owner[s] < m.n_nodes);
+		CHECK(slot_map_index(&m, s) == CLUSTER_NO_NODE ||
+		      slot_map_index(&m, s) < m.n_nodes);
 	slot_map_free(&m);
 }
 

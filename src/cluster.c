@@ -35,8 +35,7 @@ void slot_map_init(struct slot_map *m)
 {
 	m->nodes = NULL;
 	m->n_nodes = 0;
-	for (size_t i = 0; i < CLUSTER_SLOTS; i++)
-		m->owner[i] = CLUSTER_NO_NODE;
+	m->owner = NULL;
 }
 
 void slot_map_free(struct slot_map *m)
@@ -44,6 +43,7 @@ void slot_map_free(struct slot_map *m)
 	for (size_t i = 0; i < m->n_nodes; i++)
 		free(m->nodes[i].host);
 	free(m->nodes);
+	free(m->owner);
 	slot_map_init(m);
 }
 
@@ -58,11 +58,27 @@ size_t slot_map_node(struct slot_map *m, const char *host, int port)
 	return m->n_nodes++;
 }
 
+void slot_map_set(struct slot_map *m, unsigned slot, size_t node)
+{
+	if (slot >= CLUSTER_SLOTS || node >= CLUSTER_NO_NODE)
+		return;
+	if (!m->owner) {
+		m->owner = xmalloc(CLUSTER_SLOTS * sizeof(*m->owner));
+		memset(m->owner, 0xff, CLUSTER_SLOTS * sizeof(*m->owner)); /* CLUSTER_NO_NODE */
+	}
+	m->owner[slot] = (uint16_t)node;
+}
+
+size_t slot_map_index(const struct slot_map *m, unsigned slot)
+{
+	return m->owner && slot < CLUSTER_SLOTS ? m->owner[slot] : CLUSTER_NO_NODE;
+}
+
 const struct cluster_node *slot_map_owner(const struct slot_map *m, unsigned slot)
 {
-	if (slot >= CLUSTER_SLOTS || m->owner[slot] == CLUSTER_NO_NODE)
-		return NULL;
-	return &m->nodes[m->owner[slot]];
+	size_t i = slot_map_index(m, slot);
+
+	return i == CLUSTER_NO_NODE ? NULL : &m->nodes[i];
 }
 
 /* a node's host and port in a CLUSTER SLOTS entry; "" for the node asked,
@@ -110,7 +126,7 @@ int slot_map_from_slots(struct slot_map *m, const redisReply *r, const char *ask
 			continue; /* unknown for now: a MOVED will say */
 		size_t node = slot_map_node(m, *host ? host : asked_host, port);
 		for (long long s = e->element[0]->integer; s <= e->element[1]->integer; s++)
-			m->owner[s] = (uint16_t)node;
+			slot_map_set(m, (unsigned)s, node);
 	}
 	return 0;
 }
@@ -211,8 +227,12 @@ char *slot_map_cache_path(const char *seeds)
 	sha256_init(&ctx);
 	sha256_update(&ctx, strlen(seeds), (const uint8_t *)seeds);
 	sha256_digest(&ctx, sizeof(d), d);
-	for (size_t i = 0; i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	for (size_t i = 0; i < 16; i++) {
+		/* a hit opens the map: no snprintf here */
+		hex[2 * i] = "0123456789abcdef"[d[i] >> 4];
+		hex[2 * i + 1] = "0123456789abcdef"[d[i] & 15];
+	}
+	hex[32] = '\0';
 	char *dir = cache_dir();
 	if (!dir)
 		return NULL;
@@ -257,7 +277,7 @@ static bool load_range(struct slot_map *m, const char *line)
 	if (node >= CLUSTER_NO_NODE)
 		return false;
 	for (unsigned s = start; s <= end; s++)
-		m->owner[s] = (uint16_t)node;
+		slot_map_set(m, s, node);
 	return true;
 }
 
@@ -303,11 +323,12 @@ void slot_map_save(const struct slot_map *m, const char *path)
 	buf_append(&b, CACHE_MAGIC, strlen(CACHE_MAGIC));
 	for (unsigned s = 0; s < CLUSTER_SLOTS;) {
 		unsigned e = s;
-		while (e + 1 < CLUSTER_SLOTS && m->owner[e + 1] == m->owner[s])
+		size_t node = slot_map_index(m, s);
+		while (e + 1 < CLUSTER_SLOTS && slot_map_index(m, e + 1) == node)
 			e++;
-		if (m->owner[s] != CLUSTER_NO_NODE)
-			buf_appendf(&b, "%u %u %s %d\n", s, e, m->nodes[m->owner[s]].host,
-				    m->nodes[m->owner[s]].port);
+		if (node != CLUSTER_NO_NODE)
+			buf_appendf(&b, "%u %u %s %d\n", s, e, m->nodes[node].host,
+				    m->nodes[node].port);
 		s = e + 1;
 	}
 	if (!private_dir_of(path)) {

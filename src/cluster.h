@@ -14,7 +14,7 @@ struct redisReply;
 
 #define CLUSTER_SLOTS 16384
 #define CLUSTER_SLOT_TAG_MAX 5
-#define CLUSTER_NO_NODE UINT16_MAX
+#define CLUSTER_NO_NODE UINT16_MAX /* all bits set: slot_map_set fills bytes */
 
 /* the slot of a key: CRC16 of its hash tag (the bytes between the first
  * '{' and the next '}', when there are some), else of the whole key */
@@ -35,7 +35,9 @@ struct cluster_node {
 struct slot_map {
 	struct cluster_node *nodes;
 	size_t n_nodes;
-	uint16_t owner[CLUSTER_SLOTS]; /* index into nodes, or CLUSTER_NO_NODE */
+	/* CLUSTER_SLOTS indexes into nodes, or CLUSTER_NO_NODE; NULL until a
+	 * slot is known (a run on a standalone server never pays for it) */
+	uint16_t *owner;
 };
 
 /* an empty map (every slot unknown), to be released with slot_map_free() */
@@ -44,6 +46,10 @@ void slot_map_init(struct slot_map *m);
 void slot_map_free(struct slot_map *m);
 /* the index of host:port in the map's nodes, added if new */
 size_t slot_map_node(struct slot_map *m, const char *host, int port);
+/* slot is served by nodes[node] */
+void slot_map_set(struct slot_map *m, unsigned slot, size_t node);
+/* the index of the node serving slot, or CLUSTER_NO_NODE when unknown */
+size_t slot_map_index(const struct slot_map *m, unsigned slot);
 /* the node serving slot, or NULL when unknown */
 const struct cluster_node *slot_map_owner(const struct slot_map *m, unsigned slot);
 /* Fill m (emptied first) from a CLUSTER SLOTS reply that asked_host:asked_port

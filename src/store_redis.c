@@ -622,7 +622,7 @@ static int follow_redirect(struct redis_store *rs, const char *text, int *hops)
 			log_verbose("%s is a Redis Cluster: routing by slot", rs->base.desc);
 			learn_map(rs);
 		}
-		rs->map.owner[rd.slot] = (uint16_t)slot_map_node(&rs->map, rd.host, rd.port);
+		slot_map_set(&rs->map, rd.slot, slot_map_node(&rs->map, rd.host, rd.port));
 		if (rs->map_path)
 			slot_map_save(&rs->map, rs->map_path);
 	}
@@ -681,7 +681,7 @@ static int each_primary(struct redis_store *rs, int (*fn)(struct redis_store *, 
 	int rc = 0;
 	for (size_t i = 0; i < rs->map.n_nodes && rc == 0; i++) {
 		unsigned s = 0;
-		while (s < CLUSTER_SLOTS && rs->map.owner[s] != i)
+		while (s < CLUSTER_SLOTS && slot_map_index(&rs->map, s) != i)
 			s++;
 		if (s == CLUSTER_SLOTS)
 			continue; /* a node that serves no slot now */
