@@ -489,7 +489,9 @@ cf_bg() {
 	(
 		[[ -e $SCRATCH/gate ]] && flock -s -w 60 "$SCRATCH/gate" true
 		"$CACHEFENCE_BIN" "$@" >"$name.out" 2>"$name.err" &
-		echo $! >"$name.pid"
+		# renamed into place: bg_pid must never read an empty file
+		echo $! >"$name.pid.tmp"
+		mv "$name.pid.tmp" "$name.pid"
 		st=0
 		wait $! || st=$? # bats runs tests under set -e
 		echo $st >"$name.status.tmp"
