@@ -512,10 +512,21 @@ static bool again(struct redis_store *rs, struct retry *rt)
  * on disk for the same seeds. Then each keyed command goes to the node
  * that serves its key's slot, on a connection of its own kept for the
  * run; MOVED corrects the map (and the cache), ASK sends the one command
- * to the node named after ASKING, TRYAGAIN and CLUSTERDOWN wait a little;
- * all of it at most REDIRECTS_MAX times a command. */
+ * to the node named after ASKING, at most REDIRECTS_MAX times a command;
+ * TRYAGAIN (a slot being migrated) and CLUSTERDOWN (a failover) are asked
+ * again after short pauses for up to --redis-timeout from the first, so a
+ * short migration is waited out, and one that never ends is a fail-open
+ * run within the bound. */
 
 #define REDIRECTS_MAX 5
+#define TRYAGAIN_PAUSE_MAX_MS 100
+
+/* the redirections and retries of one command so far */
+struct redirects {
+	int hops;      /* MOVED and ASK followed */
+	int tries;     /* TRYAGAIN and CLUSTERDOWN waited out */
+	int64_t until; /* when those stop: --redis-timeout after the first */
+};
 
 /* the host c is connected to (a seed's, or a node's) */
 static const char *at_host(const struct redis_store *rs)
@@ -603,18 +614,27 @@ static void learn_map(struct redis_store *rs)
 
 /* After an error reply whose text is text: 1 when it was a cluster's
  * redirection or a "try again", followed (c is then where the command goes
- * again), 0 when it is none or hops ran out */
-static int follow_redirect(struct redis_store *rs, const char *text, int *hops)
+ * again), 0 when it is none or the command has had its share (so) */
+static int follow_redirect(struct redis_store *rs, const char *text, struct redirects *so)
 {
 	struct redirect rd;
 
 	if (strncmp(text, "TRYAGAIN", 8) == 0 || strncmp(text, "CLUSTERDOWN", 11) == 0) {
-		if (++*hops > REDIRECTS_MAX)
+		int64_t now = monotonic_ms();
+		if (!so->until)
+			so->until = now + rs->timeout_ms;
+		if (now >= so->until)
 			return 0;
-		poll(NULL, 0, 25 * *hops); /* a migration or a failover in progress */
+		int64_t pause = 10LL << (so->tries < 4 ? so->tries : 4);
+		if (pause > TRYAGAIN_PAUSE_MAX_MS)
+			pause = TRYAGAIN_PAUSE_MAX_MS;
+		if (pause > so->until - now)
+			pause = so->until - now;
+		so->tries++;
+		poll(NULL, 0, (int)pause); /* a migration or a failover in progress */
 		return 1;
 	}
-	if (!cluster_parse_redirect(text, at_host(rs), &rd) || ++*hops > REDIRECTS_MAX)
+	if (!cluster_parse_redirect(text, at_host(rs), &rd) || ++so->hops > REDIRECTS_MAX)
 		return 0;
 	if (!rd.ask) {
 		if (!rs->cluster) {
@@ -778,7 +798,7 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 	if (sc->nkeys > 0)
 		route(rs, sc->args[0].p, sc->args[0].len);
 	redisReply *r;
-	for (int hops = 0;;) {
+	for (struct redirects so = {0};;) {
 		if (send_asking(rs) < 0)
 			return NULL;
 		r = raw_command(rs, rs->c, sc->argc + 3, argv, lens);
@@ -791,7 +811,7 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 			lens[1] = sc->script->len;
 			continue;
 		}
-		if (!r || r->type != REDIS_REPLY_ERROR || !follow_redirect(rs, r->str, &hops))
+		if (!r || r->type != REDIS_REPLY_ERROR || !follow_redirect(rs, r->str, &so))
 			break;
 		freeReplyObject(r);
 	}
@@ -853,7 +873,8 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 	memcpy(all + 3, sc->args, sc->argc * sizeof(*all));
 	if (sc->nkeys > 0)
 		route(rs, sc->args[0].p, sc->args[0].len);
-	for (int attempt = 0, hops = 0;; attempt++) {
+	struct redirects so = {0};
+	for (int attempt = 0;; attempt++) {
 		if (send_asking(rs) < 0)
 			return -1;
 		struct resp_reader *rd = exchange_start(rs, all, sc->argc + 3);
@@ -869,7 +890,7 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 				.p = sc->script->src, .len = sc->script->len, .fd = -1};
 			continue;
 		}
-		if (rc == -2 && follow_redirect(rs, err_msg(), &hops))
+		if (rc == -2 && follow_redirect(rs, err_msg(), &so))
 			continue;
 		if (rc == -2 && is_refusal(err_msg())) {
 			err_at_server(rs, "the server refused us: ");
@@ -983,10 +1004,10 @@ static int plain_command(struct redis_store *rs, const struct resp_arg *args, in
 
 	if (n > 1)
 		route(rs, args[1].p, args[1].len);
-	for (int hops = 0;;) {
+	for (struct redirects so = {0};;) {
 		struct resp_reader *rd = send_asking(rs) < 0 ? NULL : exchange_start(rs, args, n);
 		rc = rd ? read_reply(rd, ctx) : -1;
-		if (rc != -2 || !follow_redirect(rs, err_msg(), &hops))
+		if (rc != -2 || !follow_redirect(rs, err_msg(), &so))
 			break;
 		/* a value read from a file goes again from its start */
 		for (int i = 0; i < n; i++)

@@ -138,3 +138,23 @@ map_file() {
 	assert_status 0 after
 	assert_bytes after.out 'before the move'
 }
+
+@test "a slot migration that ends within --redis-timeout is waited out: the call is a hit, not an uncached run" {
+	k=brief
+	slot=$(slot_of "cachefence:{$k}")
+	src=$(owner_port "$slot")
+	dst=
+	for port in $CLUSTER_PRIMARIES; do [[ $port != "$src" ]] && { dst=$port; break; }; done
+	cf_to before -t 1m -k "$k" -- printf 'stored before'
+	assert_status 0 before
+	[[ $(redis-cli -p "$dst" CLUSTER SETSLOT "$slot" IMPORTING "$(node_id "$src")") == OK ]]
+	[[ $(redis-cli -p "$src" CLUSTER SETSLOT "$slot" MIGRATING "$(node_id "$dst")") == OK ]]
+	cf_bg during -v --redis-timeout 5s -t 1m -k "$k" -- printf 'run during the move'
+	sleep 0.7
+	for port in $CLUSTER_PRIMARIES; do
+		[[ $(redis-cli -p "$port" CLUSTER SETSLOT "$slot" STABLE) == OK ]]
+	done
+	assert_eq "$(bg_status during 30)" 0 "status of the call"
+	assert_bytes during.out 'stored before'
+	! grep -q 'uncached' during.err || { cat during.err >&2; false; }
+}
