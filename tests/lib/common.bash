@@ -93,6 +93,11 @@ cluster_store_start() {
 	export REDIS_PORT=${ports[0]} CACHEFENCE_URL=$(<"$dir/url")
 	export XDG_CACHE_HOME=$BATS_FILE_TMPDIR/xdg
 	export CLUSTER_PRIMARIES="${ports[*]:0:3}"
+	# nodes do not outlive a suite killed before its teardown
+	local pid
+	while read -r pid; do
+		redis_watchdog "$BASHPID" "$pid"
+	done <"$dir/pids"
 }
 
 # skip the current test unless the suite runs against Redis (plain or TLS)
