@@ -88,7 +88,8 @@ sig_bg() {
 for s in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
     signal.signal(s, signal.SIG_DFL)
 os.execv(sys.argv[1], sys.argv[1:])' "$CACHEFENCE_BIN" "$@" >"$out" 2>"$name.err" &
-		echo $! >"$name.pid"
+		echo $! >"$name.pid.tmp" # renamed into place: never read empty
+		mv "$name.pid.tmp" "$name.pid"
 		st=0
 		wait $! || st=$?
 		echo $st >"$name.status.tmp"

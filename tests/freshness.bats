@@ -37,7 +37,7 @@ assert_line_matches() {
 # sh code for COMMAND: on a refresh run (not the first), write the pid of its
 # parent, the detached refresher, to refresher.pid
 note_refresher() {
-	echo "[ \$n -gt 1 ] && echo \$PPID >'$SCRATCH/refresher.pid'"
+	echo "[ \$n -gt 1 ] && echo \$PPID >'$SCRATCH/refresher.pid.tmp' && mv '$SCRATCH/refresher.pid.tmp' '$SCRATCH/refresher.pid'"
 }
 
 # wait up to SECONDS (default 30) for the detached refresher recorded in

@@ -44,7 +44,8 @@ bg() {
 	shift
 	(
 		"$@" >"$name.out" 2>"$name.err" &
-		echo $! >"$name.pid"
+		echo $! >"$name.pid.tmp" # renamed into place: never read empty
+		mv "$name.pid.tmp" "$name.pid"
 		st=0
 		wait $! || st=$?
 		echo $st >"$name.status.tmp"
@@ -61,7 +62,8 @@ slow_bg() {
 	(
 		python3 "$SLOW_READER" --stall "$stall" "$name.out" -- "$CACHEFENCE_BIN" "$@" \
 			2>"$name.err" &
-		echo $! >"$name.pid"
+		echo $! >"$name.pid.tmp" # renamed into place: never read empty
+		mv "$name.pid.tmp" "$name.pid"
 		st=0
 		wait $! || st=$?
 		echo $st >"$name.status.tmp"
