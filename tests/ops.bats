@@ -495,7 +495,7 @@ redis_calls() {
 	assert_status 0 js
 	assert_eq "$(jq -r .state js.out)" stale "state"
 	assert_eq "$(jq -r .ttl_ms js.out)" 0 "ttl_ms"
-	jq -e '.stale_ms > 0 and .stale_ms < 60000 and .age_ms >= 300' js.out >/dev/null ||
+	jq -e '.stale_ms > 0 and .stale_ms <= 60000 and .age_ms >= 300' js.out >/dev/null ||
 		{ echo "got $(cat js.out)" >&2; false; }
 	cf_to txt inspect aging
 	grep -qx 'state: *stale' txt.out
