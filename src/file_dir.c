@@ -148,6 +148,21 @@ int open_store_dir(const char *path, const char *ns, char **ns_path, bool *refus
 }
 
 /* read a whole small file into b; 0, 1 when absent, -1 with err_set() */
+int replace_file(struct file_store *fs, const char *name, const char *tmp, const void *p, size_t n)
+{
+	int fd =
+		openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -1;
+	int rc = write_all(fd, p, n);
+	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0) {
+		unlinkat(fs->dirfd, tmp, 0);
+		return -1;
+	}
+	return 0;
+}
+
 int read_small_file(struct file_store *fs, const char *name, struct buf *b)
 {
 	char chunk[65536];

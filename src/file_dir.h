@@ -38,6 +38,11 @@ bool is_hex(const char *p, size_t n);
 /* true if the name s ends with suffix */
 bool ends_with(const char *s, const char *suffix);
 
+/* Write the n bytes at p to name in the store directory, whole or not at
+ * all: into tmp first (a name no other writer uses at the same time),
+ * renamed into place. Best effort: 0, or -1 with name left as it was. */
+int replace_file(struct file_store *fs, const char *name, const char *tmp, const void *p, size_t n);
+
 /* read the whole small file name into b; 0, 1 when absent, -1 with err_set() */
 int read_small_file(struct file_store *fs, const char *name, struct buf *b);
 

@@ -73,13 +73,7 @@ static void compact_tag(struct file_store *fs, const char *name)
 	if (keep.len == b.len)
 		goto out;
 	snprintf(tmp, sizeof(tmp), "%s.sweep.tmp", name);
-	int fd =
-		openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto out;
-	rc = write_all(fd, keep.data, keep.len);
-	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0)
-		unlinkat(fs->dirfd, tmp, 0);
+	replace_file(fs, name, tmp, keep.data, keep.len);
 out:
 	buf_free(&b);
 	buf_free(&keep);

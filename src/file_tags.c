@@ -46,13 +46,7 @@ static void tag_keep_name(struct file_store *fs, const char *tag)
 	if (faccessat(fs->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return;
 	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", name, (long)getpid());
-	int fd =
-		openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
-	int rc = write_all(fd, tag, strlen(tag));
-	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0)
-		unlinkat(fs->dirfd, tmp, 0);
+	replace_file(fs, name, tmp, tag, strlen(tag));
 }
 
 /* does tagname-H's tag file, tag-H, exist? (true if that cannot be told) */
@@ -132,13 +126,7 @@ static void tag_drop_done(struct file_store *fs, const char *name, const struct 
 		goto out;
 	}
 	snprintf(tmp, sizeof(tmp), "%s.inval.tmp", name);
-	int fd =
-		openat(fs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto out;
-	int rc = write_all(fd, now.data + was->len, now.len - was->len);
-	if (close(fd) < 0 || rc < 0 || renameat(fs->dirfd, tmp, fs->dirfd, name) < 0)
-		unlinkat(fs->dirfd, tmp, 0);
+	replace_file(fs, name, tmp, now.data + was->len, now.len - was->len);
 out:
 	commit_unlock(cfd);
 	buf_free(&now);
