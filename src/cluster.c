@@ -99,11 +99,9 @@ static const char *endpoint(const redisReply *n, int *port)
 	return h->str;
 }
 
-int slot_map_from_slots(struct slot_map *m, const redisReply *r, const char *asked_host,
-			int asked_port)
+int slot_map_from_slots(struct slot_map *m, const redisReply *r, const char *asked_host)
 {
 	slot_map_free(m);
-	(void)asked_port;
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
 		err_set("CLUSTER SLOTS: the reply is not a list of slot ranges");
 		return -1;

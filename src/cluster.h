@@ -52,11 +52,10 @@ void slot_map_set(struct slot_map *m, unsigned slot, size_t node);
 size_t slot_map_index(const struct slot_map *m, unsigned slot);
 /* the node serving slot, or NULL when unknown */
 const struct cluster_node *slot_map_owner(const struct slot_map *m, unsigned slot);
-/* Fill m (emptied first) from a CLUSTER SLOTS reply that asked_host:asked_port
- * sent; an empty or NULL endpoint means that node. 0, or -1 with err_set()
- * when the reply is not one (m is then left empty). */
-int slot_map_from_slots(struct slot_map *m, const struct redisReply *r, const char *asked_host,
-			int asked_port);
+/* Fill m (emptied first) from a CLUSTER SLOTS reply that asked_host sent
+ * (each range names its port; an empty or NULL endpoint means that host).
+ * 0, or -1 with err_set() when the reply is not one (m is then left empty). */
+int slot_map_from_slots(struct slot_map *m, const struct redisReply *r, const char *asked_host);
 
 /* a redirection a node answered with instead of running a command */
 struct redirect {

@@ -600,15 +600,22 @@ static void route(struct redis_store *rs, const void *name, size_t len)
 		go_to_node(rs, n->host, n->port); /* a failure shows on the exchange */
 }
 
-/* ask the node c is on for the whole map, and keep it, on disk too */
+/* keep the map on disk for the next runs, if there is a place */
+static void save_map(const struct redis_store *rs)
+{
+	if (rs->map_path && rs->map.n_nodes)
+		slot_map_save(&rs->map, rs->map_path);
+}
+
+/* ask the node c is on for the whole map, and keep it (in memory) */
 static void learn_map(struct redis_store *rs)
 {
 	const char *argv[2] = {"CLUSTER", "SLOTS"};
 	size_t lens[2] = {7, 5};
 	redisReply *r = raw_command(rs, rs->c, 2, argv, lens);
 
-	if (r && slot_map_from_slots(&rs->map, r, at_host(rs), 0) == 0 && rs->map_path)
-		slot_map_save(&rs->map, rs->map_path);
+	if (r)
+		slot_map_from_slots(&rs->map, r, at_host(rs));
 	freeReplyObject(r);
 }
 
@@ -643,8 +650,7 @@ static int follow_redirect(struct redis_store *rs, const char *text, struct redi
 			learn_map(rs);
 		}
 		slot_map_set(&rs->map, rd.slot, slot_map_node(&rs->map, rd.host, rd.port));
-		if (rs->map_path)
-			slot_map_save(&rs->map, rs->map_path);
+		save_map(rs); /* once, the whole map learnt and corrected */
 	}
 	if (go_to_node(rs, rd.host, rd.port) < 0)
 		return 0;
@@ -689,6 +695,7 @@ static void detect_cluster(struct redis_store *rs)
 		return;
 	learn_map(rs);
 	rs->cluster = rs->map.n_nodes > 0;
+	save_map(rs);
 }
 
 /* Call fn on each primary of a cluster, with c on it and SCAN kept there

@@ -38,6 +38,25 @@ node_id() {
 	redis-cli -p "$1" CLUSTER MYID
 }
 
+# Start moving the slot of the Redis name NAME from its primary to another
+# and leave it half done (MIGRATING there, IMPORTING here); sets slot
+start_migration() {
+	local src dst= port
+	slot=$(slot_of "$1")
+	src=$(owner_port "$slot")
+	for port in $CLUSTER_PRIMARIES; do [[ $port != "$src" ]] && { dst=$port; break; }; done
+	[[ $(redis-cli -p "$dst" CLUSTER SETSLOT "$slot" IMPORTING "$(node_id "$src")") == OK ]]
+	[[ $(redis-cli -p "$src" CLUSTER SETSLOT "$slot" MIGRATING "$(node_id "$dst")") == OK ]]
+}
+
+# give the migration of $slot up: stable on its primary again, everywhere
+end_migration() {
+	local port
+	for port in $CLUSTER_PRIMARIES; do
+		[[ $(redis-cli -p "$port" CLUSTER SETSLOT "$slot" STABLE) == OK ]]
+	done
+}
+
 # the cached slot map file (there is one per seed list)
 map_file() {
 	ls "$XDG_CACHE_HOME"/cachefence-cluster/* 2>/dev/null | grep -v '\.tmp$' | head -n 1
@@ -110,14 +129,9 @@ map_file() {
 
 @test "a slot that stays half migrated (MIGRATING on its primary, IMPORTING on another): a call ends within its bound with the right output and status, and the entry is a hit once the slot is home" {
 	k=moving
-	slot=$(slot_of "cachefence:{$k}")
-	src=$(owner_port "$slot")
-	dst=
-	for port in $CLUSTER_PRIMARIES; do [[ $port != "$src" ]] && { dst=$port; break; }; done
 	cf_to before -t 1m -k "$k" -- printf 'before the move'
 	assert_status 0 before
-	[[ $(redis-cli -p "$dst" CLUSTER SETSLOT "$slot" IMPORTING "$(node_id "$src")") == OK ]]
-	[[ $(redis-cli -p "$src" CLUSTER SETSLOT "$slot" MIGRATING "$(node_id "$dst")") == OK ]]
+	start_migration "cachefence:{$k}"
 	# the entry is there, its lock is not: a script of several keys gets
 	# TRYAGAIN (or ASK) while the slot moves; a call serves the entry or
 	# runs COMMAND uncached with a warning, never hangs
@@ -131,9 +145,7 @@ map_file() {
 	*) echo "unexpected output: $(cat during.out)" >&2; false ;;
 	esac
 	# the migration given up: the slot is stable on its primary again
-	for port in $CLUSTER_PRIMARIES; do
-		[[ $(redis-cli -p "$port" CLUSTER SETSLOT "$slot" STABLE) == OK ]]
-	done
+	end_migration
 	cf_to after -t 1m -k "$k" -- printf recomputed
 	assert_status 0 after
 	assert_bytes after.out 'before the move'
@@ -141,19 +153,12 @@ map_file() {
 
 @test "a slot migration that ends within --redis-timeout is waited out: the call is a hit, not an uncached run" {
 	k=brief
-	slot=$(slot_of "cachefence:{$k}")
-	src=$(owner_port "$slot")
-	dst=
-	for port in $CLUSTER_PRIMARIES; do [[ $port != "$src" ]] && { dst=$port; break; }; done
 	cf_to before -t 1m -k "$k" -- printf 'stored before'
 	assert_status 0 before
-	[[ $(redis-cli -p "$dst" CLUSTER SETSLOT "$slot" IMPORTING "$(node_id "$src")") == OK ]]
-	[[ $(redis-cli -p "$src" CLUSTER SETSLOT "$slot" MIGRATING "$(node_id "$dst")") == OK ]]
+	start_migration "cachefence:{$k}"
 	cf_bg during -v --redis-timeout 5s -t 1m -k "$k" -- printf 'run during the move'
 	sleep 0.7
-	for port in $CLUSTER_PRIMARIES; do
-		[[ $(redis-cli -p "$port" CLUSTER SETSLOT "$slot" STABLE) == OK ]]
-	done
+	end_migration
 	assert_eq "$(bg_status during 30)" 0 "status of the call"
 	assert_bytes during.out 'stored before'
 	! grep -q 'uncached' during.err || { cat during.err >&2; false; }
