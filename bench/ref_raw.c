@@ -18,6 +18,16 @@ static const char ref_name[] = "ref_raw";
 
 static char buf[CHUNK];
 
+/* a read of the socket *ctx, EINTR retried; 0 when it closed or failed */
+static size_t fd_read(void *ctx, char *p, size_t n)
+{
+	ssize_t r;
+
+	while ((r = read(*(int *)ctx, p, n)) < 0 && errno == EINTR)
+		;
+	return r > 0 ? (size_t)r : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
@@ -37,57 +47,5 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	/* the reply's first line: $LEN\r\n, $-1\r\n, or -ERR ...\r\n */
-	size_t have = 0;
-	char *eol = NULL;
-	while (!(eol = memchr(buf, '\n', have))) {
-		if (have == sizeof(buf)) {
-			fprintf(stderr, "ref_raw: reply line too long\n");
-			return 2;
-		}
-		ssize_t r = read(fd, buf + have, sizeof(buf) - have);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			fprintf(stderr, "ref_raw: connection closed before the reply\n");
-			return 2;
-		}
-		have += (size_t)r;
-	}
-	if (buf[0] != '$') {
-		fprintf(stderr, "ref_raw: unexpected reply: %.*s\n", (int)(eol - buf), buf);
-		return 2;
-	}
-	long long len = strtoll(buf + 1, NULL, 10);
-	if (len < 0)
-		return 1;
-
-	/* the payload: what came with the first line, then 1 MiB reads */
-	size_t off = (size_t)(eol + 1 - buf);
-	unsigned long long left = (unsigned long long)len;
-	size_t n = have - off < left ? have - off : (size_t)left;
-	if (write_all(STDOUT_FILENO, buf + off, n) < 0) {
-		perror("ref_raw: write");
-		return 2;
-	}
-	left -= n;
-	while (left > 0) {
-		ssize_t r = read(fd, buf, sizeof(buf));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			fprintf(stderr,
-				"ref_raw: connection closed mid-value (%llu bytes missing)\n",
-				left);
-			return 2;
-		}
-		n = (size_t)r < left ? (size_t)r : (size_t)left;
-		if (write_all(STDOUT_FILENO, buf, n) < 0) {
-			perror("ref_raw: write");
-			return 2;
-		}
-		left -= n;
-	}
-	/* the trailing CRLF is left unread: the process exits */
-	return 0;
+	return copy_bulk_reply(fd_read, &fd, buf, sizeof(buf));
 }

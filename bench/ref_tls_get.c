@@ -39,7 +39,7 @@ static int fail(const char *what)
 }
 
 /* one SSL_read of at most n bytes: > 0, or 0 on the end or an error */
-static size_t tls_read(SSL *ssl, char *p, size_t n)
+static size_t tls_read(void *ssl, char *p, size_t n)
 {
 	int r = SSL_read(ssl, p, (int)n);
 
@@ -83,52 +83,5 @@ int main(int argc, char **argv)
 	if (clen < 0 || (size_t)clen >= sizeof(buf) || SSL_write(ssl, buf, clen) != clen)
 		return fail("send");
 
-	/* the reply's first line: $LEN\r\n, $-1\r\n, or -ERR ...\r\n */
-	size_t have = 0;
-	char *eol = NULL;
-	while (!(eol = memchr(buf, '\n', have))) {
-		if (have == sizeof(buf)) {
-			fprintf(stderr, "%s: reply line too long\n", ref_name);
-			return 2;
-		}
-		size_t r = tls_read(ssl, buf + have, sizeof(buf) - have);
-		if (r == 0) {
-			fprintf(stderr, "%s: connection closed before the reply\n", ref_name);
-			return 2;
-		}
-		have += r;
-	}
-	if (buf[0] != '$') {
-		fprintf(stderr, "%s: unexpected reply: %.*s\n", ref_name, (int)(eol - buf), buf);
-		return 2;
-	}
-	long long len = strtoll(buf + 1, NULL, 10);
-	if (len < 0)
-		return 1;
-
-	/* the payload: what came with the first line, then 1 MiB reads */
-	size_t off = (size_t)(eol + 1 - buf);
-	unsigned long long left = (unsigned long long)len;
-	size_t n = have - off < left ? have - off : (size_t)left;
-	if (write_all(STDOUT_FILENO, buf + off, n) < 0) {
-		perror("ref_tls_get: write");
-		return 2;
-	}
-	left -= n;
-	while (left > 0) {
-		size_t r = tls_read(ssl, buf, sizeof(buf));
-		if (r == 0) {
-			fprintf(stderr, "%s: connection closed mid-value (%llu bytes missing)\n",
-				ref_name, left);
-			return 2;
-		}
-		n = r < left ? r : (size_t)left;
-		if (write_all(STDOUT_FILENO, buf, n) < 0) {
-			perror("ref_tls_get: write");
-			return 2;
-		}
-		left -= n;
-	}
-	/* the trailing CRLF is left unread: the process exits */
-	return 0;
+	return copy_bulk_reply(tls_read, ssl, buf, sizeof(buf));
 }
