@@ -391,19 +391,9 @@ redis_up() {
 # stop the server: SHUTDOWN NOSAVE, then SIGTERM, then SIGKILL
 redis_stop() {
 	[[ -n ${REDIS_PID:-} ]] || return 0
-	kill -CONT "$REDIS_PID" 2>/dev/null
-	rcli SHUTDOWN NOSAVE >/dev/null 2>&1
-	local sig i
-	for sig in TERM KILL; do
-		for i in $(seq 50); do
-			redis_alive || break 2
-			sleep 0.1
-		done
-		kill "-$sig" "$REDIS_PID" 2>/dev/null
-	done
+	redis_down || return 1
 	wait "$REDIS_PID" 2>/dev/null
 	[[ -n ${REDIS_WATCHDOG:-} ]] && kill "$REDIS_WATCHDOG" 2>/dev/null
-	redis_alive && { echo "redis-server $REDIS_PID would not stop" >&2; return 1; }
 	unset REDIS_PID
 	return 0
 }
