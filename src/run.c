@@ -687,6 +687,8 @@ int run_command(const struct options *o)
 		log_error("%s", err_msg());
 		goto out;
 	}
+	cfg.first_key = ctx.key.data;
+	cfg.first_key_len = ctx.key.len;
 	ctx.store = store_open(&cfg, &refused);
 	if (!ctx.store && refused)
 		log_error("%s", err_msg());

@@ -179,7 +179,8 @@ struct store_ops {
 	int (*fence)(struct store *s, const char *glob);
 	/* add one to a counter, best effort (a run must not fail over stats) */
 	void (*count)(struct store *s, enum counter which);
-	/* check the store end to end and describe it into out; 0 or -1 */
+	/* check the store end to end and describe it into out; 0, or -1 with
+	 * err_set() and in out what was found before (a cluster's nodes) */
 	int (*ping)(struct store *s, struct buf *out);
 	/* after fork(2), in the child (child true: reconnect, keep the lock) or
 	 * the parent (forget the lock without releasing it: the child holds
@@ -201,6 +202,11 @@ struct store_config {
 	int64_t timeout_ms;            /* connect and per-command timeout */
 	const char *password;          /* used when the URL has none; may be NULL */
 	const struct tls_options *tls; /* rediss://: its settings; NULL: the defaults */
+	/* the key a run asks for first (NULL for an operator command): a
+	 * Redis Cluster client with a cached slot map connects straight to
+	 * its slot's node, not to a seed first */
+	const char *first_key;
+	size_t first_key_len;
 };
 
 /* connect to the store the URL names; NULL with err_set() when it is

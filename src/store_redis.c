@@ -85,6 +85,7 @@ struct redis_store {
 	/* Redis Cluster (SPEC 9.3): found from the first MOVED, or from a map
 	 * cached for these seeds; c is then the connection to one node */
 	bool cluster;
+	bool map_asked; /* detect_cluster() asked for the whole map */
 	struct slot_map map;
 	char *map_path; /* the map's cache on disk; NULL: none */
 	struct peer {   /* connections to the other nodes, parked */
@@ -95,6 +96,9 @@ struct redis_store {
 	size_t n_peers;
 	char *at_host; /* the node c is on; NULL: the URL's (a seed) */
 	int at_port;
+	/* with at_host NULL, the seed the last connection to the seeds reached:
+	 * 0 the URL's first host, i its more[i - 1] */
+	int seed_at;
 	bool asking;     /* ASK: send ASKING before the next command */
 	char *scan_host; /* the node a SCAN walks, while it does */
 	int scan_port;
@@ -145,15 +149,22 @@ static void run_set_name(struct buf *out, const char *ns, const char *slot_tag, 
 	append_escaped(out, tag, strlen(tag));
 }
 
-/* the key in use from now on is key: its slot's counters (and tag sets) */
-static void use_key_slot(struct redis_store *rs, const char *key, size_t len)
+/* the cluster slot of every Redis name of key's (NS:{escaped key}...: the
+ * hash tag is the escaped key, which has no '}') */
+static unsigned key_slot(const char *key, size_t len)
 {
 	struct buf tag = {0};
 
 	append_escaped(&tag, key, len);
-	/* NS:{escaped key}: the hash tag is the escaped key (it has no '}') */
-	rs->slot_tag = cluster_slot_tags[cluster_slot(tag.data, tag.len)];
+	unsigned slot = cluster_slot(tag.data, tag.len);
 	buf_free(&tag);
+	return slot;
+}
+
+/* the key in use from now on is key: its slot's counters (and tag sets) */
+static void use_key_slot(struct redis_store *rs, const char *key, size_t len)
+{
+	rs->slot_tag = cluster_slot_tags[key_slot(key, len)];
 	rs->stats_key.len = 0;
 	buf_appendf(&rs->stats_key, "%s:{%s}:stats", rs->ns, rs->slot_tag);
 }
@@ -169,11 +180,25 @@ static void redis_name(struct buf *out, const char *ns, const char *key, size_t 
 	buf_append(out, suffix, strlen(suffix));
 }
 
+/* the server c talks to, for messages: the URL, and on a cluster the node
+ * (the caller frees it) */
+static char *server_name(const struct redis_store *rs)
+{
+	char *url = url_display(&rs->url);
+
+	if (!rs->at_host)
+		return url;
+	char *both = xasprintf(strchr(rs->at_host, ':') ? "%s (node [%s]:%d)" : "%s (node %s:%d)",
+			       url, rs->at_host, rs->at_port);
+	free(url);
+	return both;
+}
+
 /* put "redis URL: " and then says before the error message set so far */
 static void err_at_server(const struct redis_store *rs, const char *says)
 {
 	char why[512];
-	char *where = url_display(&rs->url);
+	char *where = server_name(rs);
 
 	snprintf(why, sizeof(why), "%s", err_msg());
 	err_set("redis %s: %s%s", where, says, why);
@@ -183,7 +208,7 @@ static void err_at_server(const struct redis_store *rs, const char *says)
 /* record a connection's failure as the error message */
 static void conn_error(const struct redis_store *rs, const struct conn *c, const char *what)
 {
-	char *where = url_display(&rs->url);
+	char *where = server_name(rs);
 	err_set("%s %s: %s", what, where, c->errstr);
 	free(where);
 }
@@ -196,7 +221,7 @@ static void send_error(const struct redis_store *rs, struct conn *c)
 	char said[512];
 
 	if (conn_peek_error(c, said, sizeof(said))) {
-		char *where = url_display(&rs->url);
+		char *where = server_name(rs);
 		err_set("redis %s: the server refused us: %s", where, said);
 		free(where);
 		return;
@@ -260,7 +285,7 @@ static redisReply *command(struct redis_store *rs, struct conn *c, int argc, con
 	redisReply *r = raw_command(rs, c, argc, argv, lens);
 
 	if (r && r->type == REDIS_REPLY_ERROR) {
-		char *where = url_display(&rs->url);
+		char *where = server_name(rs);
 		err_set("redis %s: %s%.*s", where,
 			is_refusal(r->str) ? "the server refused us: " : "", (int)r->len, r->str);
 		free(where);
@@ -359,6 +384,8 @@ static struct conn *connect_host(struct redis_store *rs, int64_t until)
 			deadline = until;
 		conn_free(c);
 		c = conn_connect(&host, rs->tls, deadline);
+		if (!c->err && !rs->at_host)
+			rs->seed_at = i + 1;
 		/* a certificate that does not verify is not the host's fault */
 		if (!c->err || c->err == CONN_ERR_TLS || (until && monotonic_ms() >= until))
 			break;
@@ -435,6 +462,8 @@ struct retry {
 #define RETRY_PAUSE_MIN_MS 20
 #define RETRY_PAUSE_MAX_MS 250
 
+static int remap_elsewhere(struct redis_store *rs, int64_t until);
+
 /* replace the command connection with a new one, connected before until;
  * 0, or -1 with err_set() and a connection that says it failed */
 static int reconnect(struct redis_store *rs, int64_t until)
@@ -453,7 +482,7 @@ static int reconnect(struct redis_store *rs, int64_t until)
 	rs->cid = 0;
 	rs->run_id[0] = '\0';
 	rs->c = connect_one(rs, until);
-	if (rs->c)
+	if (rs->c || (rs->cluster && !rs->refused && remap_elsewhere(rs, until) == 0))
 		return 0;
 	/* never NULL: the next exchange fails on it, and may reconnect */
 	rs->c = conn_of_fd(-1);
@@ -528,10 +557,20 @@ struct redirects {
 	int64_t until; /* when those stop: --redis-timeout after the first */
 };
 
-/* the host c is connected to (a seed's, or a node's) */
+/* the host c is connected to (a node's, or a seed's) */
 static const char *at_host(const struct redis_store *rs)
 {
-	return rs->at_host ? rs->at_host : rs->url.host;
+	if (rs->at_host)
+		return rs->at_host;
+	return rs->seed_at ? rs->url.more[rs->seed_at - 1].host : rs->url.host;
+}
+
+/* and its port */
+static int at_port(const struct redis_store *rs)
+{
+	if (rs->at_host)
+		return rs->at_port;
+	return rs->seed_at ? rs->url.more[rs->seed_at - 1].port : rs->url.port;
 }
 
 /* put c away, on the node it is on, for a later command there (a broken
@@ -542,8 +581,7 @@ static void park(struct redis_store *rs)
 		conn_free(rs->c);
 	} else {
 		rs->peers = xrealloc(rs->peers, (rs->n_peers + 1) * sizeof(*rs->peers));
-		rs->peers[rs->n_peers++] = (struct peer){
-			xstrdup(at_host(rs)), rs->at_host ? rs->at_port : rs->url.port, rs->c};
+		rs->peers[rs->n_peers++] = (struct peer){xstrdup(at_host(rs)), at_port(rs), rs->c};
 	}
 	rs->c = NULL;
 }
@@ -566,7 +604,7 @@ static struct conn *unpark(struct redis_store *rs, const char *host, int port)
  * and c a connection that says it failed */
 static int go_to_node(struct redis_store *rs, const char *host, int port)
 {
-	int here = rs->at_host ? rs->at_port : rs->url.port;
+	int here = at_port(rs);
 
 	if (rs->c && port == here && strcmp(host, at_host(rs)) == 0)
 		return 0;
@@ -619,10 +657,12 @@ static void learn_map(struct redis_store *rs)
 	freeReplyObject(r);
 }
 
-/* After an error reply whose text is text: 1 when it was a cluster's
- * redirection or a "try again", followed (c is then where the command goes
- * again), 0 when it is none or the command has had its share (so) */
-static int follow_redirect(struct redis_store *rs, const char *text, struct redirects *so)
+/* After an error reply whose text is text, to a command on the Redis name
+ * (len bytes; NULL for none): 1 when it was a cluster's redirection or a
+ * "try again", followed (c is then where the command goes again), 0 when it
+ * is none or the command has had its share (so) */
+static int follow_redirect(struct redis_store *rs, const char *text, const void *name, size_t len,
+			   struct redirects *so)
 {
 	struct redirect rd;
 
@@ -639,6 +679,14 @@ static int follow_redirect(struct redis_store *rs, const char *text, struct redi
 			pause = so->until - now;
 		so->tries++;
 		poll(NULL, 0, (int)pause); /* a migration or a failover in progress */
+		/* Start again from the slot's owner: an importing node answers
+		 * TRYAGAIN to a script whose keys it does not all have yet (ours
+		 * never have the lock), and without a new ASKING, MOVED. The
+		 * redirections of the rounds before are not a loop: time bounds
+		 * these rounds. */
+		so->hops = 0;
+		if (name)
+			route(rs, name, len);
 		return 1;
 	}
 	if (!cluster_parse_redirect(text, at_host(rs), &rd) || ++so->hops > REDIRECTS_MAX)
@@ -687,15 +735,85 @@ static char *map_path_of(const struct url *u)
 	return path;
 }
 
-/* Off a cluster known so far, ask whether the server is one (an operator's
- * command only: a run finds out from its first MOVED) */
+/* the i-th node we know of: the map's nodes, then the URL's hosts */
+static void known_node(const struct redis_store *rs, size_t i, const char **host, int *port)
+{
+	const struct url_host *seed =
+		i > rs->map.n_nodes ? &rs->url.more[i - rs->map.n_nodes - 1] : NULL;
+
+	if (i < rs->map.n_nodes) {
+		*host = rs->map.nodes[i].host;
+		*port = rs->map.nodes[i].port;
+	} else {
+		*host = seed ? seed->host : rs->url.host;
+		*port = seed ? seed->port : rs->url.port;
+	}
+}
+
+/* A cluster node that takes no connection (a primary killed: its replica
+ * not promoted yet, or promoted already): ask another node we know of, from
+ * the map or the seeds, for the map, so that the next command goes where
+ * its slot is now. c is left on that node. 0, or -1 with err_set() when no
+ * node answers before until. */
+static int remap_elsewhere(struct redis_store *rs, int64_t until)
+{
+	char *gone = xstrdup(at_host(rs));
+	int gone_port = at_port(rs);
+	size_t n = rs->map.n_nodes + 1 + (size_t)rs->url.n_more;
+	int rc = -1;
+
+	for (size_t i = 0; i < n && rc < 0 && !rs->refused; i++) {
+		const char *host;
+		int port;
+		known_node(rs, i, &host, &port);
+		if (port == gone_port && strcmp(host, gone) == 0)
+			continue;
+		if (until && monotonic_ms() >= until)
+			break;
+		char *h = xstrdup(host); /* the map is replaced below */
+		free(rs->at_host);
+		rs->at_host = h;
+		rs->at_port = port;
+		conn_free(rs->c);
+		rs->c = connect_one(rs, until);
+		if (!rs->c)
+			continue;
+		learn_map(rs);
+		if (rs->map.n_nodes) {
+			log_verbose("%s:%d is gone; the slot map from %s:%d", gone, gone_port, h,
+				    port);
+			save_map(rs);
+			rc = 0;
+		}
+	}
+	if (rc < 0) {
+		conn_free(rs->c);
+		rs->c = NULL;
+	}
+	free(gone);
+	return rc;
+}
+
+/* Ask the server for its slot map, once in a call: an operator's command,
+ * which must reach every primary, and a map cached on disk may be stale (a
+ * run finds out from its first MOVED instead) */
 static void detect_cluster(struct redis_store *rs)
 {
-	if (rs->cluster)
+	if (rs->map_asked)
 		return;
+	rs->map_asked = true;
 	learn_map(rs);
 	rs->cluster = rs->map.n_nodes > 0;
 	save_map(rs);
+}
+
+/* whether nodes[node] serves a slot (a primary, not one left empty) */
+static bool serves_slots(const struct slot_map *m, size_t node)
+{
+	for (unsigned s = 0; s < CLUSTER_SLOTS; s++)
+		if (slot_map_index(m, s) == node)
+			return true;
+	return false;
 }
 
 /* Call fn on each primary of a cluster, with c on it and SCAN kept there
@@ -707,11 +825,8 @@ static int each_primary(struct redis_store *rs, int (*fn)(struct redis_store *, 
 		return fn(rs, ctx);
 	int rc = 0;
 	for (size_t i = 0; i < rs->map.n_nodes && rc == 0; i++) {
-		unsigned s = 0;
-		while (s < CLUSTER_SLOTS && slot_map_index(&rs->map, s) != i)
-			s++;
-		if (s == CLUSTER_SLOTS)
-			continue; /* a node that serves no slot now */
+		if (!serves_slots(&rs->map, i))
+			continue;
 		rs->scan_host = xstrdup(rs->map.nodes[i].host);
 		rs->scan_port = rs->map.nodes[i].port;
 		rc = go_to_node(rs, rs->scan_host, rs->scan_port) < 0 ? -1 : fn(rs, ctx);
@@ -777,7 +892,7 @@ static void free_names(struct buf *names, int n)
 static void script_error(struct redis_store *rs, const struct script_call *sc, const char *text)
 {
 	char why[512];
-	char *where = url_display(&rs->url);
+	char *where = server_name(rs);
 
 	snprintf(why, sizeof(why), "%s", text);
 	err_set("redis %s: script %s: %s", where, sc->script->name, why);
@@ -806,19 +921,24 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 		route(rs, sc->args[0].p, sc->args[0].len);
 	redisReply *r;
 	for (struct redirects so = {0};;) {
+		bool asked = rs->asking;
 		if (send_asking(rs) < 0)
 			return NULL;
 		r = raw_command(rs, rs->c, sc->argc + 3, argv, lens);
 		if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-			/* each node loads the script the first time it is asked */
+			/* each node loads the script the first time it is asked
+			 * (an importing node again after ASKING) */
 			freeReplyObject(r);
+			rs->asking = asked;
 			argv[0] = "EVAL";
 			lens[0] = 4;
 			argv[1] = sc->script->src;
 			lens[1] = sc->script->len;
 			continue;
 		}
-		if (!r || r->type != REDIS_REPLY_ERROR || !follow_redirect(rs, r->str, &so))
+		if (!r || r->type != REDIS_REPLY_ERROR ||
+		    !follow_redirect(rs, r->str, sc->nkeys > 0 ? sc->args[0].p : NULL,
+				     sc->nkeys > 0 ? sc->args[0].len : 0, &so))
 			break;
 		freeReplyObject(r);
 	}
@@ -882,6 +1002,7 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 		route(rs, sc->args[0].p, sc->args[0].len);
 	struct redirects so = {0};
 	for (int attempt = 0;; attempt++) {
+		bool asked = rs->asking;
 		if (send_asking(rs) < 0)
 			return -1;
 		struct resp_reader *rd = exchange_start(rs, all, sc->argc + 3);
@@ -895,9 +1016,11 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 			all[0] = (struct resp_arg){.p = "EVAL", .len = 4, .fd = -1};
 			all[1] = (struct resp_arg){
 				.p = sc->script->src, .len = sc->script->len, .fd = -1};
+			rs->asking = asked;
 			continue;
 		}
-		if (rc == -2 && follow_redirect(rs, err_msg(), &so))
+		if (rc == -2 && follow_redirect(rs, err_msg(), sc->nkeys > 0 ? sc->args[0].p : NULL,
+						sc->nkeys > 0 ? sc->args[0].len : 0, &so))
 			continue;
 		if (rc == -2 && is_refusal(err_msg())) {
 			err_at_server(rs, "the server refused us: ");
@@ -1014,7 +1137,8 @@ static int plain_command(struct redis_store *rs, const struct resp_arg *args, in
 	for (struct redirects so = {0};;) {
 		struct resp_reader *rd = send_asking(rs) < 0 ? NULL : exchange_start(rs, args, n);
 		rc = rd ? read_reply(rd, ctx) : -1;
-		if (rc != -2 || !follow_redirect(rs, err_msg(), &so))
+		if (rc != -2 || !follow_redirect(rs, err_msg(), n > 1 ? args[1].p : NULL,
+						 n > 1 ? args[1].len : 0, &so))
 			break;
 		/* a value read from a file goes again from its start */
 		for (int i = 0; i < n; i++)
@@ -1128,9 +1252,9 @@ static void lock_value(struct redis_store *rs, struct buf *out, const char *toke
 /* Whether the holder of a lock whose value is holder is gone: its client
  * id (cid=) is no longer connected, or is from another lifetime of the
  * server (run=: ids start again at a restart, so one that survived in the
- * lock may name someone else now). 1 gone, 0 there or unknown (a lock
- * without them, a server that refuses CLIENT LIST: the lease decides),
- * -1 with err_set() when the connection failed. */
+ * lock may name someone else now; on a cluster, see below). 1 gone, 0
+ * there or unknown (a lock without them, a server that refuses CLIENT
+ * LIST: the lease decides), -1 with err_set() when the connection failed. */
 static int holder_gone(struct redis_store *rs, const char *holder)
 {
 	const char *p = strstr(holder, " cid=");
@@ -1144,8 +1268,14 @@ static int holder_gone(struct redis_store *rs, const char *holder)
 		sscanf(q + 5, "%40[0-9a-fA-F-]", run);
 	if (identity(rs) < 0)
 		return -1;
-	if (run[0] && strcmp(run, "-") != 0 && rs->run_id[0] && strcmp(run, rs->run_id) != 0)
-		return 1;
+	if (run[0] && strcmp(run, "-") != 0 && rs->run_id[0] && strcmp(run, rs->run_id) != 0) {
+		/* On a cluster, another node's run id says the lock came here by
+		 * a slot migration or a failover, not that its holder died: the
+		 * holder names its connection here at its next renewal, and
+		 * until then the lease decides. Its client id means nothing
+		 * on this node. */
+		return rs->cluster ? 0 : 1;
+	}
 	char id[24];
 	snprintf(id, sizeof(id), "%lld", cid);
 	const char *argv[4] = {"CLIENT", "LIST", "ID", id};
@@ -2458,36 +2588,60 @@ static const char *takeover_probe(struct redis_store *rs)
 		       : "a dead leader is taken over at once";
 }
 
-static int redis_ping(struct store *s, struct buf *out)
-{
-	struct redis_store *rs = to_redis(s);
-	char version[64] = "unknown";
-	const char *loaded = "scripts loaded";
+/* what ping learns of one server or cluster node */
+struct node_ping {
+	char version[64];
+	const char *loaded; /* whether the scripts are loaded there */
+	double rtt_ms;
+};
 
-	struct timespec a, b;
+/* PING (timed), the version (INFO server) and SCRIPT LOAD of every script
+ * on the node c is on; 0, or -1 with err_set() when the connection failed */
+static int ping_node(struct redis_store *rs, struct node_ping *np)
+{
 	const char *ping[1] = {"PING"}, *info[2] = {"INFO", "server"};
 	size_t ping_len[1] = {4}, info_len[2] = {4, 6};
-	clock_gettime(CLOCK_MONOTONIC, &a);
+	int64_t a = monotonic_us();
 	redisReply *r = command(rs, rs->c, 1, ping, ping_len);
-	clock_gettime(CLOCK_MONOTONIC, &b);
+
 	if (!r)
 		return -1;
+	np->rtt_ms = (double)(monotonic_us() - a) / 1e3;
 	freeReplyObject(r);
-	double rtt = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+	snprintf(np->version, sizeof(np->version), "unknown");
 	r = raw_command(rs, rs->c, 2, info, info_len);
 	if (r && r->type == REDIS_REPLY_STRING) {
 		const char *v = strstr(r->str, "redis_version:");
 		if (v)
-			sscanf(v + 14, "%63[^\r\n]", version);
+			sscanf(v + 14, "%63[^\r\n]", np->version);
 	}
 	freeReplyObject(r);
+	/* load them all now; a user who may not run SCRIPT still has them
+	 * loaded by EVAL on first use */
+	np->loaded = "scripts loaded";
+	for (const struct lua_script *const *sp = lua_all; *sp; sp++) {
+		const char *argv[3] = {"SCRIPT", "LOAD", (*sp)->src};
+		size_t lens[3] = {6, 4, (*sp)->len};
+		r = raw_command(rs, rs->c, 3, argv, lens);
+		if (!r)
+			return -1;
+		if (r->type == REDIS_REPLY_ERROR)
+			np->loaded = "scripts load on first use (SCRIPT LOAD is refused)";
+		freeReplyObject(r);
+	}
+	return 0;
+}
 
-	/* probe names of their own (NS:{%ping}...: no escaped key spells them) */
+/* the probes of ping: every script, command and channel a run uses, with
+ * names of their own (NS:{%ping}...: no escaped key spells them), on the
+ * node of their slot; then how a dead leader is found. The takeover phrase,
+ * or NULL with err_set(). */
+static const char *probe_all(struct redis_store *rs)
+{
 	char *key = xasprintf("%s:{%%ping}", rs->ns), *key2 = xasprintf("%s:{%%ping}:2", rs->ns);
 	char *channel = xasprintf("%s:{%%ping}:wake", rs->ns),
 	     *pattern = xasprintf("%s:{%%ping}*", rs->ns);
-	/* on a cluster, the probes go to the node of their slot ({%ping}) */
-	detect_cluster(rs);
+
 	route(rs, key, strlen(key));
 	int rc = probe_scripts(rs, key, key2, channel);
 	if (rc == 0)
@@ -2498,27 +2652,91 @@ static int redis_ping(struct store *s, struct buf *out)
 	free(key2);
 	free(channel);
 	free(pattern);
-	if (rc < 0)
-		return -1;
-	/* load them all now; a user who may not run SCRIPT still has them
-	 * loaded by EVAL on first use */
-	for (const struct lua_script *const *sp = lua_all; *sp; sp++) {
-		const char *argv[3] = {"SCRIPT", "LOAD", (*sp)->src};
-		size_t lens[3] = {6, 4, (*sp)->len};
-		r = raw_command(rs, rs->c, 3, argv, lens);
-		if (!r)
-			return -1;
-		if (r->type == REDIS_REPLY_ERROR)
-			loaded = "scripts load on first use (SCRIPT LOAD is refused)";
-		freeReplyObject(r);
+	return rc < 0 ? NULL : takeover_probe(rs);
+}
+
+/* append the slots nodes[node] serves to out: "N slots (a-b, c-d, ...)",
+ * the first few ranges only (a resharded map can hold thousands) */
+static void append_slot_ranges(struct buf *out, const struct slot_map *m, size_t node)
+{
+	struct buf ranges = {0};
+	unsigned n = 0, shown = 0;
+
+	for (unsigned s = 0; s < CLUSTER_SLOTS; s++) {
+		if (slot_map_index(m, s) != node)
+			continue;
+		unsigned e = s;
+		while (e + 1 < CLUSTER_SLOTS && slot_map_index(m, e + 1) == node)
+			e++;
+		n += e - s + 1;
+		if (shown++ < 4)
+			buf_appendf(&ranges, "%s%u-%u", shown > 1 ? ", " : "", s, e);
+		else if (shown == 5)
+			buf_appendf(&ranges, ", ...");
+		s = e;
 	}
-	const char *takeover = takeover_probe(rs);
+	buf_appendf(out, "%u slots (%s)", n, ranges.data ? ranges.data : "");
+	buf_free(&ranges);
+}
+
+/* ping on a cluster: the probes, then a line for each primary; one that
+ * does not answer gets its line too, and makes the result -1 */
+static int ping_cluster(struct redis_store *rs, struct buf *out)
+{
+	size_t primaries = 0;
+	char failed[512] = "";
+
+	for (size_t i = 0; i < rs->map.n_nodes; i++)
+		primaries += serves_slots(&rs->map, i);
+	const char *takeover = probe_all(rs);
 	if (!takeover)
 		return -1;
 	char tls[128];
 	conn_tls_desc(rs->c, tls, sizeof(tls));
-	buf_appendf(out, "%s: Redis %s, %s%s%s, %s, round trip %.3f ms", rs->base.desc, version,
-		    tls, *tls ? ", " : "", loaded, takeover, rtt);
+	buf_appendf(out, "%s: Redis Cluster of %zu primaries, %s%s%s", rs->base.desc, primaries,
+		    tls, *tls ? ", " : "", takeover);
+	for (size_t i = 0; i < rs->map.n_nodes; i++) {
+		const struct cluster_node *n = &rs->map.nodes[i];
+		struct node_ping np;
+		if (!serves_slots(&rs->map, i))
+			continue;
+		buf_appendf(out, strchr(n->host, ':') ? "\n  [%s]:%d: " : "\n  %s:%d: ", n->host,
+			    n->port);
+		if (go_to_node(rs, n->host, n->port) < 0 || ping_node(rs, &np) < 0) {
+			buf_appendf(out, "FAILED: %s", err_msg());
+			if (!failed[0])
+				snprintf(failed, sizeof(failed), "%s", err_msg());
+			continue;
+		}
+		buf_appendf(out, "Redis %s, ", np.version);
+		append_slot_ranges(out, &rs->map, i);
+		buf_appendf(out, ", %s, round trip %.3f ms", np.loaded, np.rtt_ms);
+	}
+	if (failed[0]) {
+		err_set("%s", failed); /* out keeps every node's line */
+		return -1;
+	}
+	return 0;
+}
+
+static int redis_ping(struct store *s, struct buf *out)
+{
+	struct redis_store *rs = to_redis(s);
+	struct node_ping np;
+
+	/* the server reached first (a refusal at connect shows here, named) */
+	if (ping_node(rs, &np) < 0)
+		return -1;
+	detect_cluster(rs);
+	if (rs->cluster)
+		return ping_cluster(rs, out);
+	const char *takeover = probe_all(rs);
+	if (!takeover)
+		return -1;
+	char tls[128];
+	conn_tls_desc(rs->c, tls, sizeof(tls));
+	buf_appendf(out, "%s: Redis %s, %s%s%s, %s, round trip %.3f ms", rs->base.desc, np.version,
+		    tls, *tls ? ", " : "", np.loaded, takeover, np.rtt_ms);
 	return 0;
 }
 
@@ -2619,6 +2837,30 @@ static int connect_first(struct redis_store *rs)
 	return again(rs, &rt) ? 0 : -1;
 }
 
+/* With a cached map, the first connection of a run goes straight to the
+ * node of its key's slot (a hit is then one connection, one round trip);
+ * a node that is gone (a failover since the map was saved) is skipped for
+ * the seeds. Otherwise as connect_first. */
+static int connect_first_key(struct redis_store *rs, const char *key, size_t len)
+{
+	const struct cluster_node *n =
+		rs->cluster && key ? slot_map_owner(&rs->map, key_slot(key, len)) : NULL;
+
+	if (n) {
+		rs->at_host = xstrdup(n->host);
+		rs->at_port = n->port;
+		rs->c = connect_one(rs, 0);
+		if (rs->c || rs->refused)
+			return rs->c ? 0 : -1;
+		log_verbose("%s; asking the other nodes", err_msg());
+		if (remap_elsewhere(rs, monotonic_ms() + rs->timeout_ms) == 0 || rs->refused)
+			return rs->c ? 0 : -1;
+		free(rs->at_host);
+		rs->at_host = NULL;
+	}
+	return connect_first(rs);
+}
+
 struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 {
 	struct redis_store *rs = xcalloc(1, sizeof(*rs));
@@ -2663,7 +2905,7 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 		/* a map of the seeds cached by an earlier run: route at once */
 		rs->cluster = rs->map_path && slot_map_load(&rs->map, rs->map_path) == 0;
 	}
-	if (connect_first(rs) < 0) {
+	if (connect_first_key(rs, cfg->first_key, cfg->first_key_len) < 0) {
 		*refused = rs->refused;
 		redis_close(&rs->base);
 		return NULL;

@@ -572,6 +572,11 @@ int subcmd_ping(const struct options *o)
 	int rc = s->ops->ping(s, &b);
 	store_close(s);
 	if (rc < 0) {
+		/* a cluster's nodes that answered, before the one that did not */
+		if (b.len) {
+			buf_append(&b, "\n", 1);
+			put(&b);
+		}
 		log_error("ping: %s", err_msg());
 		buf_free(&b);
 		return 125;

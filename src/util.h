@@ -90,6 +90,8 @@ int copy_fd(int in_fd, int out_fd, uint64_t len);
 
 /* milliseconds on the monotonic clock, for intervals within this process */
 int64_t monotonic_ms(void);
+/* microseconds on the same clock, for round trips */
+int64_t monotonic_us(void);
 /* milliseconds since the epoch on the wall clock, for times kept in files */
 int64_t realtime_ms(void);
 /* fill out with a random token of 2*nbytes hex digits plus NUL */
