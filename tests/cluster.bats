@@ -57,6 +57,92 @@ end_migration() {
 	done
 }
 
+# N user keys PREFIX0, PREFIX1, ... whose entries' slot is in LO..HI
+# (CRC16 of the brace tag cachefence:{KEY}, as Redis hashes), one a line
+keys_in_slots() {
+	python3 - "$@" <<-'EOF'
+		import sys
+		lo, hi, n, prefix = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+		def crc16(data):
+		    crc = 0
+		    for b in data:
+		        crc ^= b << 8
+		        for _ in range(8):
+		            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+		            crc &= 0xFFFF
+		    return crc
+		i = found = 0
+		while found < n:
+		    key = f"{prefix}{i}"
+		    if lo <= crc16(key.encode()) % 16384 <= hi:
+		        print(key)
+		        found += 1
+		    i += 1
+	EOF
+}
+
+# the fixture's directory, and all six ports (the primaries first)
+cluster_dir() { echo "$BATS_FILE_TMPDIR/cluster"; }
+all_ports() { cat "$(cluster_dir)/ports"; }
+
+# after a test that failed a primary over or killed one: the first three
+# the primaries again, every replica in sync
+heal() {
+	"$BATS_TEST_DIRNAME/lib/cluster_fixture.sh" heal "$(cluster_dir)"
+}
+
+# the pid of the node on PORT
+node_pid() {
+	redis-cli -p "$1" INFO server | tr -d '\r' | sed -n 's/^process_id://p'
+}
+
+# the port of the replica of the primary on PORT
+replica_of() {
+	local id=$(node_id "$1")
+	redis-cli -p "$1" CLUSTER NODES | awk -v id="$id" '$4 == id { split($2, a, "[:@]"); print a[2]; exit }'
+}
+
+# a COMMAND that logs the key it ran for to SCRATCH/keyruns, takes SECONDS
+# and prints "output of KEY"; how often it ran for KEY: key_runs KEY
+key_cmd() {
+	cat >"$SCRATCH/key_cmd" <<-EOF
+		#!/bin/sh
+		echo "\$1" >>"$SCRATCH/keyruns"
+		sleep $1
+		echo "output of \$1"
+	EOF
+	chmod +x "$SCRATCH/key_cmd"
+	echo "$SCRATCH/key_cmd"
+}
+key_runs() { grep -cxF -- "$1" "$SCRATCH/keyruns" || true; }
+
+# N callers over KEYS (an array name) in the background, named PREFIXi,
+# caller i asking for key i mod the number of keys, with ARGS... before
+# the COMMAND (key_cmd's) and its key
+callers() {
+	local n=$1 prefix=$2 keys_name=$3 cmd=$4
+	shift 4
+	local -n keys_ref=$keys_name
+	local i
+	for ((i = 0; i < n; i++)); do
+		local k=${keys_ref[i % ${#keys_ref[@]}]}
+		cf_bg "$prefix$i" "$@" -k "$k" -- "$cmd" "$k"
+	done
+}
+
+# every caller PREFIXi of callers() exited 0 with its key's output
+callers_served() {
+	local n=$1 prefix=$2 keys_name=$3 limit=${4:-120}
+	local -n keys_ref=$keys_name
+	local i
+	for ((i = 0; i < n; i++)); do
+		local k=${keys_ref[i % ${#keys_ref[@]}]}
+		assert_eq "$(bg_status "$prefix$i" "$limit")" 0 "status of caller $prefix$i (key $k)" ||
+			{ cat "$prefix$i.err" >&2; return 1; }
+		assert_bytes "$prefix$i.out" "output of $k\n" || { cat "$prefix$i.err" >&2; return 1; }
+	done
+}
+
 # the cached slot map file (there is one per seed list)
 map_file() {
 	ls "$XDG_CACHE_HOME"/cachefence-cluster/* 2>/dev/null | grep -v '\.tmp$' | head -n 1
@@ -162,4 +248,155 @@ map_file() {
 	assert_eq "$(bg_status during 30)" 0 "status of the call"
 	assert_bytes during.out 'stored before'
 	! grep -q 'uncached' during.err || { cat during.err >&2; false; }
+}
+
+@test "a hit with the slot map cached is one connection and one command, both on its key's primary" {
+	cf_to first -t 1m -k one-trip -- printf stored
+	assert_status 0 first
+	owner=$(owner_port "$(slot_of 'cachefence:{one-trip}')")
+	# the connections each node took (each reading is one more)
+	connections() {
+		local port
+		for port in $(all_ports); do
+			echo "$port $(redis-cli -p "$port" INFO stats | tr -d '\r' |
+				sed -n 's/^total_connections_received://p')"
+		done
+	}
+	# the commands clients sent the primaries (MONITOR; not the scripts' own)
+	local port pids=()
+	for port in $CLUSTER_PRIMARIES; do
+		timeout 20 stdbuf -oL redis-cli -p "$port" MONITOR >"monitor.$port" &
+		pids+=($!)
+	done
+	sleep 0.3
+	connections >before
+	cf_to hit -t 1m -k one-trip -- printf recomputed
+	connections >after
+	sleep 0.3
+	kill "${pids[@]}"
+	wait "${pids[@]}" || true
+	assert_bytes hit.out 'stored'
+	join before after >both
+	while read -r port c0 c1; do
+		want=0
+		[[ $port == "$owner" ]] && want=1
+		assert_eq $((c1 - c0 - 1)) "$want" "connections the hit made to the node on port $port"
+		if [[ " $CLUSTER_PRIMARIES " == *" $port "* ]]; then
+			sent=$(grep -v ' lua\] \|"INFO"\|"PING"\|"REPLCONF"' "monitor.$port" | grep -c '^[0-9.]* \[' || true)
+			assert_eq "$sent" "$want" "commands the hit sent to the node on port $port"
+		fi
+	done <both
+	grep -q '"EVALSHA"' "monitor.$owner"
+}
+
+@test "a cold key whose slot stays half migrated: ASK, then TRYAGAIN from the importing node until --redis-timeout, then one uncached run with the right output" {
+	k=asked
+	start_migration "cachefence:{$k}"
+	# nothing of the entry is on its primary, which sends us on with ASK;
+	# the importing node has not all the keys of the script (never the
+	# lock) and answers TRYAGAIN until the slot is done
+	cmd=$(counter_cmd asked 'echo "value of $1"')
+	SECONDS=0
+	cf_to cold --redis-timeout 2s -t 1m -k "$k" -- "$cmd" "$k"
+	elapsed=$SECONDS
+	end_migration
+	assert_status 0 cold
+	assert_bytes cold.out 'value of asked\n'
+	grep -q 'TRYAGAIN.*running COMMAND uncached' cold.err || { cat cold.err >&2; false; }
+	((elapsed >= 1 && elapsed < 10)) || { echo "the call took $elapsed s" >&2; false; }
+	assert_eq "$(runs asked)" 1 "runs of COMMAND"
+	# the slot home again: a run stores, the next one hits
+	cf_to again -t 1m -k "$k" -- "$cmd" "$k"
+	cf_to hit -t 1m -k "$k" -- "$cmd" "$k"
+	assert_bytes hit.out 'value of asked\n'
+	assert_eq "$(runs asked)" 2 "runs of COMMAND"
+}
+
+@test "resharding under load: callers, leaders and a stale refresh while the slots in use move; nothing torn or foreign, every caller its key's bytes" {
+	src=$(owner_port 0)
+	for port in $CLUSTER_PRIMARIES; do [[ $port != "$src" ]] && { dst=$port; break; }; done
+	# keys in the 1000 slots reshard moves first (src's lowest)
+	mapfile -t cold < <(keys_in_slots 0 999 8 cold)
+	mapfile -t stale < <(keys_in_slots 0 999 4 stale)
+	cmd=$(key_cmd 1)
+	for k in "${stale[@]}"; do
+		cf_to "pre-$k" -t 1s --stale 10m -k "$k" -- "$cmd" "$k"
+		assert_status 0 "pre-$k"
+	done
+	sleep 1.1 # the stale ones past their TTL: their next callers refresh them
+	: >"$SCRATCH/keyruns"
+	all=("${cold[@]}" "${stale[@]}")
+	redis-cli --cluster reshard "127.0.0.1:$src" --cluster-from "$(node_id "$src")" \
+		--cluster-to "$(node_id "$dst")" --cluster-slots 1000 --cluster-yes \
+		>reshard.log 2>&1 &
+	reshard=$!
+	callers 48 a all "$cmd" --redis-timeout 10s -t 10m --stale 10m
+	sleep 0.3
+	callers 48 b all "$cmd" --redis-timeout 10s -t 10m --stale 10m
+	wait "$reshard" || { tail -20 reshard.log >&2; false; }
+	callers 24 c all "$cmd" --redis-timeout 10s -t 10m --stale 10m
+	callers_served 48 a all
+	callers_served 48 b all
+	callers_served 24 c all
+	# the slots moved, with the entries in them
+	assert_eq "$(owner_port "$(slot_of "cachefence:{${cold[0]}}")")" "$dst" "owner after the reshard"
+	for k in "${all[@]}"; do
+		assert_le "$(key_runs "$k")" 2 "runs for $k"
+		cf_to "after-$k" -t 10m -k "$k" -- false
+		assert_status 0 "after-$k"
+		assert_bytes "after-$k.out" "output of $k\n"
+	done
+}
+
+@test "CLUSTER FAILOVER on a replica under load: every caller its key's bytes, COMMAND at most twice a key" {
+	victim=$(owner_port "$(slot_of 'cachefence:{fo0}')")
+	replica=$(replica_of "$victim")
+	mapfile -t keys < <(printf 'fo%d\n' $(seq 0 11))
+	cmd=$(key_cmd 2)
+	: >"$SCRATCH/keyruns"
+	callers 60 a keys "$cmd" --redis-timeout 15s -t 10m
+	sleep 0.5
+	[[ $(redis-cli -p "$replica" CLUSTER FAILOVER) == OK ]]
+	callers 40 b keys "$cmd" --redis-timeout 15s -t 10m
+	callers_served 60 a keys
+	callers_served 40 b keys
+	redis-cli -p "$replica" ROLE | head -n 1 | grep -qx master
+	for k in "${keys[@]}"; do
+		assert_le "$(key_runs "$k")" 2 "runs for $k"
+	done
+	heal
+}
+
+@test "kill -9 of a primary under load: ping names it, its replica takes over, every caller its key's bytes, COMMAND at most twice a key" {
+	victim=$(owner_port "$(slot_of 'cachefence:{kill0}')")
+	replica=$(replica_of "$victim")
+	mapfile -t keys < <(printf 'kill%d\n' $(seq 0 11))
+	cmd=$(key_cmd 2)
+	: >"$SCRATCH/keyruns"
+	callers 60 a keys "$cmd" --redis-timeout 20s -t 10m
+	sleep 0.5
+	# the replica held back, so ping sees the primary gone before any failover
+	held=$(node_pid "$replica")
+	kill -STOP "$held"
+	gone=$(node_pid "$victim")
+	kill -KILL "$gone"
+	# the signal is sent; on a busy machine the node may serve a while yet
+	for _ in $(seq 500); do proc_alive "$gone" || break; sleep 0.01; done
+	cf_to ping ping
+	kill -CONT "$held"
+	# a line for each node that answered, then the failure
+	assert_status 125 ping || { cat ping.out >&2; false; }
+	assert_one_line ping.err
+	grep -qF "127.0.0.1:$victim" ping.err
+	assert_eq "$(grep -c '^  127\.0\.0\.1:[0-9]*: Redis' ping.out)" 2 "primaries ping reached"
+	callers 40 b keys "$cmd" --redis-timeout 20s -t 10m
+	callers_served 60 a keys 180
+	callers_served 40 b keys 180
+	redis-cli -p "$replica" ROLE | head -n 1 | grep -qx master
+	for k in "${keys[@]}"; do
+		assert_le "$(key_runs "$k")" 2 "runs for $k"
+	done
+	pid=$("$BATS_TEST_DIRNAME/lib/cluster_fixture.sh" restart "$(cluster_dir)" "$victim")
+	redis_watchdog "$CLUSTER_SUITE_PID" "$pid"
+	heal
 }

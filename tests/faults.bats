@@ -37,10 +37,14 @@ teardown() {
 	common_teardown
 	store_is_redis || return 0
 	[[ -n ${REDIS_PID:-} ]] && kill -CONT "$REDIS_PID" 2>/dev/null
-	rcli CLIENT UNPAUSE >/dev/null 2>&1 || true
-	# a test that changed the server's configuration (a password, maxmemory,
-	# an eviction policy) or left it down gets a fresh one
-	if [[ -e $BATS_TEST_TMPDIR/restart-redis || $(rcli PING 2>/dev/null) != PONG ]]; then
+	local port
+	for port in $(store_ports); do redis_cli_at "$port" CLIENT UNPAUSE >/dev/null 2>&1 || true; done
+	# a cluster's primaries get their memory back (the only setting a test
+	# changes there); a server whose configuration a test changed (a
+	# password, maxmemory, an eviction policy) or left down, a fresh one
+	if [[ $CACHEFENCE_TEST_STORE == cluster ]]; then
+		limit_memory 0
+	elif [[ -e $BATS_TEST_TMPDIR/restart-redis || $(rcli PING 2>/dev/null) != PONG ]]; then
 		redis_down
 		redis_up
 	fi
@@ -51,6 +55,30 @@ teardown() {
 # ask teardown for a fresh server after this test
 restart_after_test() {
 	touch "$BATS_TEST_TMPDIR/restart-redis"
+}
+
+# the servers a run may write to: the one, or every primary of a cluster
+store_ports() {
+	if [[ $CACHEFENCE_TEST_STORE == cluster ]]; then
+		echo $CLUSTER_PRIMARIES
+	else
+		echo "$REDIS_PORT"
+	fi
+}
+
+# maxmemory EXTRA bytes above what each server (see store_ports) uses now,
+# with noeviction; EXTRA 0: no limit again
+limit_memory() {
+	local port used
+	for port in $(store_ports); do
+		if (($1 == 0)); then
+			redis_cli_at "$port" CONFIG SET maxmemory 0 >/dev/null
+			continue
+		fi
+		used=$(redis_cli_at "$port" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
+		redis_cli_at "$port" CONFIG SET maxmemory-policy noeviction >/dev/null
+		redis_cli_at "$port" CONFIG SET maxmemory $((used + $1)) >/dev/null
+	done
 }
 
 # the value of INFO field NAME (used_memory, evicted_keys, ...)
@@ -128,7 +156,7 @@ assert_entry_whole() {
 # fail if any key of the namespace is a leftover stage (a half-written result)
 assert_no_stage_keys() {
 	local left
-	left=$(rcli --scan --pattern 'cachefence:*:stage:*')
+	left=$(redis_names 'cachefence:*:stage:*')
 	[[ -z $left ]] && return 0
 	echo "stage keys left behind:" >&2
 	echo "$left" >&2
@@ -138,6 +166,7 @@ assert_no_stage_keys() {
 # --- the server restarted, paused, killed, frozen ------------------------------------
 
 @test "Redis restarted without persistence while a leader runs: its waiters reconnect and wait for it, the leader stores, and everyone gets run 1's output and status (SPEC 9.5)" {
+	require_standalone # restarts the one server (cluster.bats kills a primary)
 	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"")
 	opts=(--redis-timeout 1s --lock-lease 2s -t 1m -k job)
 
@@ -186,11 +215,14 @@ assert_no_stage_keys() {
 	cf_to hit -t 1h --cache-failures -k paused -- "$cmd"
 	assert_bytes hit.out 'live run 1\n'
 
-	assert_eq "$(rcli CLIENT PAUSE 30000 ALL)" OK "CLIENT PAUSE"
+	local port
+	for port in $(store_ports); do
+		assert_eq "$(redis_cli_at "$port" CLIENT PAUSE 30000 ALL)" OK "CLIENT PAUSE"
+	done
 	SECONDS=0
 	cf_to during --redis-timeout 1s -t 1h --cache-failures -k paused -- "$cmd"
 	elapsed=$SECONDS
-	rcli CLIENT UNPAUSE >/dev/null
+	for port in $(store_ports); do redis_cli_at "$port" CLIENT UNPAUSE >/dev/null; done
 
 	assert_status 3 during
 	assert_bytes during.out 'live run 2\n'
@@ -206,6 +238,7 @@ assert_no_stage_keys() {
 }
 
 @test "Redis killed while 50 waiters wait: every waiter returns within --redis-timeout + lease + COMMAND time + 15 s, none with empty output and exit 0" {
+	require_standalone # kills the one server (cluster.bats kills a primary)
 	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"")
 	# 3 s: 50 TLS handshakes at once on a loaded 2-core CI machine (ASan)
 	# took more than 1 s for some, which then ran uncached before the kill
@@ -255,6 +288,7 @@ assert_no_stage_keys() {
 }
 
 @test "Redis frozen with SIGSTOP while 20 waiters wait: every waiter fails open within 1 s + 2 x --redis-timeout + COMMAND time + 15 s" {
+	require_standalone # freezes the one server; a cluster fails a frozen primary over
 	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"")
 	opts=(--redis-timeout 1s --lock-lease 30s -t 1m -k frozen)
 
@@ -297,9 +331,7 @@ assert_no_stage_keys() {
 	assert_status 3 kept
 
 	# room for the lookups, not for a 2 MB result
-	used=$(redis_info used_memory)
-	rcli CONFIG SET maxmemory-policy noeviction >/dev/null
-	rcli CONFIG SET maxmemory $((used + 512 * 1024)) >/dev/null
+	limit_memory $((512 * 1024))
 
 	cf_to refused -t 1h --cache-failures -k big -- "$big"
 	assert_status 4 refused
@@ -316,7 +348,7 @@ assert_no_stage_keys() {
 
 	# over maxmemory already: even the lookup's bookkeeping is refused, so
 	# the run is fail-open
-	rcli CONFIG SET maxmemory $(($(redis_info used_memory) - 100 * 1024)) >/dev/null
+	limit_memory $((-100 * 1024))
 	cf_to full -t 1h --cache-failures -k other -- "$small"
 	assert_status 3 full
 	assert_bytes full.out 'small run 2\n'
@@ -327,7 +359,7 @@ assert_no_stage_keys() {
 	grep -Eqx 'small run [13]' fullhit.out
 	assert_at_most_one_line fullhit.err
 
-	rcli CONFIG SET maxmemory 0 >/dev/null
+	limit_memory 0
 	cf_to hit -t 1h --cache-failures -k kept -- "$small"
 	assert_status 3 hit
 	assert_bytes hit.out 'small run 1\n'
@@ -339,9 +371,7 @@ assert_no_stage_keys() {
 	head -c 1500000 /dev/urandom | base64 -w0 >bigdata
 	cmd=$(counter_cmd big "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; cat '$SCRATCH/bigdata'")
 
-	used=$(redis_info used_memory)
-	rcli CONFIG SET maxmemory-policy noeviction >/dev/null
-	rcli CONFIG SET maxmemory $((used + 512 * 1024)) >/dev/null
+	limit_memory $((512 * 1024))
 
 	cf_bg leader --lock-lease 30s -t 1h -k oom -- "$cmd"
 	wait_for_file started 30
@@ -359,6 +389,7 @@ assert_no_stage_keys() {
 }
 
 @test "allkeys-lru evicting locks and entries under memory pressure: over 15 rounds no output is torn or mixed with another key's" {
+	require_standalone # fills the one server
 	restart_after_test
 	# each COMMAND prints its key, its run id and 100 numbered lines, and
 	# holds its lock 0.3 s in the middle, while filler keys push entries,
@@ -414,6 +445,7 @@ assert_no_stage_keys() {
 # --- a read-only replica ------------------------------------------------------------------
 
 @test "a read-only replica as the URL: runs are fail-open with one warning line that names READONLY" {
+	require_standalone # a replica of the one server
 	cmd=$(counter_cmd ro 'echo "ro run $n"; exit 6')
 	redis_spawn "$SCRATCH" replica --replicaof 127.0.0.1 "$REDIS_PORT"
 	port=$SPAWNED_PORT
@@ -552,6 +584,7 @@ cut_proxy_start() {
 }
 
 @test "the connection cut in the middle of a hit's reply, for a value small enough to be buffered: nothing partial on stdout, COMMAND runs instead" {
+	require_standalone # relays the one server (a cluster's MOVED names the nodes)
 	# 100 kB: read whole before anything is written
 	cmd=$(counter_cmd small "echo \"run \$n\"; head -c 50000 /dev/zero | tr '\\0' A; echo; echo CUT-HERE; head -c 50000 /dev/zero | tr '\\0' B; echo")
 	cf_to stored -t 1h -k small -- "$cmd"
@@ -574,6 +607,7 @@ cut_proxy_start() {
 }
 
 @test "the connection cut in the middle of a streamed 4 MiB value: exit 125 with the cut-off line, COMMAND not run" {
+	require_standalone # relays the one server (a cluster's MOVED names the nodes)
 	head -c 3145728 /dev/urandom | base64 -w0 | head -c 2097152 >half
 	{ cat half; echo CUT-HERE; cat half; } >value
 	cmd=$(counter_cmd big "cat '$SCRATCH/value'")
@@ -718,6 +752,7 @@ cut_proxy_start() {
 # --- the password -----------------------------------------------------------------------------------
 
 @test "CACHEFENCE_PASSWORD never appears in the argv of cachefence or of COMMAND, nor in COMMAND's environment" {
+	require_standalone # a password is per node
 	restart_after_test
 	pw="cf-secret-$RANDOM$RANDOM$RANDOM"
 	printf '%s' "$pw" >"$BATS_TEST_TMPDIR/pw"

@@ -334,7 +334,18 @@ redis_calls() {
 	cf_to ping ping
 	assert_status 0 ping ping
 	assert_empty ping.err
-	assert_eq "$(awk 'END { print NR }' ping.out)" 1 "lines of ping"
+	case $CACHEFENCE_TEST_STORE in
+	cluster)
+		# a line for the cluster, then one for each primary: all slots served
+		assert_eq "$(awk 'END { print NR }' ping.out)" 4 "lines of ping"
+		grep -qE '^redis://.*: Redis Cluster of 3 primaries' ping.out
+		for port in $CLUSTER_PRIMARIES; do
+			grep -qE "^  127\.0\.0\.1:$port: Redis [0-9]+\.[0-9.]+, [0-9]+ slots .*scripts loaded, round trip" ping.out
+		done
+		assert_eq "$(sed -n 's/.*, \([0-9]*\) slots (.*/\1/p' ping.out | awk '{ n += $1 } END { print n }')" 16384 "slots served"
+		;;
+	*) assert_eq "$(awk 'END { print NR }' ping.out)" 1 "lines of ping" ;;
+	esac
 	case $CACHEFENCE_TEST_STORE in
 	redis | tls)
 		grep -qF "$REDIS_SCHEME://127.0.0.1:$REDIS_PORT" ping.out
@@ -349,7 +360,7 @@ redis_calls() {
 	port=$(free_port)
 	cf_to down -u "$REDIS_SCHEME://127.0.0.1:$port" ping
 	assert_usage_error down
-	grep -qF "$port" down.err
+	grep -qF "$port" down.err || { cat down.err >&2; false; }
 }
 
 @test "a wrong Redis password is a 125 with one line that says what was wrong, for every subcommand" {

@@ -92,7 +92,7 @@ cluster_store_start() {
 	mapfile -t ports <"$dir/ports"
 	export REDIS_PORT=${ports[0]} CACHEFENCE_URL=$(<"$dir/url")
 	export XDG_CACHE_HOME=$BATS_FILE_TMPDIR/xdg
-	export CLUSTER_PRIMARIES="${ports[*]:0:3}"
+	export CLUSTER_PRIMARIES="${ports[*]:0:3}" CLUSTER_SUITE_PID=$BASHPID
 	# nodes do not outlive a suite killed before its teardown
 	local pid
 	while read -r pid; do
@@ -595,6 +595,13 @@ assert_bytes() {
 	od -c "$file.expected" | head -20 >&2
 	echo "got:" >&2
 	od -c "$file" | head -20 >&2
+	return 1
+}
+
+# fail unless the number A is at most B; WHAT names it in the message
+assert_le() {
+	(($1 <= $2)) && return 0
+	echo "$3: expected at most $2, got $1" >&2
 	return 1
 }
 
