@@ -49,6 +49,24 @@ start_migration() {
 	[[ $(redis-cli -p "$src" CLUSTER SETSLOT "$slot" MIGRATING "$(node_id "$dst")") == OK ]]
 }
 
+# move the slot of the Redis name NAME, with its keys, to the primary on
+# port DST, as redis-cli --cluster reshard does for each slot
+move_slot() {
+	local slot src dst=$2 port key
+	slot=$(slot_of "$1")
+	src=$(owner_port "$slot")
+	[[ $src != "$dst" ]] || return 0
+	[[ $(redis-cli -p "$dst" CLUSTER SETSLOT "$slot" IMPORTING "$(node_id "$src")") == OK ]]
+	[[ $(redis-cli -p "$src" CLUSTER SETSLOT "$slot" MIGRATING "$(node_id "$dst")") == OK ]]
+	while read -r key; do
+		[[ -n $key ]] || continue
+		redis-cli -p "$src" MIGRATE 127.0.0.1 "$dst" "$key" 0 5000 >/dev/null
+	done < <(redis-cli -p "$src" CLUSTER GETKEYSINSLOT "$slot" 1000)
+	for port in $CLUSTER_PRIMARIES; do
+		redis-cli -p "$port" CLUSTER SETSLOT "$slot" NODE "$(node_id "$dst")" >/dev/null
+	done
+}
+
 # give the migration of $slot up: stable on its primary again, everywhere
 end_migration() {
 	local port
@@ -346,6 +364,26 @@ map_file() {
 		assert_status 0 "after-$k"
 		assert_bytes "after-$k.out" "output of $k\n"
 	done
+}
+
+@test "the slot moves while the leader of an 8 MiB output runs: its store, redirected, is sent again whole from the start, and the next call hits those bytes" {
+	head -c $((8 * 1024 * 1024)) /dev/urandom >big
+	cmd=$(counter_cmd moved "$(hold_until "$SCRATCH/go"); cat '$SCRATCH/big'")
+	cf_bg leader --redis-timeout 10s -t 1h -k moved-big -- "$cmd"
+	wait_for_file moved.runs 30
+	sleep 0.3 # the lock taken, its lease renewed on the old primary
+	src=$(owner_port "$(slot_of 'cachefence:{moved-big}')")
+	for port in $CLUSTER_PRIMARIES; do [[ $port != "$src" ]] && { dst=$port; break; }; done
+	move_slot 'cachefence:{moved-big}' "$dst"
+	touch go
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	cmp leader.out big
+	assert_empty leader.err
+	assert_eq "$(redis-cli -p "$dst" EXISTS 'cachefence:{moved-big}')" 1 "the entry on the slot's new primary"
+	cf_to hit -t 1h -k moved-big -- "$cmd"
+	assert_status 0 hit
+	cmp hit.out big
+	assert_eq "$(runs moved)" 1 "runs of COMMAND"
 }
 
 @test "CLUSTER FAILOVER on a replica under load: every caller its key's bytes, COMMAND at most twice a key" {
