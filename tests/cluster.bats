@@ -161,6 +161,30 @@ callers_served() {
 	done
 }
 
+# A failover under load: 60 callers over 12 keys PREFIX0..11 (a 2 s
+# COMMAND, --redis-timeout TIMEOUT), the first key's primary in $victim and
+# its replica in $replica; then load_end TIMEOUT: 40 more callers, every
+# caller served, the replica a primary, COMMAND at most twice a key
+load_start() {
+	victim=$(owner_port "$(slot_of "cachefence:{${1}0}")")
+	replica=$(replica_of "$victim")
+	mapfile -t keys < <(seq -f "$1%g" 0 11)
+	cmd=$(key_cmd 2)
+	: >"$SCRATCH/keyruns"
+	callers 60 a keys "$cmd" --redis-timeout "$2" -t 10m
+	sleep 0.5
+}
+load_end() {
+	callers 40 b keys "$cmd" --redis-timeout "$1" -t 10m
+	callers_served 60 a keys 180
+	callers_served 40 b keys 180
+	redis-cli -p "$replica" ROLE | head -n 1 | grep -qx master
+	local k
+	for k in "${keys[@]}"; do
+		assert_le "$(key_runs "$k")" 2 "runs for $k"
+	done
+}
+
 # the cached slot map file (there is one per seed list)
 map_file() {
 	ls "$XDG_CACHE_HOME"/cachefence-cluster/* 2>/dev/null | grep -v '\.tmp$' | head -n 1
@@ -387,32 +411,14 @@ map_file() {
 }
 
 @test "CLUSTER FAILOVER on a replica under load: every caller its key's bytes, COMMAND at most twice a key" {
-	victim=$(owner_port "$(slot_of 'cachefence:{fo0}')")
-	replica=$(replica_of "$victim")
-	mapfile -t keys < <(printf 'fo%d\n' $(seq 0 11))
-	cmd=$(key_cmd 2)
-	: >"$SCRATCH/keyruns"
-	callers 60 a keys "$cmd" --redis-timeout 15s -t 10m
-	sleep 0.5
+	load_start fo 15s
 	[[ $(redis-cli -p "$replica" CLUSTER FAILOVER) == OK ]]
-	callers 40 b keys "$cmd" --redis-timeout 15s -t 10m
-	callers_served 60 a keys
-	callers_served 40 b keys
-	redis-cli -p "$replica" ROLE | head -n 1 | grep -qx master
-	for k in "${keys[@]}"; do
-		assert_le "$(key_runs "$k")" 2 "runs for $k"
-	done
+	load_end 15s
 	heal
 }
 
 @test "kill -9 of a primary under load: ping names it, its replica takes over, every caller its key's bytes, COMMAND at most twice a key" {
-	victim=$(owner_port "$(slot_of 'cachefence:{kill0}')")
-	replica=$(replica_of "$victim")
-	mapfile -t keys < <(printf 'kill%d\n' $(seq 0 11))
-	cmd=$(key_cmd 2)
-	: >"$SCRATCH/keyruns"
-	callers 60 a keys "$cmd" --redis-timeout 20s -t 10m
-	sleep 0.5
+	load_start kill 20s
 	# the replica held back, so ping sees the primary gone before any failover
 	held=$(node_pid "$replica")
 	kill -STOP "$held"
@@ -427,13 +433,7 @@ map_file() {
 	assert_one_line ping.err
 	grep -qF "127.0.0.1:$victim" ping.err
 	assert_eq "$(grep -c '^  127\.0\.0\.1:[0-9]*: Redis' ping.out)" 2 "primaries ping reached"
-	callers 40 b keys "$cmd" --redis-timeout 20s -t 10m
-	callers_served 60 a keys 180
-	callers_served 40 b keys 180
-	redis-cli -p "$replica" ROLE | head -n 1 | grep -qx master
-	for k in "${keys[@]}"; do
-		assert_le "$(key_runs "$k")" 2 "runs for $k"
-	done
+	load_end 20s
 	pid=$("$BATS_TEST_DIRNAME/lib/cluster_fixture.sh" restart "$(cluster_dir)" "$victim")
 	redis_watchdog "$CLUSTER_SUITE_PID" "$pid"
 	heal
