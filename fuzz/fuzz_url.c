@@ -3,7 +3,7 @@
  * that parses back to the same store; what fails must leave a one-line error.
  * Neither an error nor the printed form may show the password: an error line
  * quotes the URL with the password (the text between the first ':' and the
- * last '@' of a redis:// or rediss:// URL, or of a unix:// URL's user info,
+ * last '@' of a redis://, rediss:// or sentinel URL, or of a unix:// URL's user info,
  * or a unix:// URL's password= parameter, which it does not take) as "***". */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -57,6 +57,10 @@ static char *raw_password(const char *s)
 		rest = s + 8;
 	else if (has_prefix_nocase(s, "rediss://"))
 		rest = s + 9;
+	else if (has_prefix_nocase(s, "redis+sentinel://"))
+		rest = s + 17;
+	else if (has_prefix_nocase(s, "rediss+sentinel://"))
+		rest = s + 18;
 	else if (has_prefix_nocase(s, "unix://"))
 		rest = s + 7;
 	else
@@ -99,11 +103,17 @@ static void check_fields(const struct url *u)
 		for (int i = 0; i < u->n_more; i++)
 			CHECK(u->more[i].host && u->more[i].host[0] && u->more[i].port >= 1 &&
 			      u->more[i].port <= 65535);
+		/* a service exactly when the hosts are sentinels, a name of
+		 * 1 to 255 bytes that needs no escape */
+		CHECK(!u->sentinel == !u->service);
+		CHECK(!u->service || (u->service[0] && strlen(u->service) <= 255 &&
+				      !strpbrk(u->service, "/?%@ ")));
 		break;
 	case URL_REDIS_UNIX:
 		CHECK(u->path && u->path[0] == '/' && strcmp(u->path, "/") != 0);
 		CHECK(strlen(u->path) < sizeof(((struct sockaddr_un *)0)->sun_path));
 		CHECK(!u->host && !u->user && !u->password && !u->n_more);
+		CHECK(!u->sentinel && !u->service);
 		break;
 	case URL_FILE:
 		CHECK(u->path && u->path[0] == '/');
@@ -139,6 +149,7 @@ static void check_display(const struct url *u)
 	CHECK(back.kind == u->kind);
 	CHECK(same(back.host, u->host) && back.port == u->port && back.db == u->db);
 	CHECK(same(back.path, u->path) && same(back.user, u->user));
+	CHECK(back.sentinel == u->sentinel && same(back.service, u->service));
 	CHECK(back.n_more == u->n_more);
 	for (int i = 0; i < u->n_more && i < back.n_more; i++)
 		CHECK(same(back.more[i].host, u->more[i].host) &&
@@ -162,6 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const char *msg = err_msg();
 		CHECK(one_line(msg));
 		CHECK(!u.host && !u.path && !u.user && !u.password && !u.more && !u.n_more);
+		CHECK(!u.service && !u.sentinel);
 		if (pw) {
 			char *q = quoted_part(msg);
 			CHECK(!strstr(q, pw));

@@ -19,11 +19,15 @@
 /* how much of a value an error line quotes before cutting it with "..." */
 #define QUOTE_MAX 80
 #define REDIS_PORT 6379
+#define SENTINEL_PORT 26379
+#define SERVICE_MAX 255
 
 static const char duration_hint[] = "try 30s, 5m, 1h";
 static const char size_hint[] = "try 512k, 64M, 1G";
 static const char number_hint[] = "try 0, 0.5 or 1.0";
-static const char url_hint[] = "use redis://HOST[:PORT][/DB], unix:///PATH or file:///DIR";
+static const char url_hint[] = "use redis://HOST[:PORT][/DB], "
+			       "redis+sentinel://HOST[:PORT]/SERVICE[/DB], unix:///PATH or "
+			       "file:///DIR";
 
 struct unit {
 	const char *name;
@@ -558,12 +562,18 @@ static const char *scan_uint(const char *p, uint64_t max, uint64_t *v)
 	return q;
 }
 
-/* [:PORT] at p into *port (default 6379); the end of it, or NULL */
-static const char *parse_port(const char *url, const char *p, int *port)
+/* the port of a host that names none: a sentinel's, or a server's */
+static int default_port(const struct url *u)
+{
+	return u->sentinel ? SENTINEL_PORT : REDIS_PORT;
+}
+
+/* [:PORT] at p into *port (default def); the end of it, or NULL */
+static const char *parse_port(const char *url, const char *p, int def, int *port)
 {
 	uint64_t v;
 
-	*port = REDIS_PORT;
+	*port = def;
 	if (*p != ':')
 		return p;
 	p = scan_uint(p + 1, 65535, &v);
@@ -588,7 +598,7 @@ static const char *parse_more_hosts(const char *url, const char *p, struct url *
 		int port;
 		p = parse_host(url, p + 1, &one);
 		if (p)
-			p = parse_port(url, p, &port);
+			p = parse_port(url, p, default_port(u), &port);
 		if (!p) {
 			free(one.host);
 			return NULL;
@@ -601,15 +611,49 @@ static const char *parse_more_hosts(const char *url, const char *p, struct url *
 	return p;
 }
 
-/* [:PORT][,HOST[:PORT]...][/[DB]] at p, the rest of a redis:// URL after its
- * first host */
+/* /SERVICE at p, the name of a sentinel URL's primary, into u->service;
+ * the end of it, or NULL */
+static const char *parse_service(const char *url, const char *p, struct url *u)
+{
+	size_t n = *p == '/' ? strcspn(p + 1, "/?") : 0;
+
+	if (n == 0) {
+		bad_value(
+			url, 1,
+			"names no service (use redis+sentinel://HOST[:PORT][,HOST...]/SERVICE[/DB], "
+			"SERVICE as in the sentinels' 'sentinel monitor' line)");
+		return NULL;
+	}
+	if (n > SERVICE_MAX) {
+		bad_value(url, 1, "has a service name longer than %d bytes", SERVICE_MAX);
+		return NULL;
+	}
+	for (size_t i = 1; i <= n; i++) {
+		unsigned char c = p[i];
+		if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
+		    !strchr("._-:", c)) {
+			bad_value(
+				url, 1,
+				"has a service name with a byte that is not a letter, digit, '.', "
+				"'_', '-' or ':'");
+			return NULL;
+		}
+	}
+	u->service = xmemdup(p + 1, n);
+	return p + 1 + n;
+}
+
+/* [:PORT][,HOST[:PORT]...][/SERVICE][/[DB]] at p, the rest of a redis://
+ * (or sentinel) URL after its first host */
 static int parse_port_db(const char *url, const char *p, struct url *u)
 {
 	uint64_t v;
 
-	p = parse_port(url, p, &u->port);
+	p = parse_port(url, p, default_port(u), &u->port);
 	if (p)
 		p = parse_more_hosts(url, p, u);
+	if (p && u->sentinel)
+		p = parse_service(url, p, u);
 	if (!p)
 		return -1;
 	if (*p == '/' && p[1] != '\0' && p[1] != '?') {
@@ -754,6 +798,14 @@ int url_parse(const char *s, struct url *u)
 	} else if ((rest = skip_prefix(s, "rediss://"))) {
 		u->kind = URL_REDIS_TLS;
 		rc = parse_tcp(s, rest, u);
+	} else if ((rest = skip_prefix(s, "redis+sentinel://"))) {
+		u->kind = URL_REDIS_TCP;
+		u->sentinel = true;
+		rc = parse_tcp(s, rest, u);
+	} else if ((rest = skip_prefix(s, "rediss+sentinel://"))) {
+		u->kind = URL_REDIS_TLS;
+		u->sentinel = true;
+		rc = parse_tcp(s, rest, u);
 	} else if ((rest = skip_prefix(s, "unix://"))) {
 		u->kind = URL_REDIS_UNIX;
 		rc = parse_unix(s, rest, u);
@@ -774,6 +826,7 @@ void url_free(struct url *u)
 	if (!u)
 		return;
 	free(u->host);
+	free(u->service);
 	free(u->path);
 	free(u->user);
 	free(u->password);
@@ -792,6 +845,7 @@ void url_copy(struct url *dst, const struct url *src)
 {
 	*dst = *src;
 	dst->host = dup_or_null(src->host);
+	dst->service = dup_or_null(src->service);
 	dst->path = dup_or_null(src->path);
 	dst->user = dup_or_null(src->user);
 	dst->password = dup_or_null(src->password);
@@ -833,7 +887,8 @@ char *url_display(const struct url *u)
 	switch (u->kind) {
 	case URL_REDIS_TCP:
 	case URL_REDIS_TLS:
-		buf_appendf(&b, "%s://", u->kind == URL_REDIS_TLS ? "rediss" : "redis");
+		buf_appendf(&b, "%s%s://", u->kind == URL_REDIS_TLS ? "rediss" : "redis",
+			    u->sentinel ? "+sentinel" : "");
 		if (u->user)
 			append_escaped(&b, u->user, ":@/?#");
 		if (u->password)
@@ -845,6 +900,8 @@ char *url_display(const struct url *u)
 			buf_append(&b, ",", 1);
 			append_host(&b, u->more[i].host, u->more[i].port);
 		}
+		if (u->service)
+			buf_appendf(&b, "/%s", u->service);
 		buf_appendf(&b, "/%d", u->db);
 		break;
 	case URL_REDIS_UNIX:

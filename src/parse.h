@@ -18,7 +18,10 @@ enum url_kind {
 	URL_REDIS_TCP,  /* redis://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...][/DB] */
 	URL_REDIS_UNIX, /* unix:///path/sock[?db=N] */
 	URL_REDIS_TLS,  /* rediss://..., Redis over TLS (the fields of TCP) */
-	URL_FILE,       /* file:///DIR, the local store */
+	/* redis+sentinel:// and rediss+sentinel:// are TCP and TLS with
+	 * sentinel set: HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB], the hosts
+	 * the sentinels (port 26379 by default) */
+	URL_FILE, /* file:///DIR, the local store */
 };
 
 /* the most hosts a redis:// or rediss:// URL may name */
@@ -36,6 +39,8 @@ struct url {
 		int port;
 	} * more;
 	int n_more;
+	bool sentinel;  /* the hosts are sentinels, asked for service's primary */
+	char *service;  /* sentinel: the primary's name at the sentinels */
 	char *path;     /* UNIX: socket path; FILE: directory */
 	char *user;     /* NULL when absent */
 	char *password; /* NULL when absent; percent-decoded */

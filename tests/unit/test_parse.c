@@ -461,8 +461,10 @@ static void test_other_urls(void)
 	url_fails("file:///a%00b", "%00 in the path");
 	url_fails("file:///a%g0", "bad percent escape in the path");
 
-	url_fails("http://x", "\"http://x\" is not a store URL (use "
-			      "redis://HOST[:PORT][/DB], unix:///PATH or file:///DIR)");
+	url_fails("http://x",
+		  "\"http://x\" is not a store URL (use "
+		  "redis://HOST[:PORT][/DB], redis+sentinel://HOST[:PORT]/SERVICE[/DB], "
+		  "unix:///PATH or file:///DIR)");
 	url_fails("", "is not a store URL");
 	url_fails("localhost:6379", "is not a store URL");
 	url_fails("/var/cache/cf", "is not a store URL");
@@ -658,9 +660,57 @@ static void test_seed_lists(void)
 	buf_free(&many);
 }
 
+/* redis+sentinel://[[USER]:PASSWORD@]S1[:P1][,S2...]/SERVICE[/DB] */
+static void test_sentinel_urls(void)
+{
+	struct url u, c;
+
+	ok(url_parse("redis+sentinel://u:p%40ss@s1,[::1]:26380,s3:5000/my-primary.1/3", &u) == 0 &&
+		   u.kind == URL_REDIS_TCP && u.sentinel && str_is(u.host, "s1") &&
+		   u.port == 26379 && u.n_more == 2 && str_is(u.more[0].host, "::1") &&
+		   u.more[0].port == 26380 && u.more[1].port == 5000 &&
+		   str_is(u.service, "my-primary.1") && u.db == 3 && str_is(u.user, "u") &&
+		   str_is(u.password, "p@ss"),
+	   "a sentinel URL: the sentinels (26379 by default), the service, the database");
+	char *shown = url_display(&u);
+	ok(str_is(shown, "redis+sentinel://u:***@s1:26379,[::1]:26380,s3:5000/my-primary.1/3"),
+	   "and displays with its service (%s)", shown);
+	free(shown);
+	url_copy(&c, &u);
+	url_free(&u);
+	ok(c.sentinel && str_is(c.service, "my-primary.1"), "url_copy copies the service");
+	url_free(&c);
+	ok(url_parse("rediss+sentinel://s1/mymaster", &u) == 0 && u.kind == URL_REDIS_TLS &&
+		   u.sentinel && str_is(u.service, "mymaster") && u.db == 0 && u.n_more == 0,
+	   "rediss+sentinel:// is TLS, to the sentinels and the primary; the database 0");
+	url_free(&u);
+	ok(url_parse("redis+sentinel://s1/mymaster/", &u) == 0 && u.db == 0,
+	   "a trailing slash after the service is database 0");
+	url_free(&u);
+	ok(url_parse("redis://h1/2", &u) == 0 && !u.sentinel && !u.service,
+	   "a plain redis:// URL has no service");
+	url_free(&u);
+	url_fails("redis+sentinel://s1", "names no service");
+	url_fails("redis+sentinel://s1/", "names no service");
+	url_fails("redis+sentinel://s1//0", "names no service");
+	url_fails("redis+sentinel://s1/my primary", "service name with a byte");
+	url_fails("redis+sentinel://s1/m%41ster", "service name with a byte");
+	url_fails("redis+sentinel://s1/mymaster/x", "has a bad database");
+	url_fails("redis+sentinel://s1/mymaster?db=1", "has a query");
+	url_fails("redis+sentinel://s1:0/mymaster", "has a bad port");
+	url_fails("redis+sentinel:///mymaster", "has no host");
+	struct buf name = {0};
+	buf_appendf(&name, "redis+sentinel://s1/");
+	for (int i = 0; i < 256; i++)
+		buf_append(&name, "a", 1);
+	url_fails(name.data, "longer than 255 bytes");
+	buf_free(&name);
+}
+
 int main(void)
 {
 	test_seed_lists();
+	test_sentinel_urls();
 	test_durations();
 	test_sizes();
 	test_numbers();
