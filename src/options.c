@@ -180,6 +180,9 @@ void options_free(struct options *o)
 	if (o->password)
 		memset(o->password, 0, strlen(o->password));
 	free(o->password);
+	if (o->sentinel_password)
+		memset(o->sentinel_password, 0, strlen(o->sentinel_password));
+	free(o->sentinel_password);
 	free(o->scope_env);
 	free(o->scope_file);
 	free(o->tags);
@@ -917,17 +920,26 @@ static int validate_common(struct options *o, const char *url)
 	return validate_tls(o);
 }
 
+/* a secret from the environment, copied (NULL when unset or empty) and
+ * removed, so that COMMAND and /proc/PID/environ never see it */
+static char *take_secret(const char *name)
+{
+	const char *v = getenv(name);
+	char *copy = v && *v ? xstrdup(v) : NULL;
+
+	if (v)
+		unsetenv(name);
+	return copy;
+}
+
 int options_parse(struct options *o, int argc, char **argv)
 {
 	const char *url = NULL;
 	bool dashdash = false, saw_run = false;
 	int next;
 
-	const char *pw = getenv("CACHEFENCE_PASSWORD");
-	if (pw) {
-		o->password = *pw ? xstrdup(pw) : NULL;
-		unsetenv("CACHEFENCE_PASSWORD");
-	}
+	o->password = take_secret("CACHEFENCE_PASSWORD");
+	o->sentinel_password = take_secret("CACHEFENCE_SENTINEL_PASSWORD");
 	const char *env_ns = getenv("CACHEFENCE_NAMESPACE");
 	if (env_ns && *env_ns)
 		o->ns = env_ns;

@@ -28,6 +28,8 @@ struct options {
 	struct url url; /* parsed from -u, CACHEFENCE_URL or REDIS_URL */
 	const char *ns; /* -n, CACHEFENCE_NAMESPACE */
 	char *password; /* CACHEFENCE_PASSWORD, taken out of the environment */
+	/* CACHEFENCE_SENTINEL_PASSWORD, the sentinels' (taken out too) */
+	char *sentinel_password;
 	int64_t redis_timeout_ms;
 	bool verbose, quiet;
 	struct tls_options tls; /* --tls-*, else CACHEFENCE_TLS_* */

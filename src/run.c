@@ -667,6 +667,7 @@ struct store_config run_store_config(const struct options *o)
 				     .ns = o->ns,
 				     .timeout_ms = o->redis_timeout_ms,
 				     .password = o->password,
+				     .sentinel_password = o->sentinel_password,
 				     .tls = &o->tls};
 }
 

@@ -201,6 +201,7 @@ struct store_config {
 	const char *ns;                /* namespace: prefix of every key */
 	int64_t timeout_ms;            /* connect and per-command timeout */
 	const char *password;          /* used when the URL has none; may be NULL */
+	const char *sentinel_password; /* the sentinels' (redis+sentinel://); may be NULL */
 	const struct tls_options *tls; /* rediss://: its settings; NULL: the defaults */
 	/* the key a run asks for first (NULL for an operator command): a
 	 * Redis Cluster client with a cached slot map connects straight to

@@ -63,7 +63,12 @@ struct redis_store {
 	bool refused;                /* the server refused our credentials */
 	enum conn_error connect_err; /* how the last connect_one() failed to connect */
 	char *password;              /* CACHEFENCE_PASSWORD's, for a URL without one */
-	const char *const *tags;     /* the run's tags, from its lookup: renew keeps them */
+	char *sentinel_password;     /* CACHEFENCE_SENTINEL_PASSWORD's, or NULL */
+	/* redis+sentinel://: the primary the sentinels named, NULL until asked
+	 * (and again when it turned out a replica) */
+	char *primary_host;
+	int primary_port;
+	const char *const *tags; /* the run's tags, from its lookup: renew keeps them */
 	int ntags;
 	/* who c is on the server (identity()), asked once per connection: */
 	bool identified;
@@ -186,6 +191,13 @@ static char *server_name(const struct redis_store *rs)
 {
 	char *url = url_display(&rs->url);
 
+	if (!rs->at_host && rs->primary_host) {
+		char *both = xasprintf(strchr(rs->primary_host, ':') ? "%s (primary [%s]:%d)"
+								     : "%s (primary %s:%d)",
+				       url, rs->primary_host, rs->primary_port);
+		free(url);
+		return both;
+	}
 	if (!rs->at_host)
 		return url;
 	char *both = xasprintf(strchr(rs->at_host, ':') ? "%s (node [%s]:%d)" : "%s (node %s:%d)",
@@ -277,6 +289,27 @@ static redisReply *raw_command(struct redis_store *rs, struct conn *c, int argc,
 	return exchange(rs, c, deadline_for(rs, size));
 }
 
+/* the primary found is not (or no longer) one: ask the sentinels again */
+static void forget_primary(struct redis_store *rs)
+{
+	free(rs->primary_host);
+	rs->primary_host = NULL;
+}
+
+/* After an error reply with text: a primary found through the sentinels
+ * that answers READONLY is a replica now (a failover): the connection is
+ * marked broken, so that the operation is sent again on a new one to the
+ * primary the sentinels name then */
+static void demoted(struct redis_store *rs, const char *text)
+{
+	if (!rs->url.sentinel || rs->at_host || strncmp(text, "READONLY", 8) != 0)
+		return;
+	log_verbose("%s:%d is a replica now: asking the sentinels again",
+		    rs->primary_host ? rs->primary_host : "?", rs->primary_port);
+	forget_primary(rs);
+	conn_fail(rs->c, CONN_ERR_EOF, "the primary became a replica (READONLY)");
+}
+
 /* send one command; the reply, or NULL with err_set() on I/O failure or an
  * error reply. The caller frees the reply. */
 static redisReply *command(struct redis_store *rs, struct conn *c, int argc, const char **argv,
@@ -289,6 +322,8 @@ static redisReply *command(struct redis_store *rs, struct conn *c, int argc, con
 		err_set("redis %s: %s%.*s", where,
 			is_refusal(r->str) ? "the server refused us: " : "", (int)r->len, r->str);
 		free(where);
+		if (c == rs->c)
+			demoted(rs, r->str);
 		freeReplyObject(r);
 		return NULL;
 	}
@@ -359,16 +394,161 @@ static int select_db(struct redis_store *rs, struct conn *c)
 	return -1;
 }
 
+/* --- Redis Sentinel: finding the primary (SPEC 9.2) ---------------------------------- */
+
+/* The hosts of a redis+sentinel:// URL are sentinels. Each new connection
+ * asks them in turn, each within a short time, for the address of the
+ * service's primary (SENTINEL get-master-addr-by-name), connects there and
+ * checks with ROLE that it is the primary; a server that says otherwise,
+ * or answers READONLY later (a failover since), makes the next connection
+ * ask the sentinels again. A sentinel that knows no such service is a
+ * usage error; none answering, an unreachable store. */
+
+/* the time each sentinel has to answer: half of --redis-timeout, so that
+ * one stopped sentinel leaves time for the next */
+static int64_t sentinel_budget_ms(const struct redis_store *rs)
+{
+	return rs->timeout_ms / 2 > 100 ? rs->timeout_ms / 2 : 100;
+}
+
+/* one command on c, its reply read before deadline; the reply, or NULL with
+ * err_set() */
+static redisReply *command_before(struct redis_store *rs, struct conn *c, int argc,
+				  const char **argv, const size_t *lens, int64_t deadline)
+{
+	conn_append(c, argc, argv, lens);
+	return exchange(rs, c, deadline);
+}
+
+/* ask the sentinel at host:port for the primary of the URL's service; 1
+ * found (rs->primary_*), 0 it knows no such service, -1 with why[] set */
+static int ask_sentinel(struct redis_store *rs, const char *host, int port, int64_t until,
+			char *why, size_t why_len)
+{
+	struct url at = rs->url;
+	int64_t deadline = monotonic_ms() + sentinel_budget_ms(rs);
+	int rc = -1;
+
+	if (until && until < deadline)
+		deadline = until;
+	at.host = (char *)host;
+	at.port = port;
+	struct conn *c = conn_connect(&at, rs->tls, deadline);
+	redisReply *r = NULL;
+	if (!c->err && rs->sentinel_password) {
+		const char *argv[2] = {"AUTH", rs->sentinel_password};
+		size_t lens[2] = {4, strlen(rs->sentinel_password)};
+		r = command_before(rs, c, 2, argv, lens, deadline);
+		if (r && r->type == REDIS_REPLY_ERROR) {
+			snprintf(why, why_len, "%s:%d refused CACHEFENCE_SENTINEL_PASSWORD: %s",
+				 host, port, r->str);
+			goto out;
+		}
+		freeReplyObject(r);
+	}
+	const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", rs->url.service};
+	size_t lens[3] = {8, 23, strlen(rs->url.service)};
+	r = c->err ? NULL : command_before(rs, c, 3, argv, lens, deadline);
+	if (!r) {
+		snprintf(why, why_len, "%s:%d: %s", host, port, c->err ? c->errstr : err_msg());
+	} else if (r->type == REDIS_REPLY_NIL) {
+		rc = 0;
+	} else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+		   r->element[0]->type == REDIS_REPLY_STRING &&
+		   r->element[1]->type == REDIS_REPLY_STRING && atoi(r->element[1]->str) > 0) {
+		forget_primary(rs);
+		rs->primary_host = xstrdup(r->element[0]->str);
+		rs->primary_port = atoi(r->element[1]->str);
+		rc = 1;
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(why, why_len, "%s:%d: %s%s", host, port, r->str,
+			 strstr(r->str, "NOAUTH") ? " (set CACHEFENCE_SENTINEL_PASSWORD)" : "");
+	} else {
+		snprintf(why, why_len, "%s:%d: an answer that is not an address", host, port);
+	}
+out:
+	freeReplyObject(r);
+	conn_free(c);
+	return rc;
+}
+
+/* Ask the URL's sentinels in turn for the primary; 0, or -1 with err_set()
+ * (and rs->refused when every sentinel that answered knows no such
+ * service, which asking again will not change) */
+static int ask_sentinels(struct redis_store *rs, int64_t until)
+{
+	char why[512] = "", first[512] = "";
+	int answered = 0, unknown = 0;
+
+	for (int i = -1; i < rs->url.n_more; i++) {
+		const char *host = i < 0 ? rs->url.host : rs->url.more[i].host;
+		int port = i < 0 ? rs->url.port : rs->url.more[i].port;
+		int rc = ask_sentinel(rs, host, port, until, why, sizeof(why));
+		if (rc == 1)
+			return 0;
+		answered += rc == 0;
+		unknown += rc == 0;
+		if (rc < 0 && !first[0])
+			snprintf(first, sizeof(first), "%s", why);
+		if (until && monotonic_ms() >= until)
+			break;
+	}
+	if (unknown) {
+		rs->refused = true;
+		err_set("the sentinels know no service \"%s\" (check the name after the hosts "
+			"in the URL against their 'sentinel monitor' lines)",
+			rs->url.service);
+		return -1;
+	}
+	err_set("no sentinel told where the primary is: %s", first);
+	return -1;
+}
+
+/* ROLE on a new connection to the primary the sentinels named: 0 it is
+ * the primary, -1 with err_set() when not (or the connection failed) */
+static int check_role(struct redis_store *rs, struct conn *c)
+{
+	const char *argv[1] = {"ROLE"};
+	size_t lens[1] = {4};
+	redisReply *r = raw_command(rs, c, 1, argv, lens);
+
+	if (!r)
+		return -1;
+	bool primary = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+		       r->element[0]->type == REDIS_REPLY_STRING &&
+		       strcmp(r->element[0]->str, "master") == 0;
+	if (!primary)
+		err_set("%s:%d, which the sentinels named, is not the primary (ROLE says %s): a "
+			"failover in progress",
+			rs->primary_host, rs->primary_port,
+			r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+					r->element[0]->type == REDIS_REPLY_STRING
+				? r->element[0]->str
+				: "something else");
+	freeReplyObject(r);
+	return primary ? 0 : -1;
+}
+
 /* connect to the first host of the URL that takes the connection, each
  * tried within --redis-timeout and before until (0: no limit); a
- * connection, which says when it failed (the last host's failure) */
+ * connection, which says when it failed (the last host's failure). For a
+ * sentinel URL, to the primary the sentinels name. */
 static struct conn *connect_host(struct redis_store *rs, int64_t until)
 {
 	struct url host = rs->url;
 	struct conn *c = NULL;
 	int more = rs->url.n_more;
 
-	if (rs->at_host) {
+	if (rs->url.sentinel && !rs->at_host) {
+		if (!rs->primary_host && ask_sentinels(rs, until) < 0) {
+			c = conn_of_fd(-1);
+			conn_fail(c, CONN_ERR_IO, err_msg());
+			return c;
+		}
+		host.host = rs->primary_host;
+		host.port = rs->primary_port;
+		more = 0;
+	} else if (rs->at_host) {
 		/* a cluster's node, which the map named: that one only */
 		host.host = rs->at_host;
 		host.port = rs->at_port;
@@ -429,6 +609,12 @@ static struct conn *connect_one(struct redis_store *rs, int64_t until)
 		freeReplyObject(r);
 	}
 	if (rs->url.db != 0 && select_db(rs, c) < 0) {
+		conn_free(c);
+		return NULL;
+	}
+	if (rs->url.sentinel && !rs->at_host && check_role(rs, c) < 0) {
+		forget_primary(rs);
+		rs->connect_err = c->err ? c->err : CONN_ERR_IO; /* worth a retry */
 		conn_free(c);
 		return NULL;
 	}
@@ -897,6 +1083,7 @@ static void script_error(struct redis_store *rs, const struct script_call *sc, c
 	snprintf(why, sizeof(why), "%s", text);
 	err_set("redis %s: script %s: %s", where, sc->script->name, why);
 	free(where);
+	demoted(rs, why);
 }
 
 /* a small-argument script call through hiredis; the reply, or NULL with err_set() */
@@ -2792,6 +2979,10 @@ static void redis_close(struct store *s)
 	if (rs->password)
 		memset(rs->password, 0, strlen(rs->password));
 	free(rs->password);
+	if (rs->sentinel_password)
+		memset(rs->sentinel_password, 0, strlen(rs->sentinel_password));
+	free(rs->sentinel_password);
+	free(rs->primary_host);
 	free(rs->base.desc);
 	free(rs);
 }
@@ -2879,6 +3070,7 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	rs->base.desc = url_display(&rs->url);
 	rs->ns = xstrdup(cfg->ns);
 	rs->password = cfg->password ? xstrdup(cfg->password) : NULL;
+	rs->sentinel_password = cfg->sentinel_password ? xstrdup(cfg->sentinel_password) : NULL;
 	rs->slot_tag = cluster_slot_tags[0];
 	buf_appendf(&rs->stats_key, "%s:{%s}:stats", rs->ns, rs->slot_tag);
 	rs->timeout_ms = cfg->timeout_ms;
