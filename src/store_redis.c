@@ -2906,6 +2906,34 @@ static int ping_cluster(struct redis_store *rs, struct buf *out)
 	return 0;
 }
 
+/* for ping on a sentinel URL: a line saying what each sentinel answered,
+ * and one for the primary's role check */
+static void sentinel_report(struct redis_store *rs, struct buf *out)
+{
+	char *host = xstrdup(rs->primary_host ? rs->primary_host : "?");
+	int port = rs->primary_port;
+
+	buf_appendf(out, "\n  sentinels:");
+	for (int i = -1; i < rs->url.n_more; i++) {
+		const char *h = i < 0 ? rs->url.host : rs->url.more[i].host;
+		int p = i < 0 ? rs->url.port : rs->url.more[i].port;
+		char why[512] = "";
+		int rc = ask_sentinel(rs, h, p, 0, why, sizeof(why));
+		buf_appendf(out, "%s %s:%d ", i < 0 ? "" : ",", h, p);
+		if (rc == 1)
+			buf_appendf(out, "names %s:%d", rs->primary_host, rs->primary_port);
+		else if (rc == 0)
+			buf_appendf(out, "knows no service \"%s\"", rs->url.service);
+		else
+			buf_appendf(out, "did not answer (%s)", why);
+	}
+	/* the primary in use is the one checked when connecting */
+	forget_primary(rs);
+	rs->primary_host = host;
+	rs->primary_port = port;
+	buf_appendf(out, "\n  primary %s:%d: ROLE master", host, port);
+}
+
 static int redis_ping(struct store *s, struct buf *out)
 {
 	struct redis_store *rs = to_redis(s);
@@ -2924,6 +2952,8 @@ static int redis_ping(struct store *s, struct buf *out)
 	conn_tls_desc(rs->c, tls, sizeof(tls));
 	buf_appendf(out, "%s: Redis %s, %s%s%s, %s, round trip %.3f ms", rs->base.desc, np.version,
 		    tls, *tls ? ", " : "", np.loaded, takeover, np.rtt_ms);
+	if (rs->url.sentinel)
+		sentinel_report(rs, out);
 	return 0;
 }
 
