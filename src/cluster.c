@@ -2,17 +2,14 @@
 #include "cluster.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <limits.h>
-#include <nettle/sha2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "crc16.h"
+#include "private_cache.h"
 #include "util.h"
 
 unsigned cluster_slot(const char *key, size_t len)
@@ -180,85 +177,10 @@ bool cluster_parse_redirect(const char *err, const char *asked_host, struct redi
 
 /* First line of a cache file; then "START END HOST PORT" per range. */
 #define CACHE_MAGIC "cachefence-slots 1\n"
-#define CACHE_MAX (1 << 20)
-
-/* the directory of the caches, malloc'ed; NULL when there is no place */
-static char *cache_dir(void)
-{
-	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-
-	if (xdg && xdg[0] == '/')
-		return xasprintf("%s/cachefence-cluster", xdg);
-	if (home && home[0] == '/')
-		return xasprintf("%s/.cache/cachefence-cluster", home);
-	return NULL;
-}
-
-/* make the directory of the file at path if missing; whether it is ours
- * alone (only then is a cache written there) */
-static bool private_dir_of(const char *path)
-{
-	char *dir = xstrdup(path);
-	struct stat st;
-
-	*strrchr(dir, '/') = '\0';
-	if (mkdir(dir, 0700) < 0 && errno == ENOENT) {
-		/* ~/.cache itself may be missing */
-		char *parent = xstrdup(dir);
-		*strrchr(parent, '/') = '\0';
-		mkdir(parent, 0700);
-		free(parent);
-		mkdir(dir, 0700);
-	}
-	bool ok = lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
-		  !(st.st_mode & 077);
-	free(dir);
-	return ok;
-}
 
 char *slot_map_cache_path(const char *seeds)
 {
-	struct sha256_ctx ctx;
-	uint8_t d[SHA256_DIGEST_SIZE];
-	char hex[33];
-
-	sha256_init(&ctx);
-	sha256_update(&ctx, strlen(seeds), (const uint8_t *)seeds);
-	sha256_digest(&ctx, sizeof(d), d);
-	for (size_t i = 0; i < 16; i++) {
-		/* a hit opens the map: no snprintf here */
-		hex[2 * i] = "0123456789abcdef"[d[i] >> 4];
-		hex[2 * i + 1] = "0123456789abcdef"[d[i] & 15];
-	}
-	hex[32] = '\0';
-	char *dir = cache_dir();
-	if (!dir)
-		return NULL;
-	char *path = xasprintf("%s/%s", dir, hex);
-	free(dir);
-	return path;
-}
-
-/* read the whole of a private file of ours at path, at most CACHE_MAX
- * bytes, into b; -1 when it is missing, not ours alone, or too large */
-static int read_private(const char *path, struct buf *b)
-{
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	struct stat st;
-	int rc = -1;
-
-	if (fd < 0)
-		return -1;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
-	    !(st.st_mode & 077) && st.st_size < CACHE_MAX) {
-		char chunk[8192];
-		ssize_t n;
-		while ((n = read(fd, chunk, sizeof(chunk))) > 0 && b->len + (size_t)n < CACHE_MAX)
-			buf_append(b, chunk, (size_t)n);
-		rc = n == 0 ? 0 : -1;
-	}
-	close(fd);
-	return rc;
+	return private_cache_path("cluster", seeds);
 }
 
 /* one line "START END HOST PORT" into m; false when it is not one */
@@ -286,7 +208,7 @@ int slot_map_parse(struct slot_map *m, const char *p, size_t n)
 	int rc = 0;
 
 	slot_map_free(m);
-	if (n < magic || n > CACHE_MAX || memcmp(p, CACHE_MAGIC, magic) != 0 ||
+	if (n < magic || n > PRIVATE_CACHE_MAX || memcmp(p, CACHE_MAGIC, magic) != 0 ||
 	    memchr(p, '\0', n) || p[n - 1] != '\n')
 		return -1;
 	buf_append(&b, p, n); /* a copy whose lines can be cut */
@@ -309,7 +231,7 @@ int slot_map_load(struct slot_map *m, const char *path)
 	struct buf b = {0};
 
 	slot_map_free(m);
-	int rc = read_private(path, &b) < 0 ? -1 : slot_map_parse(m, b.data, b.len);
+	int rc = private_cache_read(path, &b) < 0 ? -1 : slot_map_parse(m, b.data, b.len);
 	buf_free(&b);
 	return rc;
 }
@@ -329,19 +251,6 @@ void slot_map_save(const struct slot_map *m, const char *path)
 				    m->nodes[node].port);
 		s = e + 1;
 	}
-	if (!private_dir_of(path)) {
-		buf_free(&b);
-		return;
-	}
-	char *tmp = xasprintf("%s.%ld.tmp", path, (long)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		bool ok = write_all(fd, b.data, b.len) == 0;
-		if (close(fd) < 0)
-			ok = false;
-		if (!ok || rename(tmp, path) < 0)
-			unlink(tmp);
-	}
-	free(tmp);
+	private_cache_write(path, b.data, b.len);
 	buf_free(&b);
 }

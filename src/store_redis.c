@@ -45,6 +45,7 @@
 #include "cluster.h"
 #include "conn.h"
 #include "lua_scripts.h"
+#include "private_cache.h"
 #include "reply.h"
 #include "resp.h"
 #include "util.h"
@@ -68,6 +69,13 @@ struct redis_store {
 	 * (and again when it turned out a replica) */
 	char *primary_host;
 	int primary_port;
+	/* a run's: the file that keeps the primary between runs (NULL: none);
+	 * whether to try it at the start of the call; whether primary_* came
+	 * from it, unchecked: a hit then connects there at once, and its first
+	 * write is the check (a replica answers READONLY) */
+	char *primary_path;
+	bool try_cache;
+	bool primary_unchecked;
 	const char *const *tags; /* the run's tags, from its lookup: renew keeps them */
 	int ntags;
 	/* who c is on the server (identity()), asked once per connection: */
@@ -294,6 +302,7 @@ static void forget_primary(struct redis_store *rs)
 {
 	free(rs->primary_host);
 	rs->primary_host = NULL;
+	rs->primary_unchecked = false;
 }
 
 /* After an error reply with text: a primary found through the sentinels
@@ -472,6 +481,40 @@ out:
 	return rc;
 }
 
+#define PRIMARY_MAGIC "cachefence-primary 1\n"
+
+/* the primary kept by an earlier run into rs->primary_*; whether there was one */
+static bool load_primary(struct redis_store *rs)
+{
+	struct buf b = {0};
+	char host[256];
+	int port, used = -1;
+	size_t magic = strlen(PRIMARY_MAGIC);
+
+	bool ok = rs->primary_path && private_cache_read(rs->primary_path, &b) == 0 &&
+		  b.len > magic && !memchr(b.data, '\0', b.len) &&
+		  memcmp(b.data, PRIMARY_MAGIC, magic) == 0 &&
+		  sscanf(b.data + magic, "%255s %5d\n%n", host, &port, &used) == 2 &&
+		  used == (int)(b.len - magic) && port > 0 && port <= 65535;
+	buf_free(&b);
+	if (ok) {
+		forget_primary(rs);
+		rs->primary_host = xstrdup(host);
+		rs->primary_port = port;
+	}
+	return ok;
+}
+
+/* keep the primary the sentinels named for the next runs */
+static void save_primary(const struct redis_store *rs)
+{
+	if (!rs->primary_path)
+		return;
+	char *text = xasprintf(PRIMARY_MAGIC "%s %d\n", rs->primary_host, rs->primary_port);
+	private_cache_write(rs->primary_path, text, strlen(text));
+	free(text);
+}
+
 /* Ask the URL's sentinels in turn for the primary; 0, or -1 with err_set()
  * (and rs->refused when every sentinel that answered knows no such
  * service, which asking again will not change) */
@@ -484,8 +527,10 @@ static int ask_sentinels(struct redis_store *rs, int64_t until)
 		const char *host = i < 0 ? rs->url.host : rs->url.more[i].host;
 		int port = i < 0 ? rs->url.port : rs->url.more[i].port;
 		int rc = ask_sentinel(rs, host, port, until, why, sizeof(why));
-		if (rc == 1)
+		if (rc == 1) {
+			save_primary(rs);
 			return 0;
+		}
 		answered += rc == 0;
 		unknown += rc == 0;
 		if (rc < 0 && !first[0])
@@ -529,6 +574,41 @@ static int check_role(struct redis_store *rs, struct conn *c)
 	return primary ? 0 : -1;
 }
 
+/* connect to the primary the sentinels name (or the one kept from an
+ * earlier run, if it takes the connection), within --redis-timeout and
+ * before until; a connection, which says when it failed */
+static struct conn *connect_primary(struct redis_store *rs, int64_t until)
+{
+	struct url host = rs->url;
+	int64_t deadline = monotonic_ms() + rs->timeout_ms;
+
+	if (until && until < deadline)
+		deadline = until;
+	if (!rs->primary_host && rs->try_cache) {
+		rs->try_cache = false; /* once a call, and only at its start */
+		if (load_primary(rs)) {
+			host.host = rs->primary_host;
+			host.port = rs->primary_port;
+			struct conn *c = conn_connect(&host, rs->tls, deadline);
+			if (!c->err) {
+				rs->primary_unchecked = true;
+				return c;
+			}
+			conn_free(c);
+			forget_primary(rs);
+		}
+	}
+	rs->try_cache = false;
+	if (!rs->primary_host && ask_sentinels(rs, until) < 0) {
+		struct conn *c = conn_of_fd(-1);
+		conn_fail(c, CONN_ERR_IO, err_msg());
+		return c;
+	}
+	host.host = rs->primary_host;
+	host.port = rs->primary_port;
+	return conn_connect(&host, rs->tls, deadline);
+}
+
 /* connect to the first host of the URL that takes the connection, each
  * tried within --redis-timeout and before until (0: no limit); a
  * connection, which says when it failed (the last host's failure). For a
@@ -539,16 +619,9 @@ static struct conn *connect_host(struct redis_store *rs, int64_t until)
 	struct conn *c = NULL;
 	int more = rs->url.n_more;
 
-	if (rs->url.sentinel && !rs->at_host) {
-		if (!rs->primary_host && ask_sentinels(rs, until) < 0) {
-			c = conn_of_fd(-1);
-			conn_fail(c, CONN_ERR_IO, err_msg());
-			return c;
-		}
-		host.host = rs->primary_host;
-		host.port = rs->primary_port;
-		more = 0;
-	} else if (rs->at_host) {
+	if (rs->url.sentinel && !rs->at_host)
+		return connect_primary(rs, until);
+	if (rs->at_host) {
 		/* a cluster's node, which the map named: that one only */
 		host.host = rs->at_host;
 		host.port = rs->at_port;
@@ -612,7 +685,7 @@ static struct conn *connect_one(struct redis_store *rs, int64_t until)
 		conn_free(c);
 		return NULL;
 	}
-	if (rs->url.sentinel && !rs->at_host && check_role(rs, c) < 0) {
+	if (rs->url.sentinel && !rs->at_host && !rs->primary_unchecked && check_role(rs, c) < 0) {
 		forget_primary(rs);
 		rs->connect_err = c->err ? c->err : CONN_ERR_IO; /* worth a retry */
 		conn_free(c);
@@ -908,14 +981,32 @@ static int send_asking(struct redis_store *rs)
 	return r ? 0 : -1;
 }
 
+/* append the URL's hosts to b: "h1:p1,h2:p2..." (what its caches are of) */
+static void host_list(struct buf *b, const struct url *u)
+{
+	buf_appendf(b, "%s:%d", u->host, u->port);
+	for (int i = 0; i < u->n_more; i++)
+		buf_appendf(b, ",%s:%d", u->more[i].host, u->more[i].port);
+}
+
+/* the file that keeps the primary of a sentinel URL's service, or NULL */
+static char *primary_path_of(const struct url *u)
+{
+	struct buf name = {0};
+
+	host_list(&name, u);
+	buf_appendf(&name, "/%s", u->service);
+	char *path = private_cache_path("sentinel", name.data);
+	buf_free(&name);
+	return path;
+}
+
 /* the cache file of the map of the URL's seeds, or NULL */
 static char *map_path_of(const struct url *u)
 {
 	struct buf seeds = {0};
 
-	buf_appendf(&seeds, "%s:%d", u->host, u->port);
-	for (int i = 0; i < u->n_more; i++)
-		buf_appendf(&seeds, ",%s:%d", u->more[i].host, u->more[i].port);
+	host_list(&seeds, u);
 	char *path = slot_map_cache_path(seeds.data);
 	buf_free(&seeds);
 	return path;
@@ -3013,6 +3104,7 @@ static void redis_close(struct store *s)
 		memset(rs->sentinel_password, 0, strlen(rs->sentinel_password));
 	free(rs->sentinel_password);
 	free(rs->primary_host);
+	free(rs->primary_path);
 	free(rs->base.desc);
 	free(rs);
 }
@@ -3122,7 +3214,12 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	gethostname(host, sizeof(host) - 1);
 	rs->lock_value_suffix = xasprintf(" host=%s pid=%ld", host, (long)getpid());
 	slot_map_init(&rs->map);
-	if (rs->url.kind != URL_REDIS_UNIX) {
+	if (rs->url.sentinel && cfg->first_key) {
+		/* a run keeps the primary for the next runs; an operator's
+		 * command always asks the sentinels */
+		rs->primary_path = primary_path_of(&rs->url);
+		rs->try_cache = rs->primary_path != NULL;
+	} else if (rs->url.kind != URL_REDIS_UNIX && !rs->url.sentinel) {
 		rs->map_path = map_path_of(&rs->url);
 		/* a map of the seeds cached by an earlier run: route at once */
 		rs->cluster = rs->map_path && slot_map_load(&rs->map, rs->map_path) == 0;
