@@ -1,0 +1,153 @@
+#!/usr/bin/env bats
+# Redis Sentinel (SPEC 9.2, 9.4, 9.5): what only sentinels can show. Runs on
+# the 'sentinel' store: one primary, one replica and three sentinels on
+# loopback (tests/lib/sentinel_fixture.sh), watching the service cfmaster;
+# core and freshness run through the sentinel URL too.
+
+load lib/common
+
+setup_file() { store_start; }
+teardown_file() { store_stop; }
+setup() { common_setup; }
+teardown() {
+	# a sentinel a test froze answers again
+	local port
+	for port in $(sentinel_ports); do
+		kill -CONT "$(port_pid "$port")" 2>/dev/null || true
+	done
+	common_teardown
+}
+
+# the fixture's three sentinels' ports
+sentinel_ports() {
+	sed -n '3,5p' "$SENTINEL_DIR/ports"
+}
+
+# the pid of what serves PORT in the fixture
+port_pid() {
+	local line
+	line=$(grep -nx "$1" "$SENTINEL_DIR/ports" | cut -d: -f1)
+	sed -n "${line}p" "$SENTINEL_DIR/pids"
+}
+
+# a sentinel URL for SERVICE on the fixture's sentinels
+url_for() {
+	local hosts
+	hosts=$(sentinel_ports | sed 's/^/127.0.0.1:/' | paste -sd,)
+	echo "redis+sentinel://$hosts/$1"
+}
+
+# the primary's port, as the sentinels say now
+primary_port() {
+	"$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" primary "$SENTINEL_DIR"
+}
+
+# fail over to the replica and wait until the old primary is its replica;
+# prints the new primary's port
+failover() {
+	"$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" failover "$SENTINEL_DIR"
+}
+
+@test "a service the sentinels do not know is exit 125 with one line naming it, for a run and for ping" {
+	url=$(url_for nosuch)
+	cf_to run -u "$url" -t 1m -k unknown -- echo ran
+	assert_usage_error run
+	grep -q 'know no service "nosuch"' run.err
+	cf_to ping -u "$url" ping
+	assert_usage_error ping
+	grep -q 'know no service "nosuch"' ping.err
+}
+
+@test "no sentinel reachable: COMMAND runs uncached with one warning, and --fail-closed is 125 without running it" {
+	p1=$(free_port) p2=$(free_port)
+	url="redis+sentinel://127.0.0.1:$p1,127.0.0.1:$p2/cfmaster"
+	cmd=$(counter_cmd nosentinel 'echo "ran $n"; exit 3')
+	cf_to open -u "$url" -t 1m -k down -- "$cmd"
+	assert_status 3 open
+	assert_bytes open.out 'ran 1\n'
+	assert_one_line open.err "cachefence: warning: store unavailable:"
+	grep -q 'no sentinel told where the primary is' open.err
+	cf_to closed -u "$url" --fail-closed -t 1m -k down -- "$cmd"
+	assert_usage_error closed
+	assert_eq "$(runs nosentinel)" 1 "runs of COMMAND"
+}
+
+@test "the first sentinel frozen (SIGSTOP): calls resolve through the next one within --redis-timeout, and ping says which did not answer" {
+	first=$(sentinel_ports | head -n 1)
+	cf_to warm -t 1m -k frozen -- printf stored
+	kill -STOP "$(port_pid "$first")"
+	SECONDS=0
+	cf_to hit --redis-timeout 2s -t 1m -k frozen -- printf recomputed
+	elapsed=$SECONDS
+	assert_status 0 hit
+	assert_bytes hit.out 'stored'
+	assert_empty hit.err
+	((elapsed <= 4)) || { echo "the hit took $elapsed s" >&2; false; }
+	cf_to ping --redis-timeout 2s ping
+	assert_status 0 ping
+	grep -q "127.0.0.1:$first did not answer" ping.out
+	grep -q "primary 127.0.0.1:$(primary_port): ROLE master" ping.out
+}
+
+@test "ping names the sentinels, what each answered and the primary it checked" {
+	cf_to ping ping
+	assert_status 0 ping
+	assert_empty ping.err
+	assert_eq "$(awk 'END { print NR }' ping.out)" 3 "lines of ping"
+	primary=$(primary_port)
+	for port in $(sentinel_ports); do
+		grep -q "127.0.0.1:$port names 127.0.0.1:$primary" ping.out
+	done
+}
+
+@test "SENTINEL FAILOVER while a leader runs and 50 waiters wait: every caller gets the leader's bytes and status, COMMAND at most twice" {
+	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"; exit 5")
+	opts=(--redis-timeout 20s --cache-failures -t 1m -k failover)
+	cf_bg leader -v "${opts[@]}" -- "$cmd"
+	wait_for_file started 30
+	for i in $(seq 50); do
+		cf_bg "w$i" "${opts[@]}" -- "$cmd"
+	done
+	wait_for_stat waits 50 60
+	old=$(primary_port)
+	new=$(failover)
+	[[ $new != "$old" ]] || { echo "the primary is still $old" >&2; false; }
+	touch go
+	assert_eq "$(bg_status leader 60)" 5 "status of the leader"
+	assert_bytes leader.out 'result of run 1\n'
+	for i in $(seq 50); do
+		assert_eq "$(bg_status "w$i" 60)" 5 "status of waiter $i"
+		grep -Eqx 'result of run [12]' "w$i.out" || { cat "w$i.out" "w$i.err" >&2; false; }
+	done
+	assert_le "$(runs job)" 2 "runs of COMMAND"
+	# the leader's connection was to the old primary, a replica now
+	grep -q 'is a replica now: asking the sentinels again' leader.err
+	cf_to hit "${opts[@]}" -- "$cmd"
+	assert_status 5 hit
+	grep -Eqx 'result of run [0-9]+' hit.out
+}
+
+@test "SENTINEL FAILOVER during a 64 MiB store and a 64 MiB hit: complete bytes and the right status for both, COMMAND at most twice" {
+	head -c $((64 * 1024 * 1024 - 3)) /dev/urandom >value
+	printf 'end' >>value
+	served=$(counter_cmd served "cat '$SCRATCH/value'")
+	cf_to first --redis-timeout 20s -t 1h -k big-hit -- "$served"
+	assert_status 0 first
+	stored=$(counter_cmd stored "$(hold_until "$SCRATCH/go"); cat '$SCRATCH/value'")
+	cf_bg leader --redis-timeout 20s -t 1h -k big-store -- "$stored"
+	wait_for_file stored.runs 30
+	failover >new &
+	fo=$!
+	touch go
+	cf_bg reader --redis-timeout 20s -t 1h -k big-hit -- "$served"
+	wait "$fo"
+	assert_eq "$(bg_status leader 120)" 0 "status of the leader"
+	cmp leader.out value
+	assert_eq "$(bg_status reader 120)" 0 "status of the reader"
+	cmp reader.out value
+	assert_le "$(runs stored)" 2 "runs of the storing COMMAND"
+	assert_le "$(runs served)" 2 "runs of the served COMMAND"
+	cf_to after --redis-timeout 20s -t 1h -k big-store -- "$stored"
+	assert_status 0 after
+	cmp after.out value
+}
