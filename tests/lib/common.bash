@@ -36,13 +36,14 @@ CF_TIMEOUT=${CF_TIMEOUT:-60}
 store_start() {
 	unset REDIS_URL CACHEFENCE_NAMESPACE CACHEFENCE_PASSWORD CACHEFENCE_TLS_CA_FILE \
 		CACHEFENCE_TLS_CA_DIR CACHEFENCE_TLS_CERT CACHEFENCE_TLS_KEY \
-		CACHEFENCE_TLS_SERVER_NAME CACHEFENCE_TLS_INSECURE
+		CACHEFENCE_TLS_SERVER_NAME CACHEFENCE_TLS_INSECURE CACHEFENCE_SENTINEL_PASSWORD
 	export REDIS_SCHEME=redis
 	[[ $CACHEFENCE_TEST_STORE == tls ]] && REDIS_SCHEME=rediss
 	case $CACHEFENCE_TEST_STORE in
 	redis) redis_start ;;
 	tls) tls_store_start ;;
 	cluster) cluster_store_start ;;
+	sentinel) sentinel_store_start ;;
 	file) file_store_start ;;
 	*) echo "unknown CACHEFENCE_TEST_STORE=$CACHEFENCE_TEST_STORE" >&2; return 1 ;;
 	esac
@@ -53,6 +54,7 @@ store_stop() {
 	case $CACHEFENCE_TEST_STORE in
 	redis | tls) redis_stop ;;
 	cluster) "$BATS_TEST_DIRNAME/lib/cluster_fixture.sh" stop "$BATS_FILE_TMPDIR/cluster" ;;
+	sentinel) "$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" stop "$BATS_FILE_TMPDIR/sentinel" ;;
 	file) file_store_stop ;;
 	esac
 }
@@ -67,19 +69,23 @@ store_flush() {
 			[[ $(redis-cli -p "$port" FLUSHALL) == OK ]] || return 1
 		done
 		;;
+	sentinel) [[ $(rcli FLUSHALL) == OK ]] ;; # on the primary, the replica follows
 	file) file_store_flush ;;
 	esac
 }
 
-# true when the suite's store is a redis-server (plain TCP or TLS)
+# true when the suite's store is a redis-server (plain TCP or TLS), a
+# cluster or a primary behind sentinels
 store_is_redis() {
 	[[ $CACHEFENCE_TEST_STORE == redis || $CACHEFENCE_TEST_STORE == tls ||
-		$CACHEFENCE_TEST_STORE == cluster ]]
+		$CACHEFENCE_TEST_STORE == cluster || $CACHEFENCE_TEST_STORE == sentinel ]]
 }
 
-# skip the current test on a Redis Cluster (it restarts or relays one server)
+# skip the current test on a Redis Cluster or behind sentinels (it restarts
+# or relays one server: REDIS_PID is not set there)
 require_standalone() {
 	[[ $CACHEFENCE_TEST_STORE != cluster ]] || skip "needs one server, not a cluster"
+	[[ $CACHEFENCE_TEST_STORE != sentinel ]] || skip "needs one server, not sentinels"
 }
 
 # the cluster store: 3 primaries and 3 replicas (tests/lib/cluster_fixture.sh);
@@ -98,6 +104,42 @@ cluster_store_start() {
 	while read -r pid; do
 		redis_watchdog "$BASHPID" "$pid"
 	done <"$dir/pids"
+}
+
+# the sentinel store: a primary, a replica and three sentinels watching the
+# service cfmaster (tests/lib/sentinel_fixture.sh); the URL names the three
+# sentinels. With SENTINEL_PASSWORD set the sentinels require it, and
+# CACHEFENCE_SENTINEL_PASSWORD gives it. REDIS_PORT is the first primary's;
+# rcli asks the sentinels for the primary at each call (sentinel_primary), so
+# it follows failovers. SENTINEL_DIR is the fixture's directory.
+sentinel_store_start() {
+	local dir=$BATS_FILE_TMPDIR/sentinel ports
+	"$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" start "$dir" || return 1
+	mapfile -t ports <"$dir/ports"
+	export SENTINEL_DIR=$dir REDIS_PORT=${ports[0]} CACHEFENCE_URL
+	CACHEFENCE_URL=$(<"$dir/url")
+	[[ -z ${SENTINEL_PASSWORD:-} ]] || export CACHEFENCE_SENTINEL_PASSWORD=$SENTINEL_PASSWORD
+	export SENTINEL_SUITE_PID=$BASHPID
+	# servers do not outlive a suite killed before its teardown
+	local pid
+	while read -r pid; do
+		redis_watchdog "$BASHPID" "$pid"
+	done <"$dir/pids"
+}
+
+# the port of the sentinel store's primary, as the first sentinel that
+# answers within 1 s names it (one may be frozen by a test)
+sentinel_primary() {
+	local s p auth=()
+	# an empty REDISCLI_AUTH would be sent (and refused): set only when given
+	[[ -z ${SENTINEL_PASSWORD:-} ]] || auth=(env "REDISCLI_AUTH=$SENTINEL_PASSWORD")
+	while read -r s; do
+		p=$("${auth[@]}" timeout 1 redis-cli -p "$s" \
+			SENTINEL get-master-addr-by-name cfmaster 2>/dev/null | sed -n 2p) || true
+		[[ $p =~ ^[0-9]+$ ]] && { echo "$p"; return 0; }
+	done < <(sed -n '3,5p' "$SENTINEL_DIR/ports")
+	echo "no sentinel in $SENTINEL_DIR names a primary" >&2
+	return 1
 }
 
 # skip the current test unless the suite runs against Redis (plain or TLS)
@@ -398,9 +440,16 @@ redis_stop() {
 	return 0
 }
 
-# redis-cli against the suite's server (over TLS on the tls store)
+# redis-cli against the suite's server (over TLS on the tls store; the
+# current primary on the sentinel store)
 rcli() {
-	redis_cli_at "$REDIS_PORT" "$@"
+	if [[ $CACHEFENCE_TEST_STORE == sentinel ]]; then
+		local port
+		port=$(sentinel_primary) || return 1
+		redis_cli_at "$port" "$@"
+	else
+		redis_cli_at "$REDIS_PORT" "$@"
+	fi
 }
 
 # --- per test ----------------------------------------------------------------
