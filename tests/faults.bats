@@ -86,17 +86,6 @@ redis_info() {
 	rcli INFO | tr -d '\r' | sed -n "s/^$1:\\([^ ]*\\)\$/\\1/p"
 }
 
-# wait up to SECONDS (default 30) until counter NAME is at least N
-wait_for_stat() {
-	local i
-	for ((i = 0; i < ${3:-30} * 10; i++)); do
-		(($(stat_value "$1") >= $2)) && return 0
-		sleep 0.1
-	done
-	echo "counter $1 stayed at $(stat_value "$1"), below $2" >&2
-	return 1
-}
-
 # --- callers --------------------------------------------------------------------------
 
 # sig_bg NAME [--out FILE] ARGS...: like cf_bg, but cachefence starts with

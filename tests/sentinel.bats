@@ -103,7 +103,7 @@ failover() {
 @test "SENTINEL FAILOVER while a leader runs and 50 waiters wait: every caller gets the leader's bytes and status, COMMAND at most twice" {
 	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"; exit 5")
 	opts=(--redis-timeout 20s --cache-failures -t 1m -k failover)
-	cf_bg leader -v "${opts[@]}" -- "$cmd"
+	cf_bg leader "${opts[@]}" -- "$cmd"
 	wait_for_file started 30
 	for i in $(seq 50); do
 		cf_bg "w$i" "${opts[@]}" -- "$cmd"
@@ -120,8 +120,6 @@ failover() {
 		grep -Eqx 'result of run [12]' "w$i.out" || { cat "w$i.out" "w$i.err" >&2; false; }
 	done
 	assert_le "$(runs job)" 2 "runs of COMMAND"
-	# the leader's connection was to the old primary, a replica now
-	grep -q 'is a replica now: asking the sentinels again' leader.err
 	cf_to hit "${opts[@]}" -- "$cmd"
 	assert_status 5 hit
 	grep -Eqx 'result of run [0-9]+' hit.out
@@ -150,4 +148,60 @@ failover() {
 	cf_to after --redis-timeout 20s -t 1h -k big-store -- "$stored"
 	assert_status 0 after
 	cmp after.out value
+}
+
+@test "a run that kept the old primary finds it a replica (READONLY) after a failover, asks the sentinels, and gets the entry from the new primary" {
+	cf_to first -t 1h -k kept -- printf stored
+	assert_status 0 first
+	old=$(primary_port)
+	new=$(failover)
+	[[ $new != "$old" ]] || { echo "the primary is still $old" >&2; false; }
+	# the entry reached the replica before it was promoted
+	assert_eq "$(redis-cli -p "$new" EXISTS 'cachefence:{kept}')" 1 "the entry on the new primary"
+	cf_to again -v -t 1h -k kept -- printf recomputed
+	assert_status 0 again
+	assert_bytes again.out 'stored'
+	grep -q "127.0.0.1:$old is a replica now: asking the sentinels again" again.err
+	# the file now names the new primary: the next run goes there at once
+	cf_to hit -v -t 1h -k kept -- printf recomputed
+	assert_bytes hit.out 'stored'
+	! grep -q 'replica now' hit.err
+}
+
+@test "the sentinels' password comes from CACHEFENCE_SENTINEL_PASSWORD: without it a sentinel that wants one is named, and the run goes on uncached" {
+	pw=$CACHEFENCE_SENTINEL_PASSWORD
+	unset CACHEFENCE_SENTINEL_PASSWORD
+	rm -rf "$XDG_CACHE_HOME/cachefence-sentinel" # no primary kept: the sentinels are asked
+	cf_to nopw -t 1m -k pw -- printf ran
+	assert_status 0 nopw
+	grep -q 'NOAUTH.*CACHEFENCE_SENTINEL_PASSWORD' nopw.err || { cat nopw.err >&2; false; }
+	CACHEFENCE_SENTINEL_PASSWORD=$pw cf_to withpw -t 1m -k pw -- printf ran
+	assert_empty withpw.err
+}
+
+@test "a hit with the primary kept from an earlier run is one connection, to the primary, and no sentinel is asked" {
+	cf_to first -t 1h -k one-trip -- printf stored
+	assert_status 0 first
+	ls "$XDG_CACHE_HOME"/cachefence-sentinel/* >/dev/null
+	# the connections each server took (each reading is one more)
+	connections() {
+		local port n=0 auth
+		while read -r port; do
+			n=$((n + 1)) auth=()
+			((n <= 2)) || auth=(env "REDISCLI_AUTH=$SENTINEL_PASSWORD") # a sentinel
+			echo "$port $("${auth[@]}" redis-cli -p "$port" INFO stats | tr -d '\r' |
+				sed -n 's/^total_connections_received://p')"
+		done <"$SENTINEL_DIR/ports"
+	}
+	primary=$(primary_port)
+	connections >before
+	cf_to hit -t 1h -k one-trip -- printf recomputed
+	connections >after
+	assert_bytes hit.out 'stored'
+	join before after >both
+	while read -r port c0 c1; do
+		want=0
+		[[ $port == "$primary" ]] && want=1
+		assert_eq $((c1 - c0 - 1)) "$want" "connections the hit made to port $port"
+	done <both
 }

@@ -40,17 +40,6 @@ teardown() {
 
 # --- helpers ----------------------------------------------------------------------------
 
-# wait up to SECONDS (default 30) until counter NAME is at least N
-wait_for_stat() {
-	local i
-	for ((i = 0; i < ${3:-30} * 10; i++)); do
-		(($(stat_value "$1") >= $2)) && return 0
-		sleep 0.1
-	done
-	echo "counter $1 stayed below $2 (at $(stat_value "$1"))" >&2
-	return 1
-}
-
 # now, in milliseconds
 now_ms() {
 	echo $(($(date +%s%N) / 1000000))

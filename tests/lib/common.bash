@@ -114,8 +114,13 @@ cluster_store_start() {
 # it follows failovers. SENTINEL_DIR is the fixture's directory.
 sentinel_store_start() {
 	local dir=$BATS_FILE_TMPDIR/sentinel ports
+	# sentinels with a password, as in production: every run proves that
+	# CACHEFENCE_SENTINEL_PASSWORD reaches them
+	export SENTINEL_PASSWORD=${SENTINEL_PASSWORD-"sentinel secret $RANDOM"}
 	"$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" start "$dir" || return 1
 	mapfile -t ports <"$dir/ports"
+	# the primary a run keeps, in the suite's own cache
+	export XDG_CACHE_HOME=$BATS_FILE_TMPDIR/xdg
 	export SENTINEL_DIR=$dir REDIS_PORT=${ports[0]} CACHEFENCE_URL
 	CACHEFENCE_URL=$(<"$dir/url")
 	[[ -z ${SENTINEL_PASSWORD:-} ]] || export CACHEFENCE_SENTINEL_PASSWORD=$SENTINEL_PASSWORD
@@ -644,6 +649,17 @@ assert_bytes() {
 	od -c "$file.expected" | head -20 >&2
 	echo "got:" >&2
 	od -c "$file" | head -20 >&2
+	return 1
+}
+
+# wait up to SECONDS (default 30) until counter NAME is at least N
+wait_for_stat() {
+	local i
+	for ((i = 0; i < ${3:-30} * 10; i++)); do
+		(($(stat_value "$1") >= $2)) && return 0
+		sleep 0.1
+	done
+	echo "counter $1 stayed at $(stat_value "$1"), below $2" >&2
 	return 1
 }
 

@@ -138,9 +138,9 @@ answers() {
 	[[ $(sed -n 's/^process_id://p' <<<"$info") == "$2" ]]
 }
 
-# wait up to 30 s until the command CMD... succeeds
+# wait up to 30 s (WAIT_FOR_TRIES x 0.2 s) until the command CMD... succeeds
 wait_for() {
-	for _ in $(seq 150); do
+	for _ in $(seq "${WAIT_FOR_TRIES:-150}"); do
 		"$@" && return 0
 		sleep 0.2
 	done
@@ -198,8 +198,9 @@ if [[ $cmd == failover ]]; then
 		sleep 0.2
 	done
 	[[ -n $asked ]] || { echo "no sentinel in $dir would start a failover" >&2; exit 1; }
-	wait_for switched && { echo "$new"; exit 0; }
-	echo "the failover from $old to $new did not end within 30 s; the logs:" >&2
+	# a busy primary (a large value on the way) can hold the election up
+	WAIT_FOR_TRIES=300 wait_for switched && { echo "$new"; exit 0; }
+	echo "the failover from $old to $new did not end within 60 s; the logs:" >&2
 	logs
 	exit 1
 fi
