@@ -574,9 +574,9 @@ static int check_role(struct redis_store *rs, struct conn *c)
 	return primary ? 0 : -1;
 }
 
-/* connect to the primary the sentinels name (or the one kept from an
- * earlier run, if it takes the connection), within --redis-timeout and
- * before until; a connection, which says when it failed */
+/* connect to the primary found before in this call (or kept from an
+ * earlier run), or else the one the sentinels name, within --redis-timeout
+ * and before until; a connection, which says when it failed */
 static struct conn *connect_primary(struct redis_store *rs, int64_t until)
 {
 	struct url host = rs->url;
@@ -584,22 +584,20 @@ static struct conn *connect_primary(struct redis_store *rs, int64_t until)
 
 	if (until && until < deadline)
 		deadline = until;
-	if (!rs->primary_host && rs->try_cache) {
-		rs->try_cache = false; /* once a call, and only at its start */
-		if (load_primary(rs)) {
-			host.host = rs->primary_host;
-			host.port = rs->primary_port;
-			struct conn *c = conn_connect(&host, rs->tls, deadline);
-			if (!c->err) {
-				rs->primary_unchecked = true;
-				return c;
-			}
-			conn_free(c);
-			forget_primary(rs);
-		}
+	if (!rs->primary_host && rs->try_cache && load_primary(rs))
+		rs->primary_unchecked = true; /* its first write checks it */
+	rs->try_cache = false;                /* once a call, and only at its start */
+	if (rs->primary_host) {
+		host.host = rs->primary_host;
+		host.port = rs->primary_port;
+		struct conn *c = conn_connect(&host, rs->tls, deadline);
+		if (!c->err)
+			return c;
+		/* gone (a failover?): the sentinels say where it is now */
+		conn_free(c);
+		forget_primary(rs);
 	}
-	rs->try_cache = false;
-	if (!rs->primary_host && ask_sentinels(rs, until) < 0) {
+	if (ask_sentinels(rs, until) < 0) {
 		struct conn *c = conn_of_fd(-1);
 		conn_fail(c, CONN_ERR_IO, err_msg());
 		return c;

@@ -205,3 +205,31 @@ failover() {
 		assert_eq $((c1 - c0 - 1)) "$want" "connections the hit made to port $port"
 	done <both
 }
+
+@test "kill -9 of the primary while a leader runs and 20 waiters wait: the sentinels fail over, and every caller gets a whole result and its status, COMMAND at most twice" {
+	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"; exit 6")
+	opts=(--redis-timeout 30s --cache-failures -t 1m -k killed)
+	cf_bg leader "${opts[@]}" -- "$cmd"
+	wait_for_file started 30
+	for i in $(seq 20); do
+		cf_bg "w$i" "${opts[@]}" -- "$cmd"
+	done
+	wait_for_stat waits 20 60
+	old=$(primary_port)
+	kill -KILL "$(port_pid "$old")"
+	for _ in $(seq 300); do
+		[[ $(primary_port) != "$old" ]] && break
+		sleep 0.1
+	done
+	[[ $(primary_port) != "$old" ]] || { echo "no failover within 30 s" >&2; false; }
+	touch go
+	assert_eq "$(bg_status leader 90)" 6 "status of the leader"
+	grep -Eqx 'result of run [12]' leader.out
+	for i in $(seq 20); do
+		assert_eq "$(bg_status "w$i" 90)" 6 "status of waiter $i"
+		grep -Eqx 'result of run [12]' "w$i.out" || { cat "w$i.out" "w$i.err" >&2; false; }
+	done
+	assert_le "$(runs job)" 2 "runs of COMMAND"
+	pid=$("$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" restart "$SENTINEL_DIR" "$old")
+	redis_watchdog "$SENTINEL_SUITE_PID" "$pid"
+}
