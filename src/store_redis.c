@@ -516,12 +516,12 @@ static void save_primary(const struct redis_store *rs)
 }
 
 /* Ask the URL's sentinels in turn for the primary; 0, or -1 with err_set()
- * (and rs->refused when every sentinel that answered knows no such
+ * (and rs->refused when none named one and one that answered knows no such
  * service, which asking again will not change) */
 static int ask_sentinels(struct redis_store *rs, int64_t until)
 {
 	char why[512] = "", first[512] = "";
-	int answered = 0, unknown = 0;
+	int unknown = 0;
 
 	for (int i = -1; i < rs->url.n_more; i++) {
 		const char *host = i < 0 ? rs->url.host : rs->url.more[i].host;
@@ -531,7 +531,6 @@ static int ask_sentinels(struct redis_store *rs, int64_t until)
 			save_primary(rs);
 			return 0;
 		}
-		answered += rc == 0;
 		unknown += rc == 0;
 		if (rc < 0 && !first[0])
 			snprintf(first, sizeof(first), "%s", why);
