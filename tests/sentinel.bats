@@ -233,3 +233,38 @@ failover() {
 	pid=$("$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" restart "$SENTINEL_DIR" "$old")
 	redis_watchdog "$SENTINEL_SUITE_PID" "$pid"
 }
+
+@test "rediss+sentinel://: sentinels and servers that speak TLS only, with a password: a miss, a hit, ping, and a SENTINEL FAILOVER under a leader" {
+	tls_fixture "$SCRATCH/certs"
+	dir=$SCRATCH/tls-sentinels
+	SENTINEL_TLS_DIR=$TLS_DIR SENTINEL_PASSWORD='tls sentinel pw' \
+		"$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" start "$dir"
+	while read -r pid; do redis_watchdog "$BASHPID" "$pid"; done <"$dir/pids"
+	url=$(<"$dir/url")
+	[[ $url == rediss+sentinel://* ]]
+	export CACHEFENCE_TLS_CA_FILE=$TLS_DIR/ca.crt CACHEFENCE_SENTINEL_PASSWORD='tls sentinel pw'
+	cmd=$(counter_cmd tlsjob "$(hold_until "$SCRATCH/go"); echo \"tls run \$n\"")
+	touch go
+	cf_to miss -u "$url" -t 1h -k tls -- "$cmd"
+	assert_status 0 miss
+	assert_bytes miss.out 'tls run 1\n'
+	cf_to hit -u "$url" -t 1h -k tls -- "$cmd"
+	assert_bytes hit.out 'tls run 1\n'
+	cf_to ping -u "$url" ping
+	assert_status 0 ping
+	grep -q '^rediss+sentinel://.*TLSv1' ping.out
+	grep -q 'names 127.0.0.1:' ping.out
+	# a leader held while the sentinels fail over; then a waiter
+	rm go
+	cf_bg leader -u "$url" --redis-timeout 30s -t 1h -k tls-fo -- "$cmd"
+	wait_for_file tlsjob.runs 30 # (run 2: the leader's)
+	new=$("$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" failover "$dir")
+	touch go
+	assert_eq "$(bg_status leader 60)" 0 "status of the leader"
+	assert_bytes leader.out 'tls run 2\n'
+	cf_to after -u "$url" --redis-timeout 30s -t 1h -k tls-fo -- "$cmd"
+	assert_status 0 after
+	grep -Eqx 'tls run [23]' after.out
+	grep -q "primary 127.0.0.1:$new" <("$CACHEFENCE_BIN" -u "$url" ping)
+	"$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" stop "$dir"
+}

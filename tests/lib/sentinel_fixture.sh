@@ -27,6 +27,11 @@
 # (requirepass: clients and the other sentinels give it); it is kept in
 # DIR/password for the later commands. The data servers have none.
 #
+# With SENTINEL_TLS_DIR set at start (a tls_fixture.sh directory), every
+# server speaks TLS only (its server.crt, no client certificates asked
+# for), replication and the sentinels' own links included, and DIR/url is a
+# rediss+sentinel:// URL; the directory is kept in DIR/tls.
+#
 # Each server works in DIR/redis-PORT or DIR/sentinel-PORT (a sentinel's
 # sentinel.conf, which it rewrites; its log), without persistence. Start
 # waits until the replica's link is up and every sentinel names the primary,
@@ -65,15 +70,36 @@ if [[ $cmd == stop ]]; then
 fi
 
 # the sentinels' password: the environment's at start, DIR/password after
+# (whatever the environment says then: one suite may run two fixtures)
 password=${SENTINEL_PASSWORD:-}
-[[ -z $password && $cmd != start && -f $dir/password ]] && password=$(<"$dir/password")
+[[ $cmd != start ]] && password=
+[[ $cmd != start && -f $dir/password ]] && password=$(<"$dir/password")
+
+# the TLS fixture's directory: the environment's at start, DIR/tls after
+tls_dir=${SENTINEL_TLS_DIR:-}
+[[ $cmd != start ]] && tls_dir=
+[[ $cmd != start && -f $dir/tls ]] && tls_dir=$(<"$dir/tls")
+cli=(redis-cli)
+[[ -z $tls_dir ]] || cli+=(--tls --cacert "$tls_dir/ca.crt")
+
+# redis-server options that make it listen on 127.0.0.1:PORT (TLS only
+# with a TLS fixture), one a line
+listen_options() {
+	if [[ -n $tls_dir ]]; then
+		printf '%s\n' "port 0" "tls-port $1" "tls-cert-file $tls_dir/server.crt" \
+			"tls-key-file $tls_dir/server.key" "tls-ca-cert-file $tls_dir/ca.crt" \
+			"tls-auth-clients no" "tls-replication yes"
+	else
+		printf '%s\n' "port $1"
+	fi
+}
 
 # redis-cli to the data server on PORT (no password there); bounded, as
 # a test may have frozen the server (SIGSTOP)
 dcli() {
 	local port=$1
 	shift
-	timeout 2 redis-cli -p "$port" "$@" 2>/dev/null | tr -d '\r'
+	timeout 2 "${cli[@]}" -p "$port" "$@" 2>/dev/null | tr -d '\r'
 }
 
 # redis-cli to the sentinel on PORT, bounded like dcli, with the password
@@ -82,9 +108,9 @@ scli() {
 	local port=$1
 	shift
 	if [[ -n $password ]]; then
-		REDISCLI_AUTH=$password timeout 2 redis-cli -p "$port" "$@" 2>/dev/null | tr -d '\r'
+		REDISCLI_AUTH=$password timeout 2 "${cli[@]}" -p "$port" "$@" 2>/dev/null | tr -d '\r'
 	else
-		timeout 2 redis-cli -p "$port" "$@" 2>/dev/null | tr -d '\r'
+		timeout 2 "${cli[@]}" -p "$port" "$@" 2>/dev/null | tr -d '\r'
 	fi
 }
 
@@ -152,7 +178,9 @@ wait_for() {
 # more replicas to join)
 data_start() {
 	mkdir -p "$dir/redis-$1"
-	redis-server --bind 127.0.0.1 --port "$1" --save '' --appendonly no \
+	local listen=()
+	while read -r opt arg; do listen+=("--$opt" "$arg"); done < <(listen_options "$1")
+	redis-server --bind 127.0.0.1 "${listen[@]}" --save '' --appendonly no \
 		--repl-diskless-sync-delay 0 --dir "$dir/redis-$1" --logfile "$dir/redis-$1/log" \
 		${2:+--replicaof 127.0.0.1 "$2"} </dev/null >/dev/null 2>&1 &
 }
@@ -246,7 +274,7 @@ sentinel_start() {
 	mkdir -p "$d"
 	{
 		echo "bind 127.0.0.1"
-		echo "port $1"
+		listen_options "$1"
 		echo "dir $d"
 		echo "logfile $d/log"
 		echo "sentinel monitor $service 127.0.0.1 $2 2"
@@ -326,6 +354,7 @@ if [[ -n $password ]]; then
 else
 	rm -f "$dir/password"
 fi
+if [[ -n $tls_dir ]]; then echo "$tls_dir" >"$dir/tls"; else rm -f "$dir/tls"; fi
 for attempt in $(seq 5); do
 	start_all && break
 	stop
@@ -338,6 +367,6 @@ if ! wait_for ready; then
 	stop
 	exit 1
 fi
-echo "redis+sentinel://127.0.0.1:${ports[2]},127.0.0.1:${ports[3]},127.0.0.1:${ports[4]}/$service" >"$dir/url"
+echo "redis${tls_dir:+s}+sentinel://127.0.0.1:${ports[2]},127.0.0.1:${ports[3]},127.0.0.1:${ports[4]}/$service" >"$dir/url"
 trap - ERR
 exit 0
