@@ -48,6 +48,35 @@ failover() {
 	"$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" failover "$SENTINEL_DIR"
 }
 
+# A leader held until SCRATCH/go exists, then N waiters, all with
+# --cache-failures -t 1m and ARGS..., on a COMMAND (./job) that prints
+# "result of run N" and exits STATUS; returns once all N wait
+leader_and_waiters() {
+	local n=$1 st=$2 i
+	shift 2
+	opts=(--cache-failures -t 1m "$@")
+	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"; exit $st")
+	cf_bg leader "${opts[@]}" -- "$cmd"
+	wait_for_file started 30
+	for ((i = 1; i <= n; i++)); do
+		cf_bg "w$i" "${opts[@]}" -- "$cmd"
+	done
+	wait_for_stat waits "$n" 60
+}
+
+# the leader and N waiters of leader_and_waiters ended with STATUS within
+# SECONDS each, each with one whole result, and COMMAND ran at most twice
+all_served() {
+	local n=$1 st=$2 limit=$3 i
+	assert_eq "$(bg_status leader "$limit")" "$st" "status of the leader"
+	grep -Eqx 'result of run [12]' leader.out
+	for ((i = 1; i <= n; i++)); do
+		assert_eq "$(bg_status "w$i" "$limit")" "$st" "status of waiter $i"
+		grep -Eqx 'result of run [12]' "w$i.out" || { cat "w$i.out" "w$i.err" >&2; false; }
+	done
+	assert_le "$(runs job)" 2 "runs of COMMAND"
+}
+
 @test "a service the sentinels do not know is exit 125 with one line naming it, for a run and for ping" {
 	url=$(url_for nosuch)
 	cf_to run -u "$url" -t 1m -k unknown -- echo ran
@@ -101,25 +130,13 @@ failover() {
 }
 
 @test "SENTINEL FAILOVER while a leader runs and 50 waiters wait: every caller gets the leader's bytes and status, COMMAND at most twice" {
-	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"; exit 5")
-	opts=(--redis-timeout 20s --cache-failures -t 1m -k failover)
-	cf_bg leader "${opts[@]}" -- "$cmd"
-	wait_for_file started 30
-	for i in $(seq 50); do
-		cf_bg "w$i" "${opts[@]}" -- "$cmd"
-	done
-	wait_for_stat waits 50 60
+	leader_and_waiters 50 5 --redis-timeout 20s -k failover
 	old=$(primary_port)
 	new=$(failover)
 	[[ $new != "$old" ]] || { echo "the primary is still $old" >&2; false; }
 	touch go
-	assert_eq "$(bg_status leader 60)" 5 "status of the leader"
+	all_served 50 5 60
 	assert_bytes leader.out 'result of run 1\n'
-	for i in $(seq 50); do
-		assert_eq "$(bg_status "w$i" 60)" 5 "status of waiter $i"
-		grep -Eqx 'result of run [12]' "w$i.out" || { cat "w$i.out" "w$i.err" >&2; false; }
-	done
-	assert_le "$(runs job)" 2 "runs of COMMAND"
 	cf_to hit "${opts[@]}" -- "$cmd"
 	assert_status 5 hit
 	grep -Eqx 'result of run [0-9]+' hit.out
@@ -207,14 +224,7 @@ failover() {
 }
 
 @test "kill -9 of the primary while a leader runs and 20 waiters wait: the sentinels fail over, and every caller gets a whole result and its status, COMMAND at most twice" {
-	cmd=$(counter_cmd job "if [ \$n -eq 1 ]; then touch started; $(hold_until "$SCRATCH/go"); fi; echo \"result of run \$n\"; exit 6")
-	opts=(--redis-timeout 30s --cache-failures -t 1m -k killed)
-	cf_bg leader "${opts[@]}" -- "$cmd"
-	wait_for_file started 30
-	for i in $(seq 20); do
-		cf_bg "w$i" "${opts[@]}" -- "$cmd"
-	done
-	wait_for_stat waits 20 60
+	leader_and_waiters 20 6 --redis-timeout 30s -k killed
 	old=$(primary_port)
 	kill -KILL "$(port_pid "$old")"
 	for _ in $(seq 300); do
@@ -223,13 +233,7 @@ failover() {
 	done
 	[[ $(primary_port) != "$old" ]] || { echo "no failover within 30 s" >&2; false; }
 	touch go
-	assert_eq "$(bg_status leader 90)" 6 "status of the leader"
-	grep -Eqx 'result of run [12]' leader.out
-	for i in $(seq 20); do
-		assert_eq "$(bg_status "w$i" 90)" 6 "status of waiter $i"
-		grep -Eqx 'result of run [12]' "w$i.out" || { cat "w$i.out" "w$i.err" >&2; false; }
-	done
-	assert_le "$(runs job)" 2 "runs of COMMAND"
+	all_served 20 6 90
 	pid=$("$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" restart "$SENTINEL_DIR" "$old")
 	redis_watchdog "$SENTINEL_SUITE_PID" "$pid"
 }

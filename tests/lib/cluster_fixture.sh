@@ -28,21 +28,8 @@ dir=${2:-}
 	exit 2
 }
 
-port_is_free() { ! (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-stop() {
-	local pid
-	[[ -f $dir/pids ]] || return 0
-	while read -r pid; do kill -TERM "$pid" 2>/dev/null; done <"$dir/pids"
-	for _ in $(seq 100); do
-		local alive=0
-		while read -r pid; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$dir/pids"
-		((alive)) || break
-		sleep 0.05
-	done
-	while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$dir/pids"
-	rm -f "$dir/pids"
-}
+# shellcheck source=tests/lib/fixture_common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/fixture_common.sh"
 
 # a node on PORT in the background, working in DIR/node-PORT
 node_start() {
