@@ -193,23 +193,26 @@ static void redis_name(struct buf *out, const char *ns, const char *key, size_t 
 	buf_append(out, suffix, strlen(suffix));
 }
 
+/* the URL's host i: 0 the first, i its more[i - 1] (a seed, a sentinel) */
+static void url_host(const struct url *u, int i, const char **host, int *port)
+{
+	*host = i ? u->more[i - 1].host : u->host;
+	*port = i ? u->more[i - 1].port : u->port;
+}
+
 /* the server c talks to, for messages: the URL, and on a cluster the node
  * (the caller frees it) */
 static char *server_name(const struct redis_store *rs)
 {
 	char *url = url_display(&rs->url);
+	const char *what = rs->at_host ? "node" : "primary";
+	const char *host = rs->at_host ? rs->at_host : rs->primary_host;
+	int port = rs->at_host ? rs->at_port : rs->primary_port;
 
-	if (!rs->at_host && rs->primary_host) {
-		char *both = xasprintf(strchr(rs->primary_host, ':') ? "%s (primary [%s]:%d)"
-								     : "%s (primary %s:%d)",
-				       url, rs->primary_host, rs->primary_port);
-		free(url);
-		return both;
-	}
-	if (!rs->at_host)
+	if (!host)
 		return url;
-	char *both = xasprintf(strchr(rs->at_host, ':') ? "%s (node [%s]:%d)" : "%s (node %s:%d)",
-			       url, rs->at_host, rs->at_port);
+	char *both = xasprintf(strchr(host, ':') ? "%s (%s [%s]:%d)" : "%s (%s %s:%d)", url, what,
+			       host, port);
 	free(url);
 	return both;
 }
@@ -523,9 +526,10 @@ static int ask_sentinels(struct redis_store *rs, int64_t until)
 	char why[512] = "", first[512] = "";
 	int unknown = 0;
 
-	for (int i = -1; i < rs->url.n_more; i++) {
-		const char *host = i < 0 ? rs->url.host : rs->url.more[i].host;
-		int port = i < 0 ? rs->url.port : rs->url.more[i].port;
+	for (int i = 0; i <= rs->url.n_more; i++) {
+		const char *host;
+		int port;
+		url_host(&rs->url, i, &host, &port);
 		int rc = ask_sentinel(rs, host, port, until, why, sizeof(why));
 		if (rc == 1) {
 			save_primary(rs);
@@ -558,17 +562,15 @@ static int check_role(struct redis_store *rs, struct conn *c)
 
 	if (!r)
 		return -1;
-	bool primary = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-		       r->element[0]->type == REDIS_REPLY_STRING &&
-		       strcmp(r->element[0]->str, "master") == 0;
+	const char *role = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+					   r->element[0]->type == REDIS_REPLY_STRING
+				   ? r->element[0]->str
+				   : "something else";
+	bool primary = strcmp(role, "master") == 0;
 	if (!primary)
 		err_set("%s:%d, which the sentinels named, is not the primary (ROLE says %s): a "
 			"failover in progress",
-			rs->primary_host, rs->primary_port,
-			r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-					r->element[0]->type == REDIS_REPLY_STRING
-				? r->element[0]->str
-				: "something else");
+			rs->primary_host, rs->primary_port, role);
 	freeReplyObject(r);
 	return primary ? 0 : -1;
 }
@@ -624,10 +626,11 @@ static struct conn *connect_host(struct redis_store *rs, int64_t until)
 		host.port = rs->at_port;
 		more = 0;
 	}
-	for (int i = -1; i < more; i++) {
-		if (i >= 0) {
-			host.host = rs->url.more[i].host;
-			host.port = rs->url.more[i].port;
+	for (int i = 0; i <= more; i++) {
+		if (!rs->at_host) {
+			const char *h;
+			url_host(&rs->url, i, &h, &host.port);
+			host.host = (char *)h; /* read only: the URL keeps it */
 		}
 		int64_t deadline = monotonic_ms() + rs->timeout_ms;
 		if (until && until < deadline)
@@ -635,7 +638,7 @@ static struct conn *connect_host(struct redis_store *rs, int64_t until)
 		conn_free(c);
 		c = conn_connect(&host, rs->tls, deadline);
 		if (!c->err && !rs->at_host)
-			rs->seed_at = i + 1;
+			rs->seed_at = i;
 		/* a certificate that does not verify is not the host's fault */
 		if (!c->err || c->err == CONN_ERR_TLS || (until && monotonic_ms() >= until))
 			break;
@@ -808,6 +811,8 @@ static bool again(struct redis_store *rs, struct retry *rt)
 
 /* the redirections and retries of one command so far */
 struct redirects {
+	const void *name; /* the Redis name the command is routed by, or NULL */
+	size_t len;
 	int hops;      /* MOVED and ASK followed */
 	int tries;     /* TRYAGAIN and CLUSTERDOWN waited out */
 	int64_t until; /* when those stop: --redis-timeout after the first */
@@ -816,17 +821,25 @@ struct redirects {
 /* the host c is connected to (a node's, or a seed's) */
 static const char *at_host(const struct redis_store *rs)
 {
+	const char *host;
+	int port;
+
 	if (rs->at_host)
 		return rs->at_host;
-	return rs->seed_at ? rs->url.more[rs->seed_at - 1].host : rs->url.host;
+	url_host(&rs->url, rs->seed_at, &host, &port);
+	return host;
 }
 
 /* and its port */
 static int at_port(const struct redis_store *rs)
 {
+	const char *host;
+	int port;
+
 	if (rs->at_host)
 		return rs->at_port;
-	return rs->seed_at ? rs->url.more[rs->seed_at - 1].port : rs->url.port;
+	url_host(&rs->url, rs->seed_at, &host, &port);
+	return port;
 }
 
 /* put c away, on the node it is on, for a later command there (a broken
@@ -913,12 +926,19 @@ static void learn_map(struct redis_store *rs)
 	freeReplyObject(r);
 }
 
-/* After an error reply whose text is text, to a command on the Redis name
- * (len bytes; NULL for none): 1 when it was a cluster's redirection or a
- * "try again", followed (c is then where the command goes again), 0 when it
- * is none or the command has had its share (so) */
-static int follow_redirect(struct redis_store *rs, const char *text, const void *name, size_t len,
-			   struct redirects *so)
+/* the redirections of a command on the Redis name of len bytes (NULL:
+ * none), with c sent to the node of its slot */
+static struct redirects routed(struct redis_store *rs, const void *name, size_t len)
+{
+	if (name)
+		route(rs, name, len);
+	return (struct redirects){.name = name, .len = len};
+}
+
+/* After an error reply whose text is text: 1 when it was a cluster's
+ * redirection or a "try again", followed (c is then where the command goes
+ * again), 0 when it is none or the command has had its share (so) */
+static int follow_redirect(struct redis_store *rs, const char *text, struct redirects *so)
 {
 	struct redirect rd;
 
@@ -941,8 +961,8 @@ static int follow_redirect(struct redis_store *rs, const char *text, const void 
 		 * redirections of the rounds before are not a loop: time bounds
 		 * these rounds. */
 		so->hops = 0;
-		if (name)
-			route(rs, name, len);
+		if (so->name)
+			route(rs, so->name, so->len);
 		return 1;
 	}
 	if (!cluster_parse_redirect(text, at_host(rs), &rd) || ++so->hops > REDIRECTS_MAX)
@@ -1012,15 +1032,11 @@ static char *map_path_of(const struct url *u)
 /* the i-th node we know of: the map's nodes, then the URL's hosts */
 static void known_node(const struct redis_store *rs, size_t i, const char **host, int *port)
 {
-	const struct url_host *seed =
-		i > rs->map.n_nodes ? &rs->url.more[i - rs->map.n_nodes - 1] : NULL;
-
 	if (i < rs->map.n_nodes) {
 		*host = rs->map.nodes[i].host;
 		*port = rs->map.nodes[i].port;
 	} else {
-		*host = seed ? seed->host : rs->url.host;
-		*port = seed ? seed->port : rs->url.port;
+		url_host(&rs->url, (int)(i - rs->map.n_nodes), host, port);
 	}
 }
 
@@ -1174,6 +1190,12 @@ static void script_error(struct redis_store *rs, const struct script_call *sc, c
 	demoted(rs, why);
 }
 
+/* the redirections of a script call, routed by its first key (if any) */
+static struct redirects script_routed(struct redis_store *rs, const struct script_call *sc)
+{
+	return sc->nkeys > 0 ? routed(rs, sc->args[0].p, sc->args[0].len) : routed(rs, NULL, 0);
+}
+
 /* a small-argument script call through hiredis; the reply, or NULL with err_set() */
 static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 {
@@ -1192,10 +1214,8 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 		argv[3 + i] = sc->args[i].p;
 		lens[3 + i] = sc->args[i].len;
 	}
-	if (sc->nkeys > 0)
-		route(rs, sc->args[0].p, sc->args[0].len);
 	redisReply *r;
-	for (struct redirects so = {0};;) {
+	for (struct redirects so = script_routed(rs, sc);;) {
 		bool asked = rs->asking;
 		if (send_asking(rs) < 0)
 			return NULL;
@@ -1211,9 +1231,7 @@ static redisReply *call_script(struct redis_store *rs, struct script_call *sc)
 			lens[1] = sc->script->len;
 			continue;
 		}
-		if (!r || r->type != REDIS_REPLY_ERROR ||
-		    !follow_redirect(rs, r->str, sc->nkeys > 0 ? sc->args[0].p : NULL,
-				     sc->nkeys > 0 ? sc->args[0].len : 0, &so))
+		if (!r || r->type != REDIS_REPLY_ERROR || !follow_redirect(rs, r->str, &so))
 			break;
 		freeReplyObject(r);
 	}
@@ -1273,9 +1291,7 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 	all[1] = (struct resp_arg){.p = sc->script->sha, .len = 40, .fd = -1};
 	all[2] = (struct resp_arg){.p = nkeys, .len = strlen(nkeys), .fd = -1};
 	memcpy(all + 3, sc->args, sc->argc * sizeof(*all));
-	if (sc->nkeys > 0)
-		route(rs, sc->args[0].p, sc->args[0].len);
-	struct redirects so = {0};
+	struct redirects so = script_routed(rs, sc);
 	for (int attempt = 0;; attempt++) {
 		bool asked = rs->asking;
 		if (send_asking(rs) < 0)
@@ -1294,8 +1310,7 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 			rs->asking = asked;
 			continue;
 		}
-		if (rc == -2 && follow_redirect(rs, err_msg(), sc->nkeys > 0 ? sc->args[0].p : NULL,
-						sc->nkeys > 0 ? sc->args[0].len : 0, &so))
+		if (rc == -2 && follow_redirect(rs, err_msg(), &so))
 			continue;
 		if (rc == -2 && is_refusal(err_msg())) {
 			err_at_server(rs, "the server refused us: ");
@@ -1407,13 +1422,11 @@ static int plain_command(struct redis_store *rs, const struct resp_arg *args, in
 {
 	int rc;
 
-	if (n > 1)
-		route(rs, args[1].p, args[1].len);
-	for (struct redirects so = {0};;) {
+	for (struct redirects so = routed(rs, n > 1 ? args[1].p : NULL, n > 1 ? args[1].len : 0);
+	     ;) {
 		struct resp_reader *rd = send_asking(rs) < 0 ? NULL : exchange_start(rs, args, n);
 		rc = rd ? read_reply(rd, ctx) : -1;
-		if (rc != -2 || !follow_redirect(rs, err_msg(), n > 1 ? args[1].p : NULL,
-						 n > 1 ? args[1].len : 0, &so))
+		if (rc != -2 || !follow_redirect(rs, err_msg(), &so))
 			break;
 		/* a value read from a file goes again from its start */
 		for (int i = 0; i < n; i++)
@@ -3002,12 +3015,13 @@ static void sentinel_report(struct redis_store *rs, struct buf *out)
 	int port = rs->primary_port;
 
 	buf_appendf(out, "\n  sentinels:");
-	for (int i = -1; i < rs->url.n_more; i++) {
-		const char *h = i < 0 ? rs->url.host : rs->url.more[i].host;
-		int p = i < 0 ? rs->url.port : rs->url.more[i].port;
+	for (int i = 0; i <= rs->url.n_more; i++) {
+		const char *h;
+		int p;
+		url_host(&rs->url, i, &h, &p);
 		char why[512] = "";
 		int rc = ask_sentinel(rs, h, p, 0, why, sizeof(why));
-		buf_appendf(out, "%s %s:%d ", i < 0 ? "" : ",", h, p);
+		buf_appendf(out, "%s %s:%d ", i ? "," : "", h, p);
 		if (rc == 1)
 			buf_appendf(out, "names %s:%d", rs->primary_host, rs->primary_port);
 		else if (rc == 0)
