@@ -202,25 +202,20 @@ all_served() {
 	ls "$XDG_CACHE_HOME"/cachefence-sentinel/* >/dev/null
 	# the connections each server took (each reading is one more)
 	connections() {
-		local port n=0 auth
-		while read -r port; do
-			n=$((n + 1)) auth=()
-			((n <= 2)) || auth=(env "REDISCLI_AUTH=$SENTINEL_PASSWORD") # a sentinel
-			echo "$port $("${auth[@]}" redis-cli -p "$port" INFO stats | tr -d '\r' |
-				sed -n 's/^total_connections_received://p')"
-		done <"$SENTINEL_DIR/ports"
+		local port
+		for port in $(sed -n '1,2p' "$SENTINEL_DIR/ports"); do
+			echo "$port $(connections_taken "$port")"
+		done
+		for port in $(sentinel_ports); do
+			echo "$port $(REDISCLI_AUTH=$SENTINEL_PASSWORD connections_taken "$port")"
+		done
 	}
 	primary=$(primary_port)
 	connections >before
 	cf_to hit -t 1h -k one-trip -- printf recomputed
 	connections >after
 	assert_bytes hit.out 'stored'
-	join before after >both
-	while read -r port c0 c1; do
-		want=0
-		[[ $port == "$primary" ]] && want=1
-		assert_eq $((c1 - c0 - 1)) "$want" "connections the hit made to port $port"
-	done <both
+	assert_one_connection_to before after "$primary"
 }
 
 @test "kill -9 of the primary while a leader runs and 20 waiters wait: the sentinels fail over, and every caller gets a whole result and its status, COMMAND at most twice" {
@@ -271,4 +266,26 @@ all_served() {
 	grep -Eqx 'tls run [23]' after.out
 	grep -q "primary 127.0.0.1:$new" <("$CACHEFENCE_BIN" -u "$url" ping)
 	"$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" stop "$dir"
+}
+
+@test "a kept primary file that is garbage, readable by others, or names a dead port is not trusted: the sentinels are asked and nothing breaks" {
+	cf_to first -t 1h -k kept-file -- printf stored
+	file=$(ls "$XDG_CACHE_HOME"/cachefence-sentinel/*)
+	replica=$(sed -n 2p "$SENTINEL_DIR/ports")
+	[[ $replica != "$(primary_port)" ]] || replica=$(sed -n 1p "$SENTINEL_DIR/ports")
+	for bad in garbage shared dead; do
+		case $bad in
+		garbage) printf 'garbage\0\n' >"$file" ;;
+		# the replica: trusted, the run would meet READONLY and say so
+		shared) printf 'cachefence-primary 1\n127.0.0.1 %s\n' "$replica" >"$file" && chmod 0644 "$file" ;;
+		dead) printf 'cachefence-primary 1\n127.0.0.1 %s\n' "$(free_port)" >"$file" && chmod 0600 "$file" ;;
+		esac
+		cf_to "$bad" -v -t 1h -k kept-file -- printf recomputed
+		assert_status 0 "$bad"
+		assert_bytes "$bad.out" 'stored'
+		! grep -v '^cachefence: \(store\|hit\) ' "$bad.err" || { cat "$bad.err" >&2; false; }
+		# the file names the primary again, ours alone
+		grep -qx "127.0.0.1 $(primary_port)" "$file"
+		[[ $(stat -c %a "$file") == 600 ]]
+	done
 }

@@ -663,6 +663,25 @@ wait_for_stat() {
 	return 1
 }
 
+# the connections the server on loopback PORT has taken so far (this
+# reading is one of them; REDISCLI_AUTH, if set, is its password)
+connections_taken() {
+	redis-cli -p "$1" INFO stats | tr -d '\r' | sed -n 's/^total_connections_received://p'
+}
+
+# fail unless, between two readings of "PORT COUNT" lines (files BEFORE and
+# AFTER, from connections_taken), the server on port TARGET took exactly
+# one connection besides the reading and every other server none
+assert_one_connection_to() {
+	local port c0 c1 want
+	while read -r port c0 c1; do
+		want=0
+		[[ $port == "$3" ]] && want=1
+		assert_eq $((c1 - c0 - 1)) "$want" "connections made to the server on port $port" ||
+			return 1
+	done < <(join "$1" "$2")
+}
+
 # fail unless the number A is at most B; WHAT names it in the message
 assert_le() {
 	(($1 <= $2)) && return 0
