@@ -269,6 +269,8 @@ all_served() {
 }
 
 @test "a kept primary file that is garbage, readable by others, or names a dead port is not trusted: the sentinels are asked and nothing breaks" {
+	# one file: this URL's (other tests keep others)
+	rm -rf "$XDG_CACHE_HOME/cachefence-sentinel"
 	cf_to first -t 1h -k kept-file -- printf stored
 	file=$(ls "$XDG_CACHE_HOME"/cachefence-sentinel/*)
 	replica=$(sed -n 2p "$SENTINEL_DIR/ports")
