@@ -269,10 +269,14 @@ all_served() {
 }
 
 @test "a kept primary file that is garbage, readable by others, or names a dead port is not trusted: the sentinels are asked and nothing breaks" {
-	# one file: this URL's (other tests keep others)
+	# one file: this URL's (other tests keep others); time enough to ask
+	# the sentinels on a loaded machine (half of --redis-timeout each)
 	rm -rf "$XDG_CACHE_HOME/cachefence-sentinel"
-	cf_to first -t 1h -k kept-file -- printf stored
+	cf_to first --redis-timeout 10s -t 1h -k kept-file -- printf stored
+	assert_status 0 first
+	assert_empty first.err
 	file=$(ls "$XDG_CACHE_HOME"/cachefence-sentinel/*)
+	[[ -f $file ]] || { echo "no kept primary after a run" >&2; false; }
 	replica=$(sed -n 2p "$SENTINEL_DIR/ports")
 	[[ $replica != "$(primary_port)" ]] || replica=$(sed -n 1p "$SENTINEL_DIR/ports")
 	for bad in garbage shared dead; do
@@ -282,7 +286,7 @@ all_served() {
 		shared) printf 'cachefence-primary 1\n127.0.0.1 %s\n' "$replica" >"$file" && chmod 0644 "$file" ;;
 		dead) printf 'cachefence-primary 1\n127.0.0.1 %s\n' "$(free_port)" >"$file" && chmod 0600 "$file" ;;
 		esac
-		cf_to "$bad" -v -t 1h -k kept-file -- printf recomputed
+		cf_to "$bad" -v --redis-timeout 10s -t 1h -k kept-file -- printf recomputed
 		assert_status 0 "$bad"
 		assert_bytes "$bad.out" 'stored'
 		! grep -v '^cachefence: \(store\|hit\) ' "$bad.err" || { cat "$bad.err" >&2; false; }
