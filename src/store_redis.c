@@ -2967,22 +2967,10 @@ static void append_slot_ranges(struct buf *out, const struct slot_map *m, size_t
 	buf_free(&ranges);
 }
 
-/* ping on a cluster: the probes, then a line for each primary; one that
- * does not answer gets its line too, and makes the result -1 */
-static int ping_cluster(struct redis_store *rs, struct buf *out)
+/* ping's line for each primary, appended to out; the first that does not
+ * answer gets its line too, and its message goes to failed */
+static void ping_primaries(struct redis_store *rs, struct buf *out, char *failed, size_t size)
 {
-	size_t primaries = 0;
-	char failed[512] = "";
-
-	for (size_t i = 0; i < rs->map.n_nodes; i++)
-		primaries += serves_slots(&rs->map, i);
-	const char *takeover = probe_all(rs);
-	if (!takeover)
-		return -1;
-	char tls[128];
-	conn_tls_desc(rs->c, tls, sizeof(tls));
-	buf_appendf(out, "%s: Redis Cluster of %zu primaries, %s%s%s", rs->base.desc, primaries,
-		    tls, *tls ? ", " : "", takeover);
 	for (size_t i = 0; i < rs->map.n_nodes; i++) {
 		const struct cluster_node *n = &rs->map.nodes[i];
 		struct node_ping np;
@@ -2993,18 +2981,42 @@ static int ping_cluster(struct redis_store *rs, struct buf *out)
 		if (go_to_node(rs, n->host, n->port) < 0 || ping_node(rs, &np) < 0) {
 			buf_appendf(out, "FAILED: %s", err_msg());
 			if (!failed[0])
-				snprintf(failed, sizeof(failed), "%s", err_msg());
+				snprintf(failed, size, "%s", err_msg());
 			continue;
 		}
 		buf_appendf(out, "Redis %s, ", np.version);
 		append_slot_ranges(out, &rs->map, i);
 		buf_appendf(out, ", %s, round trip %.3f ms", np.loaded, np.rtt_ms);
 	}
-	if (failed[0]) {
-		err_set("%s", failed); /* out keeps every node's line */
-		return -1;
+}
+
+/* ping on a cluster: a line for each primary, then the probes. A primary
+ * that does not answer makes the result -1 and is the error named, even
+ * when the probes failed too: once the cluster marks it failed, every
+ * node answers CLUSTERDOWN, which says less than the node that is gone. */
+static int ping_cluster(struct redis_store *rs, struct buf *out)
+{
+	size_t primaries = 0;
+	char failed[512] = "";
+	struct buf nodes = {0};
+
+	for (size_t i = 0; i < rs->map.n_nodes; i++)
+		primaries += serves_slots(&rs->map, i);
+	ping_primaries(rs, &nodes, failed, sizeof(failed));
+	const char *takeover = probe_all(rs);
+	if (takeover) {
+		char tls[128];
+		conn_tls_desc(rs->c, tls, sizeof(tls));
+		buf_appendf(out, "%s: Redis Cluster of %zu primaries, %s%s%s", rs->base.desc,
+			    primaries, tls, *tls ? ", " : "", takeover);
+	} else {
+		buf_appendf(out, "%s: Redis Cluster of %zu primaries", rs->base.desc, primaries);
 	}
-	return 0;
+	buf_append(out, nodes.data ? nodes.data : "", nodes.len);
+	buf_free(&nodes);
+	if (failed[0])
+		err_set("%s", failed); /* out keeps every node's line */
+	return failed[0] || !takeover ? -1 : 0;
 }
 
 /* for ping on a sentinel URL: a line saying what each sentinel answered,

@@ -420,6 +420,15 @@ map_file() {
 	kill -KILL "$gone"
 	# the signal is sent; on a busy machine the node may serve a while yet
 	for _ in $(seq 500); do proc_alive "$gone" || break; sleep 0.01; done
+	# and ping after the others marked it failed (they answer CLUSTERDOWN to
+	# every keyed command then): ping still names the node that is gone,
+	# not CLUSTERDOWN (a busy CI machine got there first and said that)
+	other=$(for port in $CLUSTER_PRIMARIES; do [[ $port != "$victim" ]] && echo "$port"; done | head -n 1)
+	for _ in $(seq 100); do
+		redis-cli -p "$other" CLUSTER INFO | tr -d '\r' | grep -qx 'cluster_state:fail' && break
+		sleep 0.1
+	done
+	redis-cli -p "$other" CLUSTER INFO | tr -d '\r' | grep -qx 'cluster_state:fail'
 	cf_to ping ping
 	kill -CONT "$held"
 	# a line for each node that answered, then the failure
