@@ -284,6 +284,8 @@ static size_t spool_chunk(struct tee *t, struct stream *s, const char *chunk, si
 		}
 		done += w;
 	}
+	if (t->spec->tap && done)
+		t->spec->tap(t->spec->tap_ctx, (int)(s - t->streams), chunk, done);
 	s->spooled += done;
 	return done;
 }

@@ -31,6 +31,10 @@ struct child_spec {
 			     * SIGKILL 2 s later */
 	child_give_up_fn give_up; /* may be NULL */
 	void *ctx;                /* for give_up */
+	/* NULL, or sees every byte a spool takes, as it takes it (which: 0
+	 * stdout, 1 stderr): sign.c's digests of a result to be signed */
+	void (*tap)(void *tap_ctx, int which, const void *p, size_t n);
+	void *tap_ctx;
 };
 
 struct child_result {

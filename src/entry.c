@@ -42,6 +42,7 @@ void entry_meta_encode(const struct entry_meta *m, struct entry_field f[ENTRY_NF
 	snprintf(f[7].value, sizeof(f[7].value), "%llu", (unsigned long long)m->out_len);
 	snprintf(f[8].value, sizeof(f[8].value), "%llu", (unsigned long long)m->err_len);
 	snprintf(f[9].value, sizeof(f[9].value), "%s", m->host);
+	snprintf(f[10].value, sizeof(f[10].value), "%s", m->sig);
 }
 
 /* copy len bytes to out as printable ASCII ('?' for any other byte) and
@@ -78,6 +79,15 @@ static int decode_number(const char *name, int64_t max, int64_t *out, const char
 	return 0;
 }
 
+/* whether the len bytes at p are hex digits and colons only, as a signature's */
+static bool is_sig_text(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f') || p[i] == ':'))
+			return false;
+	return true;
+}
+
 int entry_meta_decode(struct entry_meta *m, const char *const *names, const char *const *values,
 		      const size_t *lens, size_t n)
 {
@@ -108,6 +118,13 @@ int entry_meta_decode(struct entry_meta *m, const char *const *names, const char
 		size_t hl = lens[h] < ENTRY_HOST_MAX - 1 ? lens[h] : ENTRY_HOST_MAX - 1;
 		memcpy(m->host, values[h], hl);
 		m->host[hl] = '\0';
+	}
+	/* optional (an entry written before signing existed has none); a
+	 * value that cannot be a signature is none */
+	int g = find_field(entry_field_names[META_SIG], names, n);
+	if (g >= 0 && lens[g] <= SIG_MAX && is_sig_text(values[g], lens[g])) {
+		memcpy(m->sig, values[g], lens[g]);
+		m->sig[lens[g]] = '\0';
 	}
 	int c = find_field(ENTRY_CMD_FIELD, names, n);
 	if (c >= 0)

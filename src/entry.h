@@ -39,6 +39,7 @@ struct entry_meta {
 	char host[ENTRY_HOST_MAX];
 	char cmd[ENTRY_CMD_MAX + 1]; /* COMMAND as entry_command_display() shows it,
 				      * printable ASCII; "" when unknown */
+	char sig[SIG_MAX + 1];       /* the signature (sign.h), or "" */
 };
 
 /* one field as text: name and NUL-terminated value */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "key.h"
+#include "sign.h"
 #include "util.h"
 
 #define NS_MAX 128
@@ -48,6 +49,8 @@ enum {
 	OPT_TLS_KEY,
 	OPT_TLS_SERVER_NAME,
 	OPT_TLS_INSECURE,
+	OPT_SIGN_KEY_FILE,
+	OPT_SIGN_OLD_KEY_FILE,
 };
 
 /* which options a subcommand takes, beyond the global ones */
@@ -82,6 +85,8 @@ static const struct opt_def opt_defs[] = {
 	{{"tls-key", required_argument, NULL, OPT_TLS_KEY}, GROUP_GLOBAL},
 	{{"tls-server-name", required_argument, NULL, OPT_TLS_SERVER_NAME}, GROUP_GLOBAL},
 	{{"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE}, GROUP_GLOBAL},
+	{{"sign-key-file", required_argument, NULL, OPT_SIGN_KEY_FILE}, GROUP_GLOBAL},
+	{{"sign-old-key-file", required_argument, NULL, OPT_SIGN_OLD_KEY_FILE}, GROUP_GLOBAL},
 	{{"key", required_argument, NULL, 'k'}, GROUP_RUN | GROUP_KEY},
 	{{"ttl", required_argument, NULL, 't'}, GROUP_RUN},
 	{{"lock-lease", required_argument, NULL, OPT_LOCK_LEASE}, GROUP_RUN},
@@ -186,6 +191,7 @@ void options_free(struct options *o)
 	free(o->scope_env);
 	free(o->scope_file);
 	free(o->tags);
+	sign_keys_free(o->sign);
 }
 
 /* append one value of a repeatable option */
@@ -236,6 +242,11 @@ void options_usage(void)
 	      "                          default: the URL's host)\n"
 	      "      --tls-insecure      do not verify the server's certificate (warns; env\n"
 	      "                          CACHEFENCE_TLS_INSECURE=1)\n"
+	      "      --sign-key-file FILE  sign stored entries with the key in FILE, and\n"
+	      "                          serve only entries signed with it (env\n"
+	      "                          CACHEFENCE_SIGN_KEY_FILE; FILE private to you)\n"
+	      "      --sign-old-key-file FILE  also accept entries signed with this older\n"
+	      "                          key (env CACHEFENCE_SIGN_OLD_KEY_FILE)\n"
 	      "  -h, --help              this help\n"
 	      "  -V, --version           print the version\n"
 	      "\n"
@@ -490,6 +501,15 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		if (validate_tag("--tag", arg) < 0)
 			return -1;
 		o->tag = arg;
+		return 0;
+	case OPT_SIGN_KEY_FILE:
+	case OPT_SIGN_OLD_KEY_FILE:
+		if (!*arg) {
+			err_set("%s: the path is empty",
+				c == OPT_SIGN_KEY_FILE ? "--sign-key-file" : "--sign-old-key-file");
+			return -1;
+		}
+		*(c == OPT_SIGN_KEY_FILE ? &o->sign_key_file : &o->sign_old_key_file) = arg;
 		return 0;
 	case OPT_TLS_INSECURE:
 		o->tls.insecure = true;
@@ -907,6 +927,34 @@ static int validate_tls(const struct options *o)
 	return 0;
 }
 
+/* --sign-key-file and --sign-old-key-file, else their variables: load the
+ * keys; 0, or -1 with err_set() */
+static int load_sign_keys(struct options *o)
+{
+	const char *opt = "--sign-key-file", *old_opt = "--sign-old-key-file";
+	const char *env = getenv("CACHEFENCE_SIGN_KEY_FILE"),
+		   *old_env = getenv("CACHEFENCE_SIGN_OLD_KEY_FILE");
+
+	if (!o->sign_key_file && env && *env) {
+		o->sign_key_file = env;
+		opt = "CACHEFENCE_SIGN_KEY_FILE";
+	}
+	if (!o->sign_old_key_file && old_env && *old_env) {
+		o->sign_old_key_file = old_env;
+		old_opt = "CACHEFENCE_SIGN_OLD_KEY_FILE";
+	}
+	if (!o->sign_key_file && o->sign_old_key_file) {
+		err_set("%s: an old key is for reading beside the current one: give "
+			"--sign-key-file too",
+			old_opt);
+		return -1;
+	}
+	if (!o->sign_key_file)
+		return 0;
+	o->sign = sign_keys_load(o->sign_key_file, opt, o->sign_old_key_file, old_opt);
+	return o->sign ? 0 : -1;
+}
+
 static int validate_common(struct options *o, const char *url)
 {
 	if (o->redis_timeout_ms <= 0) {
@@ -915,9 +963,9 @@ static int validate_common(struct options *o, const char *url)
 	}
 	if (validate_namespace(o->ns) < 0)
 		return -1;
-	if (resolve_url(o, url) < 0)
+	if (resolve_url(o, url) < 0 || validate_tls(o) < 0)
 		return -1;
-	return validate_tls(o);
+	return load_sign_keys(o);
 }
 
 /* a secret from the environment, copied (NULL when unset or empty) and

@@ -8,6 +8,8 @@
 
 #include "parse.h"
 
+struct sign_keys;
+
 enum subcommand {
 	CMD_RUN,
 	CMD_GET,
@@ -34,6 +36,9 @@ struct options {
 	bool verbose, quiet;
 	struct tls_options tls; /* --tls-*, else CACHEFENCE_TLS_* */
 	unsigned tls_flags;     /* which --tls-* options the command line gave */
+	const char *sign_key_file;     /* --sign-key-file, else CACHEFENCE_SIGN_KEY_FILE */
+	const char *sign_old_key_file; /* --sign-old-key-file, else its variable */
+	struct sign_keys *sign;        /* their keys, loaded; NULL: entries are not signed */
 
 	/* run */
 	const char *key;    /* -k; NULL: derived from COMMAND */

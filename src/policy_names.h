@@ -25,6 +25,9 @@
 #define CMD_MAX 1024
 /* a lock token's length: 128 random bits in hex; a lock's value starts with it */
 #define TOKEN_LEN 32
+/* an entry's signature (sign.h: key id, ':', 64 hex digits) is at most this
+ * long; a longer value is read as no signature */
+#define SIG_MAX 80
 /* Values up to this size travel inside a script's reply; larger ones cost
  * seconds to pass through Lua, so the script returns false for them and
  * the client streams them with a plain HMGET (lib.lua's read_entry). */
@@ -45,7 +48,8 @@
 	X(STAT_LOST_LOCK, "stores_skipped_lost_lock")        /* fenced out */                      \
 	X(STAT_STORE_FAILED, "stores_failed")                /* the store refused the write */     \
 	X(STAT_TAKEOVERS_GONE, "lock_takeovers_holder_gone") /* its holder was gone */             \
-	X(STAT_REFRESH_FAILED, "refreshes_failed")           /* stale-if-error refresh failed */
+	X(STAT_REFRESH_FAILED, "refreshes_failed")           /* stale-if-error refresh failed */ \
+	X(STAT_NOT_AUTHENTIC, "entries_not_authentic")       /* signature missing or wrong */
 
 /* The verdicts of a lookup, as lookup.lua's reply names them (store.h says
  * what each means); "none" is get.lua's answer for no entry. */
@@ -70,7 +74,8 @@
 	X(META_COMPUTE, "dt") /* XFetch's delta */                                                 \
 	X(META_OUT_LEN, "olen")                                                                    \
 	X(META_ERR_LEN, "elen")                                                                    \
-	X(META_HOST, "host")
+	X(META_HOST, "host")                                                                       \
+	X(META_SIG, "sig") /* --sign-key-file: the signature, or empty */
 
 /* an entry's fields besides its metadata, and the mark an over-sized
  * round leaves its waiters */

@@ -24,6 +24,7 @@
 #include "feed.h"
 #include "key.h"
 #include "lease.h"
+#include "sign.h"
 #include "spawn.h"
 #include "store.h"
 #include "util.h"
@@ -49,6 +50,8 @@ struct run_ctx {
 	struct lease *lease;             /* while COMMAND runs: the thread that renews the lock,
 			       * and the only user of the store meanwhile */
 	enum abandon_reason give_up_why; /* what the lease's give_up tells the store */
+	struct sign_digest made;         /* --sign-key-file: of the output we spool */
+	struct sign_digest seen;         /* of the entry a sink takes */
 };
 
 /* how a leader runs COMMAND */
@@ -218,6 +221,8 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 	r.handoff_ms = o->lease_ms > HANDOFF_MIN_MS ? o->lease_ms : HANDOFF_MIN_MS;
 	r.tags = o->tags;
 	r.ntags = o->ntags;
+	if (o->sign)
+		sign_entry(o->sign, o->ns, ctx->key.data, ctx->key.len, m, &ctx->made);
 	if (spools_rewind(sp) < 0) {
 		log_warn("%s; result not stored", err_msg());
 		release(ctx, ABANDON_INTERRUPTED);
@@ -242,6 +247,32 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 			    key_for_log(ctx), cr->status);
 }
 
+/* An entry went into sink (sign_sink_init): check it against the keys of
+ * --sign-key-file. 1 authentic, or no keys (its bytes are written now); 0
+ * not authentic and none of it written: a miss, with a warning and a count;
+ * -2 not authentic after bytes of it went out (large entries are checked
+ * at their end): said on stderr, and the entry deleted, so that the next
+ * call computes it anew rather than stumble on the same bytes. */
+static int authentic(struct run_ctx *ctx, struct sink *sink, const struct entry_meta *m)
+{
+	const struct options *o = ctx->o;
+	int rc = sign_sink_settle(sink, o->sign, &ctx->seen, o->ns, ctx->key.data, ctx->key.len, m);
+
+	if (rc == 1)
+		return 1;
+	ctx->store->ops->count(ctx->store, STAT_NOT_AUTHENTIC);
+	if (rc == 0) {
+		log_warn("the entry for key=%s is not authentic (%s): treated as a miss",
+			 key_for_log(ctx), m->sig[0] ? "its signature does not match" : "unsigned");
+		return 0;
+	}
+	log_error("the stored output of key=%s is not authentic (its signature does not match, "
+		  "checked at its end): do not trust what was printed; the entry is deleted",
+		  key_for_log(ctx));
+	ctx->store->ops->invalidate(ctx->store, ctx->key.data, ctx->key.len);
+	return -2;
+}
+
 /* A refresh failed while a stale-if-error entry stands: serve that entry
  * (bytes and status) instead. Returns its status, or -1 if it is gone. */
 static int serve_stale_entry(struct run_ctx *ctx, const struct child_result *cr)
@@ -249,8 +280,14 @@ static int serve_stale_entry(struct run_ctx *ctx, const struct child_result *cr)
 	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
 	struct entry_meta meta;
 
+	sign_sink_init(&sink, ctx->o->sign, &ctx->seen);
 	int rc = ctx->store->ops->get(ctx->store, ctx->key.data, ctx->key.len, false, &meta, &sink);
-	if (rc < 0 && sink.partial)
+	if (rc == 1)
+		rc = authentic(ctx, &sink, &meta);
+	sink_drop(&sink);
+	if (rc == -2)
+		return 125;
+	if (rc < 0 && sink.emitted)
 		return output_cut(ctx);
 	if (rc != 1)
 		return -1;
@@ -292,6 +329,11 @@ static void prepare_spec(struct run_ctx *ctx, struct child_spec *spec, const str
 		.give_up = give_up_lock,
 		.ctx = ctx,
 	};
+	if (o->sign) {
+		sign_digest_init(&ctx->made);
+		spec->tap = sign_digest_tap;
+		spec->tap_ctx = &ctx->made;
+	}
 	spec->in_fd = stdin_keep_fd(&ctx->in);
 }
 
@@ -505,17 +547,31 @@ static int run_bypassed(struct run_ctx *ctx)
 	return exec_uncached(ctx);
 }
 
+/* whether a lookup's verdict came with an entry's bytes */
+static bool served(enum verdict v)
+{
+	return v == VERDICT_HIT || v == VERDICT_STALE || v == VERDICT_DONE;
+}
+
 /* --warm: see to it that the key will be fresh, printing nothing and
  * waiting for nothing. A fresh entry is left as it is (XFetch may still
  * refresh it early); else, with the lock free, it is refreshed in a
  * detached background process, as a stale hit is; with the lock held,
  * another process is at it already. --refresh counts no entry as fresh. */
-static int warm(struct run_ctx *ctx, const struct lookup_req *req)
+static int warm(struct run_ctx *ctx, struct lookup_req *req)
 {
 	struct sink none = {.out_fd = -1, .err_fd = -1};
 	struct lookup l;
 
-	if (ctx->store->ops->lookup(ctx->store, req, &l, &none) < 0)
+	sign_sink_init(&none, ctx->o->sign, &ctx->seen);
+	int rc = ctx->store->ops->lookup(ctx->store, req, &l, &none);
+	/* an entry that is not authentic is none: look again for the lock */
+	if (rc == 0 && served(l.verdict) && authentic(ctx, &none, &l.meta) != 1) {
+		req->force = true;
+		rc = ctx->store->ops->lookup(ctx->store, req, &l, &none);
+	}
+	sink_drop(&none);
+	if (rc < 0)
 		return store_failed(ctx);
 	if (l.verdict == VERDICT_HIT) {
 		fresh_hit(ctx, &l);
@@ -579,6 +635,25 @@ static int wait_turn(struct run_ctx *ctx, const struct lookup *l, struct lookup_
 	return LOOK_AGAIN;
 }
 
+/* The entry a lookup served, checked (authentic()): 1 to go on with the
+ * verdict; LOOK_AGAIN for one that is not authentic and was not written,
+ * now a miss: look again ignoring entries (as --refresh does), and no
+ * longer at the awaited leader's round, whose result it was; or the exit
+ * status. */
+static int checked(struct run_ctx *ctx, struct sink *sink, const struct lookup *l,
+		   struct lookup_req *req)
+{
+	int rc = authentic(ctx, sink, &l->meta);
+
+	if (rc == 1)
+		return 1;
+	if (rc == -2)
+		return 125;
+	req->force = true;
+	req->awaited = NULL;
+	return LOOK_AGAIN;
+}
+
 /* SPEC 4.1, in order: look up (the store checks the entry and, when none
  * answers, tries the lock, in one step); then a fresh hit, a stale hit,
  * or on a miss lead or wait, and look again after waiting */
@@ -603,9 +678,15 @@ static int decide(struct run_ctx *ctx)
 
 	if (o->warm)
 		return warm(ctx, &req);
+	sign_sink_init(&sink, o->sign, &ctx->seen);
 	while (status == LOOK_AGAIN) {
-		if (ctx->store->ops->lookup(ctx->store, &req, &l, &sink) < 0)
-			return sink.partial ? output_cut(ctx) : store_failed(ctx);
+		if (ctx->store->ops->lookup(ctx->store, &req, &l, &sink) < 0) {
+			sink_drop(&sink);
+			return sink.emitted ? output_cut(ctx) : store_failed(ctx);
+		}
+		if (served(l.verdict) && (status = checked(ctx, &sink, &l, &req)) != 1)
+			continue;
+		status = LOOK_AGAIN;
 		switch (l.verdict) {
 		case VERDICT_HIT:
 			return fresh_hit(ctx, &l);

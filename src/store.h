@@ -16,13 +16,30 @@
 #include "parse.h"
 #include "policy_names.h"
 
+/* the two streams of an entry's bytes, as sink_write() takes them */
+enum sink_stream { SINK_OUT, SINK_ERR };
+
+/* how much a holding sink keeps back in memory before it must write */
+#define SINK_HOLD_MAX INLINE_MAX
+
 /* where stored bytes are written on a hit; err_fd -1 drops stored stderr */
 struct sink {
 	int out_fd;
 	int err_fd;
 	bool write_failed; /* a write to the caller failed (EPIPE, ENOSPC, ...): no more are tried */
-	bool partial;      /* some bytes went out (sink_write): if the store fails after, they
-			    * cannot be taken back, and COMMAND must not run on top of them */
+	bool partial;      /* bytes were handed over (sink_write): a store must not read the
+			    * entry again into the same sink */
+	bool emitted;      /* bytes went out to out_fd or err_fd: if the store fails after,
+			    * they cannot be taken back, and COMMAND must not run on top */
+	/* Signed entries (sign.h): every byte handed over goes to tap first
+	 * (which: a sink_stream), and with hold the first SINK_HOLD_MAX bytes
+	 * are kept back until sink_release() writes them or sink_drop() drops
+	 * them, so that an entry of up to that size is checked before a byte of
+	 * it is written; past that, the bytes go on as they come. */
+	void (*tap)(void *ctx, int which, const void *p, size_t n);
+	void *tap_ctx;
+	bool hold;
+	struct buf held[2]; /* by sink_stream */
 };
 
 /* what a lookup decided (policy.h; the names are lookup.lua's, policy_names.h):
@@ -218,18 +235,24 @@ struct store *store_open(const struct store_config *cfg, bool *refused);
 /* close a store from store_open(); accepts NULL */
 void store_close(struct store *s);
 
-/* write n stored bytes to fd through the output path (out_write) unless an
- * earlier write failed, and mark the sink partial when any bytes were to go
- * out; a failed write is recorded in the sink and by the output path (which
- * sets the exit status), not returned */
-void sink_write(struct sink *sink, int fd, const void *p, size_t n);
+/* hand n stored bytes of stream which (SINK_OUT, SINK_ERR) to the sink:
+ * to its tap, then held back, or written to the stream's fd through the
+ * output path (out_write) unless an earlier write failed; a failed write
+ * is recorded in the sink and by the output path (which sets the exit
+ * status), not returned */
+void sink_write(struct sink *sink, enum sink_stream which, const void *p, size_t n);
+/* write what the sink holds back, and hold no more */
+void sink_release(struct sink *sink);
+/* drop what the sink holds back (nothing of it is written), and start over:
+ * the sink takes an entry's bytes again */
+void sink_drop(struct sink *sink);
 
 /* the counter an abandoned round adds one to, or -1 for none */
 int abandon_counter(enum abandon_reason why);
 
-/* copy len bytes from in_fd to fd through the sink (see sink_write); 0, or
- * -1 with errno when in_fd cannot be read or ends early */
-int sink_copy(struct sink *sink, int fd, int in_fd, uint64_t len);
+/* copy len bytes of stream which from in_fd through the sink (see
+ * sink_write); 0, or -1 with errno when in_fd cannot be read or ends early */
+int sink_copy(struct sink *sink, enum sink_stream which, int in_fd, uint64_t len);
 
 /* the Redis implementation (store_redis.c) */
 struct store *store_redis_open(const struct store_config *cfg, bool *refused);

@@ -1394,14 +1394,14 @@ static void piece_to_sink(void *ctx, const char *p, size_t n)
 {
 	struct sink *sink = ctx;
 
-	sink_write(sink, sink->out_fd, p, n);
+	sink_write(sink, SINK_OUT, p, n);
 }
 
 static void piece_to_sink_err(void *ctx, const char *p, size_t n)
 {
 	struct sink *sink = ctx;
 
-	sink_write(sink, sink->err_fd, p, n);
+	sink_write(sink, SINK_ERR, p, n);
 }
 
 /* a reader of lookup and get replies that hands an entry's bytes to sink */

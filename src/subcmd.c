@@ -12,6 +12,7 @@
 #include "json.h"
 #include "key.h"
 #include "run.h"
+#include "sign.h"
 #include "store.h"
 #include "util.h"
 
@@ -88,11 +89,26 @@ int subcmd_get(const struct options *o)
 	if (!s)
 		return 125;
 	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = -1};
+	struct sign_digest seen;
 	struct entry_meta meta;
 	const char *key = o->args[0];
+	sign_sink_init(&sink, o->sign, &seen);
 	int rc = s->ops->get(s, key, strlen(key), o->fresh, &meta, &sink);
 	if (rc < 0)
 		log_error("get: %s", err_msg());
+	if (rc == 1 && (rc = sign_sink_settle(&sink, o->sign, &seen, o->ns, key, strlen(key),
+					       &meta)) != 1) {
+		/* as run does: not authentic is no entry, or an error once printed */
+		s->ops->count(s, STAT_NOT_AUTHENTIC);
+		if (rc == 0)
+			log_warn("get: the entry is not authentic (%s): not printed",
+				 meta.sig[0] ? "its signature does not match" : "unsigned");
+		else
+			log_error("get: the stored output is not authentic (its signature does not "
+				  "match, checked at its end): do not trust what was printed");
+		rc = rc == 0 ? 0 : -1;
+	}
+	sink_drop(&sink);
 	store_close(s);
 	return rc < 0 ? 125 : rc == 1 ? 0 : 1;
 }

@@ -38,6 +38,8 @@ local function read_entry(key)
   if tonumber(m[2]) > 255 then return nil end
   if m[10] == false then m[10] = '' end
   if #m[10] >= HOST_MAX then return nil end
+  -- the signature: checked by the client; one that cannot be one is none
+  if m[11] == false or #m[11] > SIG_MAX then m[11] = '' end
   local olen, elen = redis.call('HSTRLEN', key, FIELD_OUT), redis.call('HSTRLEN', key, FIELD_ERR)
   if olen ~= tonumber(m[8]) or elen ~= tonumber(m[9]) then return nil end
   if olen + elen > INLINE_MAX then
