@@ -15,7 +15,8 @@
 _cachefence_subcommands='run get inspect list invalidate stats ping key'
 
 _cachefence_global_opts='--url --namespace --redis-timeout --tls-ca-file --tls-ca-dir --tls-cert
-	--tls-key --tls-server-name --tls-insecure --verbose --quiet --help --version'
+	--tls-key --tls-server-name --tls-insecure --sign-key-file --sign-old-key-file --verbose --quiet
+	--help --version'
 _cachefence_run_opts='--key --ttl --stale --stale-if-error --beta --lock-lease --wait
 	--wait-then-run --timeout --refresh --warm --cache-failures --failure-ttl --cache-stderr --max-size
 	--scope-cwd --scope-env --scope-file --stdin --tag --fail-closed'
@@ -41,7 +42,7 @@ _cachefence_takes_value() {
 	-u | --url | -n | --namespace | --redis-timeout | -k | --key | -t | --ttl | -s | --stale | \
 		--stale-if-error | --beta | --lock-lease | -w | --wait | --timeout | --failure-ttl | \
 		--max-size | --scope-env | --scope-file | --tag | --match | --tls-ca-file | --tls-ca-dir | \
-		--tls-cert | --tls-key | --tls-server-name)
+		--tls-cert | --tls-key | --tls-server-name | --sign-key-file | --sign-old-key-file)
 		return 0
 		;;
 	esac
@@ -73,7 +74,7 @@ _cachefence_values() {
 		COMPREPLY=($(compgen -W 'redis:// rediss:// unix:/// file:///' -- "$cur"))
 		compopt -o nospace 2>/dev/null
 		;;
-	--scope-file | --tls-ca-file | --tls-cert | --tls-key)
+	--scope-file | --tls-ca-file | --tls-cert | --tls-key | --sign-key-file | --sign-old-key-file)
 		compopt -o filenames 2>/dev/null
 		COMPREPLY=($(compgen -f -- "$cur"))
 		;;

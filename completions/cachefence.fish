@@ -55,7 +55,7 @@ function __cachefence_where
                 set saw_run 1
                 set skip 1
             case --url --namespace --redis-timeout --tls-ca-file --tls-ca-dir --tls-cert --tls-key \
-                --tls-server-name
+                --tls-server-name --sign-key-file --sign-old-key-file
                 set skip 1
             case '--key=*' '--ttl=*' '--stale=*' '--stale-if-error=*' '--beta=*' '--lock-lease=*' \
                 '--wait=*' '--timeout=*' '--failure-ttl=*' '--max-size=*' '--scope-env=*' \
@@ -146,6 +146,8 @@ complete -c cachefence -n $g -l tls-cert -r -F -d 'rediss://: present this clien
 complete -c cachefence -n $g -l tls-key -r -F -d "the client certificate's private key"
 complete -c cachefence -n $g -l tls-server-name -x -a '(__fish_print_hostnames)' -d 'the name sent (SNI) and verified on the certificate'
 complete -c cachefence -n $g -l tls-insecure -d "do not verify the server's certificate (warns)"
+complete -c cachefence -n $g -l sign-key-file -r -F -d 'sign entries with this key, serve only signed ones'
+complete -c cachefence -n $g -l sign-old-key-file -r -F -d 'also accept entries signed with this older key'
 complete -c cachefence -n $g -s v -l verbose -d 'one line per decision on stderr'
 complete -c cachefence -n $g -s q -l quiet -d 'no warnings'
 complete -c cachefence -n $g -s h -l help -d 'print the usage summary'

@@ -34,8 +34,8 @@ struct options {
 	char *sentinel_password;
 	int64_t redis_timeout_ms;
 	bool verbose, quiet;
-	struct tls_options tls; /* --tls-*, else CACHEFENCE_TLS_* */
-	unsigned tls_flags;     /* which --tls-* options the command line gave */
+	struct tls_options tls;        /* --tls-*, else CACHEFENCE_TLS_* */
+	unsigned tls_flags;            /* which --tls-* options the command line gave */
 	const char *sign_key_file;     /* --sign-key-file, else CACHEFENCE_SIGN_KEY_FILE */
 	const char *sign_old_key_file; /* --sign-old-key-file, else its variable */
 	struct sign_keys *sign;        /* their keys, loaded; NULL: entries are not signed */

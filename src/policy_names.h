@@ -48,7 +48,7 @@
 	X(STAT_LOST_LOCK, "stores_skipped_lost_lock")        /* fenced out */                      \
 	X(STAT_STORE_FAILED, "stores_failed")                /* the store refused the write */     \
 	X(STAT_TAKEOVERS_GONE, "lock_takeovers_holder_gone") /* its holder was gone */             \
-	X(STAT_REFRESH_FAILED, "refreshes_failed")           /* stale-if-error refresh failed */ \
+	X(STAT_REFRESH_FAILED, "refreshes_failed")           /* stale-if-error refresh failed */   \
 	X(STAT_NOT_AUTHENTIC, "entries_not_authentic")       /* signature missing or wrong */
 
 /* The verdicts of a lookup, as lookup.lua's reply names them (store.h says

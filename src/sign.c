@@ -123,8 +123,9 @@ static void entry_mac(const struct sign_key *key, const char *ns, const char *us
 	 * entries make the same message */
 	buf_appendf(&msg, "%s%zu:%s\n%zu:", SIG_DOMAIN, strlen(ns), ns, key_len);
 	buf_append(&msg, user_key, key_len);
-	buf_appendf(&msg, "\nst=%d\nttl=%lld\nsw=%lld\nse=%lld\ndt=%lld\nolen=%llu\nelen=%llu\n"
-			  "host=%zu:%s\n",
+	buf_appendf(&msg,
+		    "\nst=%d\nttl=%lld\nsw=%lld\nse=%lld\ndt=%lld\nolen=%llu\nelen=%llu\n"
+		    "host=%zu:%s\n",
 		    m->status, (long long)m->ttl_ms, (long long)m->stale_ms, (long long)m->sie_ms,
 		    (long long)m->compute_ms, (unsigned long long)m->out_len,
 		    (unsigned long long)m->err_len, strlen(m->host), m->host);

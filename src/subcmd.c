@@ -96,8 +96,8 @@ int subcmd_get(const struct options *o)
 	int rc = s->ops->get(s, key, strlen(key), o->fresh, &meta, &sink);
 	if (rc < 0)
 		log_error("get: %s", err_msg());
-	if (rc == 1 && (rc = sign_sink_settle(&sink, o->sign, &seen, o->ns, key, strlen(key),
-					       &meta)) != 1) {
+	if (rc == 1 &&
+	    (rc = sign_sink_settle(&sink, o->sign, &seen, o->ns, key, strlen(key), &meta)) != 1) {
 		/* as run does: not authentic is no entry, or an error once printed */
 		s->ops->count(s, STAT_NOT_AUTHENTIC);
 		if (rc == 0)
