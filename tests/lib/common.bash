@@ -39,6 +39,13 @@ store_start() {
 		CACHEFENCE_TLS_SERVER_NAME CACHEFENCE_TLS_INSECURE CACHEFENCE_SENTINEL_PASSWORD
 	export REDIS_SCHEME=redis
 	[[ $CACHEFENCE_TEST_STORE == tls ]] && REDIS_SCHEME=rediss
+	unset CACHEFENCE_SIGN_KEY_FILE CACHEFENCE_SIGN_OLD_KEY_FILE
+	# CACHEFENCE_TEST_SIGN=1: every call signs and checks entries
+	if [[ ${CACHEFENCE_TEST_SIGN:-} == 1 ]]; then
+		export CACHEFENCE_SIGN_KEY_FILE=$BATS_FILE_TMPDIR/sign.key
+		head -c 32 /dev/urandom | base64 >"$CACHEFENCE_SIGN_KEY_FILE"
+		chmod 600 "$CACHEFENCE_SIGN_KEY_FILE"
+	fi
 	case $CACHEFENCE_TEST_STORE in
 	redis) redis_start ;;
 	tls) tls_store_start ;;
