@@ -13,7 +13,7 @@ note() {
 # recommends libc6-dev (crt files, libc headers), `col` comes from
 # bsdextrautils, pgrep and ps from procps. scripts/fresh-check proves the
 # lists on such a chroot.
-DEPS_BUILD=(gcc libc6-dev meson ninja-build pkg-config python3 libhiredis-dev nettle-dev libssl-dev)
+DEPS_BUILD=(gcc libc6-dev meson ninja-build pkg-config python3 libhiredis-dev nettle-dev libssl-dev libzstd-dev)
 DEPS_DEMO=("${DEPS_BUILD[@]}" redis-server redis-tools util-linux coreutils)
 DEPS_TEST=("${DEPS_DEMO[@]}" bats jq faketime mandoc bsdextrautils procps zsh fish openssl time clang-format)
 DEPS_BENCH=("${DEPS_DEMO[@]}" hyperfine valgrind time openssl)

@@ -43,6 +43,38 @@ void entry_meta_encode(const struct entry_meta *m, struct entry_field f[ENTRY_NF
 	snprintf(f[8].value, sizeof(f[8].value), "%llu", (unsigned long long)m->err_len);
 	snprintf(f[9].value, sizeof(f[9].value), "%s", m->host);
 	snprintf(f[10].value, sizeof(f[10].value), "%s", m->sig);
+	entry_codec_text(m, f[11].value);
+}
+
+void entry_codec_text(const struct entry_meta *m, char out[64])
+{
+	if (m->zstd)
+		snprintf(out, 64, "zstd:%llu:%llu", (unsigned long long)m->raw_out_len,
+			 (unsigned long long)m->raw_err_len);
+	else
+		out[0] = '\0';
+}
+
+/* decode the "z" field at p (len bytes): none, or "zstd:RAWOUT:RAWERR";
+ * 0, or -1 with err_set() for a codec this build does not read */
+static int decode_codec(struct entry_meta *m, const char *p, size_t len)
+{
+	const char *c1, *c2;
+	int64_t o, e;
+
+	if (len == 0)
+		return 0;
+	if (len < 8 || memcmp(p, "zstd:", 5) != 0 || !(c1 = memchr(p + 5, ':', len - 5)) ||
+	    (c2 = memchr(c1 + 1, ':', p + len - (c1 + 1))) ||
+	    parse_decimal(p + 5, c1 - (p + 5), INT64_MAX, &o) < 0 ||
+	    parse_decimal(c1 + 1, p + len - (c1 + 1), INT64_MAX, &e) < 0) {
+		err_set("entry field z names no codec this build reads");
+		return -1;
+	}
+	m->zstd = true;
+	m->raw_out_len = (uint64_t)o;
+	m->raw_err_len = (uint64_t)e;
+	return 0;
 }
 
 /* copy len bytes to out as printable ASCII ('?' for any other byte) and
@@ -126,6 +158,9 @@ int entry_meta_decode(struct entry_meta *m, const char *const *names, const char
 		memcpy(m->sig, values[g], lens[g]);
 		m->sig[lens[g]] = '\0';
 	}
+	int z = find_field(entry_field_names[META_CODEC], names, n);
+	if (z >= 0 && decode_codec(m, values[z], lens[z]) < 0)
+		return -1;
 	int c = find_field(ENTRY_CMD_FIELD, names, n);
 	if (c >= 0)
 		printable_copy(m->cmd, values[c],

@@ -40,6 +40,9 @@ struct entry_meta {
 	char cmd[ENTRY_CMD_MAX + 1]; /* COMMAND as entry_command_display() shows it,
 				      * printable ASCII; "" when unknown */
 	char sig[SIG_MAX + 1];       /* the signature (sign.h), or "" */
+	bool zstd;                   /* out_len and err_len bytes of zstd frames (codec.h) */
+	uint64_t raw_out_len;        /* zstd: the bytes they decompress to */
+	uint64_t raw_err_len;
 };
 
 /* one field as text: name and NUL-terminated value */
@@ -74,6 +77,10 @@ int entry_meta_decode(struct entry_meta *m, const char *const *names, const char
  * $'...' with \n, \t, \r, \\, \' and \xNN. Longer than ENTRY_CMD_MAX, it is
  * cut between two characters or escapes and ends with "...". */
 void entry_command_display(char out[ENTRY_CMD_MAX + 1], char *const *argv);
+
+/* the "z" field of m: "" for stored bytes as they are, else
+ * "zstd:RAWOUT:RAWERR" */
+void entry_codec_text(const struct entry_meta *m, char out[64]);
 
 /* how long past its creation an entry can still be served at all */
 int64_t entry_lifetime(const struct entry_meta *m);

@@ -51,6 +51,8 @@ enum {
 	OPT_TLS_INSECURE,
 	OPT_SIGN_KEY_FILE,
 	OPT_SIGN_OLD_KEY_FILE,
+	OPT_COMPRESS,
+	OPT_COMPRESS_MIN,
 };
 
 /* which options a subcommand takes, beyond the global ones */
@@ -103,6 +105,8 @@ static const struct opt_def opt_defs[] = {
 	{{"timeout", required_argument, NULL, OPT_TIMEOUT}, GROUP_RUN},
 	{{"cache-stderr", no_argument, NULL, OPT_CACHE_STDERR}, GROUP_RUN},
 	{{"max-size", required_argument, NULL, OPT_MAX_SIZE}, GROUP_RUN},
+	{{"compress", no_argument, NULL, OPT_COMPRESS}, GROUP_RUN},
+	{{"compress-min", required_argument, NULL, OPT_COMPRESS_MIN}, GROUP_RUN},
 	{{"scope-cwd", no_argument, NULL, OPT_SCOPE_CWD}, GROUP_SCOPE},
 	{{"scope-env", required_argument, NULL, OPT_SCOPE_ENV}, GROUP_SCOPE},
 	{{"scope-file", required_argument, NULL, OPT_SCOPE_FILE}, GROUP_SCOPE},
@@ -177,6 +181,7 @@ void options_init(struct options *o)
 	o->failure_ttl_ms = -1;
 	o->beta = 1.0;
 	o->max_size = 64ull << 20;
+	o->compress_min = 4096;
 }
 
 void options_free(struct options *o)
@@ -274,6 +279,10 @@ void options_usage(void)
 	      "      --failure-ttl DUR   TTL of a stored failure (default: the TTL)\n"
 	      "      --cache-stderr      also store stderr and replay it on a hit\n"
 	      "      --max-size SIZE     do not store outputs larger than SIZE (default 64M)\n"
+	      "      --compress          store outputs compressed (zstd); every reader\n"
+	      "                          decompresses them, with or without this option\n"
+	      "      --compress-min SIZE  with --compress, store smaller outputs as they are\n"
+	      "                          (default 4k)\n"
 	      "      --scope-cwd         put the working directory into the derived key\n"
 	      "      --scope-env NAME    put variable NAME into the derived key (repeatable)\n"
 	      "      --scope-file PATH   put PATH's size and mtime into the derived key\n"
@@ -440,6 +449,12 @@ static int apply_option(struct options *o, int c, const char *arg, const char **
 		return 0;
 	case OPT_MAX_SIZE:
 		return parse_size(arg, &o->max_size) < 0 ? option_error("--max-size") : 0;
+	case OPT_COMPRESS:
+		o->compress = true;
+		return 0;
+	case OPT_COMPRESS_MIN:
+		o->compress_min_set = true;
+		return parse_size(arg, &o->compress_min) < 0 ? option_error("--compress-min") : 0;
 	case OPT_SCOPE_CWD:
 		o->scope_cwd = true;
 		return 0;
@@ -792,6 +807,10 @@ static int validate_run(struct options *o, bool command_first)
 	}
 	if (o->timeout_ms == 0 && o->timeout_set) {
 		err_set("--timeout: 0 would kill COMMAND at once (give a duration, for example 30s)");
+		return -1;
+	}
+	if (o->compress_min_set && !o->compress) {
+		err_set("--compress-min: only means something with --compress (add it)");
 		return -1;
 	}
 	return 0;

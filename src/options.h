@@ -57,7 +57,10 @@ struct options {
 	int64_t timeout_ms; /* --timeout; 0: none */
 	bool timeout_set;
 	bool cache_stderr;
-	uint64_t max_size; /* outputs above this are not stored */
+	uint64_t max_size;     /* outputs above this are not stored */
+	bool compress;         /* --compress: store outputs zstd-compressed */
+	uint64_t compress_min; /* --compress-min: smaller ones are stored as they are */
+	bool compress_min_set;
 	bool scope_cwd;
 	const char **scope_env; /* --scope-env NAMEs (point into argv) */
 	int nscope_env;

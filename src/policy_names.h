@@ -75,7 +75,8 @@
 	X(META_OUT_LEN, "olen")                                                                    \
 	X(META_ERR_LEN, "elen")                                                                    \
 	X(META_HOST, "host")                                                                       \
-	X(META_SIG, "sig") /* --sign-key-file: the signature, or empty */
+	X(META_SIG, "sig") /* --sign-key-file: the signature, or empty */                          \
+	X(META_CODEC, "z") /* --compress: "zstd:RAWOUT:RAWERR", or empty */
 
 /* an entry's fields besides its metadata, and the mark an over-sized
  * round leaves its waiters */

@@ -93,6 +93,8 @@ static int read_entry_body(struct resp_reader *rd, struct entry_reply *er)
 	er->big = !inlined;
 	res->refresh = refresh == 1;
 	if (inlined) {
+		if (er->start)
+			er->start(er->ctx, &res->meta);
 		er->out(er->ctx, out, res->meta.out_len);
 		er->err(er->ctx, err, res->meta.err_len);
 	}

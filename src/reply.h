@@ -22,8 +22,10 @@ struct entry_reply {
 	struct lookup *res; /* filled in */
 	uint64_t inline_max;
 	resp_piece_fn out, err; /* receive an inlined stdout and stderr */
-	void *ctx;              /* for out and err */
-	char verdict[16];       /* as the script said it */
+	/* NULL, or told the entry's metadata before out and err get its bytes */
+	void (*start)(void *ctx, const struct entry_meta *m);
+	void *ctx;        /* for out, err and start */
+	char verdict[16]; /* as the script said it */
 	bool big;
 	char rid[64];     /* big: the run id ("" for an entry without one) */
 	char holder[512]; /* wait: the lock's whole value (token, host, pid, ...) */

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "codec.h"
 #include "feed.h"
 #include "key.h"
 #include "lease.h"
@@ -197,6 +198,57 @@ static void give_up_lock(void *arg, bool too_large)
 	lease_give_up(ctx->lease);
 }
 
+/* the compressed copies of a result's spools (--compress), -1 when none */
+struct packed {
+	int out, err;
+};
+
+static void packed_close(struct packed *z)
+{
+	if (z->out >= 0)
+		close(z->out);
+	if (z->err >= 0)
+		close(z->err);
+	z->out = z->err = -1;
+}
+
+/* --compress: compress the spooled result r into files of its own and
+ * point r at them, when it is at least --compress-min and comes out
+ * smaller (random bytes do not: they are stored as they are). The spools
+ * are rewound. On any failure the result is stored as it is, with a
+ * verbose line: compression saves memory, it is no reason to lose a
+ * result. */
+static void compress_result(struct run_ctx *ctx, struct result *r, struct spools *sp,
+			    struct packed *z)
+{
+	struct entry_meta *m = &r->meta;
+	uint64_t zout = 0, zerr = 0;
+
+	z->out = z->err = -1;
+	if (!ctx->o->compress || m->out_len + m->err_len < ctx->o->compress_min)
+		return;
+	if (spools_rewind(sp) < 0 || (z->out = spool_open()) < 0 ||
+	    codec_compress(sp->out, m->out_len, z->out, &zout) < 0 ||
+	    (m->err_len && ((z->err = spool_open()) < 0 ||
+			    codec_compress(sp->err, m->err_len, z->err, &zerr) < 0))) {
+		log_verbose("key=%s stored uncompressed: %s", key_for_log(ctx), err_msg());
+		packed_close(z);
+		return;
+	}
+	if (zout + zerr >= m->out_len + m->err_len || lseek(z->out, 0, SEEK_SET) < 0 ||
+	    (z->err >= 0 && lseek(z->err, 0, SEEK_SET) < 0)) {
+		packed_close(z);
+		return;
+	}
+	m->zstd = true;
+	m->raw_out_len = m->out_len;
+	m->raw_err_len = m->err_len;
+	m->out_len = zout;
+	m->err_len = zerr;
+	r->out_fd = z->out;
+	r->err_fd = z->err >= 0 ? z->err : -1;
+}
+
 /* hand the finished run to the store: as the entry, or to this round's
  * waiters only when it is a failure that is not cached */
 static void store_result(struct run_ctx *ctx, const struct child_result *cr, struct spools *sp)
@@ -221,14 +273,18 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 	r.handoff_ms = o->lease_ms > HANDOFF_MIN_MS ? o->lease_ms : HANDOFF_MIN_MS;
 	r.tags = o->tags;
 	r.ntags = o->ntags;
+	struct packed z;
+	compress_result(ctx, &r, sp, &z);
 	if (o->sign)
 		sign_entry(o->sign, o->ns, ctx->key.data, ctx->key.len, m, &ctx->made);
 	if (spools_rewind(sp) < 0) {
 		log_warn("%s; result not stored", err_msg());
+		packed_close(&z);
 		release(ctx, ABANDON_INTERRUPTED);
 		return;
 	}
 	int rc = ctx->store->ops->finish(ctx->store, ctx->key.data, ctx->key.len, ctx->token, &r);
+	packed_close(&z);
 	if (rc < 0) {
 		log_warn("cannot store the result: %s", err_msg());
 		/* give the lock back if the store still listens, so waiters take
@@ -260,6 +316,17 @@ static int authentic(struct run_ctx *ctx, struct sink *sink, const struct entry_
 
 	if (rc == 1)
 		return 1;
+	if (sink->damaged) {
+		/* compressed bytes that do not decode: a miss, or a cut output */
+		if (rc == 0) {
+			log_warn("the entry for key=%s does not decode (%s): treated as a miss",
+				 key_for_log(ctx), err_msg());
+			return 0;
+		}
+		output_cut(ctx);
+		ctx->store->ops->invalidate(ctx->store, ctx->key.data, ctx->key.len);
+		return -2;
+	}
 	ctx->store->ops->count(ctx->store, STAT_NOT_AUTHENTIC);
 	if (rc == 0) {
 		log_warn("the entry for key=%s is not authentic (%s): treated as a miss",
@@ -565,7 +632,8 @@ static int warm(struct run_ctx *ctx, struct lookup_req *req)
 
 	sign_sink_init(&none, ctx->o->sign, &ctx->seen);
 	int rc = ctx->store->ops->lookup(ctx->store, req, &l, &none);
-	/* an entry that is not authentic is none: look again for the lock */
+	/* an entry that is not authentic, or does not decode, is none: look
+	 * again for the lock */
 	if (rc == 0 && served(l.verdict) && authentic(ctx, &none, &l.meta) != 1) {
 		req->force = true;
 		rc = ctx->store->ops->lookup(ctx->store, req, &l, &none);

@@ -129,6 +129,9 @@ static void entry_mac(const struct sign_key *key, const char *ns, const char *us
 		    m->status, (long long)m->ttl_ms, (long long)m->stale_ms, (long long)m->sie_ms,
 		    (long long)m->compute_ms, (unsigned long long)m->out_len,
 		    (unsigned long long)m->err_len, strlen(m->host), m->host);
+	char codec[64];
+	entry_codec_text(m, codec);
+	buf_appendf(&msg, "z=%s\n", codec);
 	buf_append(&msg, digests, 2 * SHA256_DIGEST_SIZE);
 	hmac_sha256_set_key(&h, key->len, key->secret);
 	hmac_sha256_update(&h, msg.len, (const uint8_t *)msg.data);
@@ -187,9 +190,7 @@ void sign_sink_init(struct sink *sink, const struct sign_keys *k, struct sign_di
 int sign_sink_settle(struct sink *sink, const struct sign_keys *k, struct sign_digest *d,
 		     const char *ns, const char *key, size_t key_len, const struct entry_meta *m)
 {
-	if (!k)
-		return 1;
-	bool ok = sign_check(k, ns, key, key_len, m, d);
+	bool ok = sink_end(sink) == 0 && (!k || sign_check(k, ns, key, key_len, m, d));
 	if (ok) {
 		sink_release(sink);
 		sign_sink_init(sink, k, d); /* ready for another entry */

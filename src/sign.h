@@ -76,10 +76,11 @@ struct sink;
 void sign_sink_init(struct sink *sink, const struct sign_keys *k, struct sign_digest *d);
 
 /* An entry with metadata m has gone into a sink from sign_sink_init(),
- * under ns and the user key. 1 authentic (what was held back is written
- * now), or with k NULL; 0 not authentic and none of it written (the sink
- * dropped it, and takes another entry); -1 not authentic, and bytes of it
- * went out before its end could be checked. */
+ * under ns and the user key: settle it. 1 whole (it decoded, and with keys
+ * k its signature matches): what was held back is written now; 0 not
+ * (sink->damaged: it did not decode, with err_set(); else not authentic)
+ * and none of it written: the sink dropped it, and takes another entry;
+ * -1 not, and bytes of it went out before its end could be checked. */
 int sign_sink_settle(struct sink *sink, const struct sign_keys *k, struct sign_digest *d,
 		     const char *ns, const char *key, size_t key_len, const struct entry_meta *m);
 

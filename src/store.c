@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "util.h"
 
 const char *const stat_names[STAT_COUNT] = {STAT_LIST(POLICY_TEXT)};
@@ -66,11 +67,10 @@ static void sink_emit(struct sink *sink, enum sink_stream which, const void *p, 
 		sink->write_failed = true;
 }
 
-void sink_write(struct sink *sink, enum sink_stream which, const void *p, size_t n)
+/* n bytes of the entry as the caller gets them: to the tap, then held
+ * back or written */
+static void sink_put(struct sink *sink, enum sink_stream which, const void *p, size_t n)
 {
-	if (n == 0)
-		return;
-	sink->partial = true;
 	if (sink->tap)
 		sink->tap(sink->tap_ctx, which, p, n);
 	if (sink->hold) {
@@ -81,6 +81,82 @@ void sink_write(struct sink *sink, enum sink_stream which, const void *p, size_t
 		sink_release(sink); /* too large to hold: what was held goes first */
 	}
 	sink_emit(sink, which, p, n);
+}
+
+struct decoded {
+	struct sink *sink;
+	enum sink_stream which;
+};
+
+static void put_decoded(void *ctx, const void *p, size_t n)
+{
+	struct decoded *d = ctx;
+
+	d->sink->raw_got[d->which] += n;
+	sink_put(d->sink, d->which, p, n);
+}
+
+void sink_start(struct sink *sink, const struct entry_meta *m)
+{
+	sink->compressed = m->zstd;
+	sink->damaged = false;
+	if (!m->zstd)
+		return;
+	if (!sink->dec && !(sink->dec = codec_dec_new())) {
+		sink->damaged = true;
+		return;
+	}
+	codec_dec_reset(sink->dec);
+	sink->stream = SINK_OUT;
+	sink->raw_want[SINK_OUT] = m->raw_out_len;
+	sink->raw_want[SINK_ERR] = m->raw_err_len;
+	sink->raw_got[SINK_OUT] = sink->raw_got[SINK_ERR] = 0;
+	sink->hold = true;
+}
+
+/* the compressed frame of the stream being decoded is over */
+static void end_frame(struct sink *sink)
+{
+	if (!sink->damaged && (codec_dec_end(sink->dec) < 0 ||
+			       sink->raw_got[sink->stream] != sink->raw_want[sink->stream])) {
+		if (!sink->damaged && sink->raw_got[sink->stream] != sink->raw_want[sink->stream])
+			err_set("the stored bytes decompress to another size than their entry says");
+		sink->damaged = true;
+	}
+}
+
+int sink_end(struct sink *sink)
+{
+	if (!sink->compressed)
+		return 0;
+	end_frame(sink);
+	if (sink->stream == SINK_OUT && !sink->damaged && sink->raw_want[SINK_ERR] != 0) {
+		err_set("the stored bytes decompress to another size than their entry says");
+		sink->damaged = true;
+	}
+	sink->compressed = false;
+	return sink->damaged ? -1 : 0;
+}
+
+void sink_write(struct sink *sink, enum sink_stream which, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	sink->partial = true;
+	if (!sink->compressed) {
+		sink_put(sink, which, p, n);
+		return;
+	}
+	if (sink->damaged)
+		return;
+	if (which != sink->stream) {
+		end_frame(sink);
+		codec_dec_reset(sink->dec);
+		sink->stream = which;
+	}
+	struct decoded d = {sink, which};
+	if (!sink->damaged && codec_dec_feed(sink->dec, p, n, put_decoded, &d) < 0)
+		sink->damaged = true;
 }
 
 void sink_release(struct sink *sink)
@@ -96,7 +172,10 @@ void sink_drop(struct sink *sink)
 {
 	buf_free(&sink->held[SINK_OUT]);
 	buf_free(&sink->held[SINK_ERR]);
+	codec_dec_free(sink->dec);
+	sink->dec = NULL;
 	sink->partial = false;
+	sink->compressed = false;
 }
 
 struct sink_target {

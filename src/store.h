@@ -40,7 +40,17 @@ struct sink {
 	void *tap_ctx;
 	bool hold;
 	struct buf held[2]; /* by sink_stream */
+	/* a compressed entry (sink_start): its bytes are decompressed on their
+	 * way, and held back as above, so that a small one that does not
+	 * decompress is never written */
+	struct codec_dec *dec; /* made at the first compressed entry; sink_drop frees it */
+	bool compressed;
+	bool damaged;            /* the compressed bytes do not decode; nothing more goes out */
+	enum sink_stream stream; /* the frame being decoded */
+	uint64_t raw_want[2], raw_got[2];
 };
+
+struct codec_dec;
 
 /* what a lookup decided (policy.h; the names are lookup.lua's, policy_names.h):
  * HIT     a fresh entry: its bytes went to the sink
@@ -241,10 +251,16 @@ void store_close(struct store *s);
  * is recorded in the sink and by the output path (which sets the exit
  * status), not returned */
 void sink_write(struct sink *sink, enum sink_stream which, const void *p, size_t n);
+/* an entry with metadata m begins: its stored bytes follow (the stores call
+ * it before an entry's first sink_write) */
+void sink_start(struct sink *sink, const struct entry_meta *m);
+/* the entry's bytes are all in: 0, or -1 with err_set() when they did not
+ * decode whole (a compressed entry cut short or damaged) */
+int sink_end(struct sink *sink);
 /* write what the sink holds back, and hold no more */
 void sink_release(struct sink *sink);
 /* drop what the sink holds back (nothing of it is written), and start over:
- * the sink takes an entry's bytes again */
+ * the sink takes an entry's bytes again; frees what the sink allocated */
 void sink_drop(struct sink *sink);
 
 /* the counter an abandoned round adds one to, or -1 for none */

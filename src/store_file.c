@@ -150,6 +150,7 @@ int entry_open(struct file_store *fs, const char *key, size_t len, struct stored
 /* stream the stored stdout and stderr to the sink */
 static int stored_deliver(struct stored *st, struct sink *sink)
 {
+	sink_start(sink, &st->meta);
 	if (sink_copy(sink, SINK_OUT, st->fd, st->meta.out_len) < 0 ||
 	    sink_copy(sink, SINK_ERR, st->fd, st->meta.err_len) < 0) {
 		err_set("cannot read the stored entry: %s", strerror(errno));

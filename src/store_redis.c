@@ -1404,6 +1404,11 @@ static void piece_to_sink_err(void *ctx, const char *p, size_t n)
 	sink_write(sink, SINK_ERR, p, n);
 }
 
+static void entry_to_sink(void *ctx, const struct entry_meta *m)
+{
+	sink_start(ctx, m);
+}
+
 /* a reader of lookup and get replies that hands an entry's bytes to sink */
 static struct entry_reply entry_reply_to(struct lookup *res, struct sink *sink)
 {
@@ -1412,6 +1417,7 @@ static struct entry_reply entry_reply_to(struct lookup *res, struct sink *sink)
 		.inline_max = INLINE_MAX,
 		.out = piece_to_sink,
 		.err = piece_to_sink_err,
+		.start = entry_to_sink,
 		.ctx = sink,
 	};
 }
@@ -1480,6 +1486,7 @@ static int fetch_big(struct redis_store *rs, const struct buf *name, const struc
 		{.p = FIELD_ERR, .len = sizeof(FIELD_ERR) - 1, .fd = -1},
 	};
 
+	sink_start(sink, m);
 	if (plain_command(rs, args, 5, body_reply_read, &br) < 0)
 		return -1;
 	return br.changed ? 0 : 1;

@@ -81,6 +81,25 @@ int subcmd_key(const struct options *o)
 	return rc;
 }
 
+/* as run says it: an entry that did not decode whole or is not authentic
+ * (sign_sink_settle's rc: 0 none of it printed, -1 some was) */
+static void say_not_whole(struct store *s, const struct sink *sink, const struct entry_meta *m,
+			  int rc)
+{
+	if (sink->damaged && rc == 0)
+		log_warn("get: the entry does not decode (%s): not printed", err_msg());
+	else if (sink->damaged)
+		log_error("get: the stored output was cut off: %s", err_msg());
+	else if (rc == 0)
+		log_warn("get: the entry is not authentic (%s): not printed",
+			 m->sig[0] ? "its signature does not match" : "unsigned");
+	else
+		log_error("get: the stored output is not authentic (its signature does not match, "
+			  "checked at its end): do not trust what was printed");
+	if (!sink->damaged)
+		s->ops->count(s, STAT_NOT_AUTHENTIC);
+}
+
 int subcmd_get(const struct options *o)
 {
 	if (check_keys(o, "get") < 0)
@@ -98,14 +117,7 @@ int subcmd_get(const struct options *o)
 		log_error("get: %s", err_msg());
 	if (rc == 1 &&
 	    (rc = sign_sink_settle(&sink, o->sign, &seen, o->ns, key, strlen(key), &meta)) != 1) {
-		/* as run does: not authentic is no entry, or an error once printed */
-		s->ops->count(s, STAT_NOT_AUTHENTIC);
-		if (rc == 0)
-			log_warn("get: the entry is not authentic (%s): not printed",
-				 meta.sig[0] ? "its signature does not match" : "unsigned");
-		else
-			log_error("get: the stored output is not authentic (its signature does not "
-				  "match, checked at its end): do not trust what was printed");
+		say_not_whole(s, &sink, &meta, rc);
 		rc = rc == 0 ? 0 : -1;
 	}
 	sink_drop(&sink);
@@ -195,7 +207,16 @@ static const char *iso_time(char *out, size_t len, int64_t ms)
 	return out;
 }
 
+/* the bytes a hit writes */
 static uint64_t size_of(const struct entry_info *i)
+{
+	if (i->meta.zstd)
+		return i->meta.raw_out_len + i->meta.raw_err_len;
+	return i->meta.out_len + i->meta.err_len;
+}
+
+/* the bytes the store holds for them */
+static uint64_t stored_size_of(const struct entry_info *i)
 {
 	return i->meta.out_len + i->meta.err_len;
 }
@@ -221,10 +242,14 @@ static void inspect_json(struct buf *b, const char *key, const struct entry_info
 		json_string(b, i->meta.host, strlen(i->meta.host));
 		buf_append(b, ",\"command\":", 11);
 		command_json(b, i);
+		buf_appendf(b, ",\"stored_size\":%llu,\"compression\":%s,\"signed\":%s",
+			    (unsigned long long)stored_size_of(i),
+			    i->meta.zstd ? "\"zstd\"" : "null", i->meta.sig[0] ? "true" : "false");
 	} else {
 		buf_appendf(b, ",\"age_ms\":null,\"ttl_ms\":null,\"stale_ms\":null,\"size\":null,"
 			       "\"exit_status\":null,\"compute_ms\":null,\"created_at\":null,"
-			       "\"host\":null,\"command\":null");
+			       "\"host\":null,\"command\":null,\"stored_size\":null,"
+			       "\"compression\":null,\"signed\":null");
 	}
 	buf_append(b, ",\"lock\":", 8);
 	if (i->locked) {
@@ -252,6 +277,13 @@ static void inspect_text(struct buf *b, const char *key, const struct entry_info
 		buf_appendf(b, "ttl left:    %s\n", human(t, sizeof(t), ttl_left(i)));
 		buf_appendf(b, "stale left:  %s\n", human(t, sizeof(t), stale_left(i)));
 		buf_appendf(b, "size:        %llu bytes\n", (unsigned long long)size_of(i));
+		if (i->meta.zstd)
+			buf_appendf(b, "stored:      %llu bytes, zstd (%.3f of the size)\n",
+				    (unsigned long long)stored_size_of(i),
+				    size_of(i) ? (double)stored_size_of(i) / (double)size_of(i)
+					       : 1.0);
+		if (i->meta.sig[0])
+			buf_appendf(b, "signed:      key %.*s\n", SIGN_KEY_ID_LEN, i->meta.sig);
 		buf_appendf(b, "exit status: %d\n", i->meta.status);
 		buf_appendf(b, "compute:     %s\n", human(t, sizeof(t), i->meta.compute_ms));
 		buf_appendf(b, "created at:  %s\n", iso_time(t, sizeof(t), i->meta.created_ms));

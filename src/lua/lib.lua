@@ -40,6 +40,12 @@ local function read_entry(key)
   if #m[10] >= HOST_MAX then return nil end
   -- the signature: checked by the client; one that cannot be one is none
   if m[11] == false or #m[11] > SIG_MAX then m[11] = '' end
+  -- the codec ('' or zstd:RAWOUT:RAWERR): read by the client; one it cannot
+  -- read is a miss there (entry_meta_decode)
+  if m[12] == false then m[12] = '' end
+  if m[12] ~= '' and (#m[12] > 44 or not string.match(m[12], '^zstd:%d+:%d+$')) then
+    return nil
+  end
   local olen, elen = redis.call('HSTRLEN', key, FIELD_OUT), redis.call('HSTRLEN', key, FIELD_ERR)
   if olen ~= tonumber(m[8]) or elen ~= tonumber(m[9]) then return nil end
   if olen + elen > INLINE_MAX then
