@@ -412,7 +412,9 @@ static int select_db(struct redis_store *rs, struct conn *c)
 			sel, rs->url.db);
 		rs->refused = true;
 	} else {
-		err_set("redis %s: SELECT %d: %s", where, rs->url.db, r->str);
+		char why[512];
+		server_says(rs, r->str, NULL, why, sizeof(why));
+		err_set("redis %s: SELECT %d: %s", where, rs->url.db, why);
 	}
 	free(where);
 	freeReplyObject(r);
