@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "cluster.h"
 #include "conn.h"
 #include "lua_scripts.h"
@@ -217,13 +218,24 @@ static char *server_name(const struct redis_store *rs)
 	return both;
 }
 
+/* the server's error text, as a message gives it (size bytes into out): an
+ * ACL refusal as the permission the user lacks, which the refused script
+ * (NULL: none) helps name (acl.c); any other text as it is */
+static void server_says(const struct redis_store *rs, const char *text,
+			const struct lua_script *script, char *out, size_t size)
+{
+	if (!acl_denial(text, rs->ns, script ? script->src : NULL, script ? script->len : 0, out,
+			size))
+		snprintf(out, size, "%s", text);
+}
+
 /* put "redis URL: " and then says before the error message set so far */
 static void err_at_server(const struct redis_store *rs, const char *says)
 {
 	char why[512];
 	char *where = server_name(rs);
 
-	snprintf(why, sizeof(why), "%s", err_msg());
+	server_says(rs, err_msg(), NULL, why, sizeof(why));
 	err_set("redis %s: %s%s", where, says, why);
 	free(where);
 }
@@ -330,9 +342,10 @@ static redisReply *command(struct redis_store *rs, struct conn *c, int argc, con
 	redisReply *r = raw_command(rs, c, argc, argv, lens);
 
 	if (r && r->type == REDIS_REPLY_ERROR) {
-		char *where = server_name(rs);
-		err_set("redis %s: %s%.*s", where,
-			is_refusal(r->str) ? "the server refused us: " : "", (int)r->len, r->str);
+		char *where = server_name(rs), why[512];
+		server_says(rs, r->str, NULL, why, sizeof(why));
+		err_set("redis %s: %s%s", where,
+			is_refusal(r->str) ? "the server refused us: " : "", why);
 		free(where);
 		if (c == rs->c)
 			demoted(rs, r->str);
@@ -399,7 +412,9 @@ static int select_db(struct redis_store *rs, struct conn *c)
 			sel, rs->url.db);
 		rs->refused = true;
 	} else {
-		err_set("redis %s: SELECT %d: %s", where, rs->url.db, r->str);
+		char why[512];
+		server_says(rs, r->str, NULL, why, sizeof(why));
+		err_set("redis %s: SELECT %d: %s", where, rs->url.db, why);
 	}
 	free(where);
 	freeReplyObject(r);
@@ -1184,7 +1199,7 @@ static void script_error(struct redis_store *rs, const struct script_call *sc, c
 	char why[512];
 	char *where = server_name(rs);
 
-	snprintf(why, sizeof(why), "%s", text);
+	server_says(rs, text, sc->script, why, sizeof(why));
 	err_set("redis %s: script %s: %s", where, sc->script->name, why);
 	free(where);
 	demoted(rs, why);

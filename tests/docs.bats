@@ -77,6 +77,27 @@ setup_file() {
 	[[ -z $output ]]
 }
 
+@test "the man page's ACL SETUSER line is the one the acl store runs with (tests/lib/acl_rules)" {
+	need mandoc
+	want=$(<"$ROOT/tests/lib/acl_rules")
+	[[ $want == "ACL SETUSER cf "* ]]
+	man_text | sed 's/^[[:space:]]*//' | grep -qxF -- "$want" || {
+		echo "the man page has no line: $want; its ACL SETUSER lines:" >&2
+		man_text | grep 'ACL SETUSER cf on' >&2
+		false
+	}
+	# and says what each of its commands is for
+	for cmd in $(tr ' ' '\n' <<<"$want" | sed -n 's/^+//p'); do
+		man_text | grep -qE -- "^[[:space:]]*([A-Z|]+, )*${cmd^^}(,|[[:space:]]|$)" ||
+			{ echo "the man page does not say what ${cmd^^} is for" >&2; false; }
+	done
+	# and the acl store runs the suites that run as a user
+	for suite in core freshness ops faults acl; do
+		grep -qE "^  '$suite' : \[.*'acl'" "$ROOT/tests/meson.build" ||
+			{ echo "$suite does not run on the acl store" >&2; false; }
+	done
+}
+
 @test "every long option of --help appears in the man page" {
 	need mandoc
 	text=$(man_text)

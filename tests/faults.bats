@@ -454,7 +454,7 @@ assert_no_stage_keys() {
 	done
 	assert_eq "$(redis_cli_at "$port" EXISTS 'cachefence:{ro}')" 1 "the entry on the replica"
 
-	url=$REDIS_SCHEME://127.0.0.1:$port
+	url=$(redis_url "$port")
 	for name in hit miss; do
 		key=ro
 		[[ $name == miss ]] && key=ro-miss
@@ -582,7 +582,7 @@ cut_proxy_start() {
 	assert_eq "$(wc -c <stored.out)" 100017 "bytes of the stored value"
 	cut_proxy_start CUT-HERE
 
-	cf_to cut -u "$REDIS_SCHEME://127.0.0.1:$PROXY_PORT" -t 1h -k small -- "$cmd"
+	cf_to cut -u "$(redis_url "$PROXY_PORT")" -t 1h -k small -- "$cmd"
 	assert_status 0 cut
 	# exactly COMMAND's own output of run 2: no byte of the stored value first
 	sed 's/^run 1$/run 2/' stored.out >expected
@@ -605,7 +605,7 @@ cut_proxy_start() {
 	cmp stored.out value
 	cut_proxy_start CUT-HERE
 
-	cf_to cut -u "$REDIS_SCHEME://127.0.0.1:$PROXY_PORT" -t 1h -k big -- "$cmd"
+	cf_to cut -u "$(redis_url "$PROXY_PORT")" -t 1h -k big -- "$cmd"
 	assert_status 125 cut
 	assert_one_line cut.err "cachefence: the stored output of key=big was cut off: "
 	grep -q 'run again$' cut.err
@@ -742,6 +742,7 @@ cut_proxy_start() {
 
 @test "CACHEFENCE_PASSWORD never appears in the argv of cachefence or of COMMAND, nor in COMMAND's environment" {
 	require_standalone # a password is per node
+	require_default_user
 	restart_after_test
 	pw="cf-secret-$RANDOM$RANDOM$RANDOM"
 	printf '%s' "$pw" >"$BATS_TEST_TMPDIR/pw"

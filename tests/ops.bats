@@ -115,7 +115,7 @@ cf_other_host() {
 bulk_entries() {
 	local ns=$1 n=$2 expired=${3:-0}
 	case $CACHEFENCE_TEST_STORE in
-	redis | tls)
+	redis | tls | acl)
 		rcli EVAL "
 			local ns, n, now, old = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 			local function put(name, ct)
@@ -347,8 +347,8 @@ redis_calls() {
 	*) assert_eq "$(awk 'END { print NR }' ping.out)" 1 "lines of ping" ;;
 	esac
 	case $CACHEFENCE_TEST_STORE in
-	redis | tls)
-		grep -qF "$REDIS_SCHEME://127.0.0.1:$REDIS_PORT" ping.out
+	redis | tls | acl)
+		grep -qF "$(redis_url "$REDIS_PORT")" ping.out
 		grep -qE 'Redis [0-9]+\.[0-9]+' ping.out
 		;;
 	file)
@@ -366,6 +366,7 @@ redis_calls() {
 @test "a wrong Redis password is a 125 with one line that says what was wrong, for every subcommand" {
 	require_redis
 	require_standalone # a password is set per node
+	require_default_user
 	rcli CONFIG SET requirepass s3cret >/dev/null
 
 	for sub in "ping" "get k" "inspect k" "list" "invalidate k" "invalidate --tag t" "stats"; do
@@ -479,7 +480,7 @@ redis_calls() {
 	jq -e --arg pid "$pid" '.lock.holder | test("^[0-9a-f]{32} host=.+ pid=" + $pid + "( cid=[0-9]+ run=[0-9a-f-]+)?$")' js.out >/dev/null ||
 		{ echo "holder: $(jq -c .lock js.out), leader pid $pid" >&2; false; }
 	case $CACHEFENCE_TEST_STORE in
-	redis | tls) jq -e '.lock.lease_ms > 0 and .lock.lease_ms <= 10000' js.out >/dev/null ;;
+	redis | tls | acl) jq -e '.lock.lease_ms > 0 and .lock.lease_ms <= 10000' js.out >/dev/null ;;
 	file) assert_eq "$(jq -c .lock.lease_ms js.out)" null "lease of a kernel lock" ;;
 	esac
 

@@ -12,7 +12,10 @@
 # redis-server on a free loopback port, never 6379; "tls" makes the loopback
 # TLS fixture (tests/lib/tls_fixture.sh) and starts a redis-server that speaks
 # only TLS on such a port, with CACHEFENCE_URL at rediss://127.0.0.1:PORT and
-# CACHEFENCE_TLS_CA_FILE at the fixture's CA; "file" points CACHEFENCE_URL at
+# CACHEFENCE_TLS_CA_FILE at the fixture's CA; "acl" is a redis-server whose
+# default user is off, and cachefence runs as the ACL user cf with exactly
+# the man page's rules (tests/lib/acl_rules), the password in
+# CACHEFENCE_PASSWORD (rcli is an admin); "file" points CACHEFENCE_URL at
 # file://$STORE_DIR, a directory under the suite's temporary directory that
 # every test starts without (cachefence creates it). Tests that look inside
 # Redis call require_redis first (both Redis stores pass it) and talk to the
@@ -37,7 +40,7 @@ store_start() {
 	unset REDIS_URL CACHEFENCE_NAMESPACE CACHEFENCE_PASSWORD CACHEFENCE_TLS_CA_FILE \
 		CACHEFENCE_TLS_CA_DIR CACHEFENCE_TLS_CERT CACHEFENCE_TLS_KEY \
 		CACHEFENCE_TLS_SERVER_NAME CACHEFENCE_TLS_INSECURE CACHEFENCE_SENTINEL_PASSWORD
-	export REDIS_SCHEME=redis
+	export REDIS_SCHEME=redis REDIS_USERINFO=
 	[[ $CACHEFENCE_TEST_STORE == tls ]] && REDIS_SCHEME=rediss
 	unset CACHEFENCE_SIGN_KEY_FILE CACHEFENCE_SIGN_OLD_KEY_FILE
 	# CACHEFENCE_TEST_SIGN=1: every call signs and checks entries
@@ -49,6 +52,7 @@ store_start() {
 	case $CACHEFENCE_TEST_STORE in
 	redis) redis_start ;;
 	tls) tls_store_start ;;
+	acl) acl_store_start ;;
 	cluster) cluster_store_start ;;
 	sentinel) sentinel_store_start ;;
 	file) file_store_start ;;
@@ -59,7 +63,7 @@ store_start() {
 # stop what store_start started (from teardown_file)
 store_stop() {
 	case $CACHEFENCE_TEST_STORE in
-	redis | tls) redis_stop ;;
+	redis | tls | acl) redis_stop ;;
 	cluster) "$BATS_TEST_DIRNAME/lib/cluster_fixture.sh" stop "$BATS_FILE_TMPDIR/cluster" ;;
 	sentinel) "$BATS_TEST_DIRNAME/lib/sentinel_fixture.sh" stop "$BATS_FILE_TMPDIR/sentinel" ;;
 	file) file_store_stop ;;
@@ -69,7 +73,7 @@ store_stop() {
 # empty the store (from common_setup)
 store_flush() {
 	case $CACHEFENCE_TEST_STORE in
-	redis | tls) [[ $(rcli FLUSHALL) == OK ]] ;;
+	redis | tls | acl) [[ $(rcli FLUSHALL) == OK ]] ;;
 	cluster)
 		local port
 		for port in $CLUSTER_PRIMARIES; do
@@ -81,11 +85,19 @@ store_flush() {
 	esac
 }
 
-# true when the suite's store is a redis-server (plain TCP or TLS), a
-# cluster or a primary behind sentinels
+# true when the suite's store is a redis-server (plain TCP or TLS, or as
+# an ACL user), a cluster or a primary behind sentinels
 store_is_redis() {
 	[[ $CACHEFENCE_TEST_STORE == redis || $CACHEFENCE_TEST_STORE == tls ||
-		$CACHEFENCE_TEST_STORE == cluster || $CACHEFENCE_TEST_STORE == sentinel ]]
+		$CACHEFENCE_TEST_STORE == acl || $CACHEFENCE_TEST_STORE == cluster ||
+		$CACHEFENCE_TEST_STORE == sentinel ]]
+}
+
+# skip the current test on the acl store, whose server has no default user:
+# what a test of requirepass (the default user's password) sets is not
+# what cachefence authenticates with there
+require_default_user() {
+	[[ $CACHEFENCE_TEST_STORE != acl ]] || skip "the acl store's server has no default user"
 }
 
 # skip the current test on a Redis Cluster or behind sentinels (it restarts
@@ -167,6 +179,59 @@ require_tls() {
 # skip the current test unless the suite runs against the local (file) store
 require_file() {
 	[[ $CACHEFENCE_TEST_STORE == file ]] || skip "needs the local (file) store"
+}
+
+# --- the acl store -----------------------------------------------------------
+
+# the admin of the acl store's servers (rcli, redis_cli_at, replication)
+ACL_ADMIN=cfadmin
+ACL_ADMIN_PASSWORD="admin secret"
+# the password of the acl store's user cf (tests/lib/acl_rules)
+ACL_PASSWORD="cf secret"
+# The namespaces other than the default that the suites run on the acl
+# store use: for each, the man page's rule for more namespaces (~NS:* and
+# &NS:*) is added to cf's. A test with a namespace missing here fails on
+# the acl store with a line that names the keys.
+ACL_NAMESPACES=(myns emptyns bulk bulk2 other otherns app app2 app:sub prom.ns)
+
+# the words of the man page's ACL SETUSER line (tests/lib/acl_rules), one
+# per line, the password placeholder as it is (docs.bats compares them)
+acl_rule_words() {
+	tr -s ' \t' '\n\n' <"$BATS_TEST_DIRNAME/lib/acl_rules" | sed '/^$/d'
+}
+
+# set ACL_USER to the redis-server options that make the user cf of the
+# man page's line (its rules after "ACL SETUSER cf", as the line "user cf
+# RULES..." of redis.conf takes them), with ACL_PASSWORD for PASSWORD, and
+# the rules of ACL_NAMESPACES. A server has the user from its start, also
+# when a test restarts it under runs that reconnect.
+acl_user_options() {
+	local words ns
+	mapfile -t words < <(acl_rule_words)
+	[[ ${words[*]:0:3} == "ACL SETUSER cf" ]] || {
+		echo "tests/lib/acl_rules does not start with ACL SETUSER cf" >&2
+		return 1
+	}
+	words=("${words[@]:3}")
+	ACL_USER=(--user cf "${words[@]/#>PASSWORD/>$ACL_PASSWORD}")
+	for ns in "${ACL_NAMESPACES[@]}"; do
+		ACL_USER+=("~$ns:*" "&$ns:*")
+	done
+}
+
+# the acl store: redis_start, whose server has the admin and cf and no
+# default user (see redis_listen); cachefence authenticates as cf through
+# CACHEFENCE_PASSWORD and the user in the URL (REDIS_USERINFO)
+acl_store_start() {
+	redis_start || return 1
+	export REDIS_USERINFO=cf@ CACHEFENCE_PASSWORD=$ACL_PASSWORD
+	export CACHEFENCE_URL=redis://cf@127.0.0.1:$REDIS_PORT
+}
+
+# a URL of the suite's store for a server on loopback PORT (a relay, a
+# replica), as the suite's user on the acl store
+redis_url() {
+	echo "$REDIS_SCHEME://${REDIS_USERINFO:-}127.0.0.1:$1"
 }
 
 # --- the local store ---------------------------------------------------------
@@ -299,6 +364,14 @@ redis_listen() {
 	else
 		REDIS_LISTEN+=(--port "$1")
 	fi
+	# the acl store: nothing runs as the default user; the admin (rcli)
+	# also replicates; cachefence is cf
+	if [[ $CACHEFENCE_TEST_STORE == acl ]]; then
+		acl_user_options
+		REDIS_LISTEN+=(--user default off
+			--user "$ACL_ADMIN" on ">$ACL_ADMIN_PASSWORD" '~*' '&*' +@all
+			--masteruser "$ACL_ADMIN" --masterauth "$ACL_ADMIN_PASSWORD" "${ACL_USER[@]}")
+	fi
 }
 
 # redis-cli against the server on loopback PORT, over TLS on the tls store
@@ -311,6 +384,8 @@ redis_cli_at() {
 			--key "$TLS_DIR/client.key" -p "$port" "$@"
 	elif [[ $CACHEFENCE_TEST_STORE == cluster ]]; then
 		redis-cli -c -p "$port" "$@"
+	elif [[ $CACHEFENCE_TEST_STORE == acl ]]; then
+		redis-cli --user "$ACL_ADMIN" --pass "$ACL_ADMIN_PASSWORD" --no-auth-warning -p "$port" "$@"
 	else
 		redis-cli -p "$port" "$@"
 	fi
