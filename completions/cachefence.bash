@@ -19,7 +19,7 @@ _cachefence_global_opts='--url --namespace --redis-timeout --tls-ca-file --tls-c
 	--help --version'
 _cachefence_run_opts='--key --ttl --stale --stale-if-error --beta --lock-lease --wait
 	--wait-then-run --timeout --refresh --warm --cache-failures --failure-ttl --cache-stderr --max-size
-	--scope-cwd --scope-env --scope-file --stdin --tag --fail-closed'
+	--compress --compress-min --scope-cwd --scope-env --scope-file --stdin --tag --fail-closed'
 # what shapes a derived key: run's, and key's and invalidate's before "--"
 _cachefence_scope_opts='--scope-cwd --scope-env --scope-file --stdin'
 
@@ -41,7 +41,7 @@ _cachefence_takes_value() {
 	case $1 in
 	-u | --url | -n | --namespace | --redis-timeout | -k | --key | -t | --ttl | -s | --stale | \
 		--stale-if-error | --beta | --lock-lease | -w | --wait | --timeout | --failure-ttl | \
-		--max-size | --scope-env | --scope-file | --tag | --match | --tls-ca-file | --tls-ca-dir | \
+		--max-size | --compress-min | --scope-env | --scope-file | --tag | --match | --tls-ca-file | --tls-ca-dir | \
 		--tls-cert | --tls-key | --tls-server-name | --sign-key-file | --sign-old-key-file)
 		return 0
 		;;
@@ -89,7 +89,7 @@ _cachefence_values() {
 		--lock-lease | --redis-timeout)
 		COMPREPLY=($(compgen -W '250ms 10s 30s 1m 5m 15m 1h 1d' -- "$cur"))
 		;;
-	--max-size)
+	--max-size | --compress-min)
 		COMPREPLY=($(compgen -W '512k 1M 16M 64M 1G' -- "$cur"))
 		;;
 	--beta)

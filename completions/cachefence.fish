@@ -51,15 +51,15 @@ function __cachefence_where
             case --
                 set dashdash 1
             case --key --ttl --stale --stale-if-error --beta --lock-lease --wait --timeout \
-                --failure-ttl --max-size --scope-env --scope-file --tag
+                --failure-ttl --max-size --compress-min --scope-env --scope-file --tag
                 set saw_run 1
                 set skip 1
             case --url --namespace --redis-timeout --tls-ca-file --tls-ca-dir --tls-cert --tls-key \
                 --tls-server-name --sign-key-file --sign-old-key-file
                 set skip 1
             case '--key=*' '--ttl=*' '--stale=*' '--stale-if-error=*' '--beta=*' '--lock-lease=*' \
-                '--wait=*' '--timeout=*' '--failure-ttl=*' '--max-size=*' '--scope-env=*' \
-                '--scope-file=*' '--tag=*' --refresh --warm --cache-failures --cache-stderr --scope-cwd \
+                '--wait=*' '--timeout=*' '--failure-ttl=*' '--max-size=*' '--compress-min=*' '--scope-env=*' \
+                '--scope-file=*' '--tag=*' --refresh --warm --cache-failures --cache-stderr --compress --scope-cwd \
                 --stdin --fail-closed
                 set saw_run 1
             case '--*'
@@ -170,6 +170,8 @@ complete -c cachefence -n $r -l cache-failures -d 'also store results with a non
 complete -c cachefence -n $r -l failure-ttl -x -a $durations -d 'TTL of a stored failure'
 complete -c cachefence -n $r -l cache-stderr -d 'also store stderr and replay it on a hit'
 complete -c cachefence -n $r -l max-size -x -a '512k 1M 16M 64M 1G' -d 'do not store outputs larger than this'
+complete -c cachefence -n $r -l compress -d 'store outputs compressed (zstd)'
+complete -c cachefence -n $r -l compress-min -x -a '4k 64k 1M' -d 'with --compress, store smaller outputs as they are'
 # the scopes: also key's, and invalidate's before "--"
 set -l sc '__cachefence_in options key invalidate'
 complete -c cachefence -n $sc -l scope-cwd -d 'put the working directory into the derived key'

@@ -91,9 +91,19 @@ struct decoded {
 static void put_decoded(void *ctx, const void *p, size_t n)
 {
 	struct decoded *d = ctx;
+	struct sink *sink = d->sink;
 
-	d->sink->raw_got[d->which] += n;
-	sink_put(d->sink, d->which, p, n);
+	if (sink->damaged)
+		return;
+	/* never more than the entry says: a small frame that would decompress
+	 * to gigabytes (a bomb) stops here */
+	if (n > sink->raw_want[d->which] - sink->raw_got[d->which]) {
+		err_set("the stored bytes decompress to more than their entry says");
+		sink->damaged = true;
+		return;
+	}
+	sink->raw_got[d->which] += n;
+	sink_put(sink, d->which, p, n);
 }
 
 void sink_start(struct sink *sink, const struct entry_meta *m)

@@ -135,7 +135,13 @@ flip_byte() {
 	# the frame cut short, its sizes made to match (as a writer without
 	# the codec's checks could)
 	if store_is_redis; then
+		# a frame that decodes to more than its entry says (a bomb) stops there
 		cf_to store --compress -t 1m -k lines -- "$cmd"
+		rcli HSET 'cachefence:{lines}' z 'zstd:10:0' >/dev/null
+		cf_to bomb -t 1m -k lines -- "$cmd"
+		cmp bomb.out lines
+		grep -q 'decompress to more than their entry says' bomb.err
+		cf_to store --compress -t 1m -k lines --refresh -- "$cmd"
 		frame=$(rcli HSTRLEN 'cachefence:{lines}' out)
 		"$BATS_TEST_DIRNAME/lib/entry_edit.py" redis "$REDIS_PORT" 'cachefence:{lines}' out = x
 		rcli HSET 'cachefence:{lines}' olen 1 >/dev/null
