@@ -722,6 +722,36 @@ static int checked(struct run_ctx *ctx, struct sink *sink, const struct lookup *
 	return LOOK_AGAIN;
 }
 
+/* one lookup, and what its verdict asks for: the exit status, or
+ * LOOK_AGAIN after a wait or an entry that was not whole */
+static int look(struct run_ctx *ctx, struct lookup_req *req, struct waiting *w, struct sink *sink)
+{
+	struct lookup l;
+
+	if (ctx->store->ops->lookup(ctx->store, req, &l, sink) < 0)
+		return sink->emitted ? output_cut(ctx) : store_failed(ctx);
+	if (served(l.verdict)) {
+		int rc = checked(ctx, sink, &l, req);
+		if (rc != 1)
+			return rc;
+	}
+	switch (l.verdict) {
+	case VERDICT_HIT:
+		return fresh_hit(ctx, &l);
+	case VERDICT_STALE:
+		return stale_hit(ctx, &l);
+	case VERDICT_DONE:
+		return leaders_result(ctx, &l);
+	case VERDICT_LEAD:
+		return lead(ctx, l.fallback ? LEAD_FALLBACK : LEAD_LIVE);
+	case VERDICT_BYPASS:
+		return run_bypassed(ctx);
+	case VERDICT_WAIT:
+		break;
+	}
+	return wait_turn(ctx, &l, req, w);
+}
+
 /* SPEC 4.1, in order: look up (the store checks the entry and, when none
  * answers, tries the lock, in one step); then a fresh hit, a stale hit,
  * or on a miss lead or wait, and look again after waiting */
@@ -740,37 +770,15 @@ static int decide(struct run_ctx *ctx)
 		.ntags = o->ntags,
 	};
 	struct sink sink = {.out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO};
-	struct lookup l;
 	struct waiting w = {.deadline = o->wait_ms ? monotonic_ms() + o->wait_ms : 0};
 	int status = LOOK_AGAIN;
 
 	if (o->warm)
 		return warm(ctx, &req);
 	sign_sink_init(&sink, o->sign, &ctx->seen);
-	while (status == LOOK_AGAIN) {
-		if (ctx->store->ops->lookup(ctx->store, &req, &l, &sink) < 0) {
-			sink_drop(&sink);
-			return sink.emitted ? output_cut(ctx) : store_failed(ctx);
-		}
-		if (served(l.verdict) && (status = checked(ctx, &sink, &l, &req)) != 1)
-			continue;
-		status = LOOK_AGAIN;
-		switch (l.verdict) {
-		case VERDICT_HIT:
-			return fresh_hit(ctx, &l);
-		case VERDICT_STALE:
-			return stale_hit(ctx, &l);
-		case VERDICT_DONE:
-			return leaders_result(ctx, &l);
-		case VERDICT_LEAD:
-			return lead(ctx, l.fallback ? LEAD_FALLBACK : LEAD_LIVE);
-		case VERDICT_BYPASS:
-			return run_bypassed(ctx);
-		case VERDICT_WAIT:
-			status = wait_turn(ctx, &l, &req, &w);
-			break;
-		}
-	}
+	while (status == LOOK_AGAIN)
+		status = look(ctx, &req, &w, &sink);
+	sink_drop(&sink);
 	return status;
 }
 
