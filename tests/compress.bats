@@ -39,16 +39,6 @@ stored() {
 	fi
 }
 
-# flip one bit of byte POS of the stored FIELD of user key KEY's entry
-flip_byte() {
-	if store_is_redis; then
-		"$BATS_TEST_DIRNAME/lib/entry_edit.py" redis "$REDIS_PORT" "cachefence:{$1}" "$2" "$3"
-	else
-		"$BATS_TEST_DIRNAME/lib/entry_edit.py" file \
-			"$STORE_DIR/cachefence/$(key_hash "$1").entry" "$2" "$3"
-	fi
-}
-
 @test "48 MiB of JSON-like text is stored at under a fifth of its size, and every reader gets it back whole, with --compress or without" {
 	json_like 48 text
 	cmd=$(counter_cmd textcmd "cat '$SCRATCH/text'")

@@ -24,17 +24,6 @@ new_key() {
 	chmod 600 "$SCRATCH/$1"
 }
 
-# flip one bit of byte POS (negative: from the end) of the stored FIELD
-# (out or err) of user key KEY's entry
-flip_byte() {
-	if store_is_redis; then
-		"$BATS_TEST_DIRNAME/lib/entry_edit.py" redis "$REDIS_PORT" "cachefence:{$1}" "$2" "$3"
-	else
-		"$BATS_TEST_DIRNAME/lib/entry_edit.py" file \
-			"$STORE_DIR/cachefence/$(key_hash "$1").entry" "$2" "$3"
-	fi
-}
-
 # the counter NAME as `stats` prints it
 stat_of() {
 	cf stats | awk -v n="$1" '$1 == n { print $2 }'

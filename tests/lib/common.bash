@@ -289,6 +289,18 @@ reseal_entry() {
 	EOF
 }
 
+# flip one bit of byte POS (negative: from the end) of the stored FIELD
+# (out or err) of user key KEY's entry, in Redis or in the local store's
+# file, as a writer without the signing key could (tests/lib/entry_edit.py)
+flip_byte() {
+	if store_is_redis; then
+		"$BATS_TEST_DIRNAME/lib/entry_edit.py" redis "$REDIS_PORT" "cachefence:{$1}" "$2" "$3"
+	else
+		"$BATS_TEST_DIRNAME/lib/entry_edit.py" file \
+			"$STORE_DIR/cachefence/$(key_hash "$1").entry" "$2" "$3"
+	fi
+}
+
 # --- the TLS fixture -----------------------------------------------------------
 
 # make the loopback TLS fixture (see tests/lib/tls_fixture.sh for the files)
