@@ -1,8 +1,8 @@
 /* fuzz_entry: the entry codec on hostile bytes. Each input is tried three
  * ways: as a local store file (entry_header_parse, as it is and with its
  * checksum line made to match), as "name=value" lines
- * (entry_meta_decode with any names), and as the ten values of the Redis
- * store's HMGET/script reply (entry_meta_decode with the fixed names). Values
+ * (entry_meta_decode with any names), and as the ENTRY_NFIELDS values of
+ * the Redis store's HMGET/script reply (entry_meta_decode with the fixed names). Values
  * are copied to buffers of their exact length, so reading past a length is
  * caught. Whatever decodes must be in range and survive encoding again. */
 #define _GNU_SOURCE /* memmem */
@@ -42,7 +42,8 @@ static bool same_numbers(const struct entry_meta *a, const struct entry_meta *b)
 	return a->status == b->status && a->created_ms == b->created_ms && a->ttl_ms == b->ttl_ms &&
 	       a->stale_ms == b->stale_ms && a->sie_ms == b->sie_ms &&
 	       a->compute_ms == b->compute_ms && a->out_len == b->out_len &&
-	       a->err_len == b->err_len;
+	       a->err_len == b->err_len && a->zstd == b->zstd && a->raw_out_len == b->raw_out_len &&
+	       a->raw_err_len == b->raw_err_len && strcmp(a->sig, b->sig) == 0;
 }
 
 /* what decoded encodes to fields and to a file header that decode to the same */
