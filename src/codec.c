@@ -12,6 +12,8 @@
 /* zstd's default: most of the ratio for little time (a 48 MiB JSON-like
  * output compresses to under a tenth in well under a second) */
 #define COMPRESS_LEVEL 3
+/* the largest window a stored frame may use: 8 MiB (see codec_dec_new) */
+#define DECODE_WINDOW_LOG_MAX 23
 
 static int zstd_failed(size_t rc, const char *what)
 {
@@ -45,6 +47,7 @@ int codec_compress(int in_fd, uint64_t len, int out_fd, uint64_t *out_len)
 	}
 	ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, COMPRESS_LEVEL);
 	ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 21); /* within DECODE_WINDOW_LOG_MAX */
 	ZSTD_CCtx_setPledgedSrcSize(cc, len);
 	ZSTD_outBuffer ob = {out, out_size, 0};
 	for (uint64_t left = len;;) {
@@ -98,6 +101,10 @@ struct codec_dec *codec_dec_new(void)
 		err_set("cannot decompress: out of memory");
 		return NULL;
 	}
+	/* a frame's header may ask for any window up to 128 MiB, which the
+	 * decoder would allocate whatever the entry's size: allow what
+	 * codec_compress makes (level 3: 2 MiB) with room to spare */
+	ZSTD_DCtx_setParameter(d->dc, ZSTD_d_windowLogMax, DECODE_WINDOW_LOG_MAX);
 	d->out_size = ZSTD_DStreamOutSize();
 	d->out = xmalloc(d->out_size);
 	return d;
@@ -128,6 +135,12 @@ int codec_dec_feed(struct codec_dec *d, const void *p, size_t n, codec_out_fn ou
 		return -1;
 	if (!n)
 		return 0;
+	/* one frame a stream: bytes after its end are damage too */
+	if (d->started && d->last == 0) {
+		err_set("the compressed bytes go on past the end of their frame");
+		d->failed = true;
+		return -1;
+	}
 	d->started = true;
 	for (;;) {
 		ZSTD_outBuffer ob = {d->out, d->out_size, 0};
@@ -138,12 +151,16 @@ int codec_dec_feed(struct codec_dec *d, const void *p, size_t n, codec_out_fn ou
 		}
 		if (ob.pos)
 			out(ctx, d->out, ob.pos);
-		/* one frame a stream: bytes after its end are damage too */
 		if (d->last == 0 && ib.pos < ib.size) {
 			err_set("the compressed bytes go on past the end of their frame");
 			d->failed = true;
 			return -1;
 		}
+		/* the frame is whole and flushed: asking again would start the
+		 * next one (a frame that ends as the buffer fills, at a
+		 * multiple of 128 KiB, was once taken for a cut one) */
+		if (d->last == 0)
+			return 0;
 		/* a full output buffer may leave more to flush */
 		if (ib.pos == ib.size && ob.pos < ob.size)
 			return 0;

@@ -36,6 +36,12 @@
 /* how long a failed leader's result stays for the waiters of its round */
 #define HANDOFF_MIN_MS 5000
 
+/* the compressed copies of a run's spools (--compress); out -1: none */
+struct packed {
+	int out, err;
+	uint64_t out_len, err_len;
+};
+
 struct run_ctx {
 	const struct options *o;
 	struct store *store;
@@ -51,6 +57,7 @@ struct run_ctx {
 	struct lease *lease;             /* while COMMAND runs: the thread that renews the lock,
 			       * and the only user of the store meanwhile */
 	enum abandon_reason give_up_why; /* what the lease's give_up tells the store */
+	struct packed packed;            /* --compress: the output compressed, to store */
 	struct sign_digest made;         /* --sign-key-file: of the output we spool */
 	struct sign_digest seen;         /* of the entry a sink takes */
 };
@@ -198,55 +205,57 @@ static void give_up_lock(void *arg, bool too_large)
 	lease_give_up(ctx->lease);
 }
 
-/* the compressed copies of a result's spools (--compress), -1 when none */
-struct packed {
-	int out, err;
-};
-
 static void packed_close(struct packed *z)
 {
 	if (z->out >= 0)
 		close(z->out);
 	if (z->err >= 0)
 		close(z->err);
-	z->out = z->err = -1;
+	*z = (struct packed){.out = -1, .err = -1};
 }
 
-/* --compress: compress the spooled result r into files of its own and
- * point r at them, when it is at least --compress-min and comes out
- * smaller (random bytes do not: they are stored as they are). The spools
- * are rewound. On any failure the result is stored as it is, with a
- * verbose line: compression saves memory, it is no reason to lose a
- * result. */
-static void compress_result(struct run_ctx *ctx, struct result *r, struct spools *sp,
-			    struct packed *z)
+/* --compress: compress the spooled output of a finished run into files of
+ * its own (ctx->packed), when it is at least --compress-min and comes out
+ * smaller (random bytes do not: they are stored as they are). Called while
+ * the lease is still renewed, for it takes CPU time, and touches no store.
+ * On any failure the result is stored as it is, with a verbose line:
+ * compression saves memory, it is no reason to lose a result. */
+static void pack_output(struct run_ctx *ctx, const struct child_result *cr, struct spools *sp)
 {
-	struct entry_meta *m = &r->meta;
-	uint64_t zout = 0, zerr = 0;
+	struct packed *z = &ctx->packed;
+	uint64_t out = cr->out_len, err = sp->err >= 0 ? cr->err_len : 0;
 
-	z->out = z->err = -1;
-	if (!ctx->o->compress || m->out_len + m->err_len < ctx->o->compress_min)
+	if (!ctx->o->compress || out + err < ctx->o->compress_min || cr->signal_received ||
+	    cr->too_large || cr->spool_failed)
 		return;
 	if (spools_rewind(sp) < 0 || (z->out = spool_open()) < 0 ||
-	    codec_compress(sp->out, m->out_len, z->out, &zout) < 0 ||
-	    (m->err_len && ((z->err = spool_open()) < 0 ||
-			    codec_compress(sp->err, m->err_len, z->err, &zerr) < 0))) {
+	    codec_compress(sp->out, out, z->out, &z->out_len) < 0 ||
+	    (err && ((z->err = spool_open()) < 0 ||
+		     codec_compress(sp->err, err, z->err, &z->err_len) < 0))) {
 		log_verbose("key=%s stored uncompressed: %s", key_for_log(ctx), err_msg());
 		packed_close(z);
 		return;
 	}
-	if (zout + zerr >= m->out_len + m->err_len || lseek(z->out, 0, SEEK_SET) < 0 ||
-	    (z->err >= 0 && lseek(z->err, 0, SEEK_SET) < 0)) {
+	if (z->out_len + z->err_len >= out + err || lseek(z->out, 0, SEEK_SET) < 0 ||
+	    (z->err >= 0 && lseek(z->err, 0, SEEK_SET) < 0))
 		packed_close(z);
+}
+
+/* a result r of the spools, to be stored from ctx->packed when there is one */
+static void use_packed(struct run_ctx *ctx, struct result *r)
+{
+	const struct packed *z = &ctx->packed;
+	struct entry_meta *m = &r->meta;
+
+	if (z->out < 0)
 		return;
-	}
 	m->zstd = true;
 	m->raw_out_len = m->out_len;
 	m->raw_err_len = m->err_len;
-	m->out_len = zout;
-	m->err_len = zerr;
+	m->out_len = z->out_len;
+	m->err_len = z->err_len;
 	r->out_fd = z->out;
-	r->err_fd = z->err >= 0 ? z->err : -1;
+	r->err_fd = z->err;
 }
 
 /* hand the finished run to the store: as the entry, or to this round's
@@ -273,18 +282,15 @@ static void store_result(struct run_ctx *ctx, const struct child_result *cr, str
 	r.handoff_ms = o->lease_ms > HANDOFF_MIN_MS ? o->lease_ms : HANDOFF_MIN_MS;
 	r.tags = o->tags;
 	r.ntags = o->ntags;
-	struct packed z;
-	compress_result(ctx, &r, sp, &z);
+	use_packed(ctx, &r);
 	if (o->sign)
 		sign_entry(o->sign, o->ns, ctx->key.data, ctx->key.len, m, &ctx->made);
 	if (spools_rewind(sp) < 0) {
 		log_warn("%s; result not stored", err_msg());
-		packed_close(&z);
 		release(ctx, ABANDON_INTERRUPTED);
 		return;
 	}
 	int rc = ctx->store->ops->finish(ctx->store, ctx->key.data, ctx->key.len, ctx->token, &r);
-	packed_close(&z);
 	if (rc < 0) {
 		log_warn("cannot store the result: %s", err_msg());
 		/* give the lock back if the store still listens, so waiters take
@@ -499,6 +505,8 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 	struct stdin_probe probe;
 	stdin_probe_start(&probe, !ctx->o->use_stdin && !ctx->o->stdin_ignored);
 	int rc = child_run(&spec, &cr);
+	if (rc == 0)
+		pack_output(ctx, &cr, &sp);
 	/* the store is ours again, after a renewal in flight */
 	lease_stop(ctx->lease);
 	ctx->lease = NULL;
@@ -510,6 +518,7 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 	stdin_probe_check(&probe);
 	int status = settle(ctx, &cr, &sp, feed);
 	feed_finish(feed);
+	packed_close(&ctx->packed);
 	child_result_free(&cr);
 	spools_close(&sp);
 	return status;
@@ -830,7 +839,7 @@ struct store_config run_store_config(const struct options *o)
 
 int run_command(const struct options *o)
 {
-	struct run_ctx ctx = {.o = o, .in = STDIN_KEEP_INIT};
+	struct run_ctx ctx = {.o = o, .in = STDIN_KEEP_INIT, .packed = {.out = -1, .err = -1}};
 	struct store_config cfg = run_store_config(o);
 	bool refused;
 	int status = 125;

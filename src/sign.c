@@ -93,7 +93,7 @@ void sign_keys_free(struct sign_keys *k)
 {
 	if (!k)
 		return;
-	memset(k, 0, sizeof(*k));
+	explicit_bzero(k, sizeof(*k));
 	free(k);
 }
 
@@ -139,7 +139,7 @@ static void entry_mac(const struct sign_key *key, const char *ns, const char *us
 	for (size_t i = 0; i < sizeof(mac); i++)
 		snprintf(out + 2 * i, 3, "%02x", mac[i]);
 	buf_free(&msg);
-	memset(&h, 0, sizeof(h));
+	explicit_bzero(&h, sizeof(h));
 }
 
 static void digests_of(struct sign_digest *d, unsigned char out[2][SHA256_DIGEST_SIZE])
@@ -159,22 +159,37 @@ void sign_entry(const struct sign_keys *k, const char *ns, const char *key, size
 	snprintf(m->sig, sizeof(m->sig), "%s:%s", k->key[0].id, mac);
 }
 
+/* the key of ours a signature names, or NULL for one that is no
+ * signature or names none of them */
+static const struct sign_key *key_named(const struct sign_keys *k, const char *sig)
+{
+	if (strlen(sig) != SIGN_KEY_ID_LEN + 1 + 64 || sig[SIGN_KEY_ID_LEN] != ':')
+		return NULL;
+	for (int i = 0; i < k->n; i++)
+		if (memcmp(sig, k->key[i].id, SIGN_KEY_ID_LEN) == 0)
+			return &k->key[i];
+	return NULL;
+}
+
 bool sign_check(const struct sign_keys *k, const char *ns, const char *key, size_t key_len,
 		const struct entry_meta *m, struct sign_digest *d)
 {
 	unsigned char digests[2][SHA256_DIGEST_SIZE];
 	char mac[65];
+	const struct sign_key *named = key_named(k, m->sig);
 
 	digests_of(d, digests);
-	if (strlen(m->sig) != SIGN_KEY_ID_LEN + 1 + 64 || m->sig[SIGN_KEY_ID_LEN] != ':')
+	if (!named)
 		return false;
-	for (int i = 0; i < k->n; i++) {
-		if (memcmp(m->sig, k->key[i].id, SIGN_KEY_ID_LEN) != 0)
-			continue;
-		entry_mac(&k->key[i], ns, key, key_len, m, digests, mac);
-		return memeql_sec(mac, m->sig + SIGN_KEY_ID_LEN + 1, 64);
-	}
-	return false;
+	entry_mac(named, ns, key, key_len, m, digests, mac);
+	return memeql_sec(mac, m->sig + SIGN_KEY_ID_LEN + 1, 64);
+}
+
+/* the sink's vet: an entry whose signature cannot check (sign_check) has
+ * none of its bytes go out, however large */
+static bool sig_names_a_key(void *ctx, const struct entry_meta *m)
+{
+	return key_named(ctx, m->sig) != NULL;
 }
 
 void sign_sink_init(struct sink *sink, const struct sign_keys *k, struct sign_digest *d)
@@ -184,6 +199,8 @@ void sign_sink_init(struct sink *sink, const struct sign_keys *k, struct sign_di
 	sign_digest_init(d);
 	sink->tap = sign_digest_tap;
 	sink->tap_ctx = d;
+	sink->vet = sig_names_a_key;
+	sink->vet_ctx = (void *)k;
 	sink->hold = true;
 }
 

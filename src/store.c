@@ -108,6 +108,7 @@ static void put_decoded(void *ctx, const void *p, size_t n)
 
 void sink_start(struct sink *sink, const struct entry_meta *m)
 {
+	sink->refused = sink->vet && !sink->vet(sink->vet_ctx, m);
 	sink->compressed = m->zstd;
 	sink->damaged = false;
 	if (!m->zstd)
@@ -153,6 +154,8 @@ void sink_write(struct sink *sink, enum sink_stream which, const void *p, size_t
 	if (n == 0)
 		return;
 	sink->partial = true;
+	if (sink->refused)
+		return;
 	if (!sink->compressed) {
 		sink_put(sink, which, p, n);
 		return;
@@ -186,6 +189,7 @@ void sink_drop(struct sink *sink)
 	sink->dec = NULL;
 	sink->partial = false;
 	sink->compressed = false;
+	sink->hold = false; /* damaged and refused still tell of the entry dropped */
 }
 
 struct sink_target {

@@ -38,6 +38,12 @@ struct sink {
 	 * it is written; past that, the bytes go on as they come. */
 	void (*tap)(void *ctx, int which, const void *p, size_t n);
 	void *tap_ctx;
+	/* NULL, or asked at sink_start whether an entry can pass at all; one
+	 * it refuses (unsigned, or signed with no key we have) takes no byte
+	 * to the caller, however large */
+	bool (*vet)(void *ctx, const struct entry_meta *m);
+	void *vet_ctx;
+	bool refused;
 	bool hold;
 	struct buf held[2]; /* by sink_stream */
 	/* a compressed entry (sink_start): its bytes are decompressed on their

@@ -92,6 +92,21 @@ stored() {
 	assert_eq "$(runs nulcmd)" 1 "runs of COMMAND"
 }
 
+@test "outputs of exactly 128 KiB, 1 MiB and 2 MiB (a frame that ends as the decoder's buffer fills) and of one byte more are hits, stored compressed" {
+	for size in 131072 1048576 2097152 131073; do
+		yes 'text that compresses well' | head -c "$size" >"t$size"
+		cmd=$(counter_cmd "c$size" "cat '$SCRATCH/t$size'")
+		cf_to "s$size" --compress -t 1m -k "k$size" -- "$cmd"
+		read -r stored z < <(stored "k$size")
+		[[ $z == "zstd:$size:0" ]] || { echo "z field: $z" >&2; false; }
+		cf_to "h$size" -t 1m -k "k$size" -- "$cmd"
+		assert_status 0 "h$size"
+		cmp "h$size.out" "t$size"
+		assert_empty "h$size.err"
+		assert_eq "$(runs "c$size")" 1 "runs of COMMAND for $size bytes"
+	done
+}
+
 @test "--compress-min: smaller outputs are stored as they are; --compress-min alone is a usage error" {
 	yes 'a line of text' | head -c 100000 >lines
 	cf_to small --compress --compress-min 200k -t 1m -k small -- cat lines

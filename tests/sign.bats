@@ -160,6 +160,23 @@ cat_cmd() {
 	grep -q 'not authentic' get2.err
 }
 
+@test "an unsigned entry of 2 MiB, too large to hold back, prints nothing to a caller with a key: it is known not to check before its first byte" {
+	head -c $((2 * 1024 * 1024)) /dev/urandom >two
+	cmd=$(counter_cmd twocmd "cat '$SCRATCH/two'")
+	cf_to unsigned -t 1m -k two -- "$cmd"
+	cf_to signed --sign-key-file k1 -t 1m -k two -- "$cmd"
+	assert_status 0 signed
+	cmp signed.out two
+	assert_one_line signed.err
+	grep -q 'not authentic (unsigned): treated as a miss' signed.err
+	assert_eq "$(runs twocmd)" 2 "runs of COMMAND"
+	# signed with a key we do not have: the same
+	cf_to other --sign-key-file k2 -t 1m -k two -- "$cmd"
+	assert_status 0 other
+	cmp other.out two
+	assert_eq "$(runs twocmd)" 3 "runs of COMMAND"
+}
+
 @test "without a key every entry is served as before, signed or not" {
 	cf_to signed --sign-key-file k1 -t 1m -k any -- printf stored
 	cf_to plain -t 1m -k any -- printf recomputed
