@@ -557,8 +557,7 @@ static const char *const stat_help[STAT_COUNT] = {
 	[STAT_TAKEOVERS_GONE] =
 		"Waiters that took over at once from a leader whose connection was gone.",
 	[STAT_REFRESH_FAILED] = "Stale-if-error refreshes that failed; the old entry was served.",
-	[STAT_NOT_AUTHENTIC] = "Entries not served: unsigned or with a wrong signature "
-			       "(--sign-key-file).",
+	[STAT_NOT_AUTHENTIC] = "Entries refused: unsigned or wrongly signed (--sign-key-file).",
 };
 
 static void stats_prometheus(struct buf *b, const char *ns, const uint64_t c[STAT_COUNT])
