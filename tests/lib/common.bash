@@ -76,6 +76,15 @@ store_flush() {
 	redis | tls | acl) [[ $(rcli FLUSHALL) == OK ]] ;;
 	cluster)
 		local port
+		# a loaded machine can make a primary miss the 2 s node timeout
+		# and its replica take over (a test of 200 callers did, and every
+		# test after it failed here): the first three primaries again
+		for port in $CLUSTER_PRIMARIES; do
+			redis-cli -p "$port" ROLE 2>/dev/null | head -n 1 | grep -qx master && continue
+			"$BATS_TEST_DIRNAME/lib/cluster_fixture.sh" heal "$BATS_FILE_TMPDIR/cluster" >&2 ||
+				return 1
+			break
+		done
 		for port in $CLUSTER_PRIMARIES; do
 			[[ $(redis-cli -p "$port" FLUSHALL) == OK ]] || return 1
 		done
