@@ -21,6 +21,8 @@ server_ms() {
 stderr_digest() {
 	echo "stderr lines of the callers, by count:" >&2
 	cat "$@" | sort | uniq -c | sort -rn | head -20 >&2
+	echo "the store's counters:" >&2
+	cf stats >&2 || true
 }
 
 # --- miss, hit, bytes ---------------------------------------------------------
@@ -102,11 +104,15 @@ stderr_digest() {
 @test "200 concurrent callers of a cold key run a 1 s COMMAND once and all print the same bytes and status" {
 	cmd=$(counter_cmd slow 'sleep 1; echo "computed by $$ at $(date +%s%N)"')
 
-	# 200 processes released at once can starve a connect on a small machine
-	# past the 1s default --redis-timeout; this test is about single flight.
+	# 200 processes released at once, with other suites running beside
+	# them, starve a 2-core machine: TLS handshakes (a CI run, three suites
+	# in parallel) took over 10 s, and the leader's renewals over the 10 s
+	# lease, so those callers ran fail-open and a second leader took the
+	# lapsed lock, as documented. This test is about single flight: give
+	# the connects and the lease room enough for any load.
 	gate_close
 	for i in $(seq 200); do
-		cf_bg "c$i" --redis-timeout 10s -t 1m -k cold -- "$cmd"
+		cf_bg "c$i" --redis-timeout 1m --lock-lease 2m -t 5m -k cold -- "$cmd"
 	done
 	sleep 1
 	gate_open
