@@ -32,6 +32,11 @@
  * seconds to pass through Lua, so the script returns false for them and
  * the client streams them with a plain HMGET (lib.lua's read_entry). */
 #define INLINE_MAX 1048576
+/* A leader's result whose stored stdout and stderr add up to at most this
+ * rides on the wake-up itself (finish.lua): the waiters write it without
+ * another round trip. Larger ones wake the waiters, who fetch them. Small
+ * enough that 200 waiters' copies cost the server little. */
+#define CARRY_MAX 16384
 
 /* The counters `stats` reports, in the order the local store's counters
  * file keeps them (file_stats.h): add new ones at the end only. */

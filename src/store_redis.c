@@ -96,6 +96,8 @@ struct redis_store {
 	int64_t seen_pttl_ms;   /* and how long its lease still ran then */
 	bool waited;            /* redis_wait judged seen_holder since that look */
 	struct buf sub_channel; /* the channel watched: a broken subscription is renewed */
+	struct buf carried;     /* the last wake-up that carried a result: the
+				 * leader's token, then its lookup reply (finish.lua) */
 	/* Redis Cluster (SPEC 9.3): found from the first MOVED, or from a map
 	 * cached for these seeds; c is then the connection to one node */
 	bool cluster;
@@ -1677,6 +1679,56 @@ static void restore_lock(struct redis_store *rs, const struct lookup_req *req)
 static int renew_once(struct redis_store *rs, const char *key, size_t key_len, const char *token,
 		      int64_t lease_ms);
 
+static void no_piece(void *ctx, const char *p, size_t n)
+{
+	(void)ctx;
+	(void)p;
+	(void)n;
+}
+
+/* read the reply a carried wake-up holds (after its token) into er: whether
+ * it is one whole reply, and nothing after it */
+static bool read_carried(struct resp_reader *rd, const struct buf *carried,
+			 struct entry_reply *er)
+{
+	size_t n = carried->len - TOKEN_LEN;
+
+	resp_reader_init(rd, NULL, NULL);
+	memset(er->res, 0, sizeof(*er->res));
+	return resp_feed(rd, carried->data + TOKEN_LEN, n) == n && entry_reply_read(rd, er) == 0 &&
+	       rd->pos == rd->len;
+}
+
+/* A waiter's lookup answered by the wake-up that carried its leader's
+ * result (keep_carried, finish.lua), with no round trip: true with res
+ * and sink as a lookup's 'done' reply fills them; false when no wake-up
+ * carried one for the awaited leader (look up as usual). The reply is read
+ * twice: the first time to nowhere, to see that it is whole and a 'done'
+ * one before any byte reaches the sink. */
+static bool carried_result(struct redis_store *rs, const struct lookup_req *req,
+			   struct lookup *res, struct sink *sink)
+{
+	struct buf *carried = &rs->carried;
+
+	if (!req->awaited || carried->len <= TOKEN_LEN ||
+	    memcmp(carried->data, req->awaited, TOKEN_LEN) != 0)
+		return false;
+	struct resp_reader *rd = xmalloc(sizeof(*rd));
+	struct entry_reply er = {
+		.res = res, .inline_max = CARRY_MAX, .out = no_piece, .err = no_piece};
+	bool ok = read_carried(rd, carried, &er) && res->verdict == VERDICT_DONE && !er.big;
+	if (ok) {
+		er = entry_reply_to(res, sink);
+		er.inline_max = CARRY_MAX;
+		ok = read_carried(rd, carried, &er);
+	}
+	free(rd);
+	carried->len = 0;
+	if (!ok)
+		memset(res, 0, sizeof(*res));
+	return ok;
+}
+
 static int redis_lookup(struct store *s, const struct lookup_req *req, struct lookup *res,
 			struct sink *sink)
 {
@@ -1689,6 +1741,8 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	char lease[24], beta[32], draw[32];
 
 	memset(res, 0, sizeof(*res));
+	if (carried_result(rs, req, res, sink))
+		return 0;
 	use_key_slot(rs, req->key, req->key_len);
 	redis_name(&entry, rs->ns, req->key, req->key_len, "");
 	redis_name(&lock, rs->ns, req->key, req->key_len, ":lock");
@@ -1825,14 +1879,39 @@ static int redis_watch(struct store *s, const char *key, size_t key_len)
 	return subscribe(rs);
 }
 
-/* discard every message already buffered on the subscription */
+/* A carried reply is longer than the values it carries by at most this:
+ * its framing and metadata (ENTRY_NFIELDS fields, each shorter than
+ * ENTRY_HOST_MAX). Whole, it fits a reader's buffer. */
+#define CARRIED_META_MAX 8192
+_Static_assert(TOKEN_LEN + CARRY_MAX + CARRIED_META_MAX <= sizeof(((struct resp_reader *)0)->buf),
+	       "a carried wake-up fits a reader's buffer");
+
+/* the wake-up a message on the subscription is, if it carries a result:
+ * keep it in carried for the next lookup (carried_result) */
+static void keep_carried(struct redis_store *rs, const redisReply *msg)
+{
+	if (msg->type != REDIS_REPLY_ARRAY || msg->elements != 3 ||
+	    !is_string(msg->element[2]))
+		return;
+	const redisReply *body = msg->element[2];
+	/* a bare token only wakes; the reply after it fits a reader's buffer */
+	if (body->len <= TOKEN_LEN || body->len > CARRY_MAX + CARRIED_META_MAX)
+		return;
+	rs->carried.len = 0;
+	buf_append(&rs->carried, body->str, body->len);
+}
+
+/* read every message already buffered on the subscription, keeping the
+ * last that carried a result */
 static int drain_messages(struct redis_store *rs)
 {
 	redisReply *msg;
 	int rc;
 
-	while ((rc = conn_buffered_reply(rs->sub, &msg)) > 0)
+	while ((rc = conn_buffered_reply(rs->sub, &msg)) > 0) {
+		keep_carried(rs, msg);
 		freeReplyObject(msg);
+	}
 	return rc;
 }
 
@@ -3141,6 +3220,7 @@ static void redis_close(struct store *s)
 	free(rs->lock_value_suffix);
 	buf_free(&rs->stats_key);
 	buf_free(&rs->sub_channel);
+	buf_free(&rs->carried);
 	buf_free(&rs->held_key);
 	if (rs->password)
 		memset(rs->password, 0, strlen(rs->password));

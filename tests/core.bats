@@ -148,6 +148,107 @@ stderr_digest() {
 	done
 }
 
+# --- the wake-up that carries a small result -----------------------------------
+
+# the lookups in MONITOR output FILE: EVALSHA naming the key's :done: round
+# (finish's call names it too, with its :stage:)
+lookups_in() {
+	local n
+	n=$(grep '"EVALSHA"' "$1" | grep -v ':stage:' | grep -c ':done:' || true)
+	echo $((n))
+}
+
+# Hold a leader of key K running BODY (after it is released) with 5 waiters
+# (ARGS... before -- for all), the server watched with MONITOR; once every
+# waiter has looked twice (before and after it subscribed), release the
+# leader and wait for all; then print how many lookups the server saw
+# after the leader's PUBLISH.
+lookups_after_wake() {
+	local k=$1 body=$2
+	shift 2
+	rcli MONITOR >"monitor-$k" &
+	local mon=$!
+	sleep 0.5
+	lead=$(counter_cmd "lead-$k" "$(hold_until "$SCRATCH/release-$k"); $body")
+	cf_bg "leader-$k" "$@" -t 1m -k "$k" -- "$lead"
+	wait_for_file "lead-$k.runs" 30 || return 1
+	for i in 1 2 3 4 5; do
+		cf_bg "w$i-$k" "$@" -t 1m -k "$k" -- "$lead"
+	done
+	for _ in $(seq 600); do
+		[[ $(lookups_in "monitor-$k") -ge 11 ]] && break
+		sleep 0.1
+	done
+	touch "$SCRATCH/release-$k"
+	for n in "leader-$k" w{1,2,3,4,5}"-$k"; do
+		bg_status "$n" 60 >"$n.st" || return 1
+	done
+	sleep 0.3
+	kill "$mon"
+	wait "$mon" || true
+	grep -q '"PUBLISH"' "monitor-$k" || { echo "no PUBLISH in the MONITOR output" >&2; return 1; }
+	sed -n '/"PUBLISH"/,$p' "monitor-$k" >"after-$k"
+	lookups_in "after-$k"
+}
+
+@test "waiters woken by a small result (NUL bytes, no final newline, a failure's status) write it from the wake-up, with no lookup after it" {
+	require_redis
+	require_standalone # MONITOR of the one server
+	n=$(lookups_after_wake small "printf 'small\\0result'; printf 'err\\0' >&2; exit 3" \
+		--cache-failures --cache-stderr)
+	assert_eq "$n" 0 "lookups after the leader's wake-up"
+	for who in leader-small w{1,2,3,4,5}-small; do
+		assert_eq "$(cat "$who.st")" 3 "status of $who"
+		assert_bytes "$who.out" 'small\0result'
+		assert_bytes "$who.err" 'err\0'
+	done
+	assert_eq "$(runs lead-small)" 1 "runs of COMMAND"
+	# the waiters served from the wake-up count as hits, as their lookups would
+	assert_eq "$(cf stats --json | jq -r .hits)" 5 "hits"
+}
+
+@test "waiters of a failure that is not stored get its output and status from the wake-up too" {
+	require_redis
+	require_standalone
+	n=$(lookups_after_wake failed "echo 'went wrong'; exit 9")
+	assert_eq "$n" 0 "lookups after the leader's wake-up"
+	for who in leader-failed w{1,2,3,4,5}-failed; do
+		assert_eq "$(cat "$who.st")" 9 "status of $who"
+		assert_bytes "$who.out" 'went wrong\n'
+	done
+	assert_eq "$(runs lead-failed)" 1 "runs of COMMAND"
+	# nothing stored: the next caller runs COMMAND
+	cf_to after -t 1m -k failed -- "$SCRATCH/lead-failed"
+	assert_status 9 after
+	assert_eq "$(runs lead-failed)" 2 "runs of COMMAND"
+}
+
+@test "waiters woken by a compressed result (200 kB of text, stored in under 16 KiB) decode it from the wake-up" {
+	require_redis
+	require_standalone
+	yes 'a line of text that repeats' | head -c 200000 >text
+	n=$(lookups_after_wake zipped "cat '$SCRATCH/text'" --compress)
+	assert_eq "$n" 0 "lookups after the leader's wake-up"
+	for who in leader-zipped w{1,2,3,4,5}-zipped; do
+		assert_eq "$(cat "$who.st")" 0 "status of $who"
+		cmp text "$who.out"
+	done
+	cf_to inspect inspect zipped
+	grep -q 'zstd' inspect.out
+}
+
+@test "waiters woken by a result over 16 KiB look it up: one lookup each after the wake-up, and the bytes are whole" {
+	require_redis
+	require_standalone
+	head -c 20000 /dev/urandom >payload
+	n=$(lookups_after_wake large "cat '$SCRATCH/payload'")
+	assert_eq "$n" 5 "lookups after the leader's wake-up"
+	for who in leader-large w{1,2,3,4,5}-large; do
+		assert_eq "$(cat "$who.st")" 0 "status of $who"
+		cmp payload "$who.out"
+	done
+}
+
 @test "a failing result is not stored without --cache-failures" {
 	cmd=$(counter_cmd fail 'echo "attempt $n"; exit 7')
 

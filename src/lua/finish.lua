@@ -51,7 +51,33 @@ end
 -- the run is over: the lock was ours, so no other run of the key is pending
 for i = 6 + ntags, #KEYS do redis.call('SREM', KEYS[i], ARGV[6]) end
 redis.call('DEL', KEYS[2])
+-- The wake-up: our token, and when the result is small (CARRY_MAX), the
+-- result itself, as the reply a waiter's lookup would give for it (a
+-- 'done' verdict, in RESP): a woken waiter writes it at once, with no
+-- round trip to fetch it (redis_wait). Sent only from here, after the
+-- fence: only a result that was stored travels.
+local function resp(v)
+  if type(v) == 'table' then
+    local parts = {'*' .. #v .. '\r\n'}
+    for i = 1, #v do parts[i + 1] = resp(v[i]) end
+    return table.concat(parts)
+  end
+  if type(v) == 'number' then return ':' .. v .. '\r\n' end
+  return '$' .. #v .. '\r\n' .. v .. '\r\n'
+end
+local wake, carried = ARGV[1], false
+local m, out, err = read_entry(target)
+if m and out and #out + #err <= CARRY_MAX then
+  wake = wake .. resp({VERDICT_DONE, 0, m, out, err, 0, ''})
+  carried = true
+end
 -- pcall: a user who may not publish has still stored the result; its
 -- waiters find it when they next look (ping names the missing permission)
-redis.pcall('PUBLISH', ARGV[5], ARGV[1])
+local woken = redis.pcall('PUBLISH', ARGV[5], wake)
+-- a waiter that reads the entry its leader stored counts as a hit (as its
+-- lookup would have counted it): here, one for each waiter the carried
+-- entry reached, for they look no more
+if carried and ARGV[2] == '1' and type(woken) == 'number' and woken > 0 then
+  redis.call('HINCRBY', KEYS[4], STAT_HITS, woken)
+end
 return 1
