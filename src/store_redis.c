@@ -1688,8 +1688,7 @@ static void no_piece(void *ctx, const char *p, size_t n)
 
 /* read the reply a carried wake-up holds (after its token) into er: whether
  * it is one whole reply, and nothing after it */
-static bool read_carried(struct resp_reader *rd, const struct buf *carried,
-			 struct entry_reply *er)
+static bool read_carried(struct resp_reader *rd, const struct buf *carried, struct entry_reply *er)
 {
 	size_t n = carried->len - TOKEN_LEN;
 
@@ -1705,8 +1704,8 @@ static bool read_carried(struct resp_reader *rd, const struct buf *carried,
  * carried one for the awaited leader (look up as usual). The reply is read
  * twice: the first time to nowhere, to see that it is whole and a 'done'
  * one before any byte reaches the sink. */
-static bool carried_result(struct redis_store *rs, const struct lookup_req *req,
-			   struct lookup *res, struct sink *sink)
+static bool carried_result(struct redis_store *rs, const struct lookup_req *req, struct lookup *res,
+			   struct sink *sink)
 {
 	struct buf *carried = &rs->carried;
 
@@ -1890,8 +1889,7 @@ _Static_assert(TOKEN_LEN + CARRY_MAX + CARRIED_META_MAX <= sizeof(((struct resp_
  * keep it in carried for the next lookup (carried_result) */
 static void keep_carried(struct redis_store *rs, const redisReply *msg)
 {
-	if (msg->type != REDIS_REPLY_ARRAY || msg->elements != 3 ||
-	    !is_string(msg->element[2]))
+	if (msg->type != REDIS_REPLY_ARRAY || msg->elements != 3 || !is_string(msg->element[2]))
 		return;
 	const redisReply *body = msg->element[2];
 	/* a bare token only wakes; the reply after it fits a reader's buffer */
