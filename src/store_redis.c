@@ -190,7 +190,8 @@ static void redis_name(struct buf *out, const char *ns, const char *key, size_t 
 		       const char *suffix)
 {
 	out->len = 0;
-	buf_appendf(out, "%s:{", ns);
+	buf_append(out, ns, strlen(ns));
+	buf_append(out, ":{", 2);
 	append_escaped(out, key, len);
 	buf_append(out, "}", 1);
 	buf_append(out, suffix, strlen(suffix));
@@ -1747,8 +1748,9 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	redis_name(&lock, rs->ns, req->key, req->key_len, ":lock");
 	redis_name(&done, rs->ns, req->key, req->key_len, ":done:");
 	buf_append(&done, req->awaited ? req->awaited : "-", req->awaited ? TOKEN_LEN : 1);
-	buf_appendf(&lock_value, "%s%s", req->token, rs->lock_value_suffix);
-	snprintf(lease, sizeof(lease), "%lld", (long long)req->lease_ms);
+	buf_append(&lock_value, req->token, strlen(req->token));
+	buf_append(&lock_value, rs->lock_value_suffix, strlen(rs->lock_value_suffix));
+	dec_u64(lease, (uint64_t)req->lease_ms);
 	snprintf(beta, sizeof(beta), "%.17g", req->beta);
 	snprintf(draw, sizeof(draw), "%.17g", req->rand);
 	call_push(&sc, entry.data, entry.len);

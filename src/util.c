@@ -432,3 +432,18 @@ int random_hex(char *out, size_t nbytes)
 	hex_encode(out, raw, nbytes);
 	return 0;
 }
+
+size_t dec_u64(char *out, uint64_t v)
+{
+	char rev[20];
+	size_t n = 0, len = 0;
+
+	do {
+		rev[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		out[len++] = rev[--n];
+	out[len] = '\0';
+	return len;
+}

@@ -98,5 +98,8 @@ int64_t realtime_ms(void);
 int random_hex(char *out, size_t nbytes);
 /* lowercase hex of n bytes into out (2n+1 bytes) */
 void hex_encode(char *out, const unsigned char *p, size_t n);
+/* v in decimal into out (at least 21 bytes), NUL-terminated; its length.
+ * For numbers on a hit's path, where snprintf's cost shows. */
+size_t dec_u64(char *out, uint64_t v);
 
 #endif

@@ -263,6 +263,25 @@ static void test_reader_handoff(void)
 	close(sv[1]);
 }
 
+static void test_decimal(void)
+{
+	char out[24];
+	const struct {
+		uint64_t v;
+		const char *want;
+	} cases[] = {{0, "0"},
+		     {9, "9"},
+		     {10, "10"},
+		     {1048576, "1048576"},
+		     {UINT64_MAX, "18446744073709551615"}};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = dec_u64(out, cases[i].v);
+		ok(n == strlen(cases[i].want) && strcmp(out, cases[i].want) == 0,
+		   "dec_u64 writes %s", cases[i].want);
+	}
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -273,5 +292,6 @@ int main(void)
 	test_deadlines();
 	test_fed_bytes();
 	test_reader_handoff();
+	test_decimal();
 	return done_testing();
 }
