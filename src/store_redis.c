@@ -1312,6 +1312,13 @@ static int stream_script(struct redis_store *rs, struct script_call *sc, reply_f
 	struct redirects so = script_routed(rs, sc);
 	for (int attempt = 0;; attempt++) {
 		bool asked = rs->asking;
+		/* a value read from a file goes again from its start */
+		for (int i = 3; attempt > 0 && i < sc->argc + 3; i++)
+			if (all[i].fd >= 0 && lseek(all[i].fd, 0, SEEK_SET) < 0) {
+				err_set("cannot read the spooled result again: %s",
+					strerror(errno));
+				return -1;
+			}
 		if (send_asking(rs) < 0)
 			return -1;
 		struct resp_reader *rd = exchange_start(rs, all, sc->argc + 3);
@@ -2110,20 +2117,18 @@ static int read_integer_reply(struct resp_reader *rd, void *ctx)
 /* how long a staged result may wait for its finish script */
 #define STAGE_TTL_MS "60000"
 
-/* Write the whole result, bytes included, to the stage key with one HSET,
- * the values streamed from the spool files, then give the stage a TTL so a
- * leader that dies here leaves nothing behind for long. */
-static int write_stage(struct redis_store *rs, const struct buf *stage, const char *token,
-		       const struct result *res)
+/* the most arguments entry_fields() makes */
+#define ENTRY_ARGS (2 * ENTRY_NFIELDS + 8)
+
+/* The whole result as the field and value arguments of an HSET, into args
+ * (ENTRY_ARGS at most), the values as the spool files' bytes; f holds the
+ * metadata's text. How many. */
+static int entry_fields(struct resp_arg *args, struct entry_field f[ENTRY_NFIELDS],
+			const char *token, const struct result *res)
 {
-	struct entry_field f[ENTRY_NFIELDS];
-	struct resp_arg args[2 + 2 * ENTRY_NFIELDS + 8];
 	int n = 0;
-	int64_t reply;
 
 	entry_meta_encode(&res->meta, f);
-	args[n++] = (struct resp_arg){.p = "HSET", .len = 4, .fd = -1};
-	args[n++] = (struct resp_arg){.p = stage->data, .len = stage->len, .fd = -1};
 	for (int i = 0; i < ENTRY_NFIELDS; i++) {
 		args[n++] = (struct resp_arg){.p = f[i].name, .len = strlen(f[i].name), .fd = -1};
 		args[n++] = (struct resp_arg){.p = f[i].value, .len = strlen(f[i].value), .fd = -1};
@@ -2144,6 +2149,22 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const ch
 	args[n++] = res->err_fd >= 0
 			    ? (struct resp_arg){.len = res->meta.err_len, .fd = res->err_fd}
 			    : (struct resp_arg){.p = "", .len = 0, .fd = -1};
+	return n;
+}
+
+/* Write the whole result, bytes included, to the stage key with one HSET,
+ * the values streamed from the spool files, then give the stage a TTL so a
+ * leader that dies here leaves nothing behind for long. */
+static int write_stage(struct redis_store *rs, const struct buf *stage, const char *token,
+		       const struct result *res)
+{
+	struct entry_field f[ENTRY_NFIELDS];
+	struct resp_arg args[2 + ENTRY_ARGS];
+	int64_t reply;
+
+	args[0] = (struct resp_arg){.p = "HSET", .len = 4, .fd = -1};
+	args[1] = (struct resp_arg){.p = stage->data, .len = stage->len, .fd = -1};
+	int n = 2 + entry_fields(args + 2, f, token, res);
 	if (plain_command(rs, args, n, read_integer_reply, &reply) < 0)
 		return -1;
 	struct resp_arg expire[3] = {
@@ -2154,6 +2175,16 @@ static int write_stage(struct redis_store *rs, const struct buf *stage, const ch
 	return plain_command(rs, expire, 3, read_integer_reply, &reply);
 }
 
+/* A result of at most CARRY_MAX stored bytes goes to the finish script
+ * itself, which writes the stage: one round trip from COMMAND's exit to
+ * the wake-up instead of three (the stage's HSET and PEXPIRE, then the
+ * script). Larger ones are staged with plain commands, streamed, for
+ * values that size cost seconds to pass through Lua. */
+static bool finish_inline(const struct result *res)
+{
+	return res->meta.out_len + res->meta.err_len <= CARRY_MAX;
+}
+
 static int finish_once(struct redis_store *rs, const char *key, size_t key_len, const char *token,
 		       const struct result *res)
 {
@@ -2161,8 +2192,11 @@ static int finish_once(struct redis_store *rs, const char *key, size_t key_len, 
 	struct script_call sc = {.script = &lua_finish, .nkeys = 5};
 	struct buf tags[MAX_TAGS] = {{0}}, runs[MAX_TAGS] = {{0}};
 	int ntags = res->ntags < MAX_TAGS ? res->ntags : MAX_TAGS;
-	char ntags_arg[16];
+	char ntags_arg[16], nfields[16];
 	char expiry[24], handoff[24];
+	struct entry_field f[ENTRY_NFIELDS];
+	struct resp_arg fields[ENTRY_ARGS];
+	int n = 0;
 	int64_t stored = -1;
 
 	int64_t expiry_ms = entry_lifetime(&res->meta);
@@ -2176,8 +2210,10 @@ static int finish_once(struct redis_store *rs, const char *key, size_t key_len, 
 	redis_name(&stage, rs->ns, key, key_len, ":stage:");
 	buf_append(&stage, token, TOKEN_LEN);
 	redis_name(&channel, rs->ns, key, key_len, ":wake");
-	int rc = write_stage(rs, &stage, token, res);
-	if (rc < 0)
+	int rc = 0;
+	if (finish_inline(res))
+		n = entry_fields(fields, f, token, res);
+	else if ((rc = write_stage(rs, &stage, token, res)) < 0)
 		goto out;
 	call_push(&sc, entry.data, entry.len);
 	call_push(&sc, lock.data, lock.len);
@@ -2195,6 +2231,10 @@ static int finish_once(struct redis_store *rs, const char *key, size_t key_len, 
 	call_push(&sc, key, key_len);
 	call_push_str(&sc, ntags_arg);
 	call_push_str(&sc, server_changed(rs) ? "1" : "0");
+	dec_u64(nfields, (uint64_t)n);
+	call_push_str(&sc, nfields);
+	for (int i = 0; i < n; i++)
+		sc.args[sc.argc++] = fields[i];
 	rc = stream_script(rs, &sc, read_integer_reply, &stored);
 out:
 	buf_free(&entry);

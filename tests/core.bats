@@ -158,6 +158,13 @@ lookups_in() {
 	echo $((n))
 }
 
+# how many NAME commands clients sent (not scripts) in MONITOR output FILE
+client_commands() {
+	local n
+	n=$(grep -v ' lua\] ' "$2" | grep -c "\"$1\"" || true)
+	echo $((n))
+}
+
 # Hold a leader of key K running BODY (after it is released) with 5 waiters
 # (ARGS... before -- for all), the server watched with MONITOR; once every
 # waiter has looked twice (before and after it subscribed), release the
@@ -197,6 +204,8 @@ lookups_after_wake() {
 	n=$(lookups_after_wake small "printf 'small\\0result'; printf 'err\\0' >&2; exit 3" \
 		--cache-failures --cache-stderr)
 	assert_eq "$n" 0 "lookups after the leader's wake-up"
+	# the result went with the finish script: no HSET of a stage by a client
+	assert_eq "$(client_commands HSET monitor-small)" 0 "HSETs sent by clients"
 	for who in leader-small w{1,2,3,4,5}-small; do
 		assert_eq "$(cat "$who.st")" 3 "status of $who"
 		assert_bytes "$who.out" 'small\0result'
@@ -243,6 +252,8 @@ lookups_after_wake() {
 	head -c 20000 /dev/urandom >payload
 	n=$(lookups_after_wake large "cat '$SCRATCH/payload'")
 	assert_eq "$n" 5 "lookups after the leader's wake-up"
+	# staged with plain commands, streamed: one HSET, one PEXPIRE
+	assert_eq "$(client_commands HSET monitor-large)" 1 "HSETs sent by clients"
 	for who in leader-large w{1,2,3,4,5}-large; do
 		assert_eq "$(cat "$who.st")" 0 "status of $who"
 		cmp payload "$who.out"

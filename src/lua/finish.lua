@@ -1,8 +1,10 @@
 -- finish: a leader's result, fenced by its token in the same script that
 -- makes it visible, so a paused or invalidated ex-leader can never overwrite
--- anything. The leader has already written the whole entry, bytes included,
--- to its own stage key with plain commands (streamed: no value passes through
--- Lua); this script only renames the stage into place, an O(1) step.
+-- anything. For a large result the leader has already written the whole
+-- entry, bytes included, to its own stage key with plain commands (streamed:
+-- no large value passes through Lua); a small one (at most CARRY_MAX bytes)
+-- comes with this call, which writes the stage itself: one round trip. Then
+-- the script renames the stage into place, an O(1) step.
 -- KEYS[1] entry, KEYS[2] lock, KEYS[3] this round's result (for waiters),
 -- KEYS[4] stats, KEYS[5] the stage, then ARGV[7] tag sets to file the entry
 -- under, then as many run sets of the same tags (see pending_tags)
@@ -11,7 +13,9 @@
 -- ARGV[6] the user key (tag members), ARGV[7] the number of tags, ARGV[8]
 -- "1" when the server restarted (another run id) since we held the lock:
 -- an absent lock vanished with the restart and nobody took it since, so
--- the result is still the newest (see renew.lua).
+-- the result is still the newest (see renew.lua); ARGV[9] the number of
+-- arguments after it: the entry's fields and values for the stage, or 0
+-- when the leader staged it.
 -- Returns 1 stored, 0 fenced out.
 -- A finish is sent again after a connection broke before its reply came
 -- (store_redis.c); if the first one ran, the stored result names our token
@@ -28,6 +32,10 @@ if not (lock_is(holder, ARGV[1]) or (not holder and ARGV[8] == '1')) then
   redis.call('HINCRBY', KEYS[4], STAT_LOST_LOCK, 1)
   redis.pcall('PUBLISH', ARGV[5], ARGV[1])
   return 0
+end
+local nfields = tonumber(ARGV[9])
+if nfields > 0 then
+  redis.call('HSET', KEYS[5], unpack(ARGV, 10, 9 + nfields))
 end
 if redis.call('EXISTS', KEYS[5]) == 0 then
   return redis.error_reply('the staged result is gone (written too long before finish)')
