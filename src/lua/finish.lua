@@ -74,10 +74,12 @@ local function resp(v)
   return '$' .. #v .. '\r\n' .. v .. '\r\n'
 end
 local wake, carried = ARGV[1], false
-local m, out, err = read_entry(target)
-if m and out and #out + #err <= CARRY_MAX then
-  wake = wake .. resp({VERDICT_DONE, 0, m, out, err, 0, ''})
-  carried = true
+if nfields > 0 then -- a result the leader saw small enough (CARRY_MAX)
+  local m, out, err = read_entry(target)
+  if m and out and #out + #err <= CARRY_MAX then
+    wake = wake .. resp({VERDICT_DONE, 0, m, out, err, 0, ''})
+    carried = true
+  end
 end
 -- pcall: a user who may not publish has still stored the result; its
 -- waiters find it when they next look (ping names the missing permission)
