@@ -187,15 +187,6 @@ int child_exec(char *const *argv)
 	return exec_failure_status(argv[0], e);
 }
 
-static int status_of(int wstatus)
-{
-	if (WIFEXITED(wstatus))
-		return WEXITSTATUS(wstatus);
-	if (WIFSIGNALED(wstatus))
-		return 128 + WTERMSIG(wstatus);
-	return 125;
-}
-
 /* one of COMMAND's output streams: read from a pipe, spooled, and fed to
  * the caller */
 struct stream {
@@ -578,10 +569,12 @@ static pid_t watchdog_start(pid_t pid, bool group, int *fd)
 	return w;
 }
 
-/* COMMAND ended: tell the watchdog to leave, and reap it */
+/* COMMAND ended and the result is stored: tell the watchdog to leave, and
+ * reap it. Not at COMMAND's exit: the watchdog's own exit would take a CPU
+ * from the path between that and the waiters' wake-up. */
 static void watchdog_stop(pid_t w, int fd)
 {
-	if (w < 0)
+	if (w <= 0)
 		return;
 	while (write(fd, "", 1) < 0 && errno == EINTR)
 		;
@@ -628,20 +621,39 @@ static int make_pipes(const struct child_spec *spec, int out[2], int err[2], int
 	return 0;
 }
 
-/* reap COMMAND and return its wait status */
-static int reap(pid_t pid)
+/* COMMAND's exit status (128+S when killed by S), once it ended, without
+ * reaping it: a zombie keeps its pid and process group from being used
+ * again while its watchdog is still there (child_result_free reaps both) */
+static int exit_status(pid_t pid)
 {
-	int wstatus = 0;
+	siginfo_t si = {0};
 
-	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-		;
-	return wstatus;
+	while (waitid(P_PID, pid, &si, WEXITED | WNOWAIT) < 0)
+		if (errno != EINTR)
+			return 125;
+	if (si.si_code == CLD_EXITED)
+		return si.si_status;
+	if (si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED)
+		return 128 + si.si_status;
+	return 125;
+}
+
+/* reap COMMAND, then tell its watchdog to leave and reap it */
+static void reap(pid_t pid, pid_t watchdog, int watchdog_fd)
+{
+	if (pid > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	watchdog_stop(watchdog, watchdog_fd);
 }
 
 void child_result_free(struct child_result *res)
 {
 	buf_free(&res->held_tail[0]);
 	buf_free(&res->held_tail[1]);
+	reap(res->pid, res->watchdog, res->watchdog_fd);
+	res->pid = res->watchdog = 0;
+	res->watchdog_fd = -1;
 }
 
 int child_run(const struct child_spec *spec, struct child_result *res)
@@ -712,8 +724,13 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 			err[0], STDERR_FILENO,     spec->err_spool_fd, &res->err_len,
 			0,      &res->held_tail[1]};
 	tee_loop(&t);
-	int wstatus = reap(t.pid);
-	watchdog_stop(watchdog, watchdog_fd);
+	/* COMMAND ended: left a zombie, with its watchdog, until the result
+	 * is stored (child_result_free): their exits would take a CPU from the
+	 * path between COMMAND's exit and the waiters' wake-up */
+	int status = exit_status(t.pid);
+	res->pid = t.pid;
+	res->watchdog = watchdog;
+	res->watchdog_fd = watchdog_fd;
 	res->compute_ms = monotonic_ms() - start;
 	res->held = t.holding;
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
@@ -723,6 +740,6 @@ int child_run(const struct child_spec *spec, struct child_result *res)
 		res->status = exec_failure_status(spec->argv[0], e);
 		return 0;
 	}
-	res->status = res->timed_out ? 124 : status_of(wstatus);
+	res->status = res->timed_out ? 124 : status;
 	return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util.h"
 
@@ -52,13 +53,18 @@ struct child_result {
 	struct buf held_tail[2]; /* held: the end of stdout and of stderr that no spool
 				  * took (full TMPDIR, past max_spool), in memory, at
 				  * most HOLD_MEMORY_MAX in all; child_result_free() */
+	/* COMMAND, ended but not reaped, and its watchdog, still there: both
+	 * for child_result_free() to reap, once the result is stored */
+	pid_t pid, watchdog;
+	int watchdog_fd; /* the pipe that tells the watchdog to leave */
 };
 
 /* how much held output that no spool takes is kept in memory before the
  * hold ends and the caller gets the output live */
 #define HOLD_MEMORY_MAX (1024 * 1024)
 
-/* release what a child_result holds (held_tail); accepts a zeroed one */
+/* release what a child_result holds (held_tail) and reap its watchdog;
+ * accepts a zeroed one */
 void child_result_free(struct child_result *res);
 
 /* note the signals the caller ignores (nohup's SIGHUP) and then ignore

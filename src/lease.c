@@ -23,8 +23,12 @@ struct lease {
 	int64_t every_ms;
 	lease_fn renew, give_up;
 	void *ctx;
-	bool giving_up; /* lease_give_up(): call give_up, then renew no more */
-	bool stopping;  /* lease_stop(): end */
+	bool giving_up;      /* lease_give_up(): call give_up, then renew no more */
+	bool stopping;       /* lease_stop(): end */
+	bool busy;           /* in renew or give_up, the mutex let go */
+	bool gave_up;        /* give_up was called */
+	bool stopped;        /* lease_stop() returned: the store is not ours */
+	pthread_cond_t idle; /* busy went false, or gave_up true */
 };
 
 static struct timespec monotonic_at(int64_t ms)
@@ -43,19 +47,28 @@ static void *lease_main(void *arg)
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
 		/* a give-up asked for goes out even when the stop came right after */
-		if (l->giving_up && renewing) {
+		/* (one asked for after lease_stop() returned is not: the store
+		 * is the caller's then) */
+		if (l->giving_up && renewing && !l->stopped) {
 			renewing = false;
+			l->busy = true;
 			pthread_mutex_unlock(&l->mu);
 			l->give_up(l->ctx);
 			pthread_mutex_lock(&l->mu);
+			l->busy = false;
+			l->gave_up = true;
+			pthread_cond_broadcast(&l->idle);
 			continue;
 		}
 		if (l->stopping)
 			break;
 		if (renewing && monotonic_ms() >= next) {
+			l->busy = true;
 			pthread_mutex_unlock(&l->mu);
 			l->renew(l->ctx);
 			pthread_mutex_lock(&l->mu);
+			l->busy = false;
+			pthread_cond_broadcast(&l->idle);
 			next = monotonic_ms() + l->every_ms;
 			continue;
 		}
@@ -87,6 +100,7 @@ struct lease *lease_start(int64_t every_ms, lease_fn renew, lease_fn give_up, vo
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&l->cv, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&l->idle, NULL);
 	/* signals are the leader's business (child.c's self-pipe) */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -99,6 +113,7 @@ struct lease *lease_start(int64_t every_ms, lease_fn renew, lease_fn give_up, vo
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		err_set("cannot start a thread to renew the lock: %s", strerror(rc));
+		pthread_cond_destroy(&l->idle);
 		pthread_cond_destroy(&l->cv);
 		pthread_mutex_destroy(&l->mu);
 		free(l);
@@ -121,9 +136,28 @@ void lease_stop(struct lease *l)
 		return;
 	pthread_mutex_lock(&l->mu);
 	l->stopping = true;
+	/* a give_up asked for goes out first (lease_main), and what the
+	 * thread is doing ends before the store is the caller's. A thread
+	 * asleep is left asleep: it sees stopping when it wakes, and its
+	 * exit now would take a CPU from the path to the waiters' wake-up. */
+	if (l->giving_up && !l->gave_up)
+		pthread_cond_signal(&l->cv);
+	while (l->busy || (l->giving_up && !l->gave_up))
+		pthread_cond_wait(&l->idle, &l->mu);
+	l->stopped = true;
+	pthread_mutex_unlock(&l->mu);
+}
+
+void lease_free(struct lease *l)
+{
+	if (!l)
+		return;
+	lease_stop(l);
+	pthread_mutex_lock(&l->mu);
 	pthread_cond_signal(&l->cv);
 	pthread_mutex_unlock(&l->mu);
 	pthread_join(l->thread, NULL);
+	pthread_cond_destroy(&l->idle);
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->mu);
 	free(l);

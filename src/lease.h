@@ -18,8 +18,14 @@ struct lease *lease_start(int64_t every_ms, lease_fn renew, lease_fn give_up, vo
 /* the result cannot be stored: renew no more, and call give_up(ctx) from
  * the thread as soon as a renewal in flight is done; once; returns at once */
 void lease_give_up(struct lease *l);
-/* end the thread after what it is doing (a renewal, give_up), and free the
- * lease; the store is the caller's again. Accepts NULL. */
+/* stop the thread after what it is doing (a renewal, a give_up asked
+ * for): once this returns, it calls neither again, and the store is the
+ * caller's. The thread itself ends meanwhile; lease_free() reaps it.
+ * Accepts NULL. */
 void lease_stop(struct lease *l);
+/* lease_stop(), then wait for the thread to end, and free the lease: apart
+ * from lease_stop, so that a thread's exit is not on the path from
+ * COMMAND's exit to the wake-up. Accepts NULL. */
+void lease_free(struct lease *l);
 
 #endif

@@ -507,16 +507,20 @@ static int lead(struct run_ctx *ctx, enum lead_mode mode)
 	int rc = child_run(&spec, &cr);
 	if (rc == 0)
 		pack_output(ctx, &cr, &sp);
-	/* the store is ours again, after a renewal in flight */
-	lease_stop(ctx->lease);
+	/* the store is ours again, after a renewal in flight; the thread's
+	 * end, like the watchdog's, waits until the result is stored */
+	struct lease *lease = ctx->lease;
+	lease_stop(lease);
 	ctx->lease = NULL;
 	if (rc < 0) {
+		lease_free(lease);
 		feed_finish(feed);
 		spools_close(&sp);
 		return run_uncached_instead(ctx, mode);
 	}
 	stdin_probe_check(&probe);
 	int status = settle(ctx, &cr, &sp, feed);
+	lease_free(lease);
 	feed_finish(feed);
 	packed_close(&ctx->packed);
 	child_result_free(&cr);
