@@ -1165,11 +1165,16 @@ struct script_call {
 	struct resp_arg args[128];
 };
 
-static void call_push(struct script_call *sc, const void *p, size_t len)
+static void call_push_arg(struct script_call *sc, struct resp_arg arg)
 {
 	if (sc->argc == (int)(sizeof(sc->args) / sizeof(sc->args[0])))
 		abort(); /* a programming error: callers bound what they push */
-	sc->args[sc->argc++] = (struct resp_arg){.p = p, .len = len, .fd = -1};
+	sc->args[sc->argc++] = arg;
+}
+
+static void call_push(struct script_call *sc, const void *p, size_t len)
+{
+	call_push_arg(sc, (struct resp_arg){.p = p, .len = len, .fd = -1});
 }
 
 static void call_push_str(struct script_call *sc, const char *s)
@@ -2234,7 +2239,7 @@ static int finish_once(struct redis_store *rs, const char *key, size_t key_len, 
 	dec_u64(nfields, (uint64_t)n);
 	call_push_str(&sc, nfields);
 	for (int i = 0; i < n; i++)
-		sc.args[sc.argc++] = fields[i];
+		call_push_arg(&sc, fields[i]);
 	rc = stream_script(rs, &sc, read_integer_reply, &stored);
 out:
 	buf_free(&entry);
