@@ -336,7 +336,7 @@ static int authentic(struct run_ctx *ctx, struct sink *sink, const struct entry_
 	ctx->store->ops->count(ctx->store, STAT_NOT_AUTHENTIC);
 	if (rc == 0) {
 		log_warn("the entry for key=%s is not authentic (%s): treated as a miss",
-			 key_for_log(ctx), m->sig[0] ? "its signature does not match" : "unsigned");
+			 key_for_log(ctx), sign_why_not(m));
 		return 0;
 	}
 	log_error("the stored output of key=%s is not authentic (its signature does not match, "

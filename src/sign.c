@@ -219,3 +219,8 @@ int sign_sink_settle(struct sink *sink, const struct sign_keys *k, struct sign_d
 	sign_sink_init(sink, k, d);
 	return 0;
 }
+
+const char *sign_why_not(const struct entry_meta *m)
+{
+	return m->sig[0] ? "its signature does not match" : "unsigned";
+}

@@ -84,4 +84,8 @@ void sign_sink_init(struct sink *sink, const struct sign_keys *k, struct sign_di
 int sign_sink_settle(struct sink *sink, const struct sign_keys *k, struct sign_digest *d,
 		     const char *ns, const char *key, size_t key_len, const struct entry_meta *m);
 
+/* why an entry with metadata m that settled as not authentic is not, in
+ * words for a warning (a static string) */
+const char *sign_why_not(const struct entry_meta *m);
+
 #endif

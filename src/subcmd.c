@@ -91,8 +91,7 @@ static void say_not_whole(struct store *s, const struct sink *sink, const struct
 	else if (sink->damaged)
 		log_error("get: the stored output was cut off: %s", err_msg());
 	else if (rc == 0)
-		log_warn("get: the entry is not authentic (%s): not printed",
-			 m->sig[0] ? "its signature does not match" : "unsigned");
+		log_warn("get: the entry is not authentic (%s): not printed", sign_why_not(m));
 	else
 		log_error("get: the stored output is not authentic (its signature does not match, "
 			  "checked at its end): do not trust what was printed");
