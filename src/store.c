@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -68,9 +69,19 @@ static void sink_emit(struct sink *sink, enum sink_stream which, const void *p, 
 }
 
 /* n bytes of the entry as the caller gets them: to the tap, then held
- * back or written */
+ * back or written; those a broken read handed on already are skipped */
 static void sink_put(struct sink *sink, enum sink_stream which, const void *p, size_t n)
 {
+	uint64_t at = sink->at[which];
+
+	sink->at[which] += n;
+	if (at < sink->resume_at[which]) {
+		uint64_t had = sink->resume_at[which] - at;
+		if (had >= n)
+			return;
+		p = (const char *)p + had;
+		n -= (size_t)had;
+	}
 	if (sink->tap)
 		sink->tap(sink->tap_ctx, which, p, n);
 	if (sink->hold) {
@@ -109,6 +120,8 @@ static void put_decoded(void *ctx, const void *p, size_t n)
 void sink_start(struct sink *sink, const struct entry_meta *m)
 {
 	sink->refused = sink->vet && !sink->vet(sink->vet_ctx, m);
+	memset(sink->at, 0, sizeof(sink->at));
+	memset(sink->resume_at, 0, sizeof(sink->resume_at));
 	sink->compressed = m->zstd;
 	sink->damaged = false;
 	if (!m->zstd)
@@ -170,6 +183,27 @@ void sink_write(struct sink *sink, enum sink_stream which, const void *p, size_t
 	struct decoded d = {sink, which};
 	if (!sink->damaged && codec_dec_feed(sink->dec, p, n, put_decoded, &d) < 0)
 		sink->damaged = true;
+}
+
+bool sink_resume(struct sink *sink)
+{
+	bool further = false;
+
+	if (sink->damaged)
+		return false;
+	for (int i = SINK_OUT; i <= SINK_ERR; i++) {
+		if (sink->at[i] > sink->resume_at[i]) {
+			sink->resume_at[i] = sink->at[i];
+			further = true;
+		}
+		sink->at[i] = 0;
+	}
+	if (sink->compressed) {
+		codec_dec_reset(sink->dec);
+		sink->stream = SINK_OUT;
+		sink->raw_got[SINK_OUT] = sink->raw_got[SINK_ERR] = 0;
+	}
+	return further;
 }
 
 void sink_release(struct sink *sink)

@@ -54,6 +54,10 @@ struct sink {
 	bool damaged;            /* the compressed bytes do not decode; nothing more goes out */
 	enum sink_stream stream; /* the frame being decoded */
 	uint64_t raw_want[2], raw_got[2];
+	/* how many bytes of each stream (as the caller gets them) the entry's
+	 * read has handed on, and how many an earlier read of it that broke
+	 * off had (sink_resume): those are not handed on again */
+	uint64_t at[2], resume_at[2];
 };
 
 struct codec_dec;
@@ -263,6 +267,13 @@ void sink_start(struct sink *sink, const struct entry_meta *m);
 /* the entry's bytes are all in: 0, or -1 with err_set() when they did not
  * decode whole (a compressed entry cut short or damaged) */
 int sink_end(struct sink *sink);
+/* The read of the entry begun (sink_start) broke off, and it will be read
+ * again from its start: the bytes handed on so far are not handed on a
+ * second time (the tap, the hold and the fds see each byte once), and a
+ * compressed entry decodes from its start. False when this read got no
+ * further than the one before it (reading again would only repeat it) or
+ * its bytes did not decode: the entry is not to be read again. */
+bool sink_resume(struct sink *sink);
 /* write what the sink holds back, and hold no more */
 void sink_release(struct sink *sink);
 /* drop what the sink holds back (nothing of it is written), and start over:

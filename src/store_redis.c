@@ -1483,10 +1483,6 @@ static int plain_command(struct redis_store *rs, const struct resp_arg *args, in
  * the entry between its metadata and its bytes, before giving up */
 #define BIG_READ_ATTEMPTS 8
 
-/* Stream the stdout and stderr of a large entry (or round result) at name,
- * whose metadata m came with run id rid: one HMGET of the run id and both
- * values, a snapshot of one moment, checked before a byte is handed on.
- * 1 written, 0 the entry is another run's now (nothing written), -1. */
 /* after attempt reads of a large entry that another run replaced each
  * time: -1 with err_set() when that is enough, else 0 (read again) */
 static int replaced_too_often(int attempt)
@@ -1497,6 +1493,37 @@ static int replaced_too_often(int attempt)
 	return -1;
 }
 
+/* how many times a large entry's read that broke off is taken up again */
+#define BIG_READ_RESUMES 5
+
+/* A large entry's read broke off after bytes of it were handed on: can it
+ * be read again from where it broke? Only when the server closed the
+ * connection or it failed (a failover, a restart, a killed client), not
+ * when it was too slow (it would be again), and only while each read gets
+ * further than the one before (sink_resume) and a new connection comes
+ * within --redis-timeout of the break. */
+static bool resume_big_read(struct redis_store *rs, struct sink *sink, int resumed)
+{
+	enum conn_error e = rs->c->err;
+	struct retry rt = {0}; /* each break its own bound: each read got further */
+
+	if ((e != CONN_ERR_IO && e != CONN_ERR_EOF) || resumed == BIG_READ_RESUMES ||
+	    !sink->partial || !sink_resume(sink))
+		return false;
+	uint64_t at = sink->resume_at[SINK_OUT] + sink->resume_at[SINK_ERR];
+	if (!again(rs, &rt))
+		return false;
+	log_verbose("the read of a large entry broke off after %llu bytes; reading on from there",
+		    (unsigned long long)at);
+	return true;
+}
+
+/* Stream the stdout and stderr of a large entry (or round result) at name,
+ * whose metadata m came with run id rid: one HMGET of the run id and both
+ * values, a snapshot of one moment, checked before a byte is handed on; a
+ * read that breaks off goes on from where it broke (resume_big_read) if
+ * the entry is still the same run's. 1 written, 0 the entry is another
+ * run's now (nothing written), -1. */
 static int fetch_big(struct redis_store *rs, const struct buf *name, const struct entry_meta *m,
 		     const char *rid, struct sink *sink)
 {
@@ -1515,10 +1542,16 @@ static int fetch_big(struct redis_store *rs, const struct buf *name, const struc
 		{.p = FIELD_OUT, .len = sizeof(FIELD_OUT) - 1, .fd = -1},
 		{.p = FIELD_ERR, .len = sizeof(FIELD_ERR) - 1, .fd = -1},
 	};
+	int resumed = 0;
 
 	sink_start(sink, m);
-	if (plain_command(rs, args, 5, body_reply_read, &br) < 0)
+	while (plain_command(rs, args, 5, body_reply_read, &br) < 0)
+		if (!resume_big_read(rs, sink, resumed++))
+			return -1;
+	if (br.changed && resumed) {
+		err_set("the connection broke in its middle, and the entry was replaced since");
 		return -1;
+	}
 	return br.changed ? 0 : 1;
 }
 

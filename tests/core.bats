@@ -167,9 +167,9 @@ client_commands() {
 
 # Hold a leader of key K running BODY (after it is released) with 5 waiters
 # (ARGS... before -- for all), the server watched with MONITOR; once every
-# waiter has looked twice (before and after it subscribed), release the
-# leader and wait for all; then print how many lookups the server saw
-# after the leader's PUBLISH.
+# waiter has subscribed and looked twice (before and after it subscribed),
+# release the leader and wait for all; then print how many lookups the
+# server saw after the leader's PUBLISH.
 lookups_after_wake() {
 	local k=$1 body=$2
 	shift 2
@@ -183,7 +183,8 @@ lookups_after_wake() {
 		cf_bg "w$i-$k" "$@" -t 1m -k "$k" -- "$lead"
 	done
 	for _ in $(seq 600); do
-		[[ $(lookups_in "monitor-$k") -ge 11 ]] && break
+		[[ $(grep -c '"SUBSCRIBE"' "monitor-$k") -ge 5 && $(lookups_in "monitor-$k") -ge 11 ]] &&
+			break
 		sleep 0.1
 	done
 	touch "$SCRATCH/release-$k"
@@ -198,12 +199,21 @@ lookups_after_wake() {
 	lookups_in "after-$k"
 }
 
-@test "waiters woken by a small result (NUL bytes, no final newline, a failure's status) write it from the wake-up, with no lookup after it" {
+# N, from lookups_after_wake, says the waiters wrote the leader's result
+# from its wake-up: none looked it up after. Each waiter also looks once a
+# second while it waits, and on a busy machine one such look may fall right
+# after the PUBLISH (it is then served by that lookup): one is allowed,
+# against the five lookups of waiters that fetch what they were woken for.
+assert_served_by_wake() {
+	assert_le "$1" 1 "lookups after the leader's wake-up"
+}
+
+@test "waiters woken by a small result (NUL bytes, no final newline, a failure's status) write it from the wake-up, without looking it up" {
 	require_redis
 	require_standalone # MONITOR of the one server
 	n=$(lookups_after_wake small "printf 'small\\0result'; printf 'err\\0' >&2; exit 3" \
 		--cache-failures --cache-stderr)
-	assert_eq "$n" 0 "lookups after the leader's wake-up"
+	assert_served_by_wake "$n"
 	# the result went with the finish script: no HSET of a stage by a client
 	assert_eq "$(client_commands HSET monitor-small)" 0 "HSETs sent by clients"
 	for who in leader-small w{1,2,3,4,5}-small; do
@@ -220,7 +230,7 @@ lookups_after_wake() {
 	require_redis
 	require_standalone
 	n=$(lookups_after_wake failed "echo 'went wrong'; exit 9")
-	assert_eq "$n" 0 "lookups after the leader's wake-up"
+	assert_served_by_wake "$n"
 	for who in leader-failed w{1,2,3,4,5}-failed; do
 		assert_eq "$(cat "$who.st")" 9 "status of $who"
 		assert_bytes "$who.out" 'went wrong\n'
@@ -237,7 +247,7 @@ lookups_after_wake() {
 	require_standalone
 	yes 'a line of text that repeats' | head -c 200000 >text
 	n=$(lookups_after_wake zipped "cat '$SCRATCH/text'" --compress)
-	assert_eq "$n" 0 "lookups after the leader's wake-up"
+	assert_served_by_wake "$n"
 	for who in leader-zipped w{1,2,3,4,5}-zipped; do
 		assert_eq "$(cat "$who.st")" 0 "status of $who"
 		cmp text "$who.out"

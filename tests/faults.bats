@@ -619,6 +619,83 @@ cut_proxy_start() {
 	cmp got.out value
 }
 
+# NAME ARGS...: a hit of cachefence ARGS... read at 16 MB/s into NAME.out
+# (stderr NAME.err), while the server closes every client's connection
+# twice, a second apart; its status to NAME.st
+hit_through_kills() {
+	local name=$1 pid st=0
+	shift
+	python3 "$BATS_TEST_DIRNAME/lib/slow_reader.py" --rate 16000000 "$name.out" -- \
+		"$CACHEFENCE_BIN" -v "$@" 2>"$name.err" &
+	pid=$!
+	for _ in 1 2; do
+		sleep 1
+		rcli CLIENT KILL TYPE normal >/dev/null
+	done
+	wait "$pid" || st=$?
+	echo "$st" >"$name.st"
+}
+
+@test "a 60 MiB hit whose connection the server closes midway, twice, reads on from where it broke: whole bytes, stderr and status, COMMAND not run again" {
+	require_standalone # CLIENT KILL on the one server
+	head -c $((60 * 1024 * 1024 - 3)) /dev/urandom >value
+	printf 'end' >>value
+	cmd=$(counter_cmd big "cat '$SCRATCH/value'; echo 'its stderr' >&2; exit 3")
+	cf_to stored --cache-failures --cache-stderr -t 1h -k big -- "$cmd"
+	assert_status 3 stored
+
+	hit_through_kills hit --cache-failures --cache-stderr -t 1h -k big -- "$cmd"
+	assert_eq "$(cat hit.st)" 3 "status of the hit" || { cat hit.err >&2; false; }
+	cmp hit.out value
+	grep -qx "its stderr" hit.err || { cat hit.err >&2; false; }
+	assert_eq "$(grep -c 'broke off after [0-9]* bytes; reading on from there' hit.err)" 2 \
+		"reads taken up again"
+	assert_eq "$(runs big)" 1 "runs of COMMAND"
+}
+
+@test "a compressed, signed 60 MiB hit whose connection the server closes midway reads on: the bytes whole and checked, decoded once" {
+	require_standalone
+	# base64: compressed to about 45 MiB, more than the sockets' buffers hold
+	head -c $((45 << 20)) /dev/urandom | base64 -w 76 | head -c $((60 << 20)) >listing
+	head -c 32 /dev/urandom | base64 >signkey
+	chmod 600 signkey
+	cmd=$(counter_cmd lister "cat '$SCRATCH/listing'")
+	cf_to stored --compress --sign-key-file signkey -t 1h -k text -- "$cmd"
+	assert_status 0 stored
+
+	hit_through_kills hit --sign-key-file signkey -t 1h -k text -- "$cmd"
+	assert_eq "$(cat hit.st)" 0 "status of the hit"
+	cmp hit.out listing
+	grep -q "reading on from there" hit.err || { cat hit.err >&2; false; }
+	! grep -q 'not authentic' hit.err
+	assert_eq "$(runs lister)" 1 "runs of COMMAND"
+}
+
+@test "a hit whose connection breaks after another run replaced the entry is not pieced together from two runs: exit 125 with the cut-off line, a true prefix of the old bytes" {
+	require_standalone
+	head -c $((40 << 20)) /dev/urandom >old
+	head -c $((40 << 20)) /dev/urandom >new
+	cf_to first -t 1h -k swap -- cat old
+	assert_status 0 first
+	# 40 MiB at 8 MB/s: some 5 s, while a --refresh stores other bytes and
+	# the server then closes every client's connection
+	python3 "$BATS_TEST_DIRNAME/lib/slow_reader.py" --rate 8000000 hit.out -- \
+		"$CACHEFENCE_BIN" -t 1h -k swap -- cat old 2>hit.err &
+	pid=$!
+	sleep 0.5
+	cf_to refresh --refresh -t 1h -k swap -- cat new
+	assert_status 0 refresh
+	rcli CLIENT KILL TYPE normal >/dev/null
+	st=0
+	wait "$pid" || st=$?
+	assert_eq "$st" 125 "status of the hit"
+	assert_one_line hit.err "cachefence: the stored output of key=swap was cut off: "
+	grep -q 'replaced since' hit.err
+	size=$(wc -c <hit.out)
+	((size < 40 << 20)) || { echo "the whole value came through" >&2; false; }
+	cmp -n "$size" hit.out old
+}
+
 # --- signals -----------------------------------------------------------------------------------
 
 @test "SIGTERM, SIGINT and SIGHUP to a leader: exit 128+S, nothing stored, the lock released at once so a waiter takes over" {

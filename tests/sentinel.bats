@@ -154,11 +154,16 @@ all_served() {
 	failover >new &
 	fo=$!
 	touch go
-	cf_bg reader --redis-timeout 20s -t 1h -k big-hit -- "$served"
+	# read at 5 MB/s (some 13 s), so that the failover comes in its middle
+	python3 "$BATS_TEST_DIRNAME/lib/slow_reader.py" --rate 5000000 reader.out -- \
+		"$CACHEFENCE_BIN" -v --redis-timeout 20s -t 1h -k big-hit -- "$served" 2>reader.err &
+	reader=$!
 	wait "$fo"
 	assert_eq "$(bg_status leader 120)" 0 "status of the leader"
 	cmp leader.out value
-	assert_eq "$(bg_status reader 120)" 0 "status of the reader"
+	st=0
+	wait "$reader" || st=$?
+	assert_eq "$st" 0 "status of the reader" || { cat reader.err >&2; false; }
 	cmp reader.out value
 	assert_le "$(runs stored)" 2 "runs of the storing COMMAND"
 	assert_le "$(runs served)" 2 "runs of the served COMMAND"

@@ -204,9 +204,10 @@ if [[ $cmd == failover ]]; then
 			seen_up "$old"
 	}
 	# a sentinel may refuse for a while (-NOGOODSLAVE while its view of the
-	# replica is stale, -INPROG): ask again, the others too
+	# replica is stale, as after a failover just done; -INPROG): ask again,
+	# the others too, for up to 30 s (a busy machine)
 	asked=
-	for _ in $(seq 50); do
+	for _ in $(seq 150); do
 		for s in "${ports[@]:2}"; do
 			[[ $(scli "$s" SENTINEL FAILOVER "$service") == OK ]] && { asked=$s; break 2; }
 		done
