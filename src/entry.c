@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "key.h"
+#include "util.h"
 
 /* the field names, in the order they are written (policy_names.h) */
 const char *const entry_field_names[ENTRY_NFIELDS] = {ENTRY_META_LIST(POLICY_TEXT)};
@@ -298,6 +299,26 @@ bool entry_xfetch_fires(const struct entry_meta *m, int64_t age_ms, double beta,
 		return false;
 	return (double)age_ms + (double)m->compute_ms * beta * entry_neg_ln(rand) >=
 	       (double)m->ttl_ms;
+}
+
+void entry_xfetch_args(double beta, double rand, char beta_out[ENTRY_XFETCH_ARG_MAX],
+		       char draw_out[ENTRY_XFETCH_ARG_MAX])
+{
+	const double steps = 9007199254740992.0; /* 2^53 */
+
+	if (beta >= 0 && beta <= 1e15 && beta == (double)(uint64_t)beta)
+		dec_u64(beta_out, (uint64_t)beta);
+	else
+		snprintf(beta_out, ENTRY_XFETCH_ARG_MAX, "%.17g", beta);
+	if (!(rand > 0 && rand <= 1)) {
+		dec_u64(draw_out, 0); /* out of range: no early refresh */
+		return;
+	}
+	double n = rand * steps;
+	uint64_t up = (uint64_t)n;
+	if ((double)up < n)
+		up++;
+	dec_u64(draw_out, up);
 }
 
 void entry_header_sum(char out[ENTRY_SUM_LEN + 1], const char *p, size_t len)

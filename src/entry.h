@@ -105,6 +105,15 @@ double entry_neg_ln(double r);
  * Redis store's lookup.lua mirrors it. */
 bool entry_xfetch_fires(const struct entry_meta *m, int64_t age_ms, double beta, double rand);
 
+/* XFetch's beta and draw as lookup.lua takes them, NUL-terminated: beta as
+ * a decimal, the draw as the integer it is times 2^53 (xfetch_draw() in
+ * run.c draws in steps of 2^-53; any other draw is rounded up to one), so
+ * that the usual values format without printf's floating point, which was
+ * the costliest formatting of a hit */
+#define ENTRY_XFETCH_ARG_MAX 32
+void entry_xfetch_args(double beta, double rand, char beta_out[ENTRY_XFETCH_ARG_MAX],
+		       char draw_out[ENTRY_XFETCH_ARG_MAX]);
+
 /* The local store's file header: the magic line, "name=value" lines (the
  * ENTRY_NFIELDS, then ENTRY_CMD_FIELD when the command is known), then
  * "sum=" and the first ENTRY_SUM_LEN hex digits of the SHA-256 of all the

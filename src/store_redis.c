@@ -1783,7 +1783,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	struct entry_reply er = entry_reply_to(res, sink);
 	struct buf tags[MAX_TAGS] = {{0}};
 	int ntags = req->ntags < MAX_TAGS ? req->ntags : MAX_TAGS;
-	char lease[24], beta[32], draw[32];
+	char lease[24], beta[ENTRY_XFETCH_ARG_MAX], draw[ENTRY_XFETCH_ARG_MAX];
 
 	memset(res, 0, sizeof(*res));
 	if (carried_result(rs, req, res, sink))
@@ -1796,8 +1796,7 @@ static int redis_lookup(struct store *s, const struct lookup_req *req, struct lo
 	buf_append(&lock_value, req->token, strlen(req->token));
 	buf_append(&lock_value, rs->lock_value_suffix, strlen(rs->lock_value_suffix));
 	dec_u64(lease, (uint64_t)req->lease_ms);
-	snprintf(beta, sizeof(beta), "%.17g", req->beta);
-	snprintf(draw, sizeof(draw), "%.17g", req->rand);
+	entry_xfetch_args(req->beta, req->rand, beta, draw);
 	call_push(&sc, entry.data, entry.len);
 	call_push(&sc, lock.data, lock.len);
 	call_push(&sc, done.data, done.len);

@@ -5,7 +5,8 @@
 -- ARGV[1] our token, ARGV[2] lease ms, ARGV[3] lock value to set,
 -- ARGV[4] "1" when we are waiting on a leader (KEYS[3] is meaningful),
 -- ARGV[5] "1" to ignore the entry (--refresh), ARGV[6] beta, ARGV[7] a
--- uniform draw in (0, 1] (scripts get no usable randomness of their own),
+-- uniform draw in (0, 1] times 2^53, an integer (scripts get no usable
+-- randomness of their own; entry_xfetch_args() in entry.c),
 -- ARGV[8] the user key
 -- Returns {'hit', age, meta, out, err, refresh, run id}
 --       | {'stale', age, meta, out, err, refresh, run id}
@@ -56,7 +57,7 @@ if ARGV[5] ~= '1' then
     local ttl, sw, se, dt = tonumber(m[4]), tonumber(m[5]), tonumber(m[6]), tonumber(m[7])
     -- entry_freshness() in entry.c
     if age < ttl then
-      local beta, draw = tonumber(ARGV[6]), tonumber(ARGV[7])
+      local beta, draw = tonumber(ARGV[6]), tonumber(ARGV[7]) / 9007199254740992
       local early = false
       -- XFetch: entry_xfetch_fires() in entry.c
       if beta > 0 and dt > 0 and draw > 0 and draw <= 1 and

@@ -93,6 +93,26 @@ static void test_freshness(void)
 	   "a stale-if-error window shorter than the stale window adds nothing");
 }
 
+static void test_xfetch_args(void)
+{
+	char beta[ENTRY_XFETCH_ARG_MAX], draw[ENTRY_XFETCH_ARG_MAX];
+
+	entry_xfetch_args(1.0, 1.0, beta, draw);
+	ok(strcmp(beta, "1") == 0 && strcmp(draw, "9007199254740992") == 0,
+	   "beta 1 and a draw of 1: '%s' '%s'", beta, draw);
+	entry_xfetch_args(0.5, 0.5, beta, draw);
+	ok(strcmp(beta, "0.5") == 0 && strcmp(draw, "4503599627370496") == 0,
+	   "beta 0.5 and a draw of 1/2: '%s' '%s'", beta, draw);
+	entry_xfetch_args(1e9, 3.0 / 9007199254740992.0, beta, draw);
+	ok(strcmp(beta, "1000000000") == 0 && strcmp(draw, "3") == 0,
+	   "a draw in 2^-53 steps is its step count: '%s' '%s'", beta, draw);
+	entry_xfetch_args(0.0, 1e-300, beta, draw);
+	ok(strcmp(beta, "0") == 0 && strcmp(draw, "1") == 0,
+	   "a draw below one step rounds up to one: '%s' '%s'", beta, draw);
+	entry_xfetch_args(1.0, 0.0, beta, draw);
+	ok(strcmp(draw, "0") == 0, "a draw of 0 (out of range) is 0: '%s'", draw);
+}
+
 static void test_xfetch(void)
 {
 	struct entry_meta m = sample(); /* ttl 60s, compute 42ms */
@@ -349,6 +369,7 @@ int main(void)
 	test_strict_decoding();
 	test_freshness();
 	test_xfetch();
+	test_xfetch_args();
 	test_neg_ln();
 	test_header();
 	test_header_checksum();

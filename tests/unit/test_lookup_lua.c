@@ -101,11 +101,10 @@ static long long counters_bumped(void)
 
 static void check(const struct decision_case *c)
 {
-	char beta[32], draw[32];
+	char beta[ENTRY_XFETCH_ARG_MAX], draw[ENTRY_XFETCH_ARG_MAX];
 
 	set_up(c);
-	snprintf(beta, sizeof(beta), "%.17g", c->beta);
-	snprintf(draw, sizeof(draw), "%.17g", c->rand);
+	entry_xfetch_args(c->beta, c->rand, beta, draw);
 	const char *argv[] = {
 		"EVAL",
 		lua_lookup.src,
