@@ -289,7 +289,18 @@ ssize_t conn_read(struct conn *c, void *p, size_t n, int64_t deadline)
 {
 	if (c->err)
 		return -1;
+	/* Right after a request its reply is not there yet: wait for it, not
+	 * try a read that would only say so (a system call a hit saves; TLS
+	 * may hold bytes read before, so it reads first). */
+	int ready = c->sent && !c->ssl ? wait_fd(c->fd, POLLIN, deadline) : 1;
+	c->sent = false;
 	for (;;) {
+		if (ready == 0)
+			failf(c, CONN_ERR_TIMEOUT, "%s", read_timeout);
+		else if (ready < 0)
+			failf(c, CONN_ERR_IO, "poll: %s", strerror(errno));
+		if (ready != 1)
+			return -1;
 		ssize_t r = io_read(c, p, n);
 		if (r > 0) {
 			c->got_data = true;
@@ -301,13 +312,7 @@ ssize_t conn_read(struct conn *c, void *p, size_t n, int64_t deadline)
 		}
 		if (r == -1)
 			return -1;
-		int ready = wait_fd(c->fd, r == IO_WANT_READ ? POLLIN : POLLOUT, deadline);
-		if (ready == 0)
-			failf(c, CONN_ERR_TIMEOUT, "%s", read_timeout);
-		else if (ready < 0)
-			failf(c, CONN_ERR_IO, "poll: %s", strerror(errno));
-		if (ready != 1)
-			return -1;
+		ready = wait_fd(c->fd, r == IO_WANT_READ ? POLLIN : POLLOUT, deadline);
 	}
 }
 
@@ -334,6 +339,7 @@ int conn_write(struct conn *c, const void *p, size_t n, int64_t deadline)
 		if (ready != 1)
 			return -1;
 	}
+	c->sent = true;
 	return 0;
 }
 

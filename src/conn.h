@@ -40,6 +40,8 @@ struct conn {
 	struct ssl_st *ssl;         /* TLS; NULL on a plain connection */
 	bool cert_requested;        /* TLS: the server asked for a client certificate */
 	bool got_data;              /* some application data came since the handshake */
+	bool sent;                  /* a write went out since the last read: its reply is
+				     * not there yet (conn_read polls before reading) */
 	struct redisReader *reader; /* parses replies that are not streamed */
 	struct buf out;             /* commands appended, not yet sent */
 	struct resp_reader in;      /* bytes read and not yet parsed */
