@@ -26,6 +26,38 @@ unsigned cluster_slot(const char *key, size_t len)
 	return crc16(key, len) & (CLUSTER_SLOTS - 1);
 }
 
+/* The tag is computed, not looked up: the table of 16384 tags it replaces
+ * (96 kB) was read on every lookup, and on a machine where mapping pages is
+ * dear a hit paid for its pages (#19). The four letters are 0x40 and a
+ * nibble each, and CRC16 is linear over GF(2): the CRC of the tag with
+ * nibbles v is that of "%@@@@" (CLUSTER_TAG_BASE_CRC) XOR a linear map of
+ * v, whose low 14 bits (the slot) take every value. So v is linear in the
+ * slot XOR that CRC's low bits: the XOR of one solution per set bit,
+ * cluster_tag_bit_solutions[] (tests/unit/test_cluster.c derives them
+ * from crc16 by Gaussian elimination, and checks every slot's tag). */
+const uint16_t cluster_tag_bit_solutions[14] = {
+	0x88d4, 0x808a, 0x9007, 0x9efb, 0x19a2, 0x0c93, 0x1184,
+	0x8eed, 0x1efb, 0x8022, 0x89c4, 0x82aa, 0x9447, 0x967b,
+};
+
+void cluster_tag_of_nibbles(unsigned v, char tag[CLUSTER_SLOT_TAG_MAX + 1])
+{
+	tag[0] = '%';
+	for (int k = 0; k < 4; k++)
+		tag[1 + k] = (char)(0x40 | ((v >> (4 * k)) & 15));
+	tag[5] = '\0';
+}
+
+void cluster_slot_tag(unsigned slot, char tag[CLUSTER_SLOT_TAG_MAX + 1])
+{
+	unsigned want = (slot ^ CLUSTER_TAG_BASE_CRC) & (CLUSTER_SLOTS - 1), v = 0;
+
+	for (int b = 0; b < 14; b++)
+		if (want >> b & 1)
+			v ^= cluster_tag_bit_solutions[b];
+	cluster_tag_of_nibbles(v, tag);
+}
+
 /* --- the map -------------------------------------------------------------------------------- */
 
 void slot_map_init(struct slot_map *m)

@@ -20,10 +20,15 @@ struct redisReply;
  * '{' and the next '}', when there are some), else of the whole key */
 unsigned cluster_slot(const char *key, size_t len);
 
-/* for each slot, a short tag whose slot it is, '%' and a word of [0-9a-z]
- * (generated at build time by gen_slot_tags.c): "NS:{TAG}..." lives in
- * that slot, and no user key's name spells it */
-extern const char cluster_slot_tags[CLUSTER_SLOTS][CLUSTER_SLOT_TAG_MAX + 1];
+/* a tag whose slot is slot, into tag: '%' and four letters of [@A-O], so
+ * that "NS:{TAG}..." lives in that slot, and no user key's name spells it
+ * (a '%' in one is escaped) */
+void cluster_slot_tag(unsigned slot, char tag[CLUSTER_SLOT_TAG_MAX + 1]);
+/* how (cluster.c): the tag of four nibbles v (low first), the CRC16 of the
+ * tag of nibbles 0, and the nibbles that flip each of the slot's 14 bits */
+void cluster_tag_of_nibbles(unsigned v, char tag[CLUSTER_SLOT_TAG_MAX + 1]);
+#define CLUSTER_TAG_BASE_CRC 0x1dda
+extern const uint16_t cluster_tag_bit_solutions[14];
 
 /* one primary: where to connect */
 struct cluster_node {

@@ -20,7 +20,7 @@
  * K is the user key and T the tag name with '%' and '}' written %25 and %7D,
  * so a brace tag holds the whole name, and one entry's keys share a cluster
  * slot, whatever bytes the key holds. %W is the tag of that slot (cluster.h:
- * '%' and a word of [0-9a-z]{1,4} that hashes to it), so that each script
+ * '%' and four letters of [@A-O] that hash to it), so that each script
  * call touches one slot, counters and tag sets included, on a cluster and
  * alike on a standalone server; stats and the tag subcommands add up every
  * slot's (SCAN). The mapping is injective: the namespace holds no '{'
@@ -60,7 +60,8 @@ struct redis_store {
 	char *ns;
 	int64_t timeout_ms;
 	char *lock_value_suffix;     /* " host=H pid=P", after the token */
-	const char *slot_tag;        /* of the key in use: its counters and tag sets' slot */
+	char slot_tag[CLUSTER_SLOT_TAG_MAX + 1]; /* of the key in use: its counters and tag
+						  * sets' slot */
 	struct buf stats_key;        /* NS:{%SLOTTAG}:stats, the counters of that slot */
 	bool refused;                /* the server refused our credentials */
 	enum conn_error connect_err; /* how the last connect_one() failed to connect */
@@ -180,7 +181,7 @@ static unsigned key_slot(const char *key, size_t len)
 /* the key in use from now on is key: its slot's counters (and tag sets) */
 static void use_key_slot(struct redis_store *rs, const char *key, size_t len)
 {
-	rs->slot_tag = cluster_slot_tags[key_slot(key, len)];
+	cluster_slot_tag(key_slot(key, len), rs->slot_tag);
 	rs->stats_key.len = 0;
 	buf_appendf(&rs->stats_key, "%s:{%s}:stats", rs->ns, rs->slot_tag);
 }
@@ -3395,7 +3396,7 @@ struct store *store_redis_open(const struct store_config *cfg, bool *refused)
 	rs->ns = xstrdup(cfg->ns);
 	rs->password = cfg->password ? xstrdup(cfg->password) : NULL;
 	rs->sentinel_password = cfg->sentinel_password ? xstrdup(cfg->sentinel_password) : NULL;
-	rs->slot_tag = cluster_slot_tags[0];
+	cluster_slot_tag(0, rs->slot_tag);
 	buf_appendf(&rs->stats_key, "%s:{%s}:stats", rs->ns, rs->slot_tag);
 	rs->timeout_ms = cfg->timeout_ms;
 	if (rs->url.kind == URL_REDIS_TLS) {

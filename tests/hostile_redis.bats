@@ -94,13 +94,13 @@ clean_run() {
 	assert_eq "$(grep -cv '^odd:ns:{' names)" 0 "names outside odd:ns:{"
 	grep -qxF 'odd:ns:{k%7D%25}' names
 	# the counters and tag sets of the entry's slot: {%W} is its slot's tag
-	slot='odd:ns:\{%[0-9a-z]{1,4}\}'
+	slot='odd:ns:\{%[@A-O]{4}\}'
 	grep -qxE "$slot:tag:a%7Db" names
 	grep -qxE "$slot:tag:%25" names
 	grep -qxE "$slot:stats" names
-	assert_eq "$(grep -oE '^odd:ns:\{%[0-9a-z]+\}' names | sort -u | wc -l)" 1 "slots of one run's counters and tags"
+	assert_eq "$(grep -oE '^odd:ns:\{%[@A-O]+\}' names | sort -u | wc -l)" 1 "slots of one run's counters and tags"
 	# ... and that slot is the entry's (CRC16 of the brace tag, as Redis Cluster hashes)
-	w=$(grep -oE '^odd:ns:\{%[0-9a-z]+\}' names | head -1 | sed 's/^odd:ns:{\(.*\)}$/\1/')
+	w=$(grep -oE '^odd:ns:\{%[@A-O]+\}' names | head -1 | sed 's/^odd:ns:{\(.*\)}$/\1/')
 	assert_eq "$(python3 -c 'import binascii, sys; print(*(binascii.crc_hqx(a.encode(), 0) % 16384 for a in sys.argv[1:]))' "$w" 'k%7D%25')" \
 		"$(python3 -c 'import binascii, sys; s = binascii.crc_hqx(sys.argv[1].encode(), 0) % 16384; print(s, s)' 'k%7D%25')" \
 		"slot of the counters and of the entry"

@@ -43,19 +43,61 @@ static void test_slots(void)
 	ok(cluster_slot("a\0{b}", 5) == cluster_slot("b", 1),
 	   "a NUL byte before the tag is a byte like any");
 
+	/* cluster.c's constants, derived again: the CRC of the tag of nibbles
+	 * 0, and for each slot bit the nibbles that solve "the CRC's low 14
+	 * bits flip that bit alone" by Gaussian elimination (free bits 0) */
+	char t[CLUSTER_SLOT_TAG_MAX + 1];
+	cluster_tag_of_nibbles(0, t);
+	unsigned base = crc16(t, 5);
+	ok(base == CLUSTER_TAG_BASE_CRC, "CLUSTER_TAG_BASE_CRC is the CRC of %s (0x%04x)", t, base);
+	unsigned col[16];
+	for (int i = 0; i < 16; i++) {
+		cluster_tag_of_nibbles(1u << i, t);
+		col[i] = crc16(t, 5) ^ base;
+	}
+	int wrong = 0;
+	for (int b = 0; b < 14; b++) {
+		uint32_t row[14];
+		for (int r = 0; r < 14; r++) {
+			row[r] = (uint32_t)(r == b) << 16;
+			for (int i = 0; i < 16; i++)
+				row[r] |= ((col[i] >> r) & 1u) << i;
+		}
+		int pivot[14], rank = 0;
+		for (int i = 0; i < 16 && rank < 14; i++) {
+			int r = rank;
+			while (r < 14 && !(row[r] >> i & 1))
+				r++;
+			if (r == 14)
+				continue;
+			uint32_t x = row[r];
+			row[r] = row[rank];
+			row[rank] = x;
+			for (int q = 0; q < 14; q++)
+				if (q != rank && (row[q] >> i & 1))
+					row[q] ^= row[rank];
+			pivot[rank++] = i;
+		}
+		unsigned v = 0;
+		for (int r = 0; r < rank; r++)
+			v |= ((row[r] >> 16) & 1u) << pivot[r];
+		if (rank != 14 || v != cluster_tag_bit_solutions[b])
+			wrong++;
+	}
+	ok(wrong == 0, "cluster_tag_bit_solutions[] solve the CRC's equations (%d wrong)", wrong);
+
 	int bad = 0;
 	for (unsigned s = 0; s < CLUSTER_SLOTS; s++) {
-		const char *t = cluster_slot_tags[s];
+		cluster_slot_tag(s, t);
 		size_t len = strlen(t);
-		if (len < 2 || len > CLUSTER_SLOT_TAG_MAX || t[0] != '%' ||
-		    strspn(t + 1, "0123456789abcdefghijklmnopqrstuvwxyz") != len - 1 ||
+		if (len != 5 || t[0] != '%' || strspn(t + 1, "@ABCDEFGHIJKLMNO") != 4 ||
 		    cluster_slot(t, len) != s)
 			bad++;
 	}
-	ok(bad == 0, "every slot has a tag %%[0-9a-z]{1,4} that hashes to it (%d wrong)", bad);
+	ok(bad == 0, "every slot has a tag %%[@A-O]{4} that hashes to it (%d wrong)", bad);
 	char key[64];
-	int n = snprintf(key, sizeof(key), "ns:{%s}:stats",
-			 cluster_slot_tags[cluster_slot("k", 1)]);
+	cluster_slot_tag(cluster_slot("k", 1), t);
+	int n = snprintf(key, sizeof(key), "ns:{%s}:stats", t);
 	ok(cluster_slot(key, (size_t)n) == cluster_slot("k", 1),
 	   "a key tagged with a slot's tag is in that slot");
 }
