@@ -285,6 +285,17 @@ static ssize_t io_write(struct conn *c, const void *p, size_t n)
 	return -1;
 }
 
+/* what wait_fd's answer ready means for c: 0 ready, or -1 with c's error
+ * set (timed_out when the deadline passed) */
+static int settle_wait(struct conn *c, int ready, const char *timed_out)
+{
+	if (ready == 0)
+		failf(c, CONN_ERR_TIMEOUT, "%s", timed_out);
+	else if (ready < 0)
+		failf(c, CONN_ERR_IO, "poll: %s", strerror(errno));
+	return ready == 1 ? 0 : -1;
+}
+
 ssize_t conn_read(struct conn *c, void *p, size_t n, int64_t deadline)
 {
 	if (c->err)
@@ -295,11 +306,7 @@ ssize_t conn_read(struct conn *c, void *p, size_t n, int64_t deadline)
 	int ready = c->sent && !c->ssl ? wait_fd(c->fd, POLLIN, deadline) : 1;
 	c->sent = false;
 	for (;;) {
-		if (ready == 0)
-			failf(c, CONN_ERR_TIMEOUT, "%s", read_timeout);
-		else if (ready < 0)
-			failf(c, CONN_ERR_IO, "poll: %s", strerror(errno));
-		if (ready != 1)
+		if (settle_wait(c, ready, read_timeout) < 0)
 			return -1;
 		ssize_t r = io_read(c, p, n);
 		if (r > 0) {
@@ -332,11 +339,7 @@ int conn_write(struct conn *c, const void *p, size_t n, int64_t deadline)
 		if (k == -1)
 			return -1;
 		int ready = wait_fd(c->fd, k == IO_WANT_WRITE ? POLLOUT : POLLIN, deadline);
-		if (ready == 0)
-			failf(c, CONN_ERR_TIMEOUT, "%s", write_timeout);
-		else if (ready < 0)
-			failf(c, CONN_ERR_IO, "poll: %s", strerror(errno));
-		if (ready != 1)
+		if (settle_wait(c, ready, write_timeout) < 0)
 			return -1;
 	}
 	c->sent = true;
