@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -567,6 +568,23 @@ static int64_t wait_interval(const struct lookup *l, int64_t deadline)
 	return t;
 }
 
+/* Waiters that start together (a cron minute, a fleet's deploy) would look
+ * and check the holder (store_redis.c) in step, hundreds at a time, for as
+ * long as they wait: a burst that a wake-up landing in it queues behind.
+ * So the first wait lasts between half of t and t, drawn from our random
+ * token, and the ones after it keep that phase: nothing is looked at
+ * later than without it (a lease that runs out is still seen at once). */
+static int64_t spread_first_wait(const struct run_ctx *ctx, int64_t t)
+{
+	unsigned draw = 0; /* 16 random bits: the token's first four hex digits */
+
+	for (int i = 0; i < 4; i++) {
+		char c = ctx->token[i];
+		draw = draw << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+	}
+	return t / 2 + (int64_t)((uint64_t)(t / 2) * (draw & 0xffff) / 0x10000);
+}
+
 /* a uniform draw in (0, 1] for XFetch */
 static double xfetch_draw(void)
 {
@@ -687,6 +705,7 @@ static int wait_expired(struct run_ctx *ctx)
 /* a waiter's state between lookups */
 struct waiting {
 	bool watching;    /* the store wakes us when the leader is done */
+	bool spread;      /* the first wait was of a length of its own (spread_first_wait) */
 	int64_t deadline; /* --wait's end (monotonic ms), or 0 */
 };
 
@@ -711,7 +730,11 @@ static int wait_turn(struct run_ctx *ctx, const struct lookup *l, struct lookup_
 	}
 	if (w->deadline && monotonic_ms() >= w->deadline)
 		return wait_expired(ctx);
-	if (ctx->store->ops->wait(ctx->store, wait_interval(l, w->deadline)) < 0)
+	int64_t t = wait_interval(l, w->deadline);
+	if (!w->spread)
+		t = spread_first_wait(ctx, t);
+	w->spread = true;
+	if (ctx->store->ops->wait(ctx->store, t) < 0)
 		return store_failed(ctx);
 	return LOOK_AGAIN;
 }
@@ -735,6 +758,19 @@ static int checked(struct run_ctx *ctx, struct sink *sink, const struct lookup *
 	return LOOK_AGAIN;
 }
 
+/* A waiter that has its result has done what its caller waits for: all
+ * that is left is its exit. When one wake-up reaches hundreds of waiters
+ * on a host, they queue for its CPUs, and every exit ahead of a waiter
+ * that has yet to write delays it; so a served waiter exits at the lowest
+ * priority (nice 19), behind them, and as promptly as ever on an idle
+ * CPU. Its status, the verdict's. */
+static int served_waiter(const struct waiting *w, int status)
+{
+	if (w->watching)
+		(void)setpriority(PRIO_PROCESS, 0, 19); /* a refresh was forked before */
+	return status;
+}
+
 /* one lookup, and what its verdict asks for: the exit status, or
  * LOOK_AGAIN after a wait or an entry that was not whole */
 static int look(struct run_ctx *ctx, struct lookup_req *req, struct waiting *w, struct sink *sink)
@@ -750,11 +786,11 @@ static int look(struct run_ctx *ctx, struct lookup_req *req, struct waiting *w, 
 	}
 	switch (l.verdict) {
 	case VERDICT_HIT:
-		return fresh_hit(ctx, &l);
+		return served_waiter(w, fresh_hit(ctx, &l));
 	case VERDICT_STALE:
-		return stale_hit(ctx, &l);
+		return served_waiter(w, stale_hit(ctx, &l));
 	case VERDICT_DONE:
-		return leaders_result(ctx, &l);
+		return served_waiter(w, leaders_result(ctx, &l));
 	case VERDICT_LEAD:
 		return lead(ctx, l.fallback ? LEAD_FALLBACK : LEAD_LIVE);
 	case VERDICT_BYPASS:
