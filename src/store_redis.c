@@ -99,6 +99,7 @@ struct redis_store {
 	struct buf sub_channel; /* the channel watched: a broken subscription is renewed */
 	struct buf carried;     /* the last wake-up that carried a result: the
 				 * leader's token, then its lookup reply (finish.lua) */
+	struct resp_reader *carry_reader; /* reads carried, made as the wait begins */
 	/* Redis Cluster (SPEC 9.3): found from the first MOVED, or from a map
 	 * cached for these seeds; c is then the connection to one node */
 	bool cluster;
@@ -1759,7 +1760,7 @@ static bool carried_result(struct redis_store *rs, const struct lookup_req *req,
 	if (!req->awaited || carried->len <= TOKEN_LEN ||
 	    memcmp(carried->data, req->awaited, TOKEN_LEN) != 0)
 		return false;
-	struct resp_reader *rd = xmalloc(sizeof(*rd));
+	struct resp_reader *rd = rs->carry_reader; /* there: carried is kept after a watch */
 	struct entry_reply er = {
 		.res = res, .inline_max = CARRY_MAX, .out = no_piece, .err = no_piece};
 	bool ok = read_carried(rd, carried, &er) && res->verdict == VERDICT_DONE && !er.big;
@@ -1768,7 +1769,6 @@ static bool carried_result(struct redis_store *rs, const struct lookup_req *req,
 		er.inline_max = CARRY_MAX;
 		ok = read_carried(rd, carried, &er);
 	}
-	free(rd);
 	carried->len = 0;
 	if (!ok)
 		memset(res, 0, sizeof(*res));
@@ -1915,6 +1915,8 @@ static int subscribe(struct redis_store *rs)
 	return 0;
 }
 
+static void ready_for_carried(struct redis_store *rs);
+
 static int redis_watch(struct store *s, const char *key, size_t key_len)
 {
 	struct redis_store *rs = to_redis(s);
@@ -1922,7 +1924,9 @@ static int redis_watch(struct store *s, const char *key, size_t key_len)
 	if (rs->sub)
 		return 0;
 	redis_name(&rs->sub_channel, rs->ns, key, key_len, ":wake");
-	return subscribe(rs);
+	int rc = subscribe(rs);
+	ready_for_carried(rs); /* after: what it frees stays at the heap's top */
+	return rc;
 }
 
 /* A carried reply is longer than the values it carries by at most this:
@@ -1931,6 +1935,29 @@ static int redis_watch(struct store *s, const char *key, size_t key_len)
 #define CARRIED_META_MAX 8192
 _Static_assert(TOKEN_LEN + CARRY_MAX + CARRIED_META_MAX <= sizeof(((struct resp_reader *)0)->buf),
 	       "a carried wake-up fits a reader's buffer");
+
+/* Make, before the wait, what reading a wake-up that carries a result
+ * needs (carried_result): its buffer and its reader, their pages touched
+ * now. When hundreds of waiters on a host wake at once, every page one of
+ * them first touches after its wake-up (a page fault, some 20 us on the
+ * 2-core machine of bench/RESULTS.md) delays all the waiters behind it;
+ * before the wait, it delays nobody. */
+static void ready_for_carried(struct redis_store *rs)
+{
+	size_t most = TOKEN_LEN + CARRY_MAX + CARRIED_META_MAX;
+
+	if (rs->carry_reader)
+		return;
+	rs->carry_reader = xmalloc(sizeof(*rs->carry_reader));
+	memset(rs->carry_reader->buf, 0, most);
+	buf_append(&rs->carried, rs->carry_reader->buf, most);
+	rs->carried.len = 0;
+	/* and room at the top of the heap for the objects hiredis makes of
+	 * the message: freed, it stays the process's, its pages touched */
+	char *room = xmalloc(most);
+	memset(room, 0, most);
+	free(room);
+}
 
 /* the wake-up a message on the subscription is, if it carries a result:
  * keep it in carried for the next lookup (carried_result) */
@@ -3299,6 +3326,7 @@ static void redis_close(struct store *s)
 	buf_free(&rs->stats_key);
 	buf_free(&rs->sub_channel);
 	buf_free(&rs->carried);
+	free(rs->carry_reader);
 	buf_free(&rs->held_key);
 	if (rs->password)
 		memset(rs->password, 0, strlen(rs->password));
