@@ -59,7 +59,7 @@ struct redis_store {
 	struct url url;
 	char *ns;
 	int64_t timeout_ms;
-	char *lock_value_suffix;     /* " host=H pid=P", after the token */
+	char *lock_value_suffix;                 /* " host=H pid=P", after the token */
 	char slot_tag[CLUSTER_SLOT_TAG_MAX + 1]; /* of the key in use: its counters and tag
 						  * sets' slot */
 	struct buf stats_key;        /* NS:{%SLOTTAG}:stats, the counters of that slot */
