@@ -1924,9 +1924,8 @@ static int redis_watch(struct store *s, const char *key, size_t key_len)
 	if (rs->sub)
 		return 0;
 	redis_name(&rs->sub_channel, rs->ns, key, key_len, ":wake");
-	int rc = subscribe(rs);
-	ready_for_carried(rs); /* after: what it frees stays at the heap's top */
-	return rc;
+	ready_for_carried(rs);
+	return subscribe(rs);
 }
 
 /* A carried reply is longer than the values it carries by at most this:
@@ -1952,11 +1951,6 @@ static void ready_for_carried(struct redis_store *rs)
 	memset(rs->carry_reader->buf, 0, most);
 	buf_append(&rs->carried, rs->carry_reader->buf, most);
 	rs->carried.len = 0;
-	/* and room at the top of the heap for the objects hiredis makes of
-	 * the message: freed, it stays the process's, its pages touched */
-	char *room = xmalloc(most);
-	memset(room, 0, most);
-	free(room);
 }
 
 /* the wake-up a message on the subscription is, if it carries a result:
