@@ -100,6 +100,7 @@ struct redis_store {
 	struct buf carried;     /* the last wake-up that carried a result: the
 				 * leader's token, then its lookup reply (finish.lua) */
 	struct resp_reader *carry_reader; /* reads carried, made as the wait begins */
+	bool carried_hit; /* a carried stored result served us: count the hit as we leave */
 	/* Redis Cluster (SPEC 9.3): found from the first MOVED, or from a map
 	 * cached for these seeds; c is then the connection to one node */
 	bool cluster;
@@ -1772,6 +1773,9 @@ static bool carried_result(struct redis_store *rs, const struct lookup_req *req,
 	carried->len = 0;
 	if (!ok)
 		memset(res, 0, sizeof(*res));
+	/* a stored result (its run id is there) is a hit, as a lookup of it
+	 * would have counted; a round's only result is not */
+	rs->carried_hit = rs->carried_hit || (ok && er.rid[0]);
 	return ok;
 }
 
@@ -2923,6 +2927,26 @@ static void redis_count(struct store *s, enum counter which)
 	freeReplyObject(raw_command(rs, rs->c, 4, argv, lens));
 }
 
+/* A waiter that a carried result served counts its hit itself, as it
+ * leaves, as its lookup would have: sent, not waited for (the server runs
+ * a command it has read even when the connection closes right behind it),
+ * so that it costs the waiters still to be served nothing. Counted by the
+ * waiter, not by the leader for every waiter its wake-up reached: one
+ * whose once-a-second lookup fell right on the wake-up was counted by that
+ * lookup too. */
+static void count_leaving(struct redis_store *rs, enum counter which)
+{
+	if (!rs->c || rs->c->err)
+		return;
+	route(rs, rs->stats_key.data, rs->stats_key.len);
+	if (!rs->c || rs->c->err)
+		return;
+	const char *argv[4] = {"HINCRBY", rs->stats_key.data, stat_names[which], "1"};
+	size_t lens[4] = {7, rs->stats_key.len, strlen(stat_names[which]), 1};
+	conn_append(rs->c, 4, argv, lens);
+	(void)conn_flush(rs->c, monotonic_ms() + rs->timeout_ms);
+}
+
 /* --- ping: every permission a run needs ----------------------------------------------- */
 
 /* err_set() the line ping prints when the probe of cmd failed with the
@@ -3299,12 +3323,16 @@ static int redis_after_fork(struct store *s, bool child)
 	return 0;
 }
 
+static void count_leaving(struct redis_store *rs, enum counter which);
+
 static void redis_close(struct store *s)
 {
 	struct redis_store *rs = to_redis(s);
 
 	if (!rs)
 		return;
+	if (rs->carried_hit)
+		count_leaving(rs, STAT_HITS);
 	conn_free(rs->c);
 	conn_free(rs->old);
 	conn_free(rs->sub);

@@ -73,21 +73,21 @@ local function resp(v)
   if type(v) == 'number' then return ':' .. v .. '\r\n' end
   return '$' .. #v .. '\r\n' .. v .. '\r\n'
 end
-local wake, carried = ARGV[1], false
+-- The reply's run id says whether the result was stored as the entry (our
+-- token) or is this round's only (''): a waiter served a stored one counts
+-- a hit, as its lookup would have.
+local wake = ARGV[1]
 if nfields > 0 then -- a result the leader saw small enough (CARRY_MAX)
   local m, out, err = read_entry(target)
   if m and out and #out + #err <= CARRY_MAX then
-    wake = wake .. resp({VERDICT_DONE, 0, m, out, err, 0, ''})
-    carried = true
+    local rid = ''
+    if ARGV[2] == '1' then rid = ARGV[1] end
+    wake = wake .. resp({VERDICT_DONE, 0, m, out, err, 0, rid})
   end
 end
 -- pcall: a user who may not publish has still stored the result; its
--- waiters find it when they next look (ping names the missing permission)
-local woken = redis.pcall('PUBLISH', ARGV[5], wake)
--- a waiter that reads the entry its leader stored counts as a hit (as its
--- lookup would have counted it): here, one for each waiter the carried
--- entry reached, for they look no more
-if carried and ARGV[2] == '1' and type(woken) == 'number' and woken > 0 then
-  redis.call('HINCRBY', KEYS[4], STAT_HITS, woken)
-end
+-- waiters find it when they next look (ping names the missing permission).
+-- A waiter the carried result serves counts its own hit as it leaves
+-- (count_leaving in store_redis.c), when the run id says it was stored.
+redis.pcall('PUBLISH', ARGV[5], wake)
 return 1
