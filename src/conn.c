@@ -90,7 +90,7 @@ static struct conn *conn_new(int fd)
 	c->err = CONN_OK;
 	c->errstr[0] = '\0';
 	c->ssl = NULL;
-	c->cert_requested = c->got_data = false;
+	c->cert_requested = c->got_data = c->sent = false;
 	c->out = (struct buf){0};
 	c->reader = redisReaderCreate();
 	if (!c->reader) {
