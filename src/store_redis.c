@@ -2914,17 +2914,30 @@ static int redis_stats(struct store *s, uint64_t c[STAT_COUNT], bool reset)
 	return rc;
 }
 
-static void redis_count(struct store *s, enum counter which)
+/* HINCRBY of counter which in the stats of the key in use, on the command
+ * connection; answered: wait for the reply, else only send the command
+ * (count_leaving) */
+static void send_count(struct redis_store *rs, enum counter which, bool answered)
 {
-	struct redis_store *rs = to_redis(s);
-
 	/* a connection that failed would only make the caller wait again */
 	if (!rs->c || rs->c->err)
 		return;
 	route(rs, rs->stats_key.data, rs->stats_key.len);
+	if (!rs->c || rs->c->err)
+		return;
 	const char *argv[4] = {"HINCRBY", rs->stats_key.data, stat_names[which], "1"};
 	size_t lens[4] = {7, rs->stats_key.len, strlen(stat_names[which]), 1};
-	freeReplyObject(raw_command(rs, rs->c, 4, argv, lens));
+	if (answered) {
+		freeReplyObject(raw_command(rs, rs->c, 4, argv, lens));
+		return;
+	}
+	conn_append(rs->c, 4, argv, lens);
+	(void)conn_flush(rs->c, monotonic_ms() + rs->timeout_ms);
+}
+
+static void redis_count(struct store *s, enum counter which)
+{
+	send_count(to_redis(s), which, true);
 }
 
 /* A waiter that a carried result served counts its hit itself, as it
@@ -2936,15 +2949,7 @@ static void redis_count(struct store *s, enum counter which)
  * lookup too. */
 static void count_leaving(struct redis_store *rs, enum counter which)
 {
-	if (!rs->c || rs->c->err)
-		return;
-	route(rs, rs->stats_key.data, rs->stats_key.len);
-	if (!rs->c || rs->c->err)
-		return;
-	const char *argv[4] = {"HINCRBY", rs->stats_key.data, stat_names[which], "1"};
-	size_t lens[4] = {7, rs->stats_key.len, strlen(stat_names[which]), 1};
-	conn_append(rs->c, 4, argv, lens);
-	(void)conn_flush(rs->c, monotonic_ms() + rs->timeout_ms);
+	send_count(rs, which, false);
 }
 
 /* --- ping: every permission a run needs ----------------------------------------------- */
