@@ -1613,7 +1613,8 @@ static void lock_value(struct redis_store *rs, struct buf *out, const char *toke
 /* Whether the holder of a lock whose value is holder is gone: its client
  * id (cid=) is no longer connected, or is from another lifetime of the
  * server (run=: ids start again at a restart, so one that survived in the
- * lock may name someone else now; on a cluster, see below). 1 gone, 0
+ * lock may name someone else now; on a cluster or behind sentinels, see
+ * below). 1 gone, 0
  * there or unknown (a lock without them, a server that refuses CLIENT
  * LIST: the lease decides), -1 with err_set() when the connection failed. */
 static int holder_gone(struct redis_store *rs, const char *holder)
@@ -1630,12 +1631,14 @@ static int holder_gone(struct redis_store *rs, const char *holder)
 	if (identity(rs) < 0)
 		return -1;
 	if (run[0] && strcmp(run, "-") != 0 && rs->run_id[0] && strcmp(run, rs->run_id) != 0) {
-		/* On a cluster, another node's run id says the lock came here by
-		 * a slot migration or a failover, not that its holder died: the
-		 * holder names its connection here at its next renewal, and
-		 * until then the lease decides. Its client id means nothing
-		 * on this node. */
-		return rs->cluster ? 0 : 1;
+		/* On a cluster or behind sentinels, another server's run id
+		 * says the lock came here by a slot migration or a failover
+		 * (it may have been a replica's that a busy primary's
+		 * sentinels promoted), not that its holder died: the holder
+		 * names its connection here at its next renewal, and until
+		 * then the lease decides. Its client id means nothing on this
+		 * server. */
+		return rs->cluster || rs->url.sentinel ? 0 : 1;
 	}
 	char id[24];
 	snprintf(id, sizeof(id), "%lld", cid);

@@ -194,7 +194,9 @@ map_file() {
 	cmd=$(counter_cmd spread 'sleep 1; echo "output of $1"')
 	for i in $(seq 0 199); do
 		k=key$((i % 50))
-		cf_bg "c$i" --redis-timeout 10s -t 1m -k "$k" -- "$cmd" "$k"
+		# an hour: on a loaded machine the 200 can take over a minute,
+		# and the entries must still be there to be counted below
+		cf_bg "c$i" --redis-timeout 10s -t 1h -k "$k" -- "$cmd" "$k"
 	done
 	for i in $(seq 0 199); do
 		assert_eq "$(bg_status "c$i" 120)" 0 "status of caller $i"
@@ -424,7 +426,7 @@ map_file() {
 	# every keyed command then): ping still names the node that is gone,
 	# not CLUSTERDOWN (a busy CI machine got there first and said that)
 	other=$(for port in $CLUSTER_PRIMARIES; do [[ $port != "$victim" ]] && echo "$port"; done | head -n 1)
-	for _ in $(seq 100); do
+	for _ in $(seq 300); do # the node timeout (5 s) and the reports' gossip
 		redis-cli -p "$other" CLUSTER INFO | tr -d '\r' | grep -qx 'cluster_state:fail' && break
 		sleep 0.1
 	done

@@ -142,6 +142,21 @@ all_served() {
 	grep -Eqx 'result of run [0-9]+' hit.out
 }
 
+@test "SENTINEL FAILOVER under a live leader: its lock reached the new primary naming the old one's client, so its waiters leave it its lease and COMMAND runs once" {
+	leader_and_waiters 10 0 --redis-timeout 20s --lock-lease 2m -k orderly
+	old=$(primary_port)
+	new=$(failover)
+	[[ $new != "$old" ]] || { echo "the primary is still $old" >&2; false; }
+	# the lock (the leader's client on the old primary in it) came along
+	grep -q "run=$(redis-cli -p "$old" INFO server | tr -d '\r' | sed -n 's/^run_id://p')" \
+		<(redis-cli -p "$new" GET 'cachefence:{orderly}:lock')
+	sleep 2 # the waiters judge the holder every third of a second
+	touch go
+	all_served 10 0 60
+	assert_eq "$(runs job)" 1 "runs of COMMAND"
+	assert_eq "$(stat_value lock_takeovers_holder_gone)" 0 "takeovers of a holder judged gone"
+}
+
 @test "SENTINEL FAILOVER during a 64 MiB store and a 64 MiB hit: complete bytes and the right status for both, COMMAND at most twice" {
 	head -c $((64 * 1024 * 1024 - 3)) /dev/urandom >value
 	printf 'end' >>value

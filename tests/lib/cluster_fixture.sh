@@ -34,7 +34,7 @@ dir=${2:-}
 # a node on PORT in the background, working in DIR/node-PORT
 node_start() {
 	redis-server --bind 127.0.0.1 --port "$1" --cluster-enabled yes \
-		--cluster-config-file "$dir/node-$1/nodes.conf" --cluster-node-timeout 2000 \
+		--cluster-config-file "$dir/node-$1/nodes.conf" --cluster-node-timeout 5000 \
 		--save '' --appendonly no --dir "$dir/node-$1" --logfile "$dir/node-$1/log" \
 		</dev/null >/dev/null 2>&1 &
 }

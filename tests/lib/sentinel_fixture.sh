@@ -266,7 +266,7 @@ sentinel_start() {
 		echo "dir $d"
 		echo "logfile $d/log"
 		echo "sentinel monitor $service 127.0.0.1 $2 2"
-		echo "sentinel down-after-milliseconds $service 1000"
+		echo "sentinel down-after-milliseconds $service 5000"
 		echo "sentinel failover-timeout $service 5000"
 		echo "sentinel parallel-syncs $service 1"
 		# the same password serves clients and the other sentinels; quoted
