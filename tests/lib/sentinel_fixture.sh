@@ -125,7 +125,11 @@ replica_up() { dcli "$1" INFO replication | grep -q '^master_link_status:up'; }
 
 # true when every sentinel sees the data server on PORT up in its role: as
 # the primary (flags "master") if they name it, else as a replica (flags
-# "slave", not disconnected or down)
+# "slave", not disconnected or down) that said so itself (role-reported
+# slave). A sentinel whose last word from a demoted primary is still
+# "master" turns the next failover's promoted replica back into a replica
+# (+convert-to-slave, -failover-abort-slave-timeout): seen in a CI run
+# with two failovers 20 s apart.
 # shellcheck disable=SC2317 # called through wait_for
 seen_up() {
 	local s
@@ -134,8 +138,8 @@ seen_up() {
 			scli "$s" SENTINEL master "$service" | pairs | grep -qx 'flags	master' || return 1
 		else
 			scli "$s" SENTINEL replicas "$service" | pairs |
-				awk -v p="$1" '$1 == "port" { at = $2 } $1 == "flags" && at == p { print $2 }' |
-				grep -qx slave || return 1
+				awk -v p="$1" '$1 == "port" { at = $2 } at == p && ($1 == "flags" || $1 == "role-reported") { print $2 }' |
+				sort | paste -sd' ' | grep -qx 'slave slave' || return 1
 		fi
 	done
 }
